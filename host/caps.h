@@ -1,0 +1,77 @@
+// The capability table (DESIGN.md): data, not if-chains. Each row is one kernel variant of one op
+// with the probed features it needs; selection takes the most preferred row whose requirements
+// hold on this device and whose M range fits, unless the user names a variant.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/device.h"
+
+namespace clq {
+
+// Probed features a variant can require (bit mask).
+enum Feature : uint32_t {
+  kFeatGpu = 1u << 0,
+  kFeatFp16 = 1u << 1,         // cl_khr_fp16
+  kFeatFp64 = 1u << 2,         // cl_khr_fp64
+  kFeatSubgroups = 1u << 3,    // cl_khr_subgroups or cl_intel_subgroups
+  kFeatIntelMatrix = 1u << 4,  // cl_intel_subgroup_matrix_multiply_accumulate
+  kFeatNvMmaF16 = 1u << 5,     // inline PTX mma.sync m16n8k16 f16 probe passed (sm80+)
+  kFeatNvMmaE4m3 = 1u << 6,    // inline PTX mma.sync m16n8k32 e4m3 probe passed (sm89+)
+  kFeatNvSm90 = 1u << 7,       // compute capability 9.x with mma working (wgmma class)
+};
+constexpr int kFeatureCount = 8;
+const char* feature_name(uint32_t bit);
+uint32_t feature_mask(const DeviceFeatures& f);
+std::string feature_list(uint32_t mask);  // "fp16+nv_mma_f16", or "none"
+
+enum class VariantKind { kNative, kEmulated };  // S or E in the support matrix
+enum class VariantStage { kImplemented, kPlanned };
+
+struct VariantRow {
+  const char* op;           // "w4a16_gemm", ...
+  const char* variant;      // "gemv", "tiled", ...
+  uint32_t requires;        // Feature bits that must all be present
+  const char* kernel_file;  // under kernels_cl/
+  const char* defines;      // extra -D options
+  int preference;           // higher wins among eligible rows
+  VariantKind kind;
+  VariantStage stage;
+  int64_t max_m;            // auto-selection only considers it for M <= max_m (0: any M)
+  const char* note;
+};
+
+const std::vector<VariantRow>& capability_table();
+std::vector<std::string> table_ops();
+
+// Implemented variants of `op` whose features this device has (what tests must cover).
+std::vector<const VariantRow*> supported_variants(const std::string& op, const DeviceFeatures& f);
+
+// Picks the variant for `op` at problem size `m`. `override_name` (or, when empty, the
+// environment: CLQ_VARIANT="op=variant,..." or CLQ_VARIANT="variant") forces a variant; a forced
+// variant that is unknown, planned or unsupported here is an error naming the reason.
+const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f, int64_t m,
+                                 const std::string& override_name = "");
+
+// ---- support matrix across device classes ----------------------------------------------------
+struct DeviceClass {
+  const char* name;   // column header
+  uint32_t features;  // features a typical member has
+};
+const std::vector<DeviceClass>& device_classes();
+
+struct MatrixRow {
+  const char* method;  // what a user asks for ("w4a16 int4 (GPTQ/AWQ)")
+  const char* op;
+};
+const std::vector<MatrixRow>& matrix_rows();
+
+struct MatrixCell {
+  char letter = 'N';             // S, E or N
+  bool planned = false;          // best variant exists only as a planned row
+  const VariantRow* best = nullptr;
+};
+MatrixCell matrix_cell(const std::string& op, uint32_t features);
+
+}  // namespace clq

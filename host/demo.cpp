@@ -1,0 +1,81 @@
+#include "host/demo.h"
+
+#include <chrono>
+#include <iomanip>
+#include <random>
+
+#include "host/ops/convert.h"
+#include "host/report.h"
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+DemoResult check_decode_all(Context& c, NumFormat f) {
+  std::vector<uint32_t> codes(size_t(1) << num_format_bits(f));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint32_t(i);
+  auto t0 = std::chrono::steady_clock::now();
+  auto dev = device_decode(c, f, codes);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto host = host_decode(f, codes);
+  size_t bad = 0;
+  for (size_t i = 0; i < codes.size(); ++i) bad += dev[i] != host[i];
+  return {bad == 0, ms, std::to_string(codes.size()) + " codes, " + std::to_string(bad) + " mismatches (wall ms)"};
+}
+
+DemoResult check_encode_random(Context& c, NumFormat f, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint32_t> bits(1 << 16);
+  for (auto& b : bits) b = uint32_t(rng());
+  auto t0 = std::chrono::steady_clock::now();
+  auto dev = device_encode(c, f, bits);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto host = host_encode(f, bits);
+  size_t bad = 0;
+  for (size_t i = 0; i < bits.size(); ++i) bad += dev[i] != host[i];
+  return {bad == 0, ms, std::to_string(bits.size()) + " random fp32, " + std::to_string(bad) + " mismatches (wall ms)"};
+}
+
+std::vector<DemoCheck> make_checks();
+}  // namespace
+
+namespace {
+std::vector<DemoCheck> make_checks() {
+  std::vector<DemoCheck> v;
+  for (NumFormat f : {NumFormat::kFp16, NumFormat::kBf16, NumFormat::kE4m3, NumFormat::kE5m2}) {
+    v.push_back({std::string("decode ") + num_format_name(f) + " (all codes)",
+                 [f](Context& c, uint64_t) { return check_decode_all(c, f); }});
+    v.push_back({std::string("encode ") + num_format_name(f) + " (random fp32)",
+                 [f](Context& c, uint64_t s) { return check_encode_random(c, f, s); }});
+  }
+  return v;
+}
+}  // namespace
+
+const std::vector<DemoCheck>& demo_checks() {
+  static const std::vector<DemoCheck> checks = make_checks();
+  return checks;
+}
+
+int run_demo(Context& c, std::ostream& out, uint64_t seed) {
+  print_caps(out, c);
+  out << "\nrunning every op once against its host reference (seed " << seed << "):\n";
+  int failures = 0;
+  for (auto& chk : demo_checks()) {
+    DemoResult r;
+    try {
+      r = chk.run(c, seed);
+    } catch (const Error& e) {
+      r.pass = false;
+      r.detail = std::string("error: ") + e.what();
+    }
+    failures += !r.pass;
+    out << "  " << (r.pass ? "PASS " : "FAIL ") << std::left << std::setw(44) << chk.name;
+    if (r.device_ms >= 0) out << std::right << std::setw(10) << std::fixed << std::setprecision(3) << r.device_ms << " ms";
+    out << "  " << r.detail << "\n";
+  }
+  out << (failures ? "demo: " + std::to_string(failures) + " check(s) FAILED\n" : "demo: all checks passed\n");
+  return failures;
+}
+
+}  // namespace clq

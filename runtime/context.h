@@ -1,0 +1,58 @@
+// One opened device: context, profiling queue, program cache and probed features.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "runtime/cl.h"
+#include "runtime/device.h"
+#include "runtime/program_cache.h"
+
+namespace clq {
+
+class Context {
+ public:
+  // Opens `entry` and runs the feature probes (results cached on disk next to the programs).
+  explicit Context(const DeviceEntry& entry);
+  // Opens the device chosen by select_device(selector) (CLQ_DEVICE when selector is empty).
+  static std::shared_ptr<Context> open(const std::string& selector = "");
+
+  const DeviceFeatures& features() const { return features_; }
+  int device_index() const { return index_; }
+  cl::Context& cl_context() { return ctx_; }
+  cl::Device& device() { return dev_; }
+  cl::CommandQueue& queue() { return queue_; }
+  ProgramCache& programs() { return *programs_; }
+
+  // Options every build gets: the language version, and correctly rounded fp32 division where the
+  // device supports it (SPEC section 4: the FP8 activation scale divides).
+  std::string base_options() const;
+  cl::Kernel kernel(const std::string& file, const std::string& name, const std::string& extra_options = "");
+
+  cl::Buffer alloc(size_t bytes, cl_mem_flags flags = CL_MEM_READ_WRITE);
+  void write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset = 0);
+  void read(const cl::Buffer& buf, void* dst, size_t bytes, size_t offset = 0);
+  // Fills `bytes` of `buf` with a repeating 32-bit pattern (outputs are poisoned before launches).
+  void fill_u32(const cl::Buffer& buf, uint32_t pattern, size_t bytes);
+  void finish();
+
+ private:
+  int index_ = 0;
+  cl::Platform platform_;
+  cl::Device dev_;
+  cl::Context ctx_;
+  cl::CommandQueue queue_;
+  DeviceFeatures features_;
+  std::unique_ptr<ProgramCache> programs_;
+};
+
+// Enqueues `kernel` over an NDRange; throws with the kernel name and sizes on failure.
+cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
+                 const std::string& what);
+
+// Device time of a finished event in milliseconds (profiling queue).
+double event_ms(const cl::Event& e);
+
+// Runs the NVIDIA inline-PTX known-answer probes on `c` and records the result in `f`.
+void probe_features(Context& c, DeviceFeatures& f);
+
+}  // namespace clq

@@ -1,0 +1,97 @@
+// The capability table: rows are consistent, selection follows features and M, overrides are
+// checked, probes report absent features without error, and the matrix has the promised cells.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "host/caps.h"
+#include "host/report.h"
+#include "runtime/kernel_sources.h"
+#include "runtime/status.h"
+#include "tests/test_util.h"
+
+using namespace clq;
+
+TEST(Caps, ImplementedRowsPointAtEmbeddedKernels) {
+  auto names = embedded_kernel_names();
+  for (auto& r : capability_table()) {
+    if (r.stage != VariantStage::kImplemented) continue;
+    EXPECT_NE(std::find(names.begin(), names.end(), r.kernel_file), names.end())
+        << r.op << "/" << r.variant << " names missing kernel " << r.kernel_file;
+  }
+}
+
+TEST(Caps, EveryImplementedVariantBuildsOnThisDeviceIfSupported) {
+  auto& c = test::ctx();
+  for (auto& op : table_ops())
+    for (auto* r : supported_variants(op, c.features()))
+      EXPECT_NO_THROW(c.programs().get(r->kernel_file, c.base_options() + " " + r->defines))
+          << r->op << "/" << r->variant;
+}
+
+TEST(Caps, SelectionFollowsFeaturesAndSize) {
+  DeviceFeatures plain;  // a device with nothing: generic portable paths
+  EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
+  EXPECT_THROW(select_variant("fp8_block_gemm", plain, 1), Error);
+}
+
+TEST(Caps, OverridesAreValidated) {
+  DeviceFeatures plain;
+  try {
+    select_variant("w4a16_gemm", plain, 1, "bogus");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("gemv"), std::string::npos) << "lists the variants";
+  }
+  try {
+    select_variant("w4a16_gemm", plain, 1, "nv_mma");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kNotSupported);
+  }
+  {
+    test::ScopedEnv env("CLQ_VARIANT", "tiled");  // single name: ops without it are unaffected
+    EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
+  }
+}
+
+TEST(Caps, ProbesOnThisDevice) {
+  const auto& f = test::ctx().features();
+  if (f.nv_cc_major < 0) {
+    EXPECT_FALSE(f.nv_mma_f16);
+    EXPECT_FALSE(f.nv_mma_e4m3);
+    EXPECT_EQ(feature_mask(f) & (kFeatNvMmaF16 | kFeatNvMmaE4m3 | kFeatNvSm90), 0u);
+  } else {
+    // NVIDIA: sm80+ must pass the f16 probe, sm89+ the e4m3 probe (GPU.md: both pass on sm90).
+    if (f.nv_sm() >= 80) {
+      EXPECT_TRUE(f.nv_mma_f16) << f.probe_notes;
+    }
+    if (f.nv_sm() >= 89) {
+      EXPECT_TRUE(f.nv_mma_e4m3) << f.probe_notes;
+    }
+  }
+}
+
+TEST(Caps, SupportMatrixCells) {
+  auto col = [](const char* name) {
+    for (auto& c : device_classes())
+      if (std::string(c.name) == name) return c.features;
+    ADD_FAILURE() << "no column " << name;
+    return 0u;
+  };
+  MatrixCell conv = matrix_cell("convert", col("generic/PoCL"));
+  EXPECT_EQ(conv.letter, 'S');
+  EXPECT_FALSE(conv.planned);
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("generic/PoCL")).letter, 'E');
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm80")).letter, 'E');
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm89")).letter, 'S');
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).letter, 'S');
+
+  std::ostringstream out;
+  print_caps(out, test::ctx());
+  for (const char* s : {"NV-sm80", "NV-sm89", "NV-sm90", "generic/PoCL", "w4a16", "this device"})
+    EXPECT_NE(out.str().find(s), std::string::npos) << s;
+  auto j = caps_json(test::ctx());
+  EXPECT_EQ(j["support_matrix"]["rows"].size(), matrix_rows().size());
+}

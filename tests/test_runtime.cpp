@@ -1,0 +1,184 @@
+// runtime/: device selection errors, build failures that carry the log, the kernel-source
+// registry, and the on-disk program cache surviving corrupt, truncated and foreign entries.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "runtime/kernel_sources.h"
+#include "runtime/status.h"
+#include "tests/test_util.h"
+
+using namespace clq;
+
+namespace {
+const char* kSmallKernel =
+    "__kernel void add_one(__global int* p) { p[get_global_id(0)] += 1; }\n";
+
+// Builds kSmallKernel through a fresh ProgramCache (empty memory level) and checks it runs.
+CacheStats build_and_run(const std::string& options) {
+  auto& c = test::ctx();
+  ProgramCache cache(c.cl_context(), c.device(), c.features());
+  cl::Program p = cache.get_source("add_one", kSmallKernel, options);
+  cl_int err;
+  cl::Kernel k(p, "add_one", &err);
+  EXPECT_EQ(err, CL_SUCCESS);
+  std::vector<int> v = {1, 2, 3, 4};
+  cl::Buffer b = c.alloc(16);
+  c.write(b, v.data(), 16);
+  k.setArg(0, b);
+  launch(c, k, cl::NDRange(4), cl::NullRange, "add_one");
+  c.read(b, v.data(), 16);
+  EXPECT_EQ(v, (std::vector<int>{2, 3, 4, 5}));
+  return cache.stats();
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+void write_all(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+}  // namespace
+
+TEST(Runtime, UnknownDeviceNameIsAClearError) {
+  try {
+    select_device("no-such-device");
+    FAIL() << "expected DeviceNotFound";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kDeviceNotFound);
+    EXPECT_NE(std::string(e.what()).find("no-such-device"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("available"), std::string::npos);
+  }
+}
+
+TEST(Runtime, DeviceIndexOutOfRange) {
+  try {
+    select_device("999");
+    FAIL() << "expected DeviceNotFound";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kDeviceNotFound);
+    EXPECT_NE(std::string(e.what()).find("999"), std::string::npos);
+  }
+}
+
+TEST(Runtime, SelectionBySubstringIsCaseInsensitive) {
+  auto all = list_devices();
+  ASSERT_FALSE(all.empty());
+  std::string name = all.back().features.device_name;
+  std::string upper = name;
+  for (auto& ch : upper) ch = char(std::toupper((unsigned char)ch));
+  EXPECT_EQ(select_device(upper).features.device_name, name);
+  EXPECT_EQ(select_device(std::to_string(all.back().index)).features.device_name, name);
+}
+
+TEST(Runtime, BuildFailureReportsFileOptionsAndLog) {
+  auto& c = test::ctx();
+  ProgramCache cache(c.cl_context(), c.device(), c.features());
+  try {
+    cache.get_source("broken.cl", "__kernel void k(__global int* p) { p[0] = undefined_symbol_xyz; }", "-DFOO=1");
+    FAIL() << "expected BuildFailed";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_EQ(e.status(), Status::kBuildFailed);
+    EXPECT_NE(m.find("broken.cl"), std::string::npos);
+    EXPECT_NE(m.find("-DFOO=1"), std::string::npos);
+    EXPECT_NE(m.find("undefined_symbol_xyz"), std::string::npos) << "build log missing: " << m;
+  }
+}
+
+TEST(Runtime, EmbeddedKernelsExpandIncludes) {
+  auto names = embedded_kernel_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "convert.cl"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "common/numeric.clh"), names.end());
+  std::string src = expanded_kernel_source("convert.cl");
+  EXPECT_EQ(src.find("#include"), std::string::npos);
+  EXPECT_NE(src.find("clq_round_to_format"), std::string::npos);
+}
+
+TEST(Runtime, KernelDirOverridesEmbeddedSources) {
+  std::string dir = test::temp_dir("kdir");
+  write_all(dir + "/convert.cl", "// from the override folder\n__kernel void x() {}\n");
+  test::ScopedEnv env("CLQ_KERNEL_DIR", dir.c_str());
+  EXPECT_NE(kernel_file_text("convert.cl").find("from the override folder"), std::string::npos);
+  try {
+    kernel_file_text("missing.cl");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kIoError);
+  }
+}
+
+TEST(ProgramCache, DiskHitThenCorruptEntriesAreRebuiltAndOverwritten) {
+  std::string dir = test::temp_dir("cache");
+  test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());
+  test::ScopedEnv e2("CLQ_CACHE", nullptr);
+  const std::string opts = "-DCACHE_TEST=1";
+
+  CacheStats s1 = build_and_run(opts);
+  EXPECT_EQ(s1.builds, 1);
+  EXPECT_EQ(s1.disk_writes, 1);
+  auto& c = test::ctx();
+  ProgramCache probe(c.cl_context(), c.device(), c.features());
+  std::string path = probe.disk_path(kSmallKernel, opts);
+  std::string good = read_all(path);
+  ASSERT_GT(good.size(), 140u);
+
+  CacheStats s2 = build_and_run(opts);
+  EXPECT_EQ(s2.disk_hits, 1);
+  EXPECT_EQ(s2.builds, 0);
+
+  // Each damaged form must be detected, rebuilt from source, and the file rewritten whole.
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x5A;
+  std::string foreign = good;
+  foreign[10] = (foreign[10] == 'a') ? 'b' : 'a';  // a key from another source/device
+  for (const std::string& bad : {good.substr(0, good.size() / 2), flipped, foreign, std::string("garbage"),
+                                 std::string()}) {
+    write_all(path, bad);
+    CacheStats s = build_and_run(opts);
+    EXPECT_EQ(s.builds, 1);
+    EXPECT_EQ(s.disk_rejected, bad.empty() ? 1 : 1);
+    EXPECT_EQ(s.disk_writes, 1);
+    EXPECT_EQ(read_all(path).size(), good.size());
+    CacheStats again = build_and_run(opts);
+    EXPECT_EQ(again.disk_hits, 1) << "rewritten entry must be a hit";
+  }
+}
+
+TEST(ProgramCache, OffMeansNoFiles) {
+  std::string dir = test::temp_dir("cacheoff");
+  test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());
+  test::ScopedEnv e2("CLQ_CACHE", "off");
+  EXPECT_EQ(cache_dir(), "");
+  CacheStats s = build_and_run("-DCACHE_OFF_TEST=1");
+  EXPECT_EQ(s.builds, 1);
+  EXPECT_EQ(s.disk_writes, 0);
+}
+
+TEST(ProgramCache, MemoryLevelHitsWithinOneCache) {
+  auto& c = test::ctx();
+  ProgramCache cache(c.cl_context(), c.device(), c.features());
+  cache.get_source("add_one", kSmallKernel, "-DMEM=1");
+  cache.get_source("add_one", kSmallKernel, "-DMEM=1");
+  EXPECT_EQ(cache.stats().memory_hits, 1);
+  cache.get_source("add_one", kSmallKernel, "-DMEM=2");  // other options: another program
+  EXPECT_EQ(cache.stats().memory_hits, 1);
+}
+
+TEST(Status, NamesAndClErrors) {
+  EXPECT_EQ(cl_error_name(-5), "CL_OUT_OF_RESOURCES");
+  EXPECT_EQ(cl_error_name(-9999), "CL_UNKNOWN_ERROR(-9999)");
+  EXPECT_STREQ(status_name(Status::kInvalidShape), "InvalidShape");
+  try {
+    check_cl(-54, "enqueue foo");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(int(e.status()), -54);
+    EXPECT_NE(std::string(e.what()).find("CL_INVALID_WORK_GROUP_SIZE"), std::string::npos);
+  }
+}

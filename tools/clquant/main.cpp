@@ -1,0 +1,104 @@
+// clquant: the command line over the library. Every library error arrives as clq::Error and is
+// mapped to a documented exit code here (the library itself never exits).
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+
+#include "host/demo.h"
+#include "host/report.h"
+#include "runtime/context.h"
+#include "runtime/status.h"
+
+namespace {
+
+const char* kExitCodes =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  a result disagreed with its reference (demo/verify)\n"
+    "  2  bad command line (usage)\n"
+    "  3  no OpenCL device found, or none matches --device / CLQ_DEVICE\n"
+    "  4  invalid input: a shape, value or file breaks a documented rule\n"
+    "  5  not supported on this device (feature missing, variant planned)\n"
+    "  6  OpenCL error or kernel build failure\n"
+    "  7  file I/O error\n"
+    "  8  internal error\n";
+
+int exit_code_for(clq::Status s) {
+  using clq::Status;
+  switch (s) {
+    case Status::kSuccess: return 0;
+    case Status::kVerificationFailed: return 1;
+    case Status::kDeviceNotFound: return 3;
+    case Status::kInvalidArgument:
+    case Status::kInvalidShape:
+    case Status::kFormatError: return 4;
+    case Status::kNotSupported: return 5;
+    case Status::kBuildFailed: return 6;
+    case Status::kIoError: return 7;
+    case Status::kCacheError:
+    case Status::kInternal: return 8;
+  }
+  return 6;  // OpenCL error codes
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"clquant: quantized LLM kernels (W4A16, FP8, MoE) on any OpenCL device"};
+  app.footer(std::string(kExitCodes) +
+             "\nEnvironment: CLQ_DEVICE (device index or name substring), CLQ_VARIANT (op=variant,...),\n"
+             "  CLQ_KERNEL_DIR (load kernels from a folder), CLQ_CACHE=off, CLQ_CACHE_DIR, CLQ_CACHE_TRACE=1\n");
+  app.require_subcommand(1);
+  std::string device;
+  app.add_option("-d,--device", device, "device index or case-insensitive name substring (default: CLQ_DEVICE, else first GPU, else first CPU)");
+
+  bool json = false;
+  auto* devices = app.add_subcommand("devices", "list every OpenCL platform and device with its key features");
+  devices->add_flag("--json", json, "print JSON");
+
+  bool caps_json = false;
+  auto* caps = app.add_subcommand("caps", "print this device's features, the variant chosen per op and the support matrix");
+  caps->add_flag("--json", caps_json, "print JSON");
+
+  uint64_t seed = 0;
+  auto* demo = app.add_subcommand("demo", "run every op once on the device against its host reference");
+  demo->add_option("--seed", seed, "random seed (default: time based, printed)");
+
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*devices) {
+      auto all = clq::list_devices();
+      if (!device.empty() || std::getenv("CLQ_DEVICE")) clq::select_device(device);  // validate the selector
+      if (json) std::cout << clq::devices_json(all).dump(2) << "\n";
+      else clq::print_devices(std::cout, all);
+      return 0;
+    }
+    auto ctx = clq::Context::open(device);
+    if (*caps) {
+      if (caps_json) std::cout << clq::caps_json(*ctx).dump(2) << "\n";
+      else clq::print_caps(std::cout, *ctx);
+      return 0;
+    }
+    if (*demo) {
+      if (seed == 0) seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+      int failures = clq::run_demo(*ctx, std::cout, seed);
+      return failures ? 1 : 0;
+    }
+  } catch (const clq::Error& e) {
+    std::cerr << "clquant: error [" << clq::status_name(e.status()) << "]: " << e.what() << "\n";
+    return exit_code_for(e.status());
+  } catch (const std::exception& e) {
+    std::cerr << "clquant: internal error: " << e.what() << "\n";
+    return 8;
+  }
+  return 0;
+}
