@@ -48,8 +48,8 @@ using St = VariantStage;
 const std::vector<VariantRow> kTable = {
     // op                 variant         requires         kernel file                      defines pref kind  stage  max_m note
     {"convert",          "portable",     0,               "convert.cl",                    "", 10, K::kNative,   St::kImplemented, 0, "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
-    {"w4a16_gemm",       "gemv",         0,               "w4a16_gemv.cl",                 "", 20, K::kNative,   St::kPlanned    , 8, "skinny M: each weight byte read once per 8 rows, split-K"},
-    {"w4a16_gemm",       "tiled",        0,               "w4a16_gemm_tiled.cl",           "", 10, K::kNative,   St::kPlanned    , 0, "local-memory tiles, weights dequantized once per tile"},
+    {"w4a16_gemm",       "gemv",         0,               "w4a16_gemv.cl",                 "", 20, K::kNative,   St::kImplemented, 8, "skinny M: each weight byte read once per 8 rows, split-K"},
+    {"w4a16_gemm",       "tiled",        0,               "w4a16_gemm_tiled.cl",           "", 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
     {"w4a16_gemm",       "nv_mma",       kFeatNvMmaF16,   "w4a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k16 via inline PTX (issue 6)"},
     {"fp8_quant",        "portable",     0,               "fp8_quant.cl",                  "", 10, K::kNative,   St::kPlanned,     0, "per-token per-128-column dynamic e4m3 quantization"},
     {"fp8_block_gemm",   "emulated",     0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kPlanned,     0, "e4m3 decoded in software, fp32 FMA"},

@@ -1,10 +1,14 @@
 #include "host/demo.h"
 
 #include <chrono>
+#include <cstdio>
 #include <iomanip>
 #include <random>
 
 #include "host/ops/convert.h"
+#include "host/ops/w4a16_gemm.h"
+#include "host/reference.h"
+#include "host/synth.h"
 #include "host/report.h"
 #include "runtime/status.h"
 
@@ -36,6 +40,37 @@ DemoResult check_encode_random(Context& c, NumFormat f, uint64_t seed) {
   return {bad == 0, ms, std::to_string(bits.size()) + " random fp32, " + std::to_string(bad) + " mismatches (wall ms)"};
 }
 
+// One int4 layer through the op, against the fp64 reference on the same quantized weights.
+DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, int64_t M, int64_t K, int64_t N) {
+  W4SynthSpec spec;
+  spec.format = fmt;
+  spec.K = K;
+  spec.N = N;
+  spec.group_size = 128;
+  spec.act_order = act_order;
+  spec.seed = seed;
+  W4Synth synth(spec);
+  W4Checkpoint ck = synth.checkpoint();
+  W4A16Gemm op(c, repack_w4(ck));
+  auto x = random_activations(M, K, DType::kF16, seed + 1);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
+  c.write(dx, x.data(), x.size());
+  c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 2);
+  // Warm-up keeps the kernel build out of the reported time.
+  op.run(dx, DType::kF16, dy, DType::kF16, M);
+  c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 2);
+  OpEvents ev = op.run(dx, DType::kF16, dy, DType::kF16, M);
+  c.finish();
+  std::vector<uint16_t> y(size_t(M * N));
+  c.read(dy, y.data(), y.size() * 2);
+  auto ref = gemm_reference(x.data(), DType::kF16, M, K, dequantize_w4(ck), N);
+  ErrorStats e = compare_output(y.data(), DType::kF16, ref);
+  bool pass = e.nan_count == 0 && e.rel_mean() < W4A16Problem::kTolerance;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, "").variant, e.rel_mean(), e.nan_count);
+  return {pass, ev.ms(), buf};
+}
+
 std::vector<DemoCheck> make_checks();
 }  // namespace
 
@@ -48,6 +83,12 @@ std::vector<DemoCheck> make_checks() {
     v.push_back({std::string("encode ") + num_format_name(f) + " (random fp32)",
                  [f](Context& c, uint64_t s) { return check_encode_random(c, f, s); }});
   }
+  v.push_back({"w4a16 gptq act-order M=1 K=1024 N=512 g128",
+               [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptq, true, 1, 1024, 512); }});
+  v.push_back({"w4a16 awq M=5 K=1024 N=512 g128",
+               [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kAwq, false, 5, 1024, 512); }});
+  v.push_back({"w4a16 gptq_v2 M=96 K=512 N=256 g128",
+               [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptqV2, false, 96, 512, 256); }});
   return v;
 }
 }  // namespace

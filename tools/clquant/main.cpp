@@ -10,6 +10,7 @@
 #include "host/report.h"
 #include "runtime/context.h"
 #include "runtime/status.h"
+#include "tools/clquant/commands.h"
 
 namespace {
 
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
   demo->add_option("--seed", seed, "random seed (default: time based, printed)");
 
 
+  clq::cli::GemmArgs gemm_args;
+  auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
+  clq::cli::BenchArgs bench_args;
+  auto* bench = clq::cli::add_bench_command(app, bench_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -93,6 +99,8 @@ int main(int argc, char** argv) {
       int failures = clq::run_demo(*ctx, std::cout, seed);
       return failures ? 1 : 0;
     }
+    if (*gemm) return clq::cli::run_gemm(*ctx, gemm_args);
+    if (*bench) return clq::cli::run_bench(*ctx, bench_args);
   } catch (const clq::Error& e) {
     std::cerr << "clquant: error [" << clq::status_name(e.status()) << "]: " << e.what() << "\n";
     return exit_code_for(e.status());

@@ -1,0 +1,75 @@
+#include "bench/bench_w4a16.h"
+
+#include <iostream>
+
+#include "host/ops/w4a16_gemm.h"
+#include "host/synth.h"
+
+namespace clq::bench {
+
+std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostream* progress) {
+  std::vector<std::pair<int64_t, int64_t>> shapes = cfg.shapes;
+  std::vector<int64_t> ms = cfg.ms;
+  if (shapes.empty())
+    shapes = cfg.quick ? std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {4096, 14336}}
+                       : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096},   {14336, 4096}, {4096, 14336},
+                                                                  {8192, 8192},   {28672, 8192}, {8192, 28672}};
+  if (ms.empty()) ms = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 256, 4096};
+  std::vector<Row> rows;
+  for (auto [N, K] : shapes) {
+    W4SynthSpec spec;
+    spec.format = W4Format::kGptq;
+    spec.K = K;
+    spec.N = N;
+    spec.group_size = 128;
+    spec.act_order = cfg.act_order;
+    spec.seed = uint64_t(N * 31 + K);
+    W4Synth synth(spec);
+    W4A16Gemm op(c, repack_w4(synth.checkpoint()));
+    for (int64_t M : ms) {
+      W4A16Problem prob;
+      prob.M = M;
+      prob.N = N;
+      prob.K = K;
+      prob.group_size = 128;
+      prob.act_order = cfg.act_order;
+      prob.act = DType::kF16;
+      auto x = random_activations(M, K, DType::kF16, uint64_t(M));
+      cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
+      c.write(dx, x.data(), x.size());
+      W4A16RunOptions opt;
+      opt.variant = cfg.variant;
+      const int reps = reps_for(c, prob.flops(), cfg.reps);
+      Timing t = time_op(c, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, 2, reps);
+      Row r;
+      r.op = "w4a16";
+      r.label = std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M) + (cfg.act_order ? " act" : "");
+      r.variant = op.choose(M, cfg.variant).variant;
+      r.M = M;
+      r.N = N;
+      r.K = K;
+      r.ms = t.median_ms;
+      r.bytes = prob.bytes();
+      r.flops = prob.flops();
+      if (cfg.baseline) {
+        // fp32 SGEMM on the dequantized weights: what a device without an int4 kernel would run.
+        Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
+        r.base_ms = b.median_ms;
+        r.base_name = "CLBlast SGEMM fp32";
+        if (c.features().fp16) {
+          Timing h = clblast_hgemm(c, M, N, K, 1, std::max(3, reps / 2));
+          if (h.median_ms < r.base_ms) { r.base_ms = h.median_ms; r.base_name = "CLBlast HGEMM fp16"; }
+        }
+      }
+      if (progress) {
+        *progress << "  " << r.label << ": " << r.ms << " ms (" << r.variant << ")";
+        if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms";
+        *progress << "\n";
+      }
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+}  // namespace clq::bench

@@ -1,0 +1,23 @@
+#pragma once
+#include <string>
+#include <vector>
+
+#include "bench/harness.h"
+
+namespace clq::bench {
+
+struct W4A16BenchConfig {
+  bool quick = false;
+  bool act_order = false;
+  bool baseline = true;
+  std::string variant;
+  std::vector<std::pair<int64_t, int64_t>> shapes;  // N x K; empty = the standard list
+  std::vector<int64_t> ms;                          // empty = the standard list
+  int reps = 0;                                     // 0 = by size
+};
+
+// The standard shapes of the issue: N x K in {4096x4096, 14336x4096, 4096x14336, 8192x8192,
+// 28672x8192, 8192x28672}, M in {1, 16, 64, 256, 4096}; quick = a subset sized for a 2-core CPU.
+std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostream* progress);
+
+}  // namespace clq::bench

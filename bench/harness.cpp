@@ -1,0 +1,122 @@
+#include "bench/harness.h"
+
+#include <algorithm>
+#include <iomanip>
+
+#include <clblast.h>
+
+#include "host/report.h"
+#include "runtime/status.h"
+
+namespace clq::bench {
+
+Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) fn();
+  c.finish();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    OpEvents ev = fn();
+    ev.last.wait();
+    t.push_back(ev.ms());
+  }
+  std::sort(t.begin(), t.end());
+  Timing r;
+  r.reps = reps;
+  r.min_ms = t.front();
+  r.max_ms = t.back();
+  r.median_ms = reps % 2 ? t[size_t(reps / 2)] : 0.5 * (t[size_t(reps / 2 - 1)] + t[size_t(reps / 2)]);
+  return r;
+}
+
+double measure_copy_gbps(Context& c) {
+  const auto& f = c.features();
+  size_t bytes = f.is_gpu ? size_t(1) << 30 : size_t(256) << 20;
+  bytes = std::min<size_t>(bytes, size_t(f.max_alloc / 2) / 16 * 16);
+  const size_t n = bytes / 16;
+  cl::Buffer a = c.alloc(bytes), b = c.alloc(bytes);
+  c.fill_u32(a, 0x3f800000u, bytes);
+  cl::Kernel k = c.kernel("bench_copy.cl", "bench_copy");
+  k.setArg(0, a);
+  k.setArg(1, b);
+  k.setArg(2, cl_uint(n));
+  auto fn = [&] {
+    OpEvents e;
+    e.first = e.last = launch(c, k, cl::NDRange((n + 255) / 256 * 256), cl::NDRange(256), "bench_copy");
+    return e;
+  };
+  Timing t = time_op(c, fn, 2, f.is_gpu ? 20 : 5);
+  return 2.0 * double(bytes) / (t.median_ms * 1e-3) / 1e9;
+}
+
+namespace {
+template <typename T>
+Timing clblast_gemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps, uint32_t fill) {
+  cl::Buffer a = c.alloc(size_t(M * K) * sizeof(T)), b = c.alloc(size_t(K * N) * sizeof(T)),
+             d = c.alloc(size_t(M * N) * sizeof(T));
+  c.fill_u32(a, fill, size_t(M * K) * sizeof(T) / 4 * 4);
+  c.fill_u32(b, fill, size_t(K * N) * sizeof(T) / 4 * 4);
+  cl_command_queue q = c.queue()();
+  auto fn = [&] {
+    cl_event ev = nullptr;
+    T one, zero;
+    if constexpr (sizeof(T) == 2) { one = 0x3C00; zero = 0; } else { one = 1.0f; zero = 0.0f; }
+    auto st = clblast::Gemm<T>(clblast::Layout::kRowMajor, clblast::Transpose::kNo, clblast::Transpose::kNo, size_t(M),
+                               size_t(N), size_t(K), one, a(), 0, size_t(K), b(), 0, size_t(N), zero, d(), 0, size_t(N),
+                               &q, &ev);
+    if (st != clblast::StatusCode::kSuccess)
+      fail(Status::kInternal, "CLBlast GEMM failed with status " + std::to_string(int(st)));
+    OpEvents e;
+    e.first = e.last = cl::Event(ev);  // takes ownership of ev
+    return e;
+  };
+  return time_op(c, fn, warmup, reps);
+}
+}  // namespace
+
+Timing clblast_sgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps) {
+  return clblast_gemm<float>(c, M, N, K, warmup, reps, 0x3c23d70au /* 0.01f */);
+}
+Timing clblast_hgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps) {
+  if (!c.features().fp16) fail(Status::kNotSupported, "CLBlast HGEMM needs cl_khr_fp16");
+  return clblast_gemm<cl_half>(c, M, N, K, warmup, reps, 0x211f211fu /* 0.01 in fp16, twice */);
+}
+
+int reps_for(const Context& c, double flops, int requested) {
+  if (requested > 0) return requested;
+  // Enough repetitions for a stable median without letting a slow CPU device run for minutes.
+  double est_s = flops / (c.features().is_gpu ? 2e13 : 5e10);
+  return est_s > 1.0 ? 3 : est_s > 0.1 ? 5 : est_s > 0.01 ? 11 : 31;
+}
+
+void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
+  out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
+  out << std::left << std::setw(40) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"
+      << std::setw(10) << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms"
+      << std::setw(10) << "vs base" << "  baseline\n";
+  for (auto& r : rows) {
+    out << std::left << std::setw(40) << r.label << std::setw(8) << r.variant << std::right << std::fixed
+        << std::setprecision(4) << std::setw(11) << r.ms << std::setprecision(1) << std::setw(10) << r.gbps()
+        << std::setw(8) << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
+    if (r.base_ms > 0)
+      out << std::setprecision(4) << std::setw(12) << r.base_ms << std::setprecision(2) << std::setw(9) << r.base_ms / r.ms
+          << "x  " << r.base_name;
+    out << "\n";
+  }
+}
+
+nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double copy_gbps) {
+  nlohmann::json j;
+  j["device"] = features_json(c.features());
+  j["copy_gbps"] = copy_gbps;
+  nlohmann::json a = nlohmann::json::array();
+  for (auto& r : rows)
+    a.push_back({{"op", r.op}, {"case", r.label}, {"variant", r.variant}, {"M", r.M}, {"N", r.N}, {"K", r.K},
+                 {"median_ms", r.ms}, {"bytes", r.bytes}, {"flops", r.flops}, {"gbps", r.gbps()},
+                 {"pct_copy", 100.0 * r.gbps() / copy_gbps}, {"tflops", r.tflops()},
+                 {"baseline", r.base_name}, {"baseline_ms", r.base_ms},
+                 {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0}});
+  j["rows"] = a;
+  return j;
+}
+
+}  // namespace clq::bench

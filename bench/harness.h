@@ -1,0 +1,48 @@
+// The benchmark harness every op reuses: warm-up, event-timed repetitions, medians, the
+// device's measured copy bandwidth, same-run CLBlast baselines, and table/JSON output.
+#pragma once
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/ops/op_events.h"
+#include "runtime/context.h"
+
+namespace clq::bench {
+
+struct Timing {
+  double median_ms = 0, min_ms = 0, max_ms = 0;
+  int reps = 0;
+};
+
+// Runs `fn` warmup times (compilation and first-touch stay out), then reps times, each timed by
+// its events; returns the median.
+Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int reps);
+
+// float4 copy over a buffer sized for the device; GB/s counts bytes read plus bytes written.
+double measure_copy_gbps(Context& c);
+
+// Same-run baselines through CLBlast (row-major, no transposes): C[M][N] = A[M][K] B[K][N].
+// Operand values do not change GEMM speed, so the buffers hold a constant.
+Timing clblast_sgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps);
+Timing clblast_hgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps);  // needs fp16
+
+struct Row {
+  std::string op, label, variant;
+  int64_t M = 0, N = 0, K = 0;
+  double ms = 0, bytes = 0, flops = 0;
+  double base_ms = 0;        // 0 when no baseline ran
+  std::string base_name;
+  double gbps() const { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0; }
+  double tflops() const { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }
+};
+
+void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps);
+nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double copy_gbps);
+
+int reps_for(const Context& c, double approx_flops, int requested);
+
+}  // namespace clq::bench

@@ -1,0 +1,24 @@
+// Reading the quantization settings that sit beside a checkpoint: quantize_config.json
+// (AutoGPTQ/GPTQModel), else the "quantization_config" of config.json (transformers, AutoAWQ).
+#pragma once
+#include <optional>
+#include <string>
+
+#include "host/formats/w4.h"
+
+namespace clq {
+
+struct QuantConfig {
+  std::string source;  // the file it came from
+  std::string quant_method;
+  std::optional<W4Format> format;
+  std::optional<int> group_size;
+  std::optional<bool> desc_act;
+};
+
+// Returns nothing when neither file exists; throws FormatError on a malformed file.
+// GPTQ without "checkpoint_format" means v1 ("gptq"): that is what every GPTQ writer produced
+// before GPTQModel added the key, and what GPTQModel assumes when it is missing.
+std::optional<QuantConfig> read_quant_config(const std::string& dir);
+
+}  // namespace clq

@@ -1,0 +1,214 @@
+#include "host/formats/w4.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "host/numeric.h"
+#include "runtime/status.h"
+
+namespace clq {
+
+const char* w4_format_name(W4Format f) {
+  switch (f) {
+    case W4Format::kGptq: return "gptq";
+    case W4Format::kGptqV2: return "gptq_v2";
+    case W4Format::kAwq: return "awq";
+  }
+  return "?";
+}
+
+bool w4_format_from_name(const std::string& s, W4Format* out) {
+  if (s == "gptq") *out = W4Format::kGptq;
+  else if (s == "gptq_v2") *out = W4Format::kGptqV2;
+  else if (s == "awq") *out = W4Format::kAwq;
+  else return false;
+  return true;
+}
+
+namespace {
+// AWQ: column 8j + c sits in nibble kAwqNibble[c] of word j.
+const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+int32_t rd_i32(const StTensor& t, size_t i) {
+  int32_t v;
+  std::memcpy(&v, t.data + 4 * i, 4);
+  return v;
+}
+uint16_t rd_u16(const StTensor& t, size_t i) {
+  uint16_t v;
+  std::memcpy(&v, t.data + 2 * i, 2);
+  return v;
+}
+
+void need(const StTensor* t, const char* what) {
+  if (!t) fail(Status::kFormatError, std::string("int4 layer has no ") + what + " tensor");
+}
+void need_dtype(const StTensor& t, StDType want) {
+  if (t.dtype != want)
+    fail(Status::kFormatError, "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected " + st_dtype_name(want));
+}
+void need_rank(const StTensor& t, size_t rank) {
+  if (t.shape.size() != rank)
+    fail(Status::kInvalidShape, "tensor '" + t.name + "' has shape " + t.shape_str() + ", expected rank " + std::to_string(rank));
+}
+std::string i2s(int64_t v) { return std::to_string(v); }
+}  // namespace
+
+W4Shape validate_w4(const W4Checkpoint& ck) {
+  need(ck.qweight, "qweight");
+  need(ck.qzeros, "qzeros");
+  need(ck.scales, "scales");
+  const StTensor &qw = *ck.qweight, &qz = *ck.qzeros, &sc = *ck.scales;
+  need_dtype(qw, StDType::kI32);
+  need_dtype(qz, StDType::kI32);
+  need_dtype(sc, StDType::kF16);
+  need_rank(qw, 2);
+  need_rank(qz, 2);
+  need_rank(sc, 2);
+  W4Shape s;
+  const bool awq = ck.format == W4Format::kAwq;
+  if (awq) {
+    s.K = qw.shape[0];
+    s.N = qw.shape[1] * 8;
+    if (ck.g_idx) fail(Status::kInvalidArgument, "AWQ checkpoints have no g_idx, but '" + ck.g_idx->name + "' was given");
+  } else {
+    s.K = qw.shape[0] * 8;
+    s.N = qw.shape[1];
+  }
+  if (s.K <= 0 || s.N <= 0) fail(Status::kInvalidShape, "qweight '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
+  if (s.K % 8 || s.N % 8)
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of 8 (qweight " + qw.shape_str() + ")");
+  if (sc.shape[1] != s.N)
+    fail(Status::kInvalidShape, "scales '" + sc.name + "' shape " + sc.shape_str() + " has " + i2s(sc.shape[1]) +
+                                    " columns, but qweight " + qw.shape_str() + " gives N = " + i2s(s.N));
+  int64_t G = sc.shape[0];
+  if (G < 1) fail(Status::kInvalidShape, "scales '" + sc.name + "' has no group rows");
+  if (qz.shape[0] != G || qz.shape[1] * 8 != s.N)
+    fail(Status::kInvalidShape, "qzeros '" + qz.name + "' shape " + qz.shape_str() + " disagrees with scales " + sc.shape_str() +
+                                    ": expected [" + i2s(G) + ", " + i2s(s.N / 8) + "]");
+  // Group size: given, or inferred from the number of group rows.
+  int gs = ck.group_size;
+  if (gs == 0) {
+    if (G == 1) gs = -1;
+    else if (ck.g_idx) gs = int((s.K + G - 1) / G);  // only the group count matters with g_idx
+    else if (s.K % G == 0) gs = int(s.K / G);
+    else
+      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " + i2s(G) +
+                                      " group rows of scales '" + sc.name + "' and there is no g_idx");
+  }
+  if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
+  if (gs == int(s.K)) gs = -1;
+  int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
+  if (G != G_expected)
+    fail(Status::kInvalidShape, "scales '" + sc.name + "' has " + i2s(G) + " group rows, but K = " + i2s(s.K) + " with group size " +
+                                    i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
+  s.G = G;
+  s.group_size = gs;
+  if (ck.g_idx) {
+    const StTensor& gi = *ck.g_idx;
+    need_dtype(gi, StDType::kI32);
+    need_rank(gi, 1);
+    if (gi.shape[0] != s.K)
+      fail(Status::kInvalidShape, "g_idx '" + gi.name + "' has " + i2s(gi.shape[0]) + " entries, but K = " + i2s(s.K));
+    for (int64_t k = 0; k < s.K; ++k) {
+      int32_t g = rd_i32(gi, size_t(k));
+      if (g < 0 || g >= G)
+        fail(Status::kInvalidArgument, "g_idx[" + i2s(k) + "] = " + i2s(g) + " is outside [0, " + i2s(G) + ")");
+    }
+    s.has_g_idx = true;
+  } else if (gs != -1 && s.K % gs != 0) {
+    // Without g_idx the last group would read past the last row of scales/zeros (a peer's bug).
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
+  }
+  return s;
+}
+
+W4Accessor::W4Accessor(const W4Checkpoint& c) : shape(validate_w4(c)), format(c.format), ck(c) {}
+
+uint32_t W4Accessor::q(int64_t k, int64_t n) const {
+  if (format == W4Format::kAwq) {
+    uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(k * (shape.N / 8) + n / 8)));
+    return nibble(w, uint32_t(kAwqNibble[n % 8]));
+  }
+  uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t((k / 8) * shape.N + n)));
+  return nibble(w, uint32_t(k % 8));
+}
+
+uint32_t W4Accessor::z(int64_t g, int64_t n) const {
+  uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t(g * (shape.N / 8) + n / 8)));
+  if (format == W4Format::kAwq) return nibble(w, uint32_t(kAwqNibble[n % 8]));
+  uint32_t zs = nibble(w, uint32_t(n % 8));
+  return format == W4Format::kGptq ? zs + 1 : zs;  // v1 stores zero - 1
+}
+
+float W4Accessor::s(int64_t g, int64_t n) const { return fp16_to_f32(rd_u16(*ck.scales, size_t(g * shape.N + n))); }
+
+int64_t W4Accessor::group(int64_t k) const {
+  if (shape.has_g_idx) return rd_i32(*ck.g_idx, size_t(k));
+  return shape.group_size == -1 ? 0 : k / shape.group_size;
+}
+
+std::vector<double> dequantize_w4(const W4Checkpoint& ck) {
+  W4Accessor a(ck);
+  const int64_t K = a.shape.K, N = a.shape.N;
+  std::vector<double> w(size_t(K * N));
+  for (int64_t k = 0; k < K; ++k) {
+    int64_t g = a.group(k);
+    for (int64_t n = 0; n < N; ++n)
+      w[size_t(k * N + n)] = double(a.s(g, n)) * (double(a.q(k, n)) - double(a.z(g, n)));
+  }
+  return w;
+}
+
+size_t W4Packed::device_bytes() const {
+  return qw.size() * 4 + scales.size() * 2 + zeros.size() + wgroup.size() * 4 + gstart.size() * 4;
+}
+
+W4Packed repack_w4(const W4Checkpoint& ck) {
+  W4Accessor a(ck);
+  const int64_t K = a.shape.K, N = a.shape.N, G = a.shape.G;
+  W4Packed p;
+  p.K = K;
+  p.N = N;
+  p.G = G;
+  // Rows of each group in increasing k (stable), each group padded to whole words.
+  std::vector<int64_t> count(size_t(G), 0);
+  for (int64_t k = 0; k < K; ++k) ++count[size_t(a.group(k))];
+  std::vector<int64_t> row_start(size_t(G) + 1, 0);
+  for (int64_t g = 0; g < G; ++g) row_start[size_t(g) + 1] = row_start[size_t(g)] + (count[size_t(g)] + 7) / 8 * 8;
+  int64_t Kp = (row_start[size_t(G)] + kW4RowAlign - 1) / kW4RowAlign * kW4RowAlign;
+  p.Kp = Kp;
+  p.perm.assign(size_t(Kp), -1);
+  std::vector<int64_t> fill(row_start.begin(), row_start.end() - 1);
+  for (int64_t k = 0; k < K; ++k) p.perm[size_t(fill[size_t(a.group(k))]++)] = int32_t(k);
+  for (int64_t r = 0; r < K && !p.act_order; ++r) p.act_order = p.perm[size_t(r)] != r;
+  p.gstart.resize(size_t(G) + 1);
+  for (int64_t g = 0; g <= G; ++g) p.gstart[size_t(g)] = int32_t(row_start[size_t(g)] / 8);
+  p.gstart[size_t(G)] = int32_t(Kp / 8);  // trailing padding words join the last group (their x is 0)
+  p.wgroup.assign(size_t(Kp / 8), int32_t(G - 1));
+  for (int64_t g = 0; g < G; ++g)
+    for (int32_t w = p.gstart[size_t(g)]; w < int32_t(row_start[size_t(g) + 1] / 8); ++w) p.wgroup[size_t(w)] = int32_t(g);
+
+  p.qw.assign(size_t(Kp / 8 * N), 0u);
+  const bool identity_gptq = a.format != W4Format::kAwq && !p.act_order && row_start[size_t(G)] == K;
+  if (identity_gptq) {
+    // Packed along K with rows in order: the checkpoint's words are already the kernel's words.
+    std::memcpy(p.qw.data(), ck.qweight->data, size_t(K / 8 * N) * 4);
+  } else {
+    for (int64_t r = 0; r < Kp; ++r) {
+      int32_t k = p.perm[size_t(r)];
+      if (k < 0) continue;
+      uint32_t* dst = &p.qw[size_t(r / 8 * N)];
+      uint32_t shift = uint32_t(4 * (r % 8));
+      for (int64_t n = 0; n < N; ++n) dst[n] |= a.q(k, n) << shift;
+    }
+  }
+  p.scales.resize(size_t(G * N));
+  std::memcpy(p.scales.data(), ck.scales->data, p.scales.size() * 2);
+  p.zeros.resize(size_t(G * N));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t n = 0; n < N; ++n) p.zeros[size_t(g * N + n)] = uint8_t(a.z(g, n));
+  return p;
+}
+
+}  // namespace clq

@@ -1,0 +1,76 @@
+// Group-wise int4 checkpoints (SPEC sections 2 and 3) and the kernel's own layout.
+//
+// GPTQ (AutoGPTQ/GPTQModel): qweight I32 [K/8, N] packed along K; qzeros I32 [G, N/8] packed
+// along N; scales F16 [G, N]; optional g_idx I32 [K] (act-order). v1 ("gptq") stores zero-1,
+// v2 ("gptq_v2") the true zero. AWQ (AutoAWQ GEMM): qweight I32 [K, N/8] and qzeros I32
+// [K/G, N/8] packed along N with the interleave ORDER = [0,2,4,6,1,3,5,7]; true zeros.
+//
+// Both are validated and repacked once, at load, into W4Packed (see kernels_cl/w4a16_gemv.cl
+// for the diagram): rows sorted by group (stable), each group padded to whole 8-row words, the
+// whole K padded to a multiple of 32 rows; perm[] maps each packed row to its activation column.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "host/safetensors.h"
+
+namespace clq {
+
+enum class W4Format { kGptq, kGptqV2, kAwq };
+const char* w4_format_name(W4Format f);
+bool w4_format_from_name(const std::string& s, W4Format* out);
+
+// One layer's tensors as found in a checkpoint (views; the file must outlive this).
+struct W4Checkpoint {
+  W4Format format = W4Format::kGptq;
+  int group_size = 0;  // 0: infer from the shapes; -1: one group over all of K
+  const StTensor* qweight = nullptr;
+  const StTensor* qzeros = nullptr;
+  const StTensor* scales = nullptr;
+  const StTensor* g_idx = nullptr;  // GPTQ only; may be null
+};
+
+// Shapes and group structure after validation.
+struct W4Shape {
+  int64_t K = 0, N = 0, G = 0;
+  int group_size = -1;  // resolved; -1 for one group
+  bool has_g_idx = false;
+};
+
+// Checks every rule of SPEC sections 2-3 and returns the resolved shape; throws InvalidShape /
+// FormatError / InvalidArgument naming the rule and the values. Touches no device.
+W4Shape validate_w4(const W4Checkpoint& ck);
+
+// SPEC accessors, written from the formulas (the reference uses these, not the repacked layout).
+struct W4Accessor {
+  explicit W4Accessor(const W4Checkpoint& ck);  // validates
+  W4Shape shape;
+  W4Format format;
+  uint32_t q(int64_t k, int64_t n) const;   // 0..15
+  uint32_t z(int64_t g, int64_t n) const;   // true zero point (v1: stored + 1)
+  float s(int64_t g, int64_t n) const;      // scale as fp32
+  int64_t group(int64_t k) const;           // g_idx[k], or k / group_size
+  const W4Checkpoint& ck;
+};
+
+// fp64 dequantized weights W[k][n] = s * (q - z), row-major [K][N].
+std::vector<double> dequantize_w4(const W4Checkpoint& ck);
+
+struct W4Packed {
+  int64_t K = 0, N = 0, Kp = 0, G = 0;
+  bool act_order = false;        // rows were reordered by g_idx
+  std::vector<uint32_t> qw;      // [Kp/8][N]: nibble r%8 of word [r/8][n] = q of packed row r
+  std::vector<uint16_t> scales;  // [G][N] fp16 bits
+  std::vector<uint8_t> zeros;    // [G][N] true zero point, 0..16
+  std::vector<int32_t> perm;     // [Kp] activation column of packed row r, -1 for padding
+  std::vector<int32_t> gstart;   // [G+1] first word row of each group (last entry = Kp/8)
+  std::vector<int32_t> wgroup;   // [Kp/8] group of each word row
+  size_t device_bytes() const;   // what the kernels read for one pass over the weights
+};
+
+constexpr int kW4RowAlign = 32;  // Kp is a multiple of this (the tiled kernel's K step)
+
+W4Packed repack_w4(const W4Checkpoint& ck);
+
+}  // namespace clq

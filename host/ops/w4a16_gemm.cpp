@@ -1,0 +1,144 @@
+#include "host/ops/w4a16_gemm.h"
+
+#include <algorithm>
+
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
+std::string io_defines(DType xt, DType yt) {
+  return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
+}
+int gemv_rows(int64_t M) { return M == 1 ? 1 : M == 2 ? 2 : 4; }
+}  // namespace
+
+double W4A16Problem::bytes() const {
+  int64_t G = group_size == -1 ? 1 : (K + group_size - 1) / group_size;
+  double weights = double(K) * double(N) / 2 + double(G) * double(N) * 3;
+  return weights + double(M) * double(K + N) * double(dtype_size(act));
+}
+
+std::string W4A16Problem::label() const {
+  return std::string(w4_format_name(format)) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+         " K=" + std::to_string(K) + " g" + std::to_string(group_size) + (act_order ? " act" : "") + " " +
+         dtype_name(act);
+}
+
+W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), Kp_(p.Kp), G_(p.G) {
+  if (p.qw.size() != size_t(p.Kp / 8 * p.N) || p.scales.size() != size_t(p.G * p.N) || p.zeros.size() != size_t(p.G * p.N) ||
+      p.perm.size() != size_t(p.Kp) || p.gstart.size() != size_t(p.G + 1) || p.wgroup.size() != size_t(p.Kp / 8))
+    fail(Status::kInvalidArgument, "W4Packed arrays disagree with K=" + std::to_string(p.K) + " N=" + std::to_string(p.N) +
+                                       " Kp=" + std::to_string(p.Kp) + " G=" + std::to_string(p.G) + " (use repack_w4)");
+  // Offsets are int in the kernels: keep every index below 2^31.
+  if (double(p.Kp / 8) * double(p.N) >= 2147483647.0)
+    fail(Status::kInvalidShape, "int4 layer K=" + std::to_string(p.K) + " x N=" + std::to_string(p.N) + " is too large for 32-bit word indices");
+  auto upload = [&](const void* data, size_t bytes) {
+    cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
+    c_.write(b, data, bytes);
+    return b;
+  };
+  qw_ = upload(p.qw.data(), p.qw.size() * 4);
+  scales_ = upload(p.scales.data(), p.scales.size() * 2);
+  zeros_ = upload(p.zeros.data(), p.zeros.size());
+  perm_ = upload(p.perm.data(), p.perm.size() * 4);
+  gstart_ = upload(p.gstart.data(), p.gstart.size() * 4);
+  wgroup_ = upload(p.wgroup.data(), p.wgroup.size() * 4);
+}
+
+void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
+  if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
+  if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " with K = " + std::to_string(K_) + ", N = " + std::to_string(N_) +
+                                    " exceeds 32-bit element indices; split the batch");
+  size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
+  if (x_bytes < need_x)
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) + " bytes but M=" + std::to_string(M) +
+                                       " x K=" + std::to_string(K_) + " " + dtype_name(xt) + " needs " + std::to_string(need_x));
+  if (y_bytes < need_y)
+    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) + " bytes but M=" + std::to_string(M) +
+                                       " x N=" + std::to_string(N_) + " " + dtype_name(yt) + " needs " + std::to_string(need_y));
+  size_t scratch = size_t(M) * size_t(Kp_) * 4;
+  if (scratch > c_.features().max_alloc)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs a " + std::to_string(scratch) +
+                                    "-byte activation scratch, above the device's max allocation; split the batch");
+}
+
+const VariantRow& W4A16Gemm::choose(int64_t M, const std::string& variant) const {
+  return select_variant("w4a16_gemm", c_.features(), M, variant);
+}
+
+int W4A16Gemm::gemv_splits(int64_t M, const W4A16RunOptions& opt) const {
+  const int64_t words = Kp_ / 8;
+  int64_t splits = opt.splits;
+  if (splits <= 0) {
+    // Enough work-items in flight to cover memory latency on a GPU; a CPU runs a work-group per
+    // core and needs none.
+    const auto& f = c_.features();
+    const int64_t items = (N_ / 4) * ((M + gemv_rows(M) - 1) / gemv_rows(M));
+    const int64_t target = f.is_gpu ? int64_t(f.compute_units) * 1024 : int64_t(f.compute_units) * 64;
+    splits = std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / items, words / 8));
+  }
+  splits = std::min<int64_t>(std::max<int64_t>(splits, 1), words);
+  int64_t wps = (words + splits - 1) / splits;
+  return int((words + wps - 1) / wps);
+}
+
+OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const W4A16RunOptions& opt) {
+  size_t xb = 0, yb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  y.getInfo(CL_MEM_SIZE, &yb);
+  can_implement(M, xt, yt, xb, yb);
+  const VariantRow& row = choose(M, opt.variant);
+  const std::string variant = row.variant;
+  int splits = variant == "gemv" ? gemv_splits(M, opt) : 1;
+  const int64_t words = Kp_ / 8;
+  const int64_t wps = (words + splits - 1) / splits;
+
+  // Scratch first, so a failed allocation leaves nothing enqueued.
+  size_t need_xp = size_t(M) * size_t(Kp_) * 4;
+  if (need_xp > xp_bytes_) { xp_ = c_.alloc(need_xp); xp_bytes_ = need_xp; }
+  size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
+  if (need_part > part_bytes_) { part_ = c_.alloc(need_part); part_bytes_ = need_part; }
+  const std::string defs = io_defines(xt, yt);
+  cl::Kernel gather = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs);
+  cl::Kernel main_k, reduce;
+  if (variant == "gemv") {
+    main_k = c_.kernel(row.kernel_file, "w4a16_gemv", defs + " -DGEMV_M=" + std::to_string(gemv_rows(M)) + " " + row.defines);
+    if (splits > 1) reduce = c_.kernel(row.kernel_file, "w4a16_splitk_reduce", defs + " -DGEMV_M=" + std::to_string(gemv_rows(M)) + " " + row.defines);
+  } else if (variant == "tiled") {
+    main_k = c_.kernel(row.kernel_file, "w4a16_gemm_tiled", defs + " " + row.defines);
+  } else {
+    fail(Status::kInternal, "w4a16_gemm has no launcher for variant '" + variant + "'");
+  }
+
+  OpEvents ev;
+  gather.setArg(0, x); gather.setArg(1, perm_); gather.setArg(2, xp_);
+  gather.setArg(3, cl_int(M)); gather.setArg(4, cl_int(K_)); gather.setArg(5, cl_int(Kp_));
+  ev.first = launch(c_, gather, cl::NDRange(round_up(size_t(Kp_), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_gather_x");
+  if (variant == "gemv") {
+    const int rows = gemv_rows(M);
+    main_k.setArg(0, qw_); main_k.setArg(1, scales_); main_k.setArg(2, zeros_); main_k.setArg(3, gstart_);
+    main_k.setArg(4, wgroup_); main_k.setArg(5, xp_); main_k.setArg(6, part_); main_k.setArg(7, y);
+    main_k.setArg(8, cl_int(M)); main_k.setArg(9, cl_int(N_)); main_k.setArg(10, cl_int(Kp_));
+    main_k.setArg(11, cl_int(wps)); main_k.setArg(12, cl_int(splits == 1));
+    ev.last = launch(c_, main_k, cl::NDRange(round_up(size_t(N_ / 4), 64), size_t(splits), size_t((M + rows - 1) / rows)),
+                     cl::NDRange(64, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    if (splits > 1) {
+      reduce.setArg(0, part_); reduce.setArg(1, y); reduce.setArg(2, cl_int(M)); reduce.setArg(3, cl_int(N_));
+      reduce.setArg(4, cl_int(splits));
+      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_splitk_reduce");
+    }
+  } else {
+    main_k.setArg(0, qw_); main_k.setArg(1, scales_); main_k.setArg(2, zeros_); main_k.setArg(3, wgroup_);
+    main_k.setArg(4, xp_); main_k.setArg(5, y); main_k.setArg(6, cl_int(M)); main_k.setArg(7, cl_int(N_));
+    main_k.setArg(8, cl_int(Kp_));
+    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16), cl::NDRange(16, 16),
+                     "w4a16_gemm_tiled (M=" + std::to_string(M) + ")");
+  }
+  return ev;
+}
+
+}  // namespace clq

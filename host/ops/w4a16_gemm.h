@@ -1,0 +1,65 @@
+// W4A16Gemm: y[M][N] = x[M][K] @ W[K][N] with W a group-wise int4 layer (GPTQ v1/v2 with or
+// without act-order, AWQ), x and y in fp16, bf16 or fp32. Follows can_implement -> run: every
+// argument is checked before anything is enqueued.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "host/caps.h"
+#include "host/formats/w4.h"
+#include "host/numeric.h"
+#include "host/ops/op_events.h"
+#include "runtime/context.h"
+
+namespace clq {
+
+// One description of the op, shared by tests and benchmarks (sizes, work, traffic, criterion).
+struct W4A16Problem {
+  int64_t M = 1, N = 0, K = 0;
+  int group_size = 128;
+  bool act_order = false;
+  W4Format format = W4Format::kGptq;
+  DType act = DType::kF16;
+  static constexpr double kTolerance = 1e-3;  // SPEC section 6: mean|y-ref| / mean|ref|
+  double flops() const { return 2.0 * double(M) * double(N) * double(K); }
+  // Bytes one run must move: packed int4 weights, fp16 scales, zero points (1 byte each in the
+  // kernel layout), activations in and outputs out.
+  double bytes() const;
+  std::string label() const;
+};
+
+struct W4A16RunOptions {
+  std::string variant;  // "" = capability table (or CLQ_VARIANT)
+  int splits = 0;       // gemv split-K ranges; 0 = heuristic
+};
+
+class W4A16Gemm {
+ public:
+  // Uploads the repacked layer to the device.
+  W4A16Gemm(Context& c, const W4Packed& packed);
+
+  int64_t K() const { return K_; }
+  int64_t N() const { return N_; }
+  int64_t G() const { return G_; }
+
+  // Throws InvalidArgument/InvalidShape naming the rule and values; enqueues nothing.
+  void can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const;
+  const VariantRow& choose(int64_t M, const std::string& variant) const;
+
+  // x: [M][K] of xt; y: [M][N] of yt. Returns the first/last events for timing.
+  OpEvents run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+               const W4A16RunOptions& opt = {});
+
+  // Split-K ranges the gemv variant would use for M rows (for tests and reports).
+  int gemv_splits(int64_t M, const W4A16RunOptions& opt = {}) const;
+
+ private:
+  Context& c_;
+  int64_t K_, N_, Kp_, G_;
+  cl::Buffer qw_, scales_, zeros_, perm_, gstart_, wgroup_;
+  cl::Buffer xp_, part_;  // scratch, grown on demand
+  size_t xp_bytes_ = 0, part_bytes_ = 0;
+};
+
+}  // namespace clq

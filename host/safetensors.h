@@ -1,0 +1,98 @@
+// safetensors reading (memory-mapped, fully validated) and writing (atomic), plus sharded
+// checkpoints through model.safetensors.index.json.
+//
+// Validation, each with its own message: file shorter than 8 bytes; header length past the end
+// of the file or above 100 MB; header not valid UTF-8 JSON or not an object; duplicate names;
+// unknown dtype; shape not a list of non-negative integers; data_offsets not [begin, end] with
+// begin <= end; byte size != product(shape) * dtype size (with overflow checks); offsets not
+// contiguous from 0 or not covering the whole data section; __metadata__ not string -> string.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clq {
+
+enum class StDType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool, kF8E4M3, kF8E5M2 };
+const char* st_dtype_name(StDType t);
+size_t st_dtype_size(StDType t);
+bool st_dtype_from_name(const std::string& s, StDType* out);
+
+struct StTensor {
+  std::string name;
+  StDType dtype;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // into the mapping; valid while the file object lives
+  size_t nbytes = 0;
+  int64_t numel() const;
+  std::string shape_str() const;  // "[4, 8]"
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates `path`; throws FormatError naming the rule and the values, IoError if unreadable.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::vector<StTensor>& tensors() const { return tensors_; }
+  const StTensor* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::string& path() const { return path_; }
+
+  static constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::vector<StTensor> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Parses and validates a whole safetensors image in memory (used by open() and the fuzz tests).
+// `base` must outlive the returned tensors.
+void parse_safetensors(const uint8_t* base, size_t size, const std::string& label, std::vector<StTensor>* tensors,
+                       std::map<std::string, std::string>* metadata);
+
+class SafetensorsWriter {
+ public:
+  void add(const std::string& name, StDType dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes);
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  // Writes to a temporary file beside `path`, then renames: a reader never sees half a file.
+  void write(const std::string& path) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    StDType dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A checkpoint: one .safetensors file, a model.safetensors.index.json with its shards, or a
+// folder holding either. Tensors are looked up by full name across shards.
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& path);
+  const StTensor* find(const std::string& name) const;
+  const StTensor& require(const std::string& name) const;  // FormatError naming the tensor if absent
+  std::vector<std::string> names_with_prefix(const std::string& prefix) const;
+  const std::string& dir() const { return dir_; }  // folder of the checkpoint (for quantize_config.json)
+
+ private:
+  std::string dir_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const StTensor*> by_name_;
+};
+
+}  // namespace clq

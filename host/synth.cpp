@@ -1,0 +1,128 @@
+#include "host/synth.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+StTensor view(const std::string& name, StDType dt, std::vector<int64_t> shape, const void* data, size_t bytes) {
+  StTensor t;
+  t.name = name;
+  t.dtype = dt;
+  t.shape = std::move(shape);
+  t.data = static_cast<const uint8_t*>(data);
+  t.nbytes = bytes;
+  return t;
+}
+}  // namespace
+
+W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
+  const int64_t K = spec.K, N = spec.N;
+  if (K % 8 || N % 8) fail(Status::kInvalidArgument, "synthetic int4 layer needs K and N multiples of 8");
+  const int gs = spec.group_size;
+  const int64_t G = gs == -1 ? 1 : (K + gs - 1) / gs;
+  std::mt19937_64 rng(spec.seed);
+  std::uniform_int_distribution<uint32_t> nib(0, 15);
+  std::uniform_real_distribution<float> sc(0.002f, 0.02f);
+
+  // Quantized weights q[k][n], zero points (as stored), scales.
+  std::vector<uint8_t> q(size_t(K * N));
+  for (auto& v : q) v = uint8_t(nib(rng));
+  std::vector<uint8_t> zs(size_t(G * N));
+  for (auto& v : zs) {
+    if (!spec.symmetric) v = uint8_t(nib(rng));
+    else v = spec.format == W4Format::kGptq ? 7 : 8;  // symmetric v1 stores zero - 1 = 7
+  }
+  scales_.resize(size_t(G * N));
+  for (auto& v : scales_) v = f32_to_fp16(sc(rng));
+
+  // Group of each row: k / gs, or for act-order the group of the row's rank in a random order
+  // (GPTQ quantizes columns in descending Hessian order, then stores g_idx by original row).
+  std::vector<int32_t> group(static_cast<size_t>(K));
+  if (spec.act_order) {
+    if (spec.format == W4Format::kAwq) fail(Status::kInvalidArgument, "AWQ has no act-order");
+    std::vector<int64_t> order(static_cast<size_t>(K));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t i = 0; i < K; ++i) group[size_t(order[size_t(i)])] = int32_t(gs == -1 ? 0 : i / gs);
+    g_idx_ = group;
+  } else {
+    for (int64_t k = 0; k < K; ++k) group[size_t(k)] = int32_t(gs == -1 ? 0 : k / gs);
+  }
+
+  if (spec.format == W4Format::kAwq) {
+    qweight_.assign(size_t(K * (N / 8)), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        qweight_[size_t(k * (N / 8) + n / 8)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * kAwqNibble[n % 8]));
+    qzeros_.assign(size_t(G * (N / 8)), 0);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n)
+        qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * kAwqNibble[n % 8]));
+    t_qweight_ = view("qweight", StDType::kI32, {K, N / 8}, qweight_.data(), qweight_.size() * 4);
+  } else {
+    qweight_.assign(size_t(K / 8 * N), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        qweight_[size_t(k / 8 * N + n)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * (k % 8)));
+    qzeros_.assign(size_t(G * (N / 8)), 0);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n)
+        qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * (n % 8)));
+    t_qweight_ = view("qweight", StDType::kI32, {K / 8, N}, qweight_.data(), qweight_.size() * 4);
+  }
+  t_qzeros_ = view("qzeros", StDType::kI32, {G, N / 8}, qzeros_.data(), qzeros_.size() * 4);
+  t_scales_ = view("scales", StDType::kF16, {G, N}, scales_.data(), scales_.size() * 2);
+  if (!g_idx_.empty()) t_g_idx_ = view("g_idx", StDType::kI32, {K}, g_idx_.data(), g_idx_.size() * 4);
+}
+
+W4Checkpoint W4Synth::checkpoint() const {
+  W4Checkpoint ck;
+  ck.format = spec_.format;
+  ck.group_size = spec_.group_size;
+  ck.qweight = &t_qweight_;
+  ck.qzeros = &t_qzeros_;
+  ck.scales = &t_scales_;
+  ck.g_idx = g_idx_.empty() ? nullptr : &t_g_idx_;
+  return ck;
+}
+
+void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
+  for (const StTensor* t : {&t_qweight_, &t_qzeros_, &t_scales_})
+    w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
+  if (!g_idx_.empty()) w.add(prefix + ".g_idx", t_g_idx_.dtype, t_g_idx_.shape, t_g_idx_.data, t_g_idx_.nbytes);
+}
+
+std::string W4Synth::quantize_config_json() const {
+  nlohmann::ordered_json j;
+  if (spec_.format == W4Format::kAwq) {
+    j = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", spec_.group_size}, {"zero_point", !spec_.symmetric},
+         {"version", "gemm"}};
+  } else {
+    j = {{"bits", 4}, {"group_size", spec_.group_size}, {"desc_act", spec_.act_order}, {"sym", spec_.symmetric},
+         {"quant_method", "gptq"}, {"checkpoint_format", w4_format_name(spec_.format)}};
+  }
+  return j.dump(2);
+}
+
+std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<uint8_t> out(size_t(M * K) * dtype_size(t));
+  for (int64_t i = 0; i < M * K; ++i) {
+    float v = u(rng);
+    if (v == 0.0f) v = 0.5f;
+    store_from_f32(out.data(), size_t(i), t, v);
+  }
+  return out;
+}
+
+}  // namespace clq

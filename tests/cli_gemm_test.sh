@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Round trips through `clquant gemm` with files written by the test-data generator.
+set -u
+clq="$1"; gen="$2"
+fail=0
+tmp=$(mktemp -d /tmp/clq-cli-gemm-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+expect() {  # name want_rc needle command...
+  local name=$1 want=$2 needle=$3; shift 3
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ] || { [ -n "$needle" ] && ! echo "$out" | grep -q -- "$needle"; }; then
+    echo "FAIL $name: exit $rc (want $want), looking for '$needle':"; echo "$out" | head -20; fail=1
+  else echo "ok   $name"; fi
+}
+P=model.layers.0.mlp.down_proj
+for spec in "gptq 512 264 128 1 3 f16" "gptq_v2 256 128 64 0 17 bf16" "awq 256 136 32 0 2 f16" "gptq 4104 576 128 1 1 bf16"; do
+  set -- $spec
+  d="$tmp/$1-$2-$3"; mkdir -p "$d"
+  "$gen" "$d" "$1" "$2" "$3" "$4" "$5" "$6" "$7" 11 || { echo "FAIL generator"; fail=1; continue; }
+  expect "gemm $spec" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+  [ -s "$d/y.safetensors" ] || { echo "FAIL $spec: no output file"; fail=1; }
+  expect "gemm $spec tiled" 0 "variant tiled" "$clq" gemm --weights "$d/model.safetensors" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
+done
+# Format from shapes: AWQ is unambiguous, GPTQ v1/v2 is not and must be named.
+d="$tmp/noconf-awq"; mkdir -p "$d"; "$gen" "$d" awq 256 64 64 0 4 f16 5 noconfig
+expect "awq from shapes" 0 "from shapes" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+d="$tmp/noconf-gptq"; mkdir -p "$d"; "$gen" "$d" gptq_v2 256 64 64 0 4 f16 5 noconfig
+expect "gptq without config is refused" 4 "gptq_v2" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors"
+[ -e "$d/y.safetensors" ] && { echo "FAIL refused run wrote an output"; fail=1; }
+expect "gptq with --format" 0 "PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --format gptq_v2 --check
+# The same tensors read as v1 differ by one zero point, so the outputs must differ: the format
+# decides the numbers, and nothing in the tensors can tell (hence no guessing).
+expect "gptq (v1) reading" 0 "PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y3.safetensors" --format gptq --check
+if cmp -s "$d/y.safetensors" "$d/y3.safetensors"; then echo "FAIL v1 and v2 readings gave identical outputs"; fail=1; else echo "ok   v1 and v2 readings differ"; fi
+# Bad inputs: wrong K, wrong prefix, bad format name, broken file; none writes an output.
+d2="$tmp/badk"; mkdir -p "$d2"; "$gen" "$d2" gptq 128 64 64 0 2 f16 5
+expect "input K mismatch" 4 "must be \[M, K\]" "$clq" gemm --weights "$d" --prefix $P --input "$d2/input.safetensors" --output "$d2/y.safetensors" --format gptq
+expect "missing prefix" 4 "qweight" "$clq" gemm --weights "$d" --prefix nope --input "$d/input.safetensors" --output "$d2/y.safetensors" --format gptq
+expect "bad --format" 4 "not one of" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d2/y.safetensors" --format int4
+printf 'garbage' > "$tmp/broken.safetensors"
+expect "broken weights file" 4 "shorter than" "$clq" gemm --weights "$tmp/broken.safetensors" --prefix $P --input "$d/input.safetensors" --output "$d2/y.safetensors"
+[ -e "$d2/y.safetensors" ] && { echo "FAIL a refused run wrote an output"; fail=1; }
+if [ $fail -ne 0 ]; then echo "cli gemm: FAILED"; exit 1; fi
+echo "cli gemm: all checks passed"

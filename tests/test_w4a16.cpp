@@ -1,0 +1,314 @@
+// W4A16 against the fp64 reference on the dequantized checkpoint weights (SPEC sections 2, 3, 6),
+// on every variant this device supports, with poisoned outputs; and every bad-input rule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "host/caps.h"
+#include "host/formats/w4.h"
+#include "host/ops/w4a16_gemm.h"
+#include "host/reference.h"
+#include "host/synth.h"
+#include "runtime/status.h"
+#include "tests/test_util.h"
+
+using namespace clq;
+
+namespace {
+
+struct Case {
+  W4Format format;
+  int64_t M, N, K;
+  int gs;
+  bool act, sym;
+  DType dt;
+};
+
+std::string name(const Case& c) {
+  return std::string(w4_format_name(c.format)) + " M" + std::to_string(c.M) + " N" + std::to_string(c.N) + " K" +
+         std::to_string(c.K) + " g" + std::to_string(c.gs) + (c.act ? " act" : "") + (c.sym ? " sym" : " asym") + " " +
+         dtype_name(c.dt);
+}
+
+// Runs one case on every supported variant (and gemv with forced split-K), poisoning the output
+// before each launch; returns the worst relative error seen.
+void run_case(const Case& cs, uint64_t seed) {
+  SCOPED_TRACE(name(cs) + " seed " + std::to_string(seed));
+  auto& c = test::ctx();
+  W4SynthSpec spec;
+  spec.format = cs.format;
+  spec.K = cs.K;
+  spec.N = cs.N;
+  spec.group_size = cs.gs;
+  spec.act_order = cs.act;
+  spec.symmetric = cs.sym;
+  spec.seed = seed;
+  W4Synth synth(spec);
+  W4Checkpoint ck = synth.checkpoint();
+  W4A16Gemm op(c, repack_w4(ck));
+  auto x = random_activations(cs.M, cs.K, cs.dt, seed ^ 0x5555);
+  auto ref = gemm_reference(x.data(), cs.dt, cs.M, cs.K, dequantize_w4(ck), cs.N);
+  const size_t ybytes = size_t(cs.M * cs.N) * dtype_size(cs.dt);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(ybytes);
+  c.write(dx, x.data(), x.size());
+  std::vector<std::pair<std::string, int>> runs;
+  for (auto* v : supported_variants("w4a16_gemm", c.features())) runs.push_back({v->variant, 0});
+  runs.push_back({"gemv", 3});  // split-K with ranges that start and end inside groups
+  ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
+  for (auto& [variant, splits] : runs) {
+    c.fill_u32(dy, 0xFFFFFFFFu, ybytes);  // NaN in fp32, fp16 and bf16: an unwritten element fails
+    W4A16RunOptions opt;
+    opt.variant = variant;
+    opt.splits = splits;
+    op.run(dx, cs.dt, dy, cs.dt, cs.M, opt);
+    std::vector<uint8_t> y(ybytes);
+    c.read(dy, y.data(), ybytes);
+    ErrorStats e = compare_output(y.data(), cs.dt, ref);
+    EXPECT_EQ(e.nan_count, 0u) << variant << " splits=" << splits;
+    EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance) << variant << " splits=" << splits << " max abs err " << e.max_abs_err;
+    EXPECT_GT(e.mean_abs_ref, 0.0);
+  }
+}
+
+const W4Format kFmts[] = {W4Format::kGptq, W4Format::kGptqV2, W4Format::kAwq};
+const DType kDts[] = {DType::kF16, DType::kBF16};
+const int kGroups[] = {32, 64, 128, -1};
+
+}  // namespace
+
+// Every awkward M, each with a different combination of the other parameters.
+TEST(W4A16, AwkwardM) {
+  const int64_t Ms[] = {1, 2, 3, 7, 16, 33, 127, 128, 129, 257};
+  int i = 0;
+  for (int64_t M : Ms) {
+    W4Format f = kFmts[i % 3];
+    bool act = f != W4Format::kAwq && (i % 2 == 0);
+    run_case({f, M, 264, 512, kGroups[i % 4], act, i % 5 == 0, kDts[(i / 2) % 2]}, test::seed() + uint64_t(i));
+    ++i;
+  }
+}
+
+// Every format x group size x act-order x symmetry x dtype at a small shape, M = 3.
+TEST(W4A16, FormatGroupMatrix) {
+  int i = 0;
+  for (W4Format f : kFmts)
+    for (int gs : kGroups)
+      for (bool act : {false, true}) {
+        if (act && f == W4Format::kAwq) continue;
+        for (bool sym : {false, true}) {
+          run_case({f, 3, 128, 256, gs, act, sym, kDts[i % 2]}, test::seed() + 100 + uint64_t(i));
+          ++i;
+        }
+      }
+}
+
+// Non-power-of-two and tile-edge shapes: N and K of 576 and 4104, K = 8, 40, 96 (the tiled
+// kernel steps K by 32), N not a multiple of the 64-column tile.
+TEST(W4A16, AwkwardShapes) {
+  const uint64_t s = test::seed() + 1000;
+  run_case({W4Format::kGptq, 33, 576, 4104, 128, true, false, DType::kF16}, s);     // K % 128 != 0 with g_idx
+  run_case({W4Format::kGptqV2, 7, 4104, 576, 64, false, false, DType::kBF16}, s + 1);
+  run_case({W4Format::kAwq, 129, 576, 4104, -1, false, false, DType::kF16}, s + 2);
+  run_case({W4Format::kGptq, 5, 72, 8, -1, false, true, DType::kF16}, s + 3);
+  run_case({W4Format::kGptq, 65, 136, 40, 8, true, false, DType::kBF16}, s + 4);
+  run_case({W4Format::kAwq, 2, 200, 96, 32, false, false, DType::kF16}, s + 5);
+  run_case({W4Format::kGptqV2, 1, 8, 96, 32, true, true, DType::kBF16}, s + 6);
+  run_case({W4Format::kGptq, 64, 64, 32, 32, false, false, DType::kF32}, s + 7);  // exactly one tile
+}
+
+TEST(W4A16, IdenticalRowsGiveIdenticalOutputs) {
+  auto& c = test::ctx();
+  W4SynthSpec spec;
+  spec.K = 256;
+  spec.N = 128;
+  spec.act_order = true;
+  spec.seed = test::seed();
+  W4Synth synth(spec);
+  W4A16Gemm op(c, repack_w4(synth.checkpoint()));
+  auto row = random_activations(1, 256, DType::kF16, test::seed());
+  std::vector<uint8_t> x;
+  for (int m = 0; m < 9; ++m) x.insert(x.end(), row.begin(), row.end());
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(9 * 128 * 2);
+  c.write(dx, x.data(), x.size());
+  for (auto* v : supported_variants("w4a16_gemm", c.features())) {
+    W4A16RunOptions opt;
+    opt.variant = v->variant;
+    op.run(dx, DType::kF16, dy, DType::kF16, 9, opt);
+    std::vector<uint16_t> y(9 * 128);
+    c.read(dy, y.data(), y.size() * 2);
+    for (int m = 1; m < 9; ++m)
+      for (int n = 0; n < 128; ++n) ASSERT_EQ(y[size_t(m * 128 + n)], y[size_t(n)]) << v->variant << " row " << m;
+  }
+}
+
+TEST(W4A16, RepackLayout) {
+  W4SynthSpec spec;
+  spec.K = 200;
+  spec.N = 16;
+  spec.group_size = 64;  // groups of 64, 64, 64, 8 rows under act-order
+  spec.act_order = true;
+  spec.seed = test::seed();
+  W4Synth synth(spec);
+  W4Packed p = repack_w4(synth.checkpoint());
+  EXPECT_TRUE(p.act_order);
+  EXPECT_EQ(p.Kp % kW4RowAlign, 0);
+  std::set<int> seen;
+  for (int r : p.perm) {
+    if (r >= 0) {
+      EXPECT_TRUE(seen.insert(r).second) << "row " << r << " twice";
+    }
+  }
+  EXPECT_EQ(seen.size(), 200u);
+  EXPECT_EQ(p.gstart.front(), 0);
+  EXPECT_EQ(p.gstart.back(), p.Kp / 8);
+  for (int64_t g = 0; g + 1 < p.G; ++g) {
+    for (int32_t w = p.gstart[size_t(g)]; w < p.gstart[size_t(g) + 1]; ++w) {
+      EXPECT_EQ(p.wgroup[size_t(w)], g);
+    }
+  }
+  // Without act-order, a GPTQ checkpoint's words are copied unchanged.
+  spec.act_order = false;
+  spec.K = 256;
+  W4Synth plain(spec);
+  W4Packed q = repack_w4(plain.checkpoint());
+  EXPECT_FALSE(q.act_order);
+  const StTensor* qw = plain.checkpoint().qweight;
+  EXPECT_EQ(0, std::memcmp(q.qw.data(), qw->data, qw->nbytes));
+}
+
+// ---- bad input: each rule rejected with its own error, before anything is enqueued -----------
+
+namespace {
+struct Mutable {
+  W4Synth synth;
+  W4Checkpoint ck;
+  StTensor qweight, qzeros, scales, g_idx;
+  std::vector<int32_t> g_idx_data;
+  explicit Mutable(W4SynthSpec spec) : synth(spec), ck(synth.checkpoint()) {
+    qweight = *ck.qweight;
+    qzeros = *ck.qzeros;
+    scales = *ck.scales;
+    if (ck.g_idx) {
+      g_idx = *ck.g_idx;
+      g_idx_data.resize(size_t(g_idx.shape[0]));
+      std::memcpy(g_idx_data.data(), g_idx.data, g_idx.nbytes);
+      g_idx.data = reinterpret_cast<const uint8_t*>(g_idx_data.data());
+      ck.g_idx = &g_idx;
+    }
+    ck.qweight = &qweight;
+    ck.qzeros = &qzeros;
+    ck.scales = &scales;
+  }
+};
+
+void expect_reject(const W4Checkpoint& ck, Status want, const std::string& needle) {
+  try {
+    repack_w4(ck);
+    ADD_FAILURE() << "expected rejection containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), want) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
+  }
+}
+
+W4SynthSpec small(W4Format f = W4Format::kGptq, bool act = false) {
+  W4SynthSpec s;
+  s.format = f;
+  s.K = 256;
+  s.N = 64;
+  s.group_size = 64;
+  s.act_order = act;
+  s.seed = 7;
+  return s;
+}
+}  // namespace
+
+TEST(W4A16BadInput, NotMultipleOf8) {
+  Mutable m(small());
+  m.qweight.shape = {32, 60};  // N = 60
+  m.scales.shape = {4, 60};
+  expect_reject(m.ck, Status::kInvalidShape, "multiples of 8");
+  Mutable a(small(W4Format::kAwq));
+  a.qweight.shape = {252, 8};  // AWQ K = 252
+  expect_reject(a.ck, Status::kInvalidShape, "multiples of 8");
+}
+
+TEST(W4A16BadInput, ScalesAndZerosShapes) {
+  Mutable m(small());
+  m.scales.shape = {4, 72};
+  expect_reject(m.ck, Status::kInvalidShape, "scales");
+  Mutable r(small());
+  r.scales.shape = {5, 64};
+  r.qzeros.shape = {5, 8};
+  expect_reject(r.ck, Status::kInvalidShape, "ceil(K / group_size)");
+  Mutable z(small());
+  z.qzeros.shape = {4, 9};
+  expect_reject(z.ck, Status::kInvalidShape, "qzeros");
+  Mutable d(small());
+  d.scales.dtype = StDType::kF32;
+  expect_reject(d.ck, Status::kFormatError, "dtype F32");
+  Mutable q(small());
+  q.qweight.dtype = StDType::kF16;
+  expect_reject(q.ck, Status::kFormatError, "expected I32");
+}
+
+TEST(W4A16BadInput, GIdxOutOfRange) {
+  for (int32_t bad : {4, -1, 1000}) {
+    Mutable m(small(W4Format::kGptq, true));
+    m.g_idx_data[17] = bad;
+    expect_reject(m.ck, Status::kInvalidArgument, "g_idx[17] = " + std::to_string(bad) + " is outside [0, 4)");
+  }
+  Mutable l(small(W4Format::kGptq, true));
+  l.g_idx.shape = {200};
+  expect_reject(l.ck, Status::kInvalidShape, "g_idx");
+}
+
+TEST(W4A16BadInput, KNotMultipleOfGroupWithoutGIdx) {
+  W4SynthSpec s = small();
+  s.K = 200;
+  s.group_size = 64;
+  s.act_order = true;  // generate with g_idx (4 groups), then drop it
+  Mutable m(s);
+  m.ck.g_idx = nullptr;
+  expect_reject(m.ck, Status::kInvalidShape, "not a multiple of group size 64");
+}
+
+TEST(W4A16BadInput, MissingTensorAndAwqGIdx) {
+  Mutable m(small());
+  m.ck.qzeros = nullptr;
+  expect_reject(m.ck, Status::kFormatError, "qzeros");
+  Mutable a(small(W4Format::kAwq));
+  Mutable g(small(W4Format::kGptq, true));
+  a.ck.g_idx = &g.g_idx;
+  expect_reject(a.ck, Status::kInvalidArgument, "AWQ");
+}
+
+TEST(W4A16BadInput, RunArgumentsLeaveOutputUntouched) {
+  auto& c = test::ctx();
+  W4Synth synth(small());
+  W4A16Gemm op(c, repack_w4(synth.checkpoint()));
+  cl::Buffer dx = c.alloc(4 * 256 * 2), dy = c.alloc(4 * 64 * 2);
+  c.fill_u32(dy, 0x12345678u, 4 * 64 * 2);
+  auto expect_fail = [&](int64_t M, const cl::Buffer& x, const std::string& variant, Status want, const std::string& needle) {
+    W4A16RunOptions opt;
+    opt.variant = variant;
+    try {
+      op.run(x, DType::kF16, dy, DType::kF16, M, opt);
+      ADD_FAILURE() << "expected failure: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), want) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    c.finish();
+    std::vector<uint32_t> y(4 * 64 / 2);
+    c.read(dy, y.data(), y.size() * 4);
+    for (uint32_t v : y) ASSERT_EQ(v, 0x12345678u) << "output touched after rejected run (" << needle << ")";
+  };
+  expect_fail(0, dx, "", Status::kInvalidArgument, "M = 0");
+  expect_fail(5, dx, "", Status::kInvalidArgument, "input buffer holds");
+  cl::Buffer tiny = c.alloc(64);
+  expect_fail(1, tiny, "", Status::kInvalidArgument, "input buffer holds");
+  expect_fail(4, dx, "bogus", Status::kInvalidArgument, "unknown variant");
+  expect_fail(4, dx, "nv_mma", Status::kNotSupported, "nv_mma");
+}

@@ -1,0 +1,80 @@
+// clquant bench: throughput of an op over the standard shapes, with the device's copy ceiling
+// and a same-run baseline, as a table or JSON.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "bench/bench_w4a16.h"
+#include "runtime/status.h"
+#include "tools/clquant/commands.h"
+
+namespace clq::cli {
+
+CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
+  auto* cmd = app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
+  cmd->add_option("op", a.op, "op to benchmark: w4a16")->check(CLI::IsMember({"w4a16"}));
+  cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
+  cmd->add_flag("--json", a.json, "print JSON instead of the table");
+  cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
+  cmd->add_option("--variant", a.variant, "force a kernel variant");
+  cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
+  cmd->add_option("--ms", a.ms, "M list, e.g. 1,16,4096");
+  cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
+  cmd->add_flag("--act-order", a.act_order, "use act-order (g_idx) weights");
+  cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
+  return cmd;
+}
+
+namespace {
+std::vector<int64_t> parse_list(const std::string& s, const char* what) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t pos = 0;
+      long long x = std::stoll(tok, &pos);
+      if (pos != tok.size() || x < 1) throw std::invalid_argument(tok);
+      v.push_back(x);
+    } catch (const std::exception&) {
+      fail(Status::kInvalidArgument, std::string(what) + ": '" + tok + "' is not a positive integer");
+    }
+  }
+  return v;
+}
+}  // namespace
+
+int run_bench(Context& c, const BenchArgs& a) {
+  bench::W4A16BenchConfig cfg;
+  cfg.quick = a.quick;
+  cfg.act_order = a.act_order;
+  cfg.baseline = !a.no_baseline;
+  cfg.variant = a.variant;
+  cfg.reps = a.reps;
+  if (!a.ms.empty()) cfg.ms = parse_list(a.ms, "--ms");
+  if (!a.shapes.empty()) {
+    std::stringstream ss(a.shapes);
+    std::string tok;
+    while (std::getline(ss, tok, ',')) {
+      auto x = tok.find('x');
+      if (x == std::string::npos) fail(Status::kInvalidArgument, "--shapes: '" + tok + "' is not NxK");
+      auto n = parse_list(tok.substr(0, x), "--shapes N"), k = parse_list(tok.substr(x + 1), "--shapes K");
+      cfg.shapes.push_back({n.at(0), k.at(0)});
+    }
+  }
+  std::cerr << "device: " << c.features().device_name << "\n";
+  double copy = bench::measure_copy_gbps(c);
+  std::cerr << "copy bandwidth: " << copy << " GB/s\n";
+  auto rows = bench::bench_w4a16(c, cfg, &std::cerr);
+  auto j = bench::to_json(c, rows, copy);
+  if (!a.json_out.empty()) {
+    std::ofstream out(a.json_out);
+    if (!out) fail(Status::kIoError, "cannot write '" + a.json_out + "'");
+    out << j.dump(2) << "\n";
+  }
+  if (a.json) std::cout << j.dump(2) << "\n";
+  else bench::print_table(std::cout, rows, copy);
+  return 0;
+}
+
+}  // namespace clq::cli

@@ -1,0 +1,27 @@
+// Subcommands that drive ops: declared here, defined next to them in tools/clquant/.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "runtime/context.h"
+
+namespace clq::cli {
+
+struct GemmArgs {
+  std::string weights, prefix, input, output, format, variant;
+  int group_size = 0;  // 0: from quantize_config.json or the shapes
+  bool check = false;
+};
+CLI::App* add_gemm_command(CLI::App& app, GemmArgs& args);
+int run_gemm(Context& c, const GemmArgs& args);
+
+struct BenchArgs {
+  std::string op = "w4a16";
+  bool quick = false, json = false, act_order = false, no_baseline = false;
+  std::string json_out, variant, shapes, ms;
+  int reps = 0;
+};
+CLI::App* add_bench_command(CLI::App& app, BenchArgs& args);
+int run_bench(Context& c, const BenchArgs& args);
+
+}  // namespace clq::cli
