@@ -12,8 +12,8 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
   std::vector<int64_t> ms = cfg.ms;
   if (shapes.empty())
     shapes = cfg.quick ? std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {4096, 14336}}
-                       : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096},   {14336, 4096}, {4096, 14336},
-                                                                  {8192, 8192},   {28672, 8192}, {8192, 28672}};
+                       : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {14336, 4096}, {4096, 14336},
+                                                                  {8192, 8192}, {28672, 8192}, {8192, 28672}};
   if (ms.empty()) ms = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 256, 4096};
   std::vector<Row> rows;
   for (auto [N, K] : shapes) {
@@ -40,7 +40,8 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
       W4A16RunOptions opt;
       opt.variant = cfg.variant;
       const int reps = reps_for(c, prob.flops(), cfg.reps);
-      Timing t = time_op(c, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, 2, reps);
+      Timing t = time_op(
+          c, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, 2, reps);
       Row r;
       r.op = "w4a16";
       r.label = std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M) + (cfg.act_order ? " act" : "");
@@ -55,10 +56,13 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
         // fp32 SGEMM on the dequantized weights: what a device without an int4 kernel would run.
         Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
         r.base_ms = b.median_ms;
-        r.base_name = "CLBlast SGEMM fp32";
+        r.base_name = "CLBlast SGEMM fp32 (wall)";
         if (c.features().fp16) {
           Timing h = clblast_hgemm(c, M, N, K, 1, std::max(3, reps / 2));
-          if (h.median_ms < r.base_ms) { r.base_ms = h.median_ms; r.base_name = "CLBlast HGEMM fp16"; }
+          if (h.median_ms < r.base_ms) {
+            r.base_ms = h.median_ms;
+            r.base_name = "CLBlast HGEMM fp16 (wall)";
+          }
         }
       }
       if (progress) {

@@ -2,11 +2,10 @@
 // device's measured copy bandwidth, same-run CLBlast baselines, and table/JSON output.
 #pragma once
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "host/ops/op_events.h"
 #include "runtime/context.h"
@@ -34,7 +33,7 @@ struct Row {
   std::string op, label, variant;
   int64_t M = 0, N = 0, K = 0;
   double ms = 0, bytes = 0, flops = 0;
-  double base_ms = 0;        // 0 when no baseline ran
+  double base_ms = 0;  // 0 when no baseline ran
   std::string base_name;
   double gbps() const { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0; }
   double tflops() const { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }

@@ -9,14 +9,24 @@ namespace clq {
 
 const char* feature_name(uint32_t bit) {
   switch (bit) {
-    case kFeatGpu: return "gpu";
-    case kFeatFp16: return "fp16";
-    case kFeatFp64: return "fp64";
-    case kFeatSubgroups: return "subgroups";
-    case kFeatIntelMatrix: return "intel_matrix";
-    case kFeatNvMmaF16: return "nv_mma_f16";
-    case kFeatNvMmaE4m3: return "nv_mma_e4m3";
-    case kFeatNvSm90: return "nv_sm90";
+    case kFeatGpu:
+      return "gpu";
+    case kFeatFp16:
+      return "fp16";
+    case kFeatFp64:
+      return "fp64";
+    case kFeatSubgroups:
+      return "subgroups";
+    case kFeatIntelMatrix:
+      return "intel_matrix";
+    case kFeatNvMmaF16:
+      return "nv_mma_f16";
+    case kFeatNvMmaE4m3:
+      return "nv_mma_e4m3";
+    case kFeatNvSm90:
+      return "nv_sm90";
+    case kFeatCpu:
+      return "cpu";
   }
   return "?";
 }
@@ -24,6 +34,7 @@ const char* feature_name(uint32_t bit) {
 uint32_t feature_mask(const DeviceFeatures& f) {
   uint32_t m = 0;
   if (f.is_gpu) m |= kFeatGpu;
+  if (f.is_cpu) m |= kFeatCpu;
   if (f.fp16) m |= kFeatFp16;
   if (f.fp64) m |= kFeatFp64;
   if (f.khr_subgroups || f.intel_subgroups) m |= kFeatSubgroups;
@@ -46,27 +57,45 @@ using K = VariantKind;
 using St = VariantStage;
 // Planned rows show the whole plan in `clquant caps`; selection never picks them.
 const std::vector<VariantRow> kTable = {
-    // op                 variant         requires         kernel file                      defines pref kind  stage  max_m note
-    {"convert",          "portable",     0,               "convert.cl",                    "", 10, K::kNative,   St::kImplemented, 0, "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
-    {"w4a16_gemm",       "gemv",         0,               "w4a16_gemv.cl",                 "", 20, K::kNative,   St::kImplemented, 8, "skinny M: each weight byte read once per 8 rows, split-K"},
-    {"w4a16_gemm",       "tiled",        0,               "w4a16_gemm_tiled.cl",           "", 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
-    {"w4a16_gemm",       "nv_mma",       kFeatNvMmaF16,   "w4a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k16 via inline PTX (issue 6)"},
-    {"fp8_quant",        "portable",     0,               "fp8_quant.cl",                  "", 10, K::kNative,   St::kPlanned,     0, "per-token per-128-column dynamic e4m3 quantization"},
-    {"fp8_block_gemm",   "emulated",     0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kPlanned,     0, "e4m3 decoded in software, fp32 FMA"},
-    {"fp8_block_gemm",   "nv_mma_e4m3",  kFeatNvMmaE4m3,  "fp8_block_gemm_nv_mma_e4m3.cl", "", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k32 e4m3"},
-    {"fp8_tensor_gemm",  "emulated",     0,               "fp8_tensor_gemm_emulated.cl",   "", 10, K::kEmulated, St::kPlanned,     0, "per-tensor scales, software e4m3"},
-    {"fp8_tensor_gemm",  "nv_mma_e4m3",  kFeatNvMmaE4m3,  "fp8_tensor_gemm_nv_mma_e4m3.cl","", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k32 e4m3"},
-    {"w8a16_gemm",       "portable",     0,               "w8a16_gemm.cl",                 "", 10, K::kEmulated, St::kPlanned,     0, "e4m3 weights dequantized to fp32, fp16/bf16 activations"},
-    {"w8a16_gemm",       "nv_mma",       kFeatNvMmaF16,   "w8a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
-    {"moe_routing",      "portable",     0,               "moe_topk.cl",                   "", 10, K::kNative,   St::kPlanned,     0, "softmax / grouped top-k"},
-    {"moe_align",        "portable",     0,               "moe_align.cl",                  "", 10, K::kNative,   St::kPlanned,     0, "sorted token ids, expert per block"},
-    {"moe_gemm",         "portable",     0,               "moe_gemm.cl",                   "", 10, K::kNative,   St::kPlanned,     0, "grouped gemm fp16/int4, SiLU-and-mul fused"},
-    {"moe_gemm_fp8",     "emulated",     0,               "moe_gemm_fp8_emulated.cl",      "", 10, K::kEmulated, St::kPlanned,     0, "grouped gemm over block-FP8 experts"},
-    {"moe_gemm_fp8",     "nv_mma_e4m3",  kFeatNvMmaE4m3,  "moe_gemm_fp8_nv_mma_e4m3.cl",   "", 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
+    // op                 variant         requires         kernel file                      defines pref kind  stage
+    // max_m note
+    {"convert", "portable", 0, "convert.cl", "", 10, K::kNative, St::kImplemented, 0,
+     "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
+    {"w4a16_gemm", "gemv", 0, "w4a16_gemv.cl", "", 20, K::kNative, St::kImplemented, 8,
+     "skinny M: each weight byte read once per 8 rows, split-K"},
+    {"w4a16_gemm", "tiled", 0, "w4a16_gemm_tiled.cl", "", 10, K::kNative, St::kImplemented, 0,
+     "local-memory tiles, weights dequantized once per tile"},
+    {"w4a16_gemm", "gemv", kFeatCpu, "w4a16_gemv.cl", "", 15, K::kNative, St::kImplemented, 0,
+     "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
+    {"w4a16_gemm", "nv_mma", kFeatNvMmaF16, "w4a16_gemm_nv_mma.cl", "", 30, K::kNative, St::kPlanned, 0,
+     "mma.sync m16n8k16 via inline PTX (issue 6)"},
+    {"fp8_quant", "portable", 0, "fp8_quant.cl", "", 10, K::kNative, St::kPlanned, 0,
+     "per-token per-128-column dynamic e4m3 quantization"},
+    {"fp8_block_gemm", "emulated", 0, "fp8_block_gemm_emulated.cl", "", 10, K::kEmulated, St::kPlanned, 0,
+     "e4m3 decoded in software, fp32 FMA"},
+    {"fp8_block_gemm", "nv_mma_e4m3", kFeatNvMmaE4m3, "fp8_block_gemm_nv_mma_e4m3.cl", "", 30, K::kNative, St::kPlanned,
+     0, "mma.sync m16n8k32 e4m3"},
+    {"fp8_tensor_gemm", "emulated", 0, "fp8_tensor_gemm_emulated.cl", "", 10, K::kEmulated, St::kPlanned, 0,
+     "per-tensor scales, software e4m3"},
+    {"fp8_tensor_gemm", "nv_mma_e4m3", kFeatNvMmaE4m3, "fp8_tensor_gemm_nv_mma_e4m3.cl", "", 30, K::kNative,
+     St::kPlanned, 0, "mma.sync m16n8k32 e4m3"},
+    {"w8a16_gemm", "portable", 0, "w8a16_gemm.cl", "", 10, K::kEmulated, St::kPlanned, 0,
+     "e4m3 weights dequantized to fp32, fp16/bf16 activations"},
+    {"w8a16_gemm", "nv_mma", kFeatNvMmaF16, "w8a16_gemm_nv_mma.cl", "", 30, K::kNative, St::kPlanned, 0,
+     "e4m3 -> f16 in registers, mma.sync f16"},
+    {"moe_routing", "portable", 0, "moe_topk.cl", "", 10, K::kNative, St::kPlanned, 0, "softmax / grouped top-k"},
+    {"moe_align", "portable", 0, "moe_align.cl", "", 10, K::kNative, St::kPlanned, 0,
+     "sorted token ids, expert per block"},
+    {"moe_gemm", "portable", 0, "moe_gemm.cl", "", 10, K::kNative, St::kPlanned, 0,
+     "grouped gemm fp16/int4, SiLU-and-mul fused"},
+    {"moe_gemm_fp8", "emulated", 0, "moe_gemm_fp8_emulated.cl", "", 10, K::kEmulated, St::kPlanned, 0,
+     "grouped gemm over block-FP8 experts"},
+    {"moe_gemm_fp8", "nv_mma_e4m3", kFeatNvMmaE4m3, "moe_gemm_fp8_nv_mma_e4m3.cl", "", 30, K::kNative, St::kPlanned, 0,
+     "mma.sync e4m3 grouped gemm"},
 };
 
 const std::vector<DeviceClass> kClasses = {
-    {"generic/PoCL", kFeatFp64},
+    {"generic/PoCL", kFeatCpu | kFeatFp64},
     {"GPU+fp16", kFeatGpu | kFeatFp16 | kFeatSubgroups},
     {"Intel-XMX", kFeatGpu | kFeatFp16 | kFeatSubgroups | kFeatIntelMatrix},
     {"NV-sm80", kFeatGpu | kFeatFp64 | kFeatNvMmaF16},
@@ -75,16 +104,11 @@ const std::vector<DeviceClass> kClasses = {
 };
 
 const std::vector<MatrixRow> kMatrixRows = {
-    {"conversions fp16/bf16/fp8", "convert"},
-    {"w4a16 int4 GPTQ/AWQ", "w4a16_gemm"},
-    {"w8a8 fp8 act quant", "fp8_quant"},
-    {"w8a8 fp8 block 128x128", "fp8_block_gemm"},
-    {"w8a8 fp8 per-tensor", "fp8_tensor_gemm"},
-    {"w8a16 fp8 weight-only", "w8a16_gemm"},
-    {"moe routing top-k", "moe_routing"},
-    {"moe align", "moe_align"},
-    {"moe gemm fp16/int4", "moe_gemm"},
-    {"moe gemm block fp8", "moe_gemm_fp8"},
+    {"conversions fp16/bf16/fp8", "convert"},   {"w4a16 int4 GPTQ/AWQ", "w4a16_gemm"},
+    {"w8a8 fp8 act quant", "fp8_quant"},        {"w8a8 fp8 block 128x128", "fp8_block_gemm"},
+    {"w8a8 fp8 per-tensor", "fp8_tensor_gemm"}, {"w8a16 fp8 weight-only", "w8a16_gemm"},
+    {"moe routing top-k", "moe_routing"},       {"moe align", "moe_align"},
+    {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
 };
 
 std::string env_override(const std::string& op) {
@@ -102,9 +126,15 @@ std::string env_override(const std::string& op) {
 }
 }  // namespace
 
-const std::vector<VariantRow>& capability_table() { return kTable; }
-const std::vector<DeviceClass>& device_classes() { return kClasses; }
-const std::vector<MatrixRow>& matrix_rows() { return kMatrixRows; }
+const std::vector<VariantRow>& capability_table() {
+  return kTable;
+}
+const std::vector<DeviceClass>& device_classes() {
+  return kClasses;
+}
+const std::vector<MatrixRow>& matrix_rows() {
+  return kMatrixRows;
+}
 
 std::vector<std::string> table_ops() {
   std::vector<std::string> ops;
@@ -120,7 +150,11 @@ std::vector<const VariantRow*> supported_variants(const std::string& op, const D
   uint32_t have = feature_mask(f);
   std::vector<const VariantRow*> v;
   for (auto& r : kTable)
-    if (op == r.op && r.stage == St::kImplemented && (r.requires & ~have) == 0) v.push_back(&r);
+    if (op == r.op && r.stage == St::kImplemented && (r.requires & ~have) == 0) {
+      bool seen = false;
+      for (auto* p : v) seen |= std::string(p->variant) == r.variant;
+      if (!seen) v.push_back(&r);
+    }
   return v;
 }
 
@@ -142,7 +176,8 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
       uint32_t missing = r.requires & ~have;
       if (missing)
         fail(Status::kNotSupported, "variant '" + forced + "' of " + op + " needs " + feature_list(missing) +
-                                        ", which device '" + f.device_name + "' lacks (has " + feature_list(have) + ")");
+                                        ", which device '" + f.device_name + "' lacks (has " + feature_list(have) +
+                                        ")");
       return r;
     }
     // A single-name CLQ_VARIANT meant for another op does not break this one.

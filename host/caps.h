@@ -20,8 +20,9 @@ enum Feature : uint32_t {
   kFeatNvMmaF16 = 1u << 5,     // inline PTX mma.sync m16n8k16 f16 probe passed (sm80+)
   kFeatNvMmaE4m3 = 1u << 6,    // inline PTX mma.sync m16n8k32 e4m3 probe passed (sm89+)
   kFeatNvSm90 = 1u << 7,       // compute capability 9.x with mma working (wgmma class)
+  kFeatCpu = 1u << 8,          // CL_DEVICE_TYPE_CPU
 };
-constexpr int kFeatureCount = 8;
+constexpr int kFeatureCount = 9;
 const char* feature_name(uint32_t bit);
 uint32_t feature_mask(const DeviceFeatures& f);
 std::string feature_list(uint32_t mask);  // "fp16+nv_mma_f16", or "none"
@@ -38,14 +39,16 @@ struct VariantRow {
   int preference;           // higher wins among eligible rows
   VariantKind kind;
   VariantStage stage;
-  int64_t max_m;            // auto-selection only considers it for M <= max_m (0: any M)
+  int64_t max_m;  // auto-selection only considers it for M <= max_m (0: any M)
   const char* note;
 };
 
 const std::vector<VariantRow>& capability_table();
 std::vector<std::string> table_ops();
 
-// Implemented variants of `op` whose features this device has (what tests must cover).
+// Implemented variants of `op` whose features this device has (what tests must cover), one
+// entry per variant name (a variant may have several rows: a general one and a preference row
+// for a device class).
 std::vector<const VariantRow*> supported_variants(const std::string& op, const DeviceFeatures& f);
 
 // Picks the variant for `op` at problem size `m`. `override_name` (or, when empty, the
@@ -68,8 +71,8 @@ struct MatrixRow {
 const std::vector<MatrixRow>& matrix_rows();
 
 struct MatrixCell {
-  char letter = 'N';             // S, E or N
-  bool planned = false;          // best variant exists only as a planned row
+  char letter = 'N';     // S, E or N
+  bool planned = false;  // best variant exists only as a planned row
   const VariantRow* best = nullptr;
 };
 MatrixCell matrix_cell(const std::string& op, uint32_t features);

@@ -8,8 +8,8 @@
 #include "host/ops/convert.h"
 #include "host/ops/w4a16_gemm.h"
 #include "host/reference.h"
-#include "host/synth.h"
 #include "host/report.h"
+#include "host/synth.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -67,7 +67,8 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   ErrorStats e = compare_output(y.data(), DType::kF16, ref);
   bool pass = e.nan_count == 0 && e.rel_mean() < W4A16Problem::kTolerance;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, "").variant, e.rel_mean(), e.nan_count);
+  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, "").variant, e.rel_mean(),
+                e.nan_count);
   return {pass, ev.ms(), buf};
 }
 
@@ -112,7 +113,8 @@ int run_demo(Context& c, std::ostream& out, uint64_t seed) {
     }
     failures += !r.pass;
     out << "  " << (r.pass ? "PASS " : "FAIL ") << std::left << std::setw(44) << chk.name;
-    if (r.device_ms >= 0) out << std::right << std::setw(10) << std::fixed << std::setprecision(3) << r.device_ms << " ms";
+    if (r.device_ms >= 0)
+      out << std::right << std::setw(10) << std::fixed << std::setprecision(3) << r.device_ms << " ms";
     out << "  " << r.detail << "\n";
   }
   out << (failures ? "demo: " + std::to_string(failures) + " check(s) FAILED\n" : "demo: all checks passed\n");

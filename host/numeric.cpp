@@ -11,7 +11,9 @@ float fp16_to_f32(uint16_t h) {
   return bits_f32(s | ((e + 112u) << 23) | (m << 13));
 }
 
-float bf16_to_f32(uint16_t b) { return bits_f32(uint32_t(b) << 16); }
+float bf16_to_f32(uint16_t b) {
+  return bits_f32(uint32_t(b) << 16);
+}
 
 float e4m3_to_f32(uint8_t c) {
   uint32_t s = (uint32_t(c) & 0x80u) << 24;
@@ -22,7 +24,9 @@ float e4m3_to_f32(uint8_t c) {
   return bits_f32(s | ((e + 120u) << 23) | (m << 20));
 }
 
-float e5m2_to_f32(uint8_t c) { return fp16_to_f32(uint16_t(uint32_t(c) << 8)); }
+float e5m2_to_f32(uint8_t c) {
+  return fp16_to_f32(uint16_t(uint32_t(c) << 8));
+}
 
 uint32_t round_to_format(uint32_t a, int mbits, int bias) {
   int e = int(a >> 23) - 127;
@@ -82,36 +86,51 @@ uint8_t f32_to_e5m2(float f) {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "f32";
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
   }
   return "?";
 }
 
 float load_as_f32(const void* p, size_t i, DType t) {
   switch (t) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kF16: return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kF32:
+      return static_cast<const float*>(p)[i];
+    case DType::kF16:
+      return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kBF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
   }
   return 0.0f;
 }
 
 void store_from_f32(void* p, size_t i, DType t, float v) {
   switch (t) {
-    case DType::kF32: static_cast<float*>(p)[i] = v; break;
-    case DType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_fp16(v); break;
-    case DType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
+    case DType::kF32:
+      static_cast<float*>(p)[i] = v;
+      break;
+    case DType::kF16:
+      static_cast<uint16_t*>(p)[i] = f32_to_fp16(v);
+      break;
+    case DType::kBF16:
+      static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+      break;
   }
 }
 
 double round_to_dtype(double v, DType t) {
   float f = float(v);
   switch (t) {
-    case DType::kF32: return f;
-    case DType::kF16: return fp16_to_f32(f32_to_fp16(f));
-    case DType::kBF16: return bf16_to_f32(f32_to_bf16(f));
+    case DType::kF32:
+      return f;
+    case DType::kF16:
+      return fp16_to_f32(f32_to_fp16(f));
+    case DType::kBF16:
+      return bf16_to_f32(f32_to_bf16(f));
   }
   return v;
 }

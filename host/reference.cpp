@@ -4,7 +4,8 @@
 
 namespace clq {
 
-std::vector<double> gemm_reference(const void* x, DType xt, int64_t M, int64_t K, const std::vector<double>& w, int64_t N) {
+std::vector<double> gemm_reference(const void* x, DType xt, int64_t M, int64_t K, const std::vector<double>& w,
+                                   int64_t N) {
   std::vector<double> y(size_t(M * N), 0.0);
   std::vector<double> xr(static_cast<size_t>(K));
   for (int64_t m = 0; m < M; ++m) {

@@ -9,7 +9,8 @@ namespace clq {
 
 // y[m][n] = sum_k x[m][k] * w[k][n], all in fp64. x is stored as `xt` (row-major [M][K]),
 // w is row-major [K][N].
-std::vector<double> gemm_reference(const void* x, DType xt, int64_t M, int64_t K, const std::vector<double>& w, int64_t N);
+std::vector<double> gemm_reference(const void* x, DType xt, int64_t M, int64_t K, const std::vector<double>& w,
+                                   int64_t N);
 
 struct ErrorStats {
   double mean_abs_err = 0, mean_abs_ref = 0, max_abs_err = 0;

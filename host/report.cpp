@@ -12,8 +12,10 @@ namespace {
 std::string mib(uint64_t b) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(b >= (1ull << 30) ? 1 : 0);
-  if (b >= (1ull << 30)) s << double(b) / double(1ull << 30) << " GiB";
-  else s << double(b) / double(1ull << 10) << " KiB";
+  if (b >= (1ull << 30))
+    s << double(b) / double(1ull << 30) << " GiB";
+  else
+    s << double(b) / double(1ull << 10) << " KiB";
   return s.str();
 }
 std::string nv_cc(const DeviceFeatures& f) {
@@ -24,18 +26,31 @@ const int64_t kReportM[2] = {1, 4096};
 }  // namespace
 
 nlohmann::json features_json(const DeviceFeatures& f) {
-  return {{"platform", f.platform_name}, {"platform_version", f.platform_version},
-          {"device", f.device_name}, {"vendor", f.vendor}, {"driver_version", f.driver_version},
-          {"device_version", f.device_version}, {"type", device_type_name(f)},
+  return {{"platform", f.platform_name},
+          {"platform_version", f.platform_version},
+          {"device", f.device_name},
+          {"vendor", f.vendor},
+          {"driver_version", f.driver_version},
+          {"device_version", f.device_version},
+          {"type", device_type_name(f)},
           {"opencl_c_version", std::to_string(f.opencl_c_major) + "." + std::to_string(f.opencl_c_minor)},
-          {"cl_khr_fp16", f.fp16}, {"cl_khr_fp64", f.fp64}, {"cl_khr_subgroups", f.khr_subgroups},
-          {"cl_intel_subgroups", f.intel_subgroups}, {"subgroup_sizes", f.subgroup_sizes},
-          {"intel_matrix", f.intel_matrix}, {"correctly_rounded_div_sqrt", f.correctly_rounded_div_sqrt},
-          {"compute_units", f.compute_units}, {"max_clock_mhz", f.max_clock_mhz},
-          {"local_mem_bytes", f.local_mem}, {"max_alloc_bytes", f.max_alloc}, {"global_mem_bytes", f.global_mem},
+          {"cl_khr_fp16", f.fp16},
+          {"cl_khr_fp64", f.fp64},
+          {"cl_khr_subgroups", f.khr_subgroups},
+          {"cl_intel_subgroups", f.intel_subgroups},
+          {"subgroup_sizes", f.subgroup_sizes},
+          {"intel_matrix", f.intel_matrix},
+          {"correctly_rounded_div_sqrt", f.correctly_rounded_div_sqrt},
+          {"compute_units", f.compute_units},
+          {"max_clock_mhz", f.max_clock_mhz},
+          {"local_mem_bytes", f.local_mem},
+          {"max_alloc_bytes", f.max_alloc},
+          {"global_mem_bytes", f.global_mem},
           {"max_work_group", f.max_work_group},
           {"nv_compute_capability", f.nv_cc_major < 0 ? nlohmann::json(nullptr) : nlohmann::json(nv_cc(f))},
-          {"nv_mma_f16", f.nv_mma_f16}, {"nv_mma_e4m3", f.nv_mma_e4m3}, {"probe_notes", f.probe_notes},
+          {"nv_mma_f16", f.nv_mma_f16},
+          {"nv_mma_e4m3", f.nv_mma_e4m3},
+          {"probe_notes", f.probe_notes},
           {"features", feature_list(feature_mask(f))}};
 }
 
@@ -48,7 +63,10 @@ void print_devices(std::ostream& out, const std::vector<DeviceEntry>& devices) {
         << "    compute units " << f.compute_units << " @ " << f.max_clock_mhz << " MHz, global " << mib(f.global_mem)
         << ", max alloc " << mib(f.max_alloc) << ", local " << mib(f.local_mem) << "\n"
         << "    fp16 " << (f.fp16 ? "yes" : "no") << ", fp64 " << (f.fp64 ? "yes" : "no") << ", subgroups "
-        << (f.khr_subgroups ? "khr" : f.intel_subgroups ? "intel" : "no") << ", NVIDIA cc " << nv_cc(f) << "\n";
+        << (f.khr_subgroups     ? "khr"
+            : f.intel_subgroups ? "intel"
+                                : "no")
+        << ", NVIDIA cc " << nv_cc(f) << "\n";
   }
 }
 
@@ -91,8 +109,8 @@ void print_caps(std::ostream& out, const Context& c) {
   out << "  OpenCL C " << f.opencl_c_major << "." << f.opencl_c_minor << ", driver " << f.driver_version << "\n";
   out << "  cl_khr_fp16 " << (f.fp16 ? "yes" : "no") << ", cl_khr_fp64 " << (f.fp64 ? "yes" : "no")
       << ", cl_khr_subgroups " << (f.khr_subgroups ? "yes" : "no") << ", cl_intel_subgroups "
-      << (f.intel_subgroups ? "yes" : "no") << ", correctly rounded div " << (f.correctly_rounded_div_sqrt ? "yes" : "no")
-      << "\n";
+      << (f.intel_subgroups ? "yes" : "no") << ", correctly rounded div "
+      << (f.correctly_rounded_div_sqrt ? "yes" : "no") << "\n";
   out << "  compute units " << f.compute_units << ", local mem " << mib(f.local_mem) << ", max alloc "
       << mib(f.max_alloc) << ", global mem " << mib(f.global_mem) << "\n";
   out << "  NVIDIA compute capability " << nv_cc(f) << ", mma.sync f16 probe " << (f.nv_mma_f16 ? "pass" : "absent")
@@ -135,11 +153,16 @@ nlohmann::json caps_json(const Context& c) {
   j["chosen"] = chosen;
   nlohmann::json table = nlohmann::json::array();
   for (auto& r : capability_table())
-    table.push_back({{"op", r.op}, {"variant", r.variant}, {"requires", feature_list(r.requires)},
-                     {"kernel_file", r.kernel_file}, {"defines", r.defines}, {"preference", r.preference},
+    table.push_back({{"op", r.op},
+                     {"variant", r.variant},
+                     {"requires", feature_list(r.requires)},
+                     {"kernel_file", r.kernel_file},
+                     {"defines", r.defines},
+                     {"preference", r.preference},
                      {"kind", r.kind == VariantKind::kNative ? "native" : "emulated"},
                      {"stage", r.stage == VariantStage::kImplemented ? "implemented" : "planned"},
-                     {"max_m", r.max_m}, {"note", r.note}});
+                     {"max_m", r.max_m},
+                     {"note", r.note}});
   j["table"] = table;
   nlohmann::json cols = nlohmann::json::array();
   for (auto& dc : device_classes()) cols.push_back(dc.name);
@@ -149,7 +172,8 @@ nlohmann::json caps_json(const Context& c) {
     nlohmann::json cells = nlohmann::json::object();
     auto put = [&](const std::string& col, uint32_t feats) {
       MatrixCell cell = matrix_cell(row.op, feats);
-      cells[col] = {{"cell", std::string(1, cell.letter)}, {"planned", cell.planned},
+      cells[col] = {{"cell", std::string(1, cell.letter)},
+                    {"planned", cell.planned},
                     {"variant", cell.best ? nlohmann::json(cell.best->variant) : nlohmann::json(nullptr)}};
     };
     for (auto& dc : device_classes()) put(dc.name, dc.features);

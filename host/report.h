@@ -1,9 +1,8 @@
 // Text and JSON reports of devices and capabilities (`clquant devices`, `clquant caps`).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/context.h"
 #include "runtime/device.h"

@@ -10,11 +10,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/status.h"
 
@@ -27,10 +26,10 @@ struct DTypeInfo {
   size_t size;
 };
 const DTypeInfo kDTypes[] = {
-    {StDType::kF64, "F64", 8},   {StDType::kF32, "F32", 4},   {StDType::kF16, "F16", 2},
-    {StDType::kBF16, "BF16", 2}, {StDType::kI64, "I64", 8},   {StDType::kI32, "I32", 4},
-    {StDType::kI16, "I16", 2},   {StDType::kI8, "I8", 1},     {StDType::kU64, "U64", 8},
-    {StDType::kU32, "U32", 4},   {StDType::kU16, "U16", 2},   {StDType::kU8, "U8", 1},
+    {StDType::kF64, "F64", 8},   {StDType::kF32, "F32", 4},        {StDType::kF16, "F16", 2},
+    {StDType::kBF16, "BF16", 2}, {StDType::kI64, "I64", 8},        {StDType::kI32, "I32", 4},
+    {StDType::kI16, "I16", 2},   {StDType::kI8, "I8", 1},          {StDType::kU64, "U64", 8},
+    {StDType::kU32, "U32", 4},   {StDType::kU16, "U16", 2},        {StDType::kU8, "U8", 1},
     {StDType::kBool, "BOOL", 1}, {StDType::kF8E4M3, "F8_E4M3", 1}, {StDType::kF8E5M2, "F8_E5M2", 1},
 };
 
@@ -40,16 +39,21 @@ const DTypeInfo kDTypes[] = {
 }  // namespace
 
 const char* st_dtype_name(StDType t) {
-  for (auto& d : kDTypes) if (d.t == t) return d.name;
+  for (auto& d : kDTypes)
+    if (d.t == t) return d.name;
   return "?";
 }
 size_t st_dtype_size(StDType t) {
-  for (auto& d : kDTypes) if (d.t == t) return d.size;
+  for (auto& d : kDTypes)
+    if (d.t == t) return d.size;
   return 0;
 }
 bool st_dtype_from_name(const std::string& s, StDType* out) {
   for (auto& d : kDTypes)
-    if (s == d.name) { *out = d.t; return true; }
+    if (s == d.name) {
+      *out = d.t;
+      return true;
+    }
   return false;
 }
 
@@ -98,7 +102,10 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
   if (!j.is_object()) bad(label, "header is not a JSON object");
 
   const uint64_t data_size = size - 8 - hlen;
-  struct Span { uint64_t b, e; size_t idx; };
+  struct Span {
+    uint64_t b, e;
+    size_t idx;
+  };
   std::vector<Span> spans;
   tensors->clear();
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -138,7 +145,9 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
         !v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
       bad(label, "tensor '" + name + "' data_offsets is not [begin, end] of non-negative integers");
     uint64_t b = v["data_offsets"][0].get<uint64_t>(), e = v["data_offsets"][1].get<uint64_t>();
-    if (b > e) bad(label, "tensor '" + name + "' data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] has begin > end");
+    if (b > e)
+      bad(label,
+          "tensor '" + name + "' data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] has begin > end");
     if (e > data_size)
       bad(label, "tensor '" + name + "' data_offsets end " + std::to_string(e) + " is past the data section (" +
                      std::to_string(data_size) + " bytes)");
@@ -150,17 +159,22 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
     spans.push_back({b, e, tensors->size()});
     tensors->push_back(std::move(t));
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.b != b.b ? a.b < b.b : a.e < b.e; });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.b != b.b ? a.b < b.b : a.e < b.e; });
   uint64_t pos = 0;
   for (auto& s : spans) {
     const std::string& nm = (*tensors)[s.idx].name;
-    if (s.b < pos) bad(label, "tensor '" + nm + "' data_offsets begin " + std::to_string(s.b) + " overlaps the previous tensor (ends at " + std::to_string(pos) + ")");
-    if (s.b > pos) bad(label, "gap in the data section: bytes " + std::to_string(pos) + ".." + std::to_string(s.b) + " before tensor '" + nm + "' belong to no tensor");
+    if (s.b < pos)
+      bad(label, "tensor '" + nm + "' data_offsets begin " + std::to_string(s.b) +
+                     " overlaps the previous tensor (ends at " + std::to_string(pos) + ")");
+    if (s.b > pos)
+      bad(label, "gap in the data section: bytes " + std::to_string(pos) + ".." + std::to_string(s.b) +
+                     " before tensor '" + nm + "' belong to no tensor");
     pos = s.e;
   }
   if (pos != data_size)
-    bad(label, "tensors cover " + std::to_string(pos) + " bytes but the data section holds " + std::to_string(data_size) +
-                   " (trailing bytes belong to no tensor)");
+    bad(label, "tensors cover " + std::to_string(pos) + " bytes but the data section holds " +
+                   std::to_string(data_size) + " (trailing bytes belong to no tensor)");
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
@@ -184,7 +198,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
   ::close(fd);
   static const uint8_t empty[1] = {0};
-  parse_safetensors(f->map_ ? static_cast<const uint8_t*>(f->map_) : empty, f->map_size_, path, &f->tensors_, &f->metadata_);
+  parse_safetensors(f->map_ ? static_cast<const uint8_t*>(f->map_) : empty, f->map_size_, path, &f->tensors_,
+                    &f->metadata_);
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
 }
@@ -210,7 +225,8 @@ void SafetensorsWriter::add(const std::string& name, StDType dtype, const std::v
                                        std::to_string(size_t(numel) * st_dtype_size(dtype)));
   for (auto& e : entries_)
     if (e.name == name) fail(Status::kInvalidArgument, "tensor '" + name + "' added twice");
-  Entry e{name, dtype, shape, std::vector<uint8_t>(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes)};
+  Entry e{name, dtype, shape,
+          std::vector<uint8_t>(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes)};
   entries_.push_back(std::move(e));
 }
 
@@ -270,9 +286,12 @@ bool ends_with(const std::string& s, const std::string& suf) {
 Checkpoint Checkpoint::open(const std::string& path_in) {
   std::string path = path_in;
   if (is_dir(path)) {
-    if (exists(path + "/model.safetensors.index.json")) path += "/model.safetensors.index.json";
-    else if (exists(path + "/model.safetensors")) path += "/model.safetensors";
-    else fail(Status::kIoError, "folder '" + path + "' holds neither model.safetensors nor model.safetensors.index.json");
+    if (exists(path + "/model.safetensors.index.json"))
+      path += "/model.safetensors.index.json";
+    else if (exists(path + "/model.safetensors"))
+      path += "/model.safetensors";
+    else
+      fail(Status::kIoError, "folder '" + path + "' holds neither model.safetensors nor model.safetensors.index.json");
   }
   Checkpoint c;
   c.dir_ = dirname_of(path);
@@ -290,7 +309,8 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
       fail(Status::kFormatError, "index '" + path + "' has no weight_map object");
     std::map<std::string, std::string> want;  // tensor -> shard
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) fail(Status::kFormatError, "index '" + path + "': weight_map['" + it.key() + "'] is not a file name");
+      if (!it.value().is_string())
+        fail(Status::kFormatError, "index '" + path + "': weight_map['" + it.key() + "'] is not a file name");
       std::string shard = it.value().get<std::string>();
       if (shard.find('/') != std::string::npos || shard == "..")
         fail(Status::kFormatError, "index '" + path + "': shard name '" + shard + "' must be a plain file name");
@@ -301,7 +321,9 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
     for (auto& [name, shard] : want) {
       size_t fi = size_t(std::find(files.begin(), files.end(), shard) - files.begin());
       const StTensor* t = c.files_[fi]->find(name);
-      if (!t) fail(Status::kFormatError, "index '" + path + "' maps '" + name + "' to shard '" + shard + "', which does not hold it");
+      if (!t)
+        fail(Status::kFormatError,
+             "index '" + path + "' maps '" + name + "' to shard '" + shard + "', which does not hold it");
       c.by_name_[name] = t;
     }
   } else {

@@ -1,10 +1,9 @@
 #include "host/synth.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/status.h"
 
@@ -38,8 +37,10 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
   for (auto& v : q) v = uint8_t(nib(rng));
   std::vector<uint8_t> zs(size_t(G * N));
   for (auto& v : zs) {
-    if (!spec.symmetric) v = uint8_t(nib(rng));
-    else v = spec.format == W4Format::kGptq ? 7 : 8;  // symmetric v1 stores zero - 1 = 7
+    if (!spec.symmetric)
+      v = uint8_t(nib(rng));
+    else
+      v = spec.format == W4Format::kGptq ? 7 : 8;  // symmetric v1 stores zero - 1 = 7
   }
   scales_.resize(size_t(G * N));
   for (auto& v : scales_) v = f32_to_fp16(sc(rng));
@@ -104,11 +105,18 @@ void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
 std::string W4Synth::quantize_config_json() const {
   nlohmann::ordered_json j;
   if (spec_.format == W4Format::kAwq) {
-    j = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", spec_.group_size}, {"zero_point", !spec_.symmetric},
+    j = {{"quant_method", "awq"},
+         {"bits", 4},
+         {"group_size", spec_.group_size},
+         {"zero_point", !spec_.symmetric},
          {"version", "gemm"}};
   } else {
-    j = {{"bits", 4}, {"group_size", spec_.group_size}, {"desc_act", spec_.act_order}, {"sym", spec_.symmetric},
-         {"quant_method", "gptq"}, {"checkpoint_format", w4_format_name(spec_.format)}};
+    j = {{"bits", 4},
+         {"group_size", spec_.group_size},
+         {"desc_act", spec_.act_order},
+         {"sym", spec_.symmetric},
+         {"quant_method", "gptq"},
+         {"checkpoint_format", w4_format_name(spec_.format)}};
   }
   return j.dump(2);
 }

@@ -16,9 +16,9 @@ namespace clq {
 struct W4SynthSpec {
   W4Format format = W4Format::kGptq;
   int64_t K = 256, N = 256;
-  int group_size = 128;   // -1: one group
-  bool act_order = false; // GPTQ only: g_idx from a random permutation of K
-  bool symmetric = false; // zero point 8 everywhere
+  int group_size = 128;    // -1: one group
+  bool act_order = false;  // GPTQ only: g_idx from a random permutation of K
+  bool symmetric = false;  // zero point 8 everywhere
   uint64_t seed = 1;
 };
 

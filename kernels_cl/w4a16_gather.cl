@@ -3,15 +3,38 @@
 // weights were sorted by g_idx once at load, so the GEMM reads both operands sequentially and
 // the gather costs one pass over x (M*K elements, small next to the K*N/2 weight bytes).
 // Padding rows (perm = -1) get 0, so whatever their weight nibbles hold adds nothing.
+//
+// Two extra outputs serve the gemv inner loop (w4a16_gemv.cl): when NIBBLE_SCALED is set, row
+// r is stored times 2^-4(r%8) (2^-24 for r%8 = 7), so a nibble can be used in place without a
+// shift; and xw[m][w] holds the plain sum of the 8 values of word w (for the folded zero point).
+// Scaling by a power of two is exact unless x is below 2^-98, far under any fp16 value.
 #include "common/act_io.clh"
 
+#ifndef NIBBLE_SCALED
+#define NIBBLE_SCALED 0  // 1 for the gemv variant
+#endif
+
+// One work-item per word (8 packed rows) of one row of x.
 __kernel void w4a16_gather_x(__global const clq_in_t* restrict x,  // [M][K]
                              __global const int* restrict perm,    // [Kp]
                              __global float* restrict xp,          // [M][Kp]
+                             __global float* restrict xw,          // [M][Kp/8] (NIBBLE_SCALED)
                              int M, int K, int Kp) {
-  const int r = get_global_id(0);
+  const int w = get_global_id(0);
   const int m = get_global_id(1);
-  if (r >= Kp || m >= M) return;
-  const int k = perm[r];
-  xp[(size_t)m * Kp + r] = k < 0 ? 0.0f : clq_load_in(x, (size_t)m * K + k);
+  if (w >= Kp / 8 || m >= M) return;
+  float v[8];
+  float sum = 0.0f;
+  for (int i = 0; i < 8; ++i) {
+    const int k = perm[w * 8 + i];
+    v[i] = k < 0 ? 0.0f : clq_load_in(x, (size_t)m * K + k);
+    sum += v[i];
+  }
+#if NIBBLE_SCALED
+  const float8 scale = (float8)(1.0f, 0x1.0p-4f, 0x1.0p-8f, 0x1.0p-12f, 0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 0x1.0p-24f);
+  vstore8(vload8(0, v) * scale, w, xp + (size_t)m * Kp);
+  xw[(size_t)m * (Kp / 8) + w] = sum;
+#else
+  vstore8(vload8(0, v), w, xp + (size_t)m * Kp);
+#endif
 }

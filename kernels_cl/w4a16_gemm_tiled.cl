@@ -34,7 +34,7 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
                       __global const int* restrict wgroup_gl,
                       __global const float* restrict xp_gl,
                       __global clq_out_t* restrict y_gl,
-                      int M, int N, int Kp) {
+                      int M, int N, int Np, int block_n, int Kp) {
   __local float x_sh[TILE_K][TILE_M];
   __local float w_sh[TILE_K][TILE_N];
   const int tx = get_local_id(0), ty = get_local_id(1);
@@ -61,8 +61,9 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
       const int n = n_base + c;
       const int w = k0 / 8 + wr;
       if (n < N) {
-        const uint q = qw_gl[(size_t)w * N + n];
-        const size_t gi = (size_t)wgroup_gl[w] * N + n;
+        // Column blocks of block_n (see w4a16_gemv.cl); block_n = Np is plain [Kp/8][Np].
+        const uint q = qw_gl[(size_t)(n / block_n) * (Kp / 8) * block_n + (size_t)w * block_n + n % block_n];
+        const size_t gi = (size_t)wgroup_gl[w] * Np + n;
         const float s = clq_fp16_to_f32(scales_gl[gi]);
         const float z = (float)zeros_gl[gi];
         for (int j = 0; j < 8; ++j) w_sh[wr * 8 + j][c] = ((float)((q >> (4 * j)) & 15u) - z) * s;

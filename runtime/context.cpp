@@ -38,7 +38,8 @@ cl::Kernel Context::kernel(const std::string& file, const std::string& name, con
 cl::Buffer Context::alloc(size_t bytes, cl_mem_flags flags) {
   if (bytes == 0) bytes = 4;  // zero-size buffers are invalid in OpenCL; keep a dummy word
   if (bytes > features_.max_alloc)
-    fail(Status::kInvalidArgument, "buffer of " + std::to_string(bytes) + " bytes exceeds the device's max allocation of " +
+    fail(Status::kInvalidArgument, "buffer of " + std::to_string(bytes) +
+                                       " bytes exceeds the device's max allocation of " +
                                        std::to_string(features_.max_alloc) + " bytes");
   cl_int err = CL_SUCCESS;
   cl::Buffer b(ctx_, flags, bytes, nullptr, &err);
@@ -48,12 +49,14 @@ cl::Buffer Context::alloc(size_t bytes, cl_mem_flags flags) {
 
 void Context::write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset) {
   if (bytes == 0) return;
-  check_cl(queue_.enqueueWriteBuffer(buf, CL_TRUE, offset, bytes, src), "clEnqueueWriteBuffer(" + std::to_string(bytes) + " bytes)");
+  check_cl(queue_.enqueueWriteBuffer(buf, CL_TRUE, offset, bytes, src),
+           "clEnqueueWriteBuffer(" + std::to_string(bytes) + " bytes)");
 }
 
 void Context::read(const cl::Buffer& buf, void* dst, size_t bytes, size_t offset) {
   if (bytes == 0) return;
-  check_cl(queue_.enqueueReadBuffer(buf, CL_TRUE, offset, bytes, dst), "clEnqueueReadBuffer(" + std::to_string(bytes) + " bytes)");
+  check_cl(queue_.enqueueReadBuffer(buf, CL_TRUE, offset, bytes, dst),
+           "clEnqueueReadBuffer(" + std::to_string(bytes) + " bytes)");
 }
 
 void Context::fill_u32(const cl::Buffer& buf, uint32_t pattern, size_t bytes) {
@@ -61,7 +64,9 @@ void Context::fill_u32(const cl::Buffer& buf, uint32_t pattern, size_t bytes) {
   check_cl(queue_.enqueueFillBuffer(buf, pattern, 0, bytes / 4 * 4), "clEnqueueFillBuffer");
 }
 
-void Context::finish() { check_cl(queue_.finish(), "clFinish"); }
+void Context::finish() {
+  check_cl(queue_.finish(), "clFinish");
+}
 
 cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                  const std::string& what) {
@@ -73,8 +78,8 @@ cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global
       for (size_t i = 0; i < r.dimensions(); ++i) s += (i ? "x" : "") + std::to_string(r.get()[i]);
       return s.empty() ? std::string("auto") : s;
     };
-    throw Error(static_cast<Status>(err), "enqueue of " + what + " (global " + dims(global) + ", local " +
-                                              dims(local) + ") failed: " + cl_error_name(err));
+    throw Error(static_cast<Status>(err), "enqueue of " + what + " (global " + dims(global) + ", local " + dims(local) +
+                                              ") failed: " + cl_error_name(err));
   }
   return ev;
 }

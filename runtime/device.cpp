@@ -89,8 +89,7 @@ std::string device_type_name(const DeviceFeatures& f) {
 std::vector<DeviceEntry> list_devices() {
   std::vector<cl::Platform> platforms;
   cl_int err = cl::Platform::get(&platforms);
-  if (err != CL_SUCCESS && err != CL_PLATFORM_NOT_FOUND_KHR)
-    check_cl(err, "clGetPlatformIDs");
+  if (err != CL_SUCCESS && err != CL_PLATFORM_NOT_FOUND_KHR) check_cl(err, "clGetPlatformIDs");
   std::vector<DeviceEntry> out;
   for (auto& p : platforms) {
     std::vector<cl::Device> devs;
@@ -118,8 +117,10 @@ DeviceEntry select_device(const std::string& selector_in) {
   }
   auto all = list_devices();
   if (selector.empty()) {
-    for (auto& e : all) if (e.features.is_gpu) return e;
-    for (auto& e : all) if (e.features.is_cpu) return e;
+    for (auto& e : all)
+      if (e.features.is_gpu) return e;
+    for (auto& e : all)
+      if (e.features.is_cpu) return e;
     return all.front();
   }
   auto available = [&] {
@@ -140,9 +141,9 @@ DeviceEntry select_device(const std::string& selector_in) {
     if (lower(e.features.device_name).find(needle) != std::string::npos ||
         lower(e.features.platform_name).find(needle) != std::string::npos)
       return e;
-  fail(Status::kDeviceNotFound, "no OpenCL device matches '" + selector +
-                                    "' (index, or case-insensitive substring of platform or device name); available:" +
-                                    available());
+  fail(Status::kDeviceNotFound,
+       "no OpenCL device matches '" + selector +
+           "' (index, or case-insensitive substring of platform or device name); available:" + available());
 }
 
 }  // namespace clq

@@ -14,11 +14,11 @@ struct DeviceFeatures {
   std::string platform_name, platform_version, device_name, vendor, driver_version, device_version;
   int opencl_c_major = 1, opencl_c_minor = 0;
   bool is_gpu = false, is_cpu = false;
-  bool fp16 = false;             // cl_khr_fp16
-  bool fp64 = false;             // cl_khr_fp64
-  bool khr_subgroups = false;    // cl_khr_subgroups
-  bool intel_subgroups = false;  // cl_intel_subgroups
-  bool intel_matrix = false;     // cl_intel_subgroup_matrix_multiply_accumulate
+  bool fp16 = false;                   // cl_khr_fp16
+  bool fp64 = false;                   // cl_khr_fp64
+  bool khr_subgroups = false;          // cl_khr_subgroups
+  bool intel_subgroups = false;        // cl_intel_subgroups
+  bool intel_matrix = false;           // cl_intel_subgroup_matrix_multiply_accumulate
   std::vector<size_t> subgroup_sizes;  // CL_DEVICE_SUB_GROUP_SIZES_INTEL where exposed
   bool correctly_rounded_div_sqrt = false;
   uint64_t local_mem = 0, max_alloc = 0, global_mem = 0;

@@ -21,19 +21,29 @@ const uint8_t kE4m3[5] = {0xC0, 0xB8, 0x00, 0x38, 0x40};
 
 // Runs one mma probe: A is 16 x kk, B is kk x 8 (stored transposed), D = A B exactly.
 template <typename Code>
-bool run_mma_probe(Context& c, const std::string& file, const std::string& kernel_name, int kk,
-                   const Code* codes, std::string& note) {
+bool run_mma_probe(Context& c, const std::string& file, const std::string& kernel_name, int kk, const Code* codes,
+                   std::string& note) {
   try {
     std::vector<Code> a(16 * kk), bt(8 * kk);
     std::vector<int> av(16 * kk), bv(8 * kk);
-    for (int i = 0; i < 16 * kk; ++i) { int s = (i * 7 + 3) % 5; av[i] = kVals[s]; a[i] = codes[s]; }
-    for (int i = 0; i < 8 * kk; ++i) { int s = (i * 3 + 1) % 5; bv[i] = kVals[s]; bt[i] = codes[s]; }
+    for (int i = 0; i < 16 * kk; ++i) {
+      int s = (i * 7 + 3) % 5;
+      av[i] = kVals[s];
+      a[i] = codes[s];
+    }
+    for (int i = 0; i < 8 * kk; ++i) {
+      int s = (i * 3 + 1) % 5;
+      bv[i] = kVals[s];
+      bt[i] = codes[s];
+    }
     cl::Buffer da = c.alloc(a.size() * sizeof(Code)), db = c.alloc(bt.size() * sizeof(Code)), dd = c.alloc(16 * 8 * 4);
     c.write(da, a.data(), a.size() * sizeof(Code));
     c.write(db, bt.data(), bt.size() * sizeof(Code));
     c.fill_u32(dd, 0x7fc00001u, 16 * 8 * 4);
     cl::Kernel k = c.kernel(file, kernel_name);
-    k.setArg(0, da); k.setArg(1, db); k.setArg(2, dd);
+    k.setArg(0, da);
+    k.setArg(1, db);
+    k.setArg(2, dd);
     launch(c, k, cl::NDRange(32), cl::NDRange(32), kernel_name);
     std::vector<float> d(16 * 8);
     c.read(dd, d.data(), d.size() * 4);
@@ -60,9 +70,9 @@ std::string probe_cache_path(const DeviceFeatures& f) {
   std::string dir = cache_dir();
   if (dir.empty()) return "";
   Sha256 h;
-  for (const std::string& s : {std::string("probe/1"), f.device_name, f.driver_version, f.platform_version,
-                               f.device_version, expanded_kernel_source("probe_nv_mma_f16.cl"),
-                               expanded_kernel_source("probe_nv_mma_e4m3.cl")}) {
+  for (const std::string& s :
+       {std::string("probe/1"), f.device_name, f.driver_version, f.platform_version, f.device_version,
+        expanded_kernel_source("probe_nv_mma_f16.cl"), expanded_kernel_source("probe_nv_mma_e4m3.cl")}) {
     h.update(s);
     h.update("\0", 1);
   }
@@ -82,19 +92,25 @@ void probe_features(Context& c, DeviceFeatures& f) {
     int v16 = -1, v8 = -1;
     std::string line, notes;
     while (std::getline(in, line)) {
-      if (line.rfind("nv_mma_f16=", 0) == 0) v16 = line[11] == '1';
-      else if (line.rfind("nv_mma_e4m3=", 0) == 0) v8 = line[12] == '1';
-      else if (line.rfind("notes=", 0) == 0) notes = line.substr(6);
+      if (line.rfind("nv_mma_f16=", 0) == 0)
+        v16 = line[11] == '1';
+      else if (line.rfind("nv_mma_e4m3=", 0) == 0)
+        v8 = line[12] == '1';
+      else if (line.rfind("notes=", 0) == 0)
+        notes = line.substr(6);
     }
     if (v16 >= 0 && v8 >= 0) {  // a partial or foreign file falls through to a fresh probe
-      f.nv_mma_f16 = v16; f.nv_mma_e4m3 = v8; f.probe_notes = notes;
+      f.nv_mma_f16 = v16;
+      f.nv_mma_e4m3 = v8;
+      f.probe_notes = notes;
       return;
     }
   }
   std::string note;
   f.nv_mma_f16 = run_mma_probe<uint16_t>(c, "probe_nv_mma_f16.cl", "probe_mma_f16", 16, kHalf, note);
   f.nv_mma_e4m3 = run_mma_probe<uint8_t>(c, "probe_nv_mma_e4m3.cl", "probe_mma_e4m3", 32, kE4m3, note);
-  for (char& ch : note) if (ch == '\n') ch = ' ';
+  for (char& ch : note)
+    if (ch == '\n') ch = ' ';
   f.probe_notes = note;
   if (!path.empty()) {
     std::string tmp = path + ".tmp";

@@ -89,8 +89,7 @@ cl::Program ProgramCache::get(const std::string& file, const std::string& option
   return get_source(file, expanded_kernel_source(file), options);
 }
 
-cl::Program ProgramCache::get_source(const std::string& label, const std::string& source,
-                                     const std::string& options) {
+cl::Program ProgramCache::get_source(const std::string& label, const std::string& source, const std::string& options) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string key = key_hex(source, options);
   auto it = memory_.find(key);
@@ -150,7 +149,8 @@ bool ProgramCache::load_from_disk(const std::string& path, const std::string& ke
   std::vector<unsigned char> payload(size);
   if (!in.read(reinterpret_cast<char*>(payload.data()), std::streamsize(size))) return reject("truncated payload");
   if (in.peek() != EOF) return reject("trailing bytes");
-  if (sha256_hex(payload.data(), payload.size()) != std::string(digest_buf, 64)) return reject("payload digest mismatch");
+  if (sha256_hex(payload.data(), payload.size()) != std::string(digest_buf, 64))
+    return reject("payload digest mismatch");
 
   cl::Program::Binaries bins{payload};
   std::vector<cl_int> bin_status;

@@ -20,12 +20,12 @@ namespace clq {
 struct CacheStats {
   int memory_hits = 0;
   int disk_hits = 0;
-  int builds = 0;          // builds from source
-  int disk_rejected = 0;   // entries found on disk but corrupt/mismatched (then rebuilt)
+  int builds = 0;         // builds from source
+  int disk_rejected = 0;  // entries found on disk but corrupt/mismatched (then rebuilt)
   int disk_writes = 0;
 };
 
-std::string cache_dir();      // resolved from the environment; "" when the disk cache is off
+std::string cache_dir();  // resolved from the environment; "" when the disk cache is off
 bool disk_cache_enabled();
 
 class ProgramCache {

@@ -32,10 +32,15 @@ int main(int argc, char** argv) {
     SafetensorsWriter w;
     synth.add_to(w, "model.layers.0.mlp.down_proj");
     w.write(dir + "/model.safetensors");
-    if (argc < 11 || std::string(argv[10]) != "noconfig") std::ofstream(dir + "/quantize_config.json") << synth.quantize_config_json();
+    if (argc < 11 || std::string(argv[10]) != "noconfig")
+      std::ofstream(dir + "/quantize_config.json") << synth.quantize_config_json();
     auto x = random_activations(M, s.K, t, s.seed + 1);
     SafetensorsWriter xi;
-    xi.add("input", t == DType::kBF16 ? StDType::kBF16 : t == DType::kF32 ? StDType::kF32 : StDType::kF16, {M, s.K}, x.data(), x.size());
+    xi.add("input",
+           t == DType::kBF16  ? StDType::kBF16
+           : t == DType::kF32 ? StDType::kF32
+                              : StDType::kF16,
+           {M, s.K}, x.data(), x.size());
     xi.write(dir + "/input.safetensors");
   } catch (const std::exception& e) {
     std::cerr << "gen_w4_checkpoint: " << e.what() << "\n";

@@ -33,6 +33,13 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   DeviceFeatures plain;  // a device with nothing: generic portable paths
   EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
   EXPECT_THROW(select_variant("fp8_block_gemm", plain, 1), Error);
+  EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "gemv");
+  EXPECT_STREQ(select_variant("w4a16_gemm", plain, 4096).variant, "tiled");
+  EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1, "tiled").variant, "tiled");
+  DeviceFeatures cpu;
+  cpu.is_cpu = true;  // CPUs keep the register-tiled gemv at every M (bench/RESULTS.md)
+  EXPECT_STREQ(select_variant("w4a16_gemm", cpu, 4096).variant, "gemv");
+  EXPECT_EQ(supported_variants("w4a16_gemm", cpu).size(), 2u);
 }
 
 TEST(Caps, OverridesAreValidated) {
@@ -49,6 +56,10 @@ TEST(Caps, OverridesAreValidated) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kNotSupported);
+  }
+  {
+    test::ScopedEnv env("CLQ_VARIANT", "w4a16_gemm=tiled");
+    EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "tiled");
   }
   {
     test::ScopedEnv env("CLQ_VARIANT", "tiled");  // single name: ops without it are unaffected
@@ -83,6 +94,9 @@ TEST(Caps, SupportMatrixCells) {
   MatrixCell conv = matrix_cell("convert", col("generic/PoCL"));
   EXPECT_EQ(conv.letter, 'S');
   EXPECT_FALSE(conv.planned);
+  MatrixCell w4_pocl = matrix_cell("w4a16_gemm", col("generic/PoCL"));
+  EXPECT_EQ(w4_pocl.letter, 'S');
+  EXPECT_FALSE(w4_pocl.planned);
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("generic/PoCL")).letter, 'E');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm80")).letter, 'E');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm89")).letter, 'S');

@@ -12,8 +12,7 @@
 using namespace clq;
 
 namespace {
-const char* kSmallKernel =
-    "__kernel void add_one(__global int* p) { p[get_global_id(0)] += 1; }\n";
+const char* kSmallKernel = "__kernel void add_one(__global int* p) { p[get_global_id(0)] += 1; }\n";
 
 // Builds kSmallKernel through a fresh ProgramCache (empty memory level) and checks it runs.
 CacheStats build_and_run(const std::string& options) {
@@ -137,8 +136,8 @@ TEST(ProgramCache, DiskHitThenCorruptEntriesAreRebuiltAndOverwritten) {
   flipped[flipped.size() / 2] ^= 0x5A;
   std::string foreign = good;
   foreign[10] = (foreign[10] == 'a') ? 'b' : 'a';  // a key from another source/device
-  for (const std::string& bad : {good.substr(0, good.size() / 2), flipped, foreign, std::string("garbage"),
-                                 std::string()}) {
+  for (const std::string& bad :
+       {good.substr(0, good.size() / 2), flipped, foreign, std::string("garbage"), std::string()}) {
     write_all(path, bad);
     CacheStats s = build_and_run(opts);
     EXPECT_EQ(s.builds, 1);

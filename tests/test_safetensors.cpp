@@ -41,8 +41,11 @@ TEST(Safetensors, MalformedFilesEachGetTheirOwnError) {
   expect_bad(image(kOne, 16, 100000001ull), "exceeds the 100 MB limit");
   expect_bad(image("{\"a\":", 0), "not valid JSON");
   expect_bad(image("[1,2]", 0), "not a JSON object");
-  expect_bad(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
-             "appears twice");
+  expect_bad(
+      image(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          8),
+      "appears twice");
   expect_bad(image(R"({"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}})", 4), "unknown dtype 'Q4'");
   expect_bad(image(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "not a non-negative integer");
   expect_bad(image(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4), "not a non-negative integer");
@@ -50,19 +53,28 @@ TEST(Safetensors, MalformedFilesEachGetTheirOwnError) {
   expect_bad(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4), "begin > end");
   expect_bad(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,400]}})", 4), "past the data section");
   expect_bad(image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "need 12");
-  expect_bad(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
-             "gap in the data section");
-  expect_bad(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
-             "overlaps");
+  expect_bad(
+      image(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+          12),
+      "gap in the data section");
+  expect_bad(
+      image(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          8),
+      "overlaps");
   expect_bad(image(kOne, 20), "trailing bytes");
-  expect_bad(image(R"({"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", 16), "not a string");
+  expect_bad(image(R"({"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", 16),
+             "not a string");
   expect_bad(image(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8), "overflows");
   expect_bad(image(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4), "no dtype");
 }
 
 TEST(Safetensors, AcceptsAValidImageAndEmptyTensors) {
   std::vector<StTensor> t;
-  std::string ok = image(R"({"z":{"dtype":"I32","shape":[0],"data_offsets":[0,0]},"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})", 4);
+  std::string ok = image(
+      R"({"z":{"dtype":"I32","shape":[0],"data_offsets":[0,0]},"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})",
+      4);
   parse_safetensors(reinterpret_cast<const uint8_t*>(ok.data()), ok.size(), "ok", &t, nullptr);
   EXPECT_EQ(t.size(), 2u);
 }

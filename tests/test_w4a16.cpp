@@ -46,7 +46,7 @@ void run_case(const Case& cs, uint64_t seed) {
   spec.seed = seed;
   W4Synth synth(spec);
   W4Checkpoint ck = synth.checkpoint();
-  W4A16Gemm op(c, repack_w4(ck));
+  W4Packed packed = repack_w4(ck);
   auto x = random_activations(cs.M, cs.K, cs.dt, seed ^ 0x5555);
   auto ref = gemm_reference(x.data(), cs.dt, cs.M, cs.K, dequantize_w4(ck), cs.N);
   const size_t ybytes = size_t(cs.M * cs.N) * dtype_size(cs.dt);
@@ -56,18 +56,25 @@ void run_case(const Case& cs, uint64_t seed) {
   for (auto* v : supported_variants("w4a16_gemm", c.features())) runs.push_back({v->variant, 0});
   runs.push_back({"gemv", 3});  // split-K with ranges that start and end inside groups
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
-  for (auto& [variant, splits] : runs) {
-    c.fill_u32(dy, 0xFFFFFFFFu, ybytes);  // NaN in fp32, fp16 and bf16: an unwritten element fails
-    W4A16RunOptions opt;
-    opt.variant = variant;
-    opt.splits = splits;
-    op.run(dx, cs.dt, dy, cs.dt, cs.M, opt);
-    std::vector<uint8_t> y(ybytes);
-    c.read(dy, y.data(), ybytes);
-    ErrorStats e = compare_output(y.data(), cs.dt, ref);
-    EXPECT_EQ(e.nan_count, 0u) << variant << " splits=" << splits;
-    EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance) << variant << " splits=" << splits << " max abs err " << e.max_abs_err;
-    EXPECT_GT(e.mean_abs_ref, 0.0);
+  // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
+  for (const char* tuning : {"cpu", "gpu"}) {
+    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    W4A16Gemm op(c, packed);
+    for (auto& [variant, splits] : runs) {
+      SCOPED_TRACE(std::string("tuning ") + tuning + ", variant " + variant + ", splits " + std::to_string(splits));
+      c.fill_u32(dy, 0xFFFFFFFFu, ybytes);  // NaN in fp32, fp16 and bf16: an unwritten element fails
+      W4A16RunOptions opt;
+      opt.variant = variant;
+      opt.splits = splits;
+      op.run(dx, cs.dt, dy, cs.dt, cs.M, opt);
+      std::vector<uint8_t> y(ybytes);
+      c.read(dy, y.data(), ybytes);
+      ErrorStats e = compare_output(y.data(), cs.dt, ref);
+      EXPECT_EQ(e.nan_count, 0u) << variant << " splits=" << splits;
+      EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance)
+          << variant << " splits=" << splits << " max abs err " << e.max_abs_err;
+      EXPECT_GT(e.mean_abs_ref, 0.0);
+    }
   }
 }
 
@@ -107,7 +114,7 @@ TEST(W4A16, FormatGroupMatrix) {
 // kernel steps K by 32), N not a multiple of the 64-column tile.
 TEST(W4A16, AwkwardShapes) {
   const uint64_t s = test::seed() + 1000;
-  run_case({W4Format::kGptq, 33, 576, 4104, 128, true, false, DType::kF16}, s);     // K % 128 != 0 with g_idx
+  run_case({W4Format::kGptq, 33, 576, 4104, 128, true, false, DType::kF16}, s);  // K % 128 != 0 with g_idx
   run_case({W4Format::kGptqV2, 7, 4104, 576, 64, false, false, DType::kBF16}, s + 1);
   run_case({W4Format::kAwq, 129, 576, 4104, -1, false, false, DType::kF16}, s + 2);
   run_case({W4Format::kGptq, 5, 72, 8, -1, false, true, DType::kF16}, s + 3);
@@ -290,7 +297,8 @@ TEST(W4A16BadInput, RunArgumentsLeaveOutputUntouched) {
   W4A16Gemm op(c, repack_w4(synth.checkpoint()));
   cl::Buffer dx = c.alloc(4 * 256 * 2), dy = c.alloc(4 * 64 * 2);
   c.fill_u32(dy, 0x12345678u, 4 * 64 * 2);
-  auto expect_fail = [&](int64_t M, const cl::Buffer& x, const std::string& variant, Status want, const std::string& needle) {
+  auto expect_fail = [&](int64_t M, const cl::Buffer& x, const std::string& variant, Status want,
+                         const std::string& needle) {
     W4A16RunOptions opt;
     opt.variant = variant;
     try {

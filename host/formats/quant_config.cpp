@@ -2,7 +2,6 @@
 
 #include <cctype>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/status.h"
@@ -17,9 +16,12 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
   c.quant_method = q.value("quant_method", std::string());
   for (auto& ch : c.quant_method) ch = char(std::tolower((unsigned char)ch));
   if (q.contains("bits") && q["bits"].is_number_integer() && q["bits"].get<int>() != 4)
-    fail(Status::kNotSupported, source + ": bits = " + std::to_string(q["bits"].get<int>()) + "; clquant's int4 path needs 4");
-  if (q.contains("group_size") && q["group_size"].is_number_integer()) c.group_size = q["group_size"].get<int>();
-  else if (q.contains("q_group_size") && q["q_group_size"].is_number_integer()) c.group_size = q["q_group_size"].get<int>();
+    fail(Status::kNotSupported,
+         source + ": bits = " + std::to_string(q["bits"].get<int>()) + "; clquant's int4 path needs 4");
+  if (q.contains("group_size") && q["group_size"].is_number_integer())
+    c.group_size = q["group_size"].get<int>();
+  else if (q.contains("q_group_size") && q["q_group_size"].is_number_integer())
+    c.group_size = q["q_group_size"].get<int>();
   if (q.contains("desc_act") && q["desc_act"].is_boolean()) c.desc_act = q["desc_act"].get<bool>();
   if (c.quant_method == "awq") {
     std::string version = q.value("version", std::string("gemm"));

@@ -10,18 +10,25 @@ namespace clq {
 
 const char* w4_format_name(W4Format f) {
   switch (f) {
-    case W4Format::kGptq: return "gptq";
-    case W4Format::kGptqV2: return "gptq_v2";
-    case W4Format::kAwq: return "awq";
+    case W4Format::kGptq:
+      return "gptq";
+    case W4Format::kGptqV2:
+      return "gptq_v2";
+    case W4Format::kAwq:
+      return "awq";
   }
   return "?";
 }
 
 bool w4_format_from_name(const std::string& s, W4Format* out) {
-  if (s == "gptq") *out = W4Format::kGptq;
-  else if (s == "gptq_v2") *out = W4Format::kGptqV2;
-  else if (s == "awq") *out = W4Format::kAwq;
-  else return false;
+  if (s == "gptq")
+    *out = W4Format::kGptq;
+  else if (s == "gptq_v2")
+    *out = W4Format::kGptqV2;
+  else if (s == "awq")
+    *out = W4Format::kAwq;
+  else
+    return false;
   return true;
 }
 
@@ -45,13 +52,17 @@ void need(const StTensor* t, const char* what) {
 }
 void need_dtype(const StTensor& t, StDType want) {
   if (t.dtype != want)
-    fail(Status::kFormatError, "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected " + st_dtype_name(want));
+    fail(Status::kFormatError,
+         "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected " + st_dtype_name(want));
 }
 void need_rank(const StTensor& t, size_t rank) {
   if (t.shape.size() != rank)
-    fail(Status::kInvalidShape, "tensor '" + t.name + "' has shape " + t.shape_str() + ", expected rank " + std::to_string(rank));
+    fail(Status::kInvalidShape,
+         "tensor '" + t.name + "' has shape " + t.shape_str() + ", expected rank " + std::to_string(rank));
 }
-std::string i2s(int64_t v) { return std::to_string(v); }
+std::string i2s(int64_t v) {
+  return std::to_string(v);
+}
 }  // namespace
 
 W4Shape validate_w4(const W4Checkpoint& ck) {
@@ -70,38 +81,44 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
   if (awq) {
     s.K = qw.shape[0];
     s.N = qw.shape[1] * 8;
-    if (ck.g_idx) fail(Status::kInvalidArgument, "AWQ checkpoints have no g_idx, but '" + ck.g_idx->name + "' was given");
+    if (ck.g_idx)
+      fail(Status::kInvalidArgument, "AWQ checkpoints have no g_idx, but '" + ck.g_idx->name + "' was given");
   } else {
     s.K = qw.shape[0] * 8;
     s.N = qw.shape[1];
   }
-  if (s.K <= 0 || s.N <= 0) fail(Status::kInvalidShape, "qweight '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
+  if (s.K <= 0 || s.N <= 0)
+    fail(Status::kInvalidShape, "qweight '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
   if (s.K % 8 || s.N % 8)
-    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of 8 (qweight " + qw.shape_str() + ")");
+    fail(Status::kInvalidShape,
+         "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of 8 (qweight " + qw.shape_str() + ")");
   if (sc.shape[1] != s.N)
     fail(Status::kInvalidShape, "scales '" + sc.name + "' shape " + sc.shape_str() + " has " + i2s(sc.shape[1]) +
                                     " columns, but qweight " + qw.shape_str() + " gives N = " + i2s(s.N));
   int64_t G = sc.shape[0];
   if (G < 1) fail(Status::kInvalidShape, "scales '" + sc.name + "' has no group rows");
   if (qz.shape[0] != G || qz.shape[1] * 8 != s.N)
-    fail(Status::kInvalidShape, "qzeros '" + qz.name + "' shape " + qz.shape_str() + " disagrees with scales " + sc.shape_str() +
-                                    ": expected [" + i2s(G) + ", " + i2s(s.N / 8) + "]");
+    fail(Status::kInvalidShape, "qzeros '" + qz.name + "' shape " + qz.shape_str() + " disagrees with scales " +
+                                    sc.shape_str() + ": expected [" + i2s(G) + ", " + i2s(s.N / 8) + "]");
   // Group size: given, or inferred from the number of group rows.
   int gs = ck.group_size;
   if (gs == 0) {
-    if (G == 1) gs = -1;
-    else if (ck.g_idx) gs = int((s.K + G - 1) / G);  // only the group count matters with g_idx
-    else if (s.K % G == 0) gs = int(s.K / G);
+    if (G == 1)
+      gs = -1;
+    else if (ck.g_idx)
+      gs = int((s.K + G - 1) / G);  // only the group count matters with g_idx
+    else if (s.K % G == 0)
+      gs = int(s.K / G);
     else
-      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " + i2s(G) +
-                                      " group rows of scales '" + sc.name + "' and there is no g_idx");
+      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " +
+                                      i2s(G) + " group rows of scales '" + sc.name + "' and there is no g_idx");
   }
   if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
   if (gs == int(s.K)) gs = -1;
   int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
   if (G != G_expected)
-    fail(Status::kInvalidShape, "scales '" + sc.name + "' has " + i2s(G) + " group rows, but K = " + i2s(s.K) + " with group size " +
-                                    i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
+    fail(Status::kInvalidShape, "scales '" + sc.name + "' has " + i2s(G) + " group rows, but K = " + i2s(s.K) +
+                                    " with group size " + i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
   s.G = G;
   s.group_size = gs;
   if (ck.g_idx) {
@@ -118,7 +135,8 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
     s.has_g_idx = true;
   } else if (gs != -1 && s.K % gs != 0) {
     // Without g_idx the last group would read past the last row of scales/zeros (a peer's bug).
-    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
+    fail(Status::kInvalidShape,
+         "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
   }
   return s;
 }
@@ -141,7 +159,9 @@ uint32_t W4Accessor::z(int64_t g, int64_t n) const {
   return format == W4Format::kGptq ? zs + 1 : zs;  // v1 stores zero - 1
 }
 
-float W4Accessor::s(int64_t g, int64_t n) const { return fp16_to_f32(rd_u16(*ck.scales, size_t(g * shape.N + n))); }
+float W4Accessor::s(int64_t g, int64_t n) const {
+  return fp16_to_f32(rd_u16(*ck.scales, size_t(g * shape.N + n)));
+}
 
 int64_t W4Accessor::group(int64_t k) const {
   if (shape.has_g_idx) return rd_i32(*ck.g_idx, size_t(k));
@@ -154,8 +174,7 @@ std::vector<double> dequantize_w4(const W4Checkpoint& ck) {
   std::vector<double> w(size_t(K * N));
   for (int64_t k = 0; k < K; ++k) {
     int64_t g = a.group(k);
-    for (int64_t n = 0; n < N; ++n)
-      w[size_t(k * N + n)] = double(a.s(g, n)) * (double(a.q(k, n)) - double(a.z(g, n)));
+    for (int64_t n = 0; n < N; ++n) w[size_t(k * N + n)] = double(a.s(g, n)) * (double(a.q(k, n)) - double(a.z(g, n)));
   }
   return w;
 }
@@ -187,7 +206,8 @@ W4Packed repack_w4(const W4Checkpoint& ck) {
   p.gstart[size_t(G)] = int32_t(Kp / 8);  // trailing padding words join the last group (their x is 0)
   p.wgroup.assign(size_t(Kp / 8), int32_t(G - 1));
   for (int64_t g = 0; g < G; ++g)
-    for (int32_t w = p.gstart[size_t(g)]; w < int32_t(row_start[size_t(g) + 1] / 8); ++w) p.wgroup[size_t(w)] = int32_t(g);
+    for (int32_t w = p.gstart[size_t(g)]; w < int32_t(row_start[size_t(g) + 1] / 8); ++w)
+      p.wgroup[size_t(w)] = int32_t(g);
 
   p.qw.assign(size_t(Kp / 8 * N), 0u);
   const bool identity_gptq = a.format != W4Format::kAwq && !p.act_order && row_start[size_t(G)] == K;

@@ -47,10 +47,10 @@ struct W4Accessor {
   explicit W4Accessor(const W4Checkpoint& ck);  // validates
   W4Shape shape;
   W4Format format;
-  uint32_t q(int64_t k, int64_t n) const;   // 0..15
-  uint32_t z(int64_t g, int64_t n) const;   // true zero point (v1: stored + 1)
-  float s(int64_t g, int64_t n) const;      // scale as fp32
-  int64_t group(int64_t k) const;           // g_idx[k], or k / group_size
+  uint32_t q(int64_t k, int64_t n) const;  // 0..15
+  uint32_t z(int64_t g, int64_t n) const;  // true zero point (v1: stored + 1)
+  float s(int64_t g, int64_t n) const;     // scale as fp32
+  int64_t group(int64_t k) const;          // g_idx[k], or k / group_size
   const W4Checkpoint& ck;
 };
 

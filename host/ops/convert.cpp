@@ -8,16 +8,22 @@ namespace clq {
 
 const char* num_format_name(NumFormat f) {
   switch (f) {
-    case NumFormat::kFp16: return "fp16";
-    case NumFormat::kBf16: return "bf16";
-    case NumFormat::kE4m3: return "e4m3";
-    case NumFormat::kE5m2: return "e5m2";
+    case NumFormat::kFp16:
+      return "fp16";
+    case NumFormat::kBf16:
+      return "bf16";
+    case NumFormat::kE4m3:
+      return "e4m3";
+    case NumFormat::kE5m2:
+      return "e5m2";
   }
   return "?";
 }
 
 namespace {
-size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+size_t round_up(size_t v, size_t m) {
+  return (v + m - 1) / m * m;
+}
 
 std::vector<uint32_t> run(Context& c, NumFormat f, const std::vector<uint32_t>& in, bool decode) {
   const VariantRow& row = select_variant("convert", c.features(), 0);
@@ -28,9 +34,13 @@ std::vector<uint32_t> run(Context& c, NumFormat f, const std::vector<uint32_t>& 
   size_t in_elem = decode ? code_bytes : 4, out_elem = decode ? 4 : code_bytes;
   std::vector<uint8_t> packed(n * in_elem);
   for (size_t i = 0; i < n; ++i) {
-    if (in_elem == 4) std::memcpy(&packed[i * 4], &in[i], 4);
-    else if (in_elem == 2) { uint16_t v = uint16_t(in[i]); std::memcpy(&packed[i * 2], &v, 2); }
-    else packed[i] = uint8_t(in[i]);
+    if (in_elem == 4)
+      std::memcpy(&packed[i * 4], &in[i], 4);
+    else if (in_elem == 2) {
+      uint16_t v = uint16_t(in[i]);
+      std::memcpy(&packed[i * 2], &v, 2);
+    } else
+      packed[i] = uint8_t(in[i]);
   }
   cl::Buffer din = c.alloc(packed.size()), dout = c.alloc(round_up(n * out_elem, 4));
   c.write(din, packed.data(), packed.size());
@@ -46,9 +56,14 @@ std::vector<uint32_t> run(Context& c, NumFormat f, const std::vector<uint32_t>& 
   c.read(dout, raw.data(), raw.size());
   std::vector<uint32_t> out(n);
   for (size_t i = 0; i < n; ++i) {
-    if (out_elem == 4) std::memcpy(&out[i], &raw[i * 4], 4);
-    else if (out_elem == 2) { uint16_t v; std::memcpy(&v, &raw[i * 2], 2); out[i] = v; }
-    else out[i] = raw[i];
+    if (out_elem == 4)
+      std::memcpy(&out[i], &raw[i * 4], 4);
+    else if (out_elem == 2) {
+      uint16_t v;
+      std::memcpy(&v, &raw[i * 2], 2);
+      out[i] = v;
+    } else
+      out[i] = raw[i];
   }
   return out;
 }
@@ -66,10 +81,18 @@ std::vector<uint32_t> host_decode(NumFormat f, const std::vector<uint32_t>& code
   for (size_t i = 0; i < codes.size(); ++i) {
     float v = 0;
     switch (f) {
-      case NumFormat::kFp16: v = fp16_to_f32(uint16_t(codes[i])); break;
-      case NumFormat::kBf16: v = bf16_to_f32(uint16_t(codes[i])); break;
-      case NumFormat::kE4m3: v = e4m3_to_f32(uint8_t(codes[i])); break;
-      case NumFormat::kE5m2: v = e5m2_to_f32(uint8_t(codes[i])); break;
+      case NumFormat::kFp16:
+        v = fp16_to_f32(uint16_t(codes[i]));
+        break;
+      case NumFormat::kBf16:
+        v = bf16_to_f32(uint16_t(codes[i]));
+        break;
+      case NumFormat::kE4m3:
+        v = e4m3_to_f32(uint8_t(codes[i]));
+        break;
+      case NumFormat::kE5m2:
+        v = e5m2_to_f32(uint8_t(codes[i]));
+        break;
     }
     out[i] = f32_bits(v);
   }
@@ -81,10 +104,18 @@ std::vector<uint32_t> host_encode(NumFormat f, const std::vector<uint32_t>& bits
   for (size_t i = 0; i < bits.size(); ++i) {
     float v = bits_f32(bits[i]);
     switch (f) {
-      case NumFormat::kFp16: out[i] = f32_to_fp16(v); break;
-      case NumFormat::kBf16: out[i] = f32_to_bf16(v); break;
-      case NumFormat::kE4m3: out[i] = f32_to_e4m3(v); break;
-      case NumFormat::kE5m2: out[i] = f32_to_e5m2(v); break;
+      case NumFormat::kFp16:
+        out[i] = f32_to_fp16(v);
+        break;
+      case NumFormat::kBf16:
+        out[i] = f32_to_bf16(v);
+        break;
+      case NumFormat::kE4m3:
+        out[i] = f32_to_e4m3(v);
+        break;
+      case NumFormat::kE5m2:
+        out[i] = f32_to_e5m2(v);
+        break;
     }
   }
   return out;

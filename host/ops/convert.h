@@ -10,7 +10,9 @@ namespace clq {
 
 enum class NumFormat { kFp16, kBf16, kE4m3, kE5m2 };
 const char* num_format_name(NumFormat f);
-inline int num_format_bits(NumFormat f) { return (f == NumFormat::kFp16 || f == NumFormat::kBf16) ? 16 : 8; }
+inline int num_format_bits(NumFormat f) {
+  return (f == NumFormat::kFp16 || f == NumFormat::kBf16) ? 16 : 8;
+}
 
 // Decodes codes (low 8 or 16 bits used) to fp32 bit patterns on the device.
 std::vector<uint32_t> device_decode(Context& c, NumFormat f, const std::vector<uint32_t>& codes);

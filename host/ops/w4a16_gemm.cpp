@@ -2,17 +2,26 @@
 
 #include <algorithm>
 
+#include "host/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
 
 namespace {
-size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
-int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
+size_t round_up(size_t v, size_t m) {
+  return (v + m - 1) / m * m;
+}
+int dtype_code(DType t) {
+  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
+}
 std::string io_defines(DType xt, DType yt) {
   return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
 }
-int gemv_rows(int64_t M) { return M == 1 ? 1 : M == 2 ? 2 : 4; }
+// Rows of x per gemv work-item: no more than M needs, at most the device's register budget.
+int gemv_rows(int64_t M, int max_rows) {
+  return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
+}
+
 }  // namespace
 
 double W4A16Problem::bytes() const {
@@ -28,21 +37,44 @@ std::string W4A16Problem::label() const {
 }
 
 W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), Kp_(p.Kp), G_(p.G) {
-  if (p.qw.size() != size_t(p.Kp / 8 * p.N) || p.scales.size() != size_t(p.G * p.N) || p.zeros.size() != size_t(p.G * p.N) ||
-      p.perm.size() != size_t(p.Kp) || p.gstart.size() != size_t(p.G + 1) || p.wgroup.size() != size_t(p.Kp / 8))
-    fail(Status::kInvalidArgument, "W4Packed arrays disagree with K=" + std::to_string(p.K) + " N=" + std::to_string(p.N) +
-                                       " Kp=" + std::to_string(p.Kp) + " G=" + std::to_string(p.G) + " (use repack_w4)");
+  if (p.qw.size() != size_t(p.Kp / 8 * p.N) || p.scales.size() != size_t(p.G * p.N) ||
+      p.zeros.size() != size_t(p.G * p.N) || p.perm.size() != size_t(p.Kp) || p.gstart.size() != size_t(p.G + 1) ||
+      p.wgroup.size() != size_t(p.Kp / 8))
+    fail(Status::kInvalidArgument, "W4Packed arrays disagree with K=" + std::to_string(p.K) +
+                                       " N=" + std::to_string(p.N) + " Kp=" + std::to_string(p.Kp) +
+                                       " G=" + std::to_string(p.G) + " (use repack_w4)");
+  const W4A16Tuning& t = w4a16_tuning(c.features());
+  cols_ = t.gemv_cols;
+  rows_max_ = t.gemv_max_rows;
+  Np_ = int64_t(round_up(size_t(N_), size_t(cols_)));
+  block_n_ = t.block_n > 0 ? t.block_n : Np_;
+  if (Np_ % block_n_ != 0 || block_n_ % cols_ != 0)
+    fail(Status::kInternal, "w4a16 tuning '" + std::string(t.name) + "' has inconsistent block " +
+                                std::to_string(block_n_) + " / cols " + std::to_string(cols_));
   // Offsets are int in the kernels: keep every index below 2^31.
-  if (double(p.Kp / 8) * double(p.N) >= 2147483647.0)
-    fail(Status::kInvalidShape, "int4 layer K=" + std::to_string(p.K) + " x N=" + std::to_string(p.N) + " is too large for 32-bit word indices");
+  if (double(p.Kp / 8) * double(Np_) >= 2147483647.0)
+    fail(Status::kInvalidShape, "int4 layer K=" + std::to_string(p.K) + " x N=" + std::to_string(p.N) +
+                                    " is too large for 32-bit word indices");
+  const int64_t words = Kp_ / 8;
+  // Device layout: columns padded to Np (zero weights, unit scale), stored in column blocks.
+  std::vector<uint32_t> qw(size_t(words * Np_), 0u);
+  for (int64_t w = 0; w < words; ++w)
+    for (int64_t n = 0; n < N_; ++n)
+      qw[size_t((n / block_n_) * words * block_n_ + w * block_n_ + n % block_n_)] = p.qw[size_t(w * N_ + n)];
+  std::vector<uint16_t> scales(size_t(G_ * Np_), 0x3C00);
+  std::vector<uint8_t> zeros(size_t(G_ * Np_), 0);
+  for (int64_t g = 0; g < G_; ++g) {
+    std::copy_n(&p.scales[size_t(g * N_)], N_, &scales[size_t(g * Np_)]);
+    std::copy_n(&p.zeros[size_t(g * N_)], N_, &zeros[size_t(g * Np_)]);
+  }
   auto upload = [&](const void* data, size_t bytes) {
     cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
     c_.write(b, data, bytes);
     return b;
   };
-  qw_ = upload(p.qw.data(), p.qw.size() * 4);
-  scales_ = upload(p.scales.data(), p.scales.size() * 2);
-  zeros_ = upload(p.zeros.data(), p.zeros.size());
+  qw_ = upload(qw.data(), qw.size() * 4);
+  scales_ = upload(scales.data(), scales.size() * 2);
+  zeros_ = upload(zeros.data(), zeros.size());
   perm_ = upload(p.perm.data(), p.perm.size() * 4);
   gstart_ = upload(p.gstart.data(), p.gstart.size() * 4);
   wgroup_ = upload(p.wgroup.data(), p.wgroup.size() * 4);
@@ -51,15 +83,17 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), K
 void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
   if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
   if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
-    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " with K = " + std::to_string(K_) + ", N = " + std::to_string(N_) +
-                                    " exceeds 32-bit element indices; split the batch");
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " with K = " + std::to_string(K_) +
+                                    ", N = " + std::to_string(N_) + " exceeds 32-bit element indices; split the batch");
   size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
   if (x_bytes < need_x)
-    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) + " bytes but M=" + std::to_string(M) +
-                                       " x K=" + std::to_string(K_) + " " + dtype_name(xt) + " needs " + std::to_string(need_x));
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) +
+                                       " bytes but M=" + std::to_string(M) + " x K=" + std::to_string(K_) + " " +
+                                       dtype_name(xt) + " needs " + std::to_string(need_x));
   if (y_bytes < need_y)
-    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) + " bytes but M=" + std::to_string(M) +
-                                       " x N=" + std::to_string(N_) + " " + dtype_name(yt) + " needs " + std::to_string(need_y));
+    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) +
+                                       " bytes but M=" + std::to_string(M) + " x N=" + std::to_string(N_) + " " +
+                                       dtype_name(yt) + " needs " + std::to_string(need_y));
   size_t scratch = size_t(M) * size_t(Kp_) * 4;
   if (scratch > c_.features().max_alloc)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs a " + std::to_string(scratch) +
@@ -77,16 +111,22 @@ int W4A16Gemm::gemv_splits(int64_t M, const W4A16RunOptions& opt) const {
     // Enough work-items in flight to cover memory latency on a GPU; a CPU runs a work-group per
     // core and needs none.
     const auto& f = c_.features();
-    const int64_t items = (N_ / 4) * ((M + gemv_rows(M) - 1) / gemv_rows(M));
-    const int64_t target = f.is_gpu ? int64_t(f.compute_units) * 1024 : int64_t(f.compute_units) * 64;
+    const int64_t items = (Np_ / cols_) * ((M + gemv_rows(M, rows_max_) - 1) / gemv_rows(M, rows_max_));
+    const W4A16Tuning& t = w4a16_tuning(f);
+    const int64_t target = int64_t(f.compute_units) * t.items_per_cu;
     splits = std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / items, words / 8));
+    if (t.max_split_floats > 0) {
+      const int64_t max_words = std::max<int64_t>(8, t.max_split_floats / (8 * gemv_rows(M, rows_max_)));
+      splits = std::max<int64_t>(splits, (words + max_words - 1) / max_words);
+    }
   }
   splits = std::min<int64_t>(std::max<int64_t>(splits, 1), words);
   int64_t wps = (words + splits - 1) / splits;
   return int((words + wps - 1) / wps);
 }
 
-OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const W4A16RunOptions& opt) {
+OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                        const W4A16RunOptions& opt) {
   size_t xb = 0, yb = 0;
   x.getInfo(CL_MEM_SIZE, &xb);
   y.getInfo(CL_MEM_SIZE, &yb);
@@ -99,15 +139,32 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
 
   // Scratch first, so a failed allocation leaves nothing enqueued.
   size_t need_xp = size_t(M) * size_t(Kp_) * 4;
-  if (need_xp > xp_bytes_) { xp_ = c_.alloc(need_xp); xp_bytes_ = need_xp; }
+  if (need_xp > xp_bytes_) {
+    xp_ = c_.alloc(need_xp);
+    xp_bytes_ = need_xp;
+  }
+  size_t need_xw = size_t(M) * size_t(Kp_ / 8) * 4;
+  if (need_xw > xw_bytes_) {
+    xw_ = c_.alloc(need_xw);
+    xw_bytes_ = need_xw;
+  }
   size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
-  if (need_part > part_bytes_) { part_ = c_.alloc(need_part); part_bytes_ = need_part; }
+  if (need_part > part_bytes_) {
+    part_ = c_.alloc(need_part);
+    part_bytes_ = need_part;
+  }
   const std::string defs = io_defines(xt, yt);
-  cl::Kernel gather = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs);
+  cl::Kernel gather =
+      c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs + (variant == "gemv" ? " -DNIBBLE_SCALED=1" : ""));
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {
-    main_k = c_.kernel(row.kernel_file, "w4a16_gemv", defs + " -DGEMV_M=" + std::to_string(gemv_rows(M)) + " " + row.defines);
-    if (splits > 1) reduce = c_.kernel(row.kernel_file, "w4a16_splitk_reduce", defs + " -DGEMV_M=" + std::to_string(gemv_rows(M)) + " " + row.defines);
+    main_k = c_.kernel(row.kernel_file, "w4a16_gemv",
+                       defs + " -DGEMV_M=" + std::to_string(gemv_rows(M, rows_max_)) +
+                           " -DGEMV_COLS=" + std::to_string(cols_) + " " + row.defines);
+    if (splits > 1)
+      reduce = c_.kernel(row.kernel_file, "w4a16_splitk_reduce",
+                         defs + " -DGEMV_M=" + std::to_string(gemv_rows(M, rows_max_)) +
+                             " -DGEMV_COLS=" + std::to_string(cols_) + " " + row.defines);
   } else if (variant == "tiled") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemm_tiled", defs + " " + row.defines);
   } else {
@@ -115,28 +172,60 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   }
 
   OpEvents ev;
-  gather.setArg(0, x); gather.setArg(1, perm_); gather.setArg(2, xp_);
-  gather.setArg(3, cl_int(M)); gather.setArg(4, cl_int(K_)); gather.setArg(5, cl_int(Kp_));
-  ev.first = launch(c_, gather, cl::NDRange(round_up(size_t(Kp_), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_gather_x");
+  gather.setArg(0, x);
+  gather.setArg(1, perm_);
+  gather.setArg(2, xp_);
+  gather.setArg(3, xw_);
+  gather.setArg(4, cl_int(M));
+  gather.setArg(5, cl_int(K_));
+  gather.setArg(6, cl_int(Kp_));
+  ev.first =
+      launch(c_, gather, cl::NDRange(round_up(size_t(Kp_ / 8), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_gather_x");
   if (variant == "gemv") {
-    const int rows = gemv_rows(M);
-    main_k.setArg(0, qw_); main_k.setArg(1, scales_); main_k.setArg(2, zeros_); main_k.setArg(3, gstart_);
-    main_k.setArg(4, wgroup_); main_k.setArg(5, xp_); main_k.setArg(6, part_); main_k.setArg(7, y);
-    main_k.setArg(8, cl_int(M)); main_k.setArg(9, cl_int(N_)); main_k.setArg(10, cl_int(Kp_));
-    main_k.setArg(11, cl_int(wps)); main_k.setArg(12, cl_int(splits == 1));
-    ev.last = launch(c_, main_k, cl::NDRange(round_up(size_t(N_ / 4), 64), size_t(splits), size_t((M + rows - 1) / rows)),
-                     cl::NDRange(64, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    const int rows = gemv_rows(M, rows_max_);
+    main_k.setArg(0, qw_);
+    main_k.setArg(1, scales_);
+    main_k.setArg(2, zeros_);
+    main_k.setArg(3, gstart_);
+    main_k.setArg(4, wgroup_);
+    main_k.setArg(5, xp_);
+    main_k.setArg(6, xw_);
+    main_k.setArg(7, part_);
+    main_k.setArg(8, y);
+    main_k.setArg(9, cl_int(M));
+    main_k.setArg(10, cl_int(N_));
+    main_k.setArg(11, cl_int(Np_));
+    main_k.setArg(12, cl_int(block_n_));
+    main_k.setArg(13, cl_int(Kp_));
+    main_k.setArg(14, cl_int(wps));
+    main_k.setArg(15, cl_int(splits == 1));
+    const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
+    ev.last = launch(
+        c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
+        cl::NDRange(local, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_); reduce.setArg(1, y); reduce.setArg(2, cl_int(M)); reduce.setArg(3, cl_int(N_));
+      reduce.setArg(0, part_);
+      reduce.setArg(1, y);
+      reduce.setArg(2, cl_int(M));
+      reduce.setArg(3, cl_int(N_));
       reduce.setArg(4, cl_int(splits));
-      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_splitk_reduce");
+      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
+                       "w4a16_splitk_reduce");
     }
   } else {
-    main_k.setArg(0, qw_); main_k.setArg(1, scales_); main_k.setArg(2, zeros_); main_k.setArg(3, wgroup_);
-    main_k.setArg(4, xp_); main_k.setArg(5, y); main_k.setArg(6, cl_int(M)); main_k.setArg(7, cl_int(N_));
-    main_k.setArg(8, cl_int(Kp_));
-    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16), cl::NDRange(16, 16),
-                     "w4a16_gemm_tiled (M=" + std::to_string(M) + ")");
+    main_k.setArg(0, qw_);
+    main_k.setArg(1, scales_);
+    main_k.setArg(2, zeros_);
+    main_k.setArg(3, wgroup_);
+    main_k.setArg(4, xp_);
+    main_k.setArg(5, y);
+    main_k.setArg(6, cl_int(M));
+    main_k.setArg(7, cl_int(N_));
+    main_k.setArg(8, cl_int(Np_));
+    main_k.setArg(9, cl_int(block_n_));
+    main_k.setArg(10, cl_int(Kp_));
+    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
+                     cl::NDRange(16, 16), "w4a16_gemm_tiled (M=" + std::to_string(M) + ")");
   }
   return ev;
 }

@@ -57,9 +57,11 @@ class W4A16Gemm {
  private:
   Context& c_;
   int64_t K_, N_, Kp_, G_;
+  int64_t Np_ = 0, block_n_ = 0;  // device layout (host/tuning.h)
+  int cols_ = 4, rows_max_ = 4;
   cl::Buffer qw_, scales_, zeros_, perm_, gstart_, wgroup_;
-  cl::Buffer xp_, part_;  // scratch, grown on demand
-  size_t xp_bytes_ = 0, part_bytes_ = 0;
+  cl::Buffer xp_, xw_, part_;  // scratch, grown on demand
+  size_t xp_bytes_ = 0, xw_bytes_ = 0, part_bytes_ = 0;
 };
 
 }  // namespace clq

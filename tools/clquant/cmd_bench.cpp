@@ -11,7 +11,8 @@
 namespace clq::cli {
 
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
-  auto* cmd = app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
+  auto* cmd =
+      app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
   cmd->add_option("op", a.op, "op to benchmark: w4a16")->check(CLI::IsMember({"w4a16"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
@@ -72,8 +73,10 @@ int run_bench(Context& c, const BenchArgs& a) {
     if (!out) fail(Status::kIoError, "cannot write '" + a.json_out + "'");
     out << j.dump(2) << "\n";
   }
-  if (a.json) std::cout << j.dump(2) << "\n";
-  else bench::print_table(std::cout, rows, copy);
+  if (a.json)
+    std::cout << j.dump(2) << "\n";
+  else
+    bench::print_table(std::cout, rows, copy);
   return 0;
 }
 

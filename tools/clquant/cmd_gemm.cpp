@@ -13,7 +13,8 @@ namespace clq::cli {
 
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   auto* cmd = app.add_subcommand("gemm", "y = x @ W for one quantized layer (GPTQ v1/v2, AWQ int4)");
-  cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")->required();
+  cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")
+      ->required();
   cmd->add_option("--prefix", a.prefix, "layer prefix P, e.g. model.layers.0.mlp.down_proj")->required();
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [M, K] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write tensor 'output' [M, N] (input's dtype)")->required();
@@ -29,14 +30,20 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
 namespace {
 DType act_dtype(const StTensor& t) {
   switch (t.dtype) {
-    case StDType::kF16: return DType::kF16;
-    case StDType::kBF16: return DType::kBF16;
-    case StDType::kF32: return DType::kF32;
+    case StDType::kF16:
+      return DType::kF16;
+    case StDType::kBF16:
+      return DType::kBF16;
+    case StDType::kF32:
+      return DType::kF32;
     default:
-      fail(Status::kFormatError, "tensor 'input' has dtype " + std::string(st_dtype_name(t.dtype)) + "; expected F16, BF16 or F32");
+      fail(Status::kFormatError,
+           "tensor 'input' has dtype " + std::string(st_dtype_name(t.dtype)) + "; expected F16, BF16 or F32");
   }
 }
-StDType st_of(DType t) { return t == DType::kF16 ? StDType::kF16 : t == DType::kBF16 ? StDType::kBF16 : StDType::kF32; }
+StDType st_of(DType t) {
+  return t == DType::kF16 ? StDType::kF16 : t == DType::kBF16 ? StDType::kBF16 : StDType::kF32;
+}
 }  // namespace
 
 int run_gemm(Context& c, const GemmArgs& a) {
@@ -46,7 +53,8 @@ int run_gemm(Context& c, const GemmArgs& a) {
   w.qweight = ck.find(P + ".qweight");
   if (!w.qweight) {
     if (ck.find(P + ".weight"))
-      fail(Status::kNotSupported, "layer '" + P + "' holds '" + P + ".weight' but no '.qweight': only int4 (GPTQ/AWQ) layers run here yet");
+      fail(Status::kNotSupported,
+           "layer '" + P + "' holds '" + P + ".weight' but no '.qweight': only int4 (GPTQ/AWQ) layers run here yet");
     fail(Status::kFormatError, "checkpoint has no tensor '" + P + ".qweight' (is --prefix right?)");
   }
   w.qzeros = &ck.require(P + ".qzeros");
@@ -70,24 +78,28 @@ int run_gemm(Context& c, const GemmArgs& a) {
       w.format = W4Format::kAwq;
       how = "shapes (qweight packed along N)";
     } else if (qs.size() == 2 && ss.size() == 2 && qs[1] == ss[1]) {
-      fail(Status::kInvalidArgument, "'" + P + ".qweight' " + w.qweight->shape_str() +
-                                         " is GPTQ-packed, but v1 (zero-1 stored) and v2 cannot be told apart by shapes: "
-                                         "pass --format gptq or --format gptq_v2, or put quantize_config.json beside the weights");
+      fail(Status::kInvalidArgument,
+           "'" + P + ".qweight' " + w.qweight->shape_str() +
+               " is GPTQ-packed, but v1 (zero-1 stored) and v2 cannot be told apart by shapes: "
+               "pass --format gptq or --format gptq_v2, or put quantize_config.json beside the weights");
     } else {
-      fail(Status::kInvalidShape, "cannot recognise the int4 format from qweight " + w.qweight->shape_str() + " and scales " +
-                                      w.scales->shape_str() + "; pass --format");
+      fail(Status::kInvalidShape, "cannot recognise the int4 format from qweight " + w.qweight->shape_str() +
+                                      " and scales " + w.scales->shape_str() + "; pass --format");
     }
   }
   if (w.format == W4Format::kAwq) w.g_idx = nullptr;  // AWQ files carry no g_idx; a stray one is ignored
-  if (a.group_size != 0) w.group_size = a.group_size;
-  else if (cfg && cfg->group_size) w.group_size = *cfg->group_size;
+  if (a.group_size != 0)
+    w.group_size = a.group_size;
+  else if (cfg && cfg->group_size)
+    w.group_size = *cfg->group_size;
   W4Shape shape = validate_w4(w);
 
   auto xf = SafetensorsFile::open(a.input);
   const StTensor* x = xf->find("input");
   if (!x) fail(Status::kFormatError, "input file '" + a.input + "' has no tensor named 'input'");
   if (x->shape.size() != 2 || x->shape[1] != shape.K)
-    fail(Status::kInvalidShape, "input " + x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
+    fail(Status::kInvalidShape,
+         "input " + x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
   const DType xt = act_dtype(*x);
   const int64_t M = x->shape[0];
   if (M < 1) fail(Status::kInvalidShape, "input " + x->shape_str() + " has no rows");

@@ -1,7 +1,6 @@
 // clquant: the command line over the library. Every library error arrives as clq::Error and is
 // mapped to a documented exit code here (the library itself never exits).
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -29,17 +28,25 @@ const char* kExitCodes =
 int exit_code_for(clq::Status s) {
   using clq::Status;
   switch (s) {
-    case Status::kSuccess: return 0;
-    case Status::kVerificationFailed: return 1;
-    case Status::kDeviceNotFound: return 3;
+    case Status::kSuccess:
+      return 0;
+    case Status::kVerificationFailed:
+      return 1;
+    case Status::kDeviceNotFound:
+      return 3;
     case Status::kInvalidArgument:
     case Status::kInvalidShape:
-    case Status::kFormatError: return 4;
-    case Status::kNotSupported: return 5;
-    case Status::kBuildFailed: return 6;
-    case Status::kIoError: return 7;
+    case Status::kFormatError:
+      return 4;
+    case Status::kNotSupported:
+      return 5;
+    case Status::kBuildFailed:
+      return 6;
+    case Status::kIoError:
+      return 7;
     case Status::kCacheError:
-    case Status::kInternal: return 8;
+    case Status::kInternal:
+      return 8;
   }
   return 6;  // OpenCL error codes
 }
@@ -53,20 +60,22 @@ int main(int argc, char** argv) {
              "  CLQ_KERNEL_DIR (load kernels from a folder), CLQ_CACHE=off, CLQ_CACHE_DIR, CLQ_CACHE_TRACE=1\n");
   app.require_subcommand(1);
   std::string device;
-  app.add_option("-d,--device", device, "device index or case-insensitive name substring (default: CLQ_DEVICE, else first GPU, else first CPU)");
+  app.add_option(
+      "-d,--device", device,
+      "device index or case-insensitive name substring (default: CLQ_DEVICE, else first GPU, else first CPU)");
 
   bool json = false;
   auto* devices = app.add_subcommand("devices", "list every OpenCL platform and device with its key features");
   devices->add_flag("--json", json, "print JSON");
 
   bool caps_json = false;
-  auto* caps = app.add_subcommand("caps", "print this device's features, the variant chosen per op and the support matrix");
+  auto* caps =
+      app.add_subcommand("caps", "print this device's features, the variant chosen per op and the support matrix");
   caps->add_flag("--json", caps_json, "print JSON");
 
   uint64_t seed = 0;
   auto* demo = app.add_subcommand("demo", "run every op once on the device against its host reference");
   demo->add_option("--seed", seed, "random seed (default: time based, printed)");
-
 
   clq::cli::GemmArgs gemm_args;
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
@@ -84,14 +93,18 @@ int main(int argc, char** argv) {
     if (*devices) {
       auto all = clq::list_devices();
       if (!device.empty() || std::getenv("CLQ_DEVICE")) clq::select_device(device);  // validate the selector
-      if (json) std::cout << clq::devices_json(all).dump(2) << "\n";
-      else clq::print_devices(std::cout, all);
+      if (json)
+        std::cout << clq::devices_json(all).dump(2) << "\n";
+      else
+        clq::print_devices(std::cout, all);
       return 0;
     }
     auto ctx = clq::Context::open(device);
     if (*caps) {
-      if (caps_json) std::cout << clq::caps_json(*ctx).dump(2) << "\n";
-      else clq::print_caps(std::cout, *ctx);
+      if (caps_json)
+        std::cout << clq::caps_json(*ctx).dump(2) << "\n";
+      else
+        clq::print_caps(std::cout, *ctx);
       return 0;
     }
     if (*demo) {

@@ -1,0 +1,31 @@
+#include "host/tuning.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+const W4A16Tuning kW4A16[] = {
+    {"cpu", [](const DeviceFeatures& f) { return f.is_cpu; }, 16, 16, 4, 4096, 8, 8},
+    {"gpu", [](const DeviceFeatures& f) { return f.is_gpu; }, 4, 0, 1024, 0, 64, 4},
+    {"default", [](const DeviceFeatures&) { return true; }, 4, 0, 256, 0, 64, 4},
+};
+}  // namespace
+
+const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f) {
+  if (const char* name = std::getenv("CLQ_W4A16_TUNING"); name && *name) {
+    for (const auto& t : kW4A16)
+      if (std::strcmp(t.name, name) == 0) return t;
+    fail(Status::kInvalidArgument,
+         std::string("CLQ_W4A16_TUNING='") + name + "' names no tuning row (cpu, gpu, default)");
+  }
+  for (const auto& t : kW4A16)
+    if (t.applies(f)) return t;
+  return kW4A16[2];
+}
+
+}  // namespace clq
