@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Renders `clquant bench --json-out` files as the markdown tables of bench/RESULTS.md."""
+import json
+import sys
+
+
+def main(paths):
+    for path in paths:
+        with open(path) as f:
+            j = json.load(f)
+        d = j["device"]
+        print(f"Device: {d['device']} ({d['platform']}, driver {d['driver_version']}); "
+              f"copy bandwidth {j['copy_gbps']:.1f} GB/s\n")
+        print("| case | variant | median ms | GB/s | % copy | TFLOP/s | baseline ms | vs baseline |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in j["rows"]:
+            base = f"{r['baseline_ms']:.4f}" if r["baseline_ms"] > 0 else "-"
+            vs = f"{r['speedup_vs_baseline']:.2f}x" if r["baseline_ms"] > 0 else "-"
+            print(f"| {r['case']} | {r['variant']} | {r['median_ms']:.4f} | {r['gbps']:.1f} | "
+                  f"{r['pct_copy']:.1f}% | {r['tflops']:.3f} | {base} | {vs} |")
+        names = sorted({r["baseline"] for r in j["rows"] if r["baseline"]})
+        if names:
+            print(f"\nBaseline: {', '.join(names)}.")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
