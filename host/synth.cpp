@@ -1,6 +1,7 @@
 #include "host/synth.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -119,6 +120,56 @@ std::string W4Synth::quantize_config_json() const {
          {"checkpoint_format", w4_format_name(spec_.format)}};
   }
   return j.dump(2);
+}
+
+Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
+  const int64_t N = spec.N, K = spec.K;
+  const int64_t Nb = (N + kFp8Block - 1) / kFp8Block, Kb = (K + kFp8Block - 1) / kFp8Block;
+  std::mt19937_64 rng(spec.seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(size_t(N * K));
+  for (auto& v : w) v = nd(rng);
+  auto block_amax = [&](int64_t nb, int64_t kb) {
+    float a = 0;
+    for (int64_t n = nb * kFp8Block; n < std::min(N, (nb + 1) * kFp8Block); ++n)
+      for (int64_t k = kb * kFp8Block; k < std::min(K, (kb + 1) * kFp8Block); ++k) a = std::max(a, std::fabs(w[size_t(n * K + k)]));
+    return a;
+  };
+  if (spec.block) {
+    scale_.resize(size_t(Nb * Kb));
+    for (int64_t nb = 0; nb < Nb; ++nb)
+      for (int64_t kb = 0; kb < Kb; ++kb) scale_[size_t(nb * Kb + kb)] = std::max(block_amax(nb, kb), 1e-12f) / 448.0f;
+  } else {
+    float a = 0;
+    for (float v : w) a = std::max(a, std::fabs(v));
+    scale_ = {std::max(a, 1e-12f) / 448.0f};
+    input_scale_ = 1.0f / 448.0f;  // activations in [-1, 1): a static scale covering that range
+  }
+  weight_.resize(size_t(N * K));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      float s = spec.block ? scale_[size_t((n / kFp8Block) * Kb + k / kFp8Block)] : scale_[0];
+      weight_[size_t(n * K + k)] = f32_to_e4m3(w[size_t(n * K + k)] / s);
+    }
+  t_weight_ = view("weight", StDType::kF8E4M3, {N, K}, weight_.data(), weight_.size());
+  if (spec.block) t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
+  else t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);
+  t_input_scale_ = view("input_scale", StDType::kF32, {}, &input_scale_, 4);
+}
+
+Fp8Checkpoint Fp8Synth::checkpoint() const {
+  Fp8Checkpoint ck;
+  ck.weight = &t_weight_;
+  if (spec_.block) ck.weight_scale_inv = &t_scale_;
+  else ck.weight_scale = &t_scale_;
+  if (!spec_.block && spec_.with_input_scale) ck.input_scale = &t_input_scale_;
+  return ck;
+}
+
+void Fp8Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
+  Fp8Checkpoint ck = checkpoint();
+  for (const StTensor* t : {ck.weight, ck.weight_scale_inv, ck.weight_scale, ck.input_scale})
+    if (t) w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
 }
 
 std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t seed) {

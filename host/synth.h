@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "host/formats/fp8.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
 #include "host/safetensors.h"
@@ -37,6 +38,29 @@ class W4Synth {
   std::vector<int32_t> qweight_, qzeros_, g_idx_;
   std::vector<uint16_t> scales_;
   StTensor t_qweight_, t_qzeros_, t_scales_, t_g_idx_;
+};
+
+// An FP8 layer the way DeepSeek-V3's converter makes one: normal(0, 0.02) weights, a scale per
+// 128x128 block (or one per tensor) = amax / 448, codes = e4m3(w / scale).
+struct Fp8SynthSpec {
+  int64_t N = 256, K = 256;
+  bool block = true;
+  bool with_input_scale = false;  // per-tensor only: a static activation scale
+  uint64_t seed = 1;
+};
+
+class Fp8Synth {
+ public:
+  explicit Fp8Synth(const Fp8SynthSpec& spec);
+  Fp8Checkpoint checkpoint() const;
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+
+ private:
+  Fp8SynthSpec spec_;
+  std::vector<uint8_t> weight_;
+  std::vector<float> scale_;
+  float input_scale_ = 0;
+  StTensor t_weight_, t_scale_, t_input_scale_;
 };
 
 // Seeded random activations in [-1, 1), stored as `t` (raw bytes), never all zeros.

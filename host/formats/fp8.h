@@ -1,0 +1,50 @@
+// FP8 (e4m3) linear layers (SPEC section 4): DeepSeek-V3 / vLLM block scales
+// (`weight` F8_E4M3 [N, K] + `weight_scale_inv` F32 [ceil(N/128), ceil(K/128)], multiplied despite
+// the name), or per-tensor (`weight_scale` F32 scalar, optional static `input_scale`).
+//
+// Repacked once at load: K-major words of four codes, [Kp/4][N] with Kp = K rounded up to 128
+// (zero codes pad the ragged last block), and the weight scales as one [Nb][Kb] array for both
+// kinds (a per-tensor scale is broadcast), so one kernel serves every FP8 mode.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "host/safetensors.h"
+
+namespace clq {
+
+constexpr int kFp8Block = 128;
+
+struct Fp8Checkpoint {
+  const StTensor* weight = nullptr;            // F8_E4M3 [N, K]
+  const StTensor* weight_scale_inv = nullptr;  // block scales, or
+  const StTensor* weight_scale = nullptr;      // one per-tensor scale
+  const StTensor* input_scale = nullptr;       // optional static activation scale (per-tensor only)
+};
+
+struct Fp8Shape {
+  int64_t N = 0, K = 0, Nb = 0, Kb = 0;
+  bool block = true;
+  std::optional<float> input_scale;
+};
+
+// Checks shapes, dtypes, finite scales and the absence of the e4m3 NaN code in the weight;
+// throws FormatError / InvalidShape / InvalidArgument / NotSupported naming the rule and values.
+Fp8Shape validate_fp8(const Fp8Checkpoint& ck);
+
+struct Fp8Packed {
+  int64_t N = 0, K = 0, Kp = 0, Nb = 0, Kb = 0;
+  bool block = true;
+  std::optional<float> input_scale;
+  std::vector<uint32_t> qw;  // [Kp/4][N], byte i of word [w][n] = code of w[n][4w+i]
+  std::vector<float> sw;     // [Nb][Kb]
+};
+
+Fp8Packed repack_fp8(const Fp8Checkpoint& ck);
+
+// Weight code and scale as the checkpoint states them (the reference reads these).
+uint8_t fp8_weight_code(const Fp8Checkpoint& ck, int64_t n, int64_t k);
+float fp8_weight_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t nb, int64_t kb);
+
+}  // namespace clq

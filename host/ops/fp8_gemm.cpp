@@ -1,0 +1,326 @@
+#include "host/ops/fp8_gemm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "host/tuning.h"
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
+std::string io_defines(DType xt, DType yt) {
+  return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
+}
+int gemv_rows(int64_t M, int max_rows) { return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows; }
+constexpr float kE4m3Max = 448.0f;
+
+float group_scale(float amax, bool has_nan) {
+  if (has_nan) return bits_f32(0x7FC00000u);
+  return std::max(amax, 1e-10f) / kE4m3Max;
+}
+uint8_t quant_e4m3(float v, float s) {
+  const float r = v / s;
+  if (std::isnan(r)) return 0x7F;
+  return f32_to_e4m3(std::min(std::max(r, -kE4m3Max), kE4m3Max));
+}
+}  // namespace
+
+const char* fp8_act_name(Fp8Act a) {
+  switch (a) {
+    case Fp8Act::kBlockDynamic: return "per-token-group dynamic";
+    case Fp8Act::kTensorDynamic: return "per-tensor dynamic";
+    case Fp8Act::kTensorStatic: return "per-tensor static";
+    case Fp8Act::kNone: return "weight-only (w8a16)";
+  }
+  return "?";
+}
+
+Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale) {
+  Fp8ActHost h;
+  h.M = M;
+  h.K = K;
+  h.Kb = (K + kFp8Block - 1) / kFp8Block;
+  h.codes.resize(size_t(M * K));
+  h.scales.resize(size_t(M * h.Kb));
+  if (mode == Fp8Act::kNone) fail(Status::kInvalidArgument, "weight-only mode does not quantize activations");
+  float tensor_s = static_scale;
+  if (mode == Fp8Act::kTensorDynamic) {
+    float amax = 0;
+    bool nan = false;
+    for (int64_t i = 0; i < M * K; ++i) {
+      float v = load_as_f32(x, size_t(i), xt);
+      nan |= std::isnan(v);
+      amax = std::max(amax, std::fabs(v));
+    }
+    tensor_s = group_scale(amax, nan);
+  }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < h.Kb; ++j) {
+      const int64_t k0 = j * kFp8Block, k1 = std::min(K, k0 + kFp8Block);
+      float s = tensor_s;
+      if (mode == Fp8Act::kBlockDynamic) {
+        float amax = 0;
+        bool nan = false;
+        for (int64_t k = k0; k < k1; ++k) {
+          float v = load_as_f32(x, size_t(m * K + k), xt);
+          nan |= std::isnan(v);
+          amax = std::max(amax, std::fabs(v));
+        }
+        s = group_scale(amax, nan);
+      }
+      h.scales[size_t(m * h.Kb + j)] = s;
+      for (int64_t k = k0; k < k1; ++k) h.codes[size_t(m * K + k)] = quant_e4m3(load_as_f32(x, size_t(m * K + k), xt), s);
+    }
+  return h;
+}
+
+std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode) {
+  Fp8Shape s = validate_fp8(ck);
+  const int64_t N = s.N, K = s.K;
+  Fp8ActHost q;
+  if (mode != Fp8Act::kNone) q = quantize_fp8_host(x, xt, M, K, mode, s.input_scale.value_or(0.0f));
+  std::vector<double> wdec(size_t(N * K));
+  for (int64_t i = 0; i < N * K; ++i) wdec[size_t(i)] = e4m3_to_f32(ck.weight->data[i]);
+  std::vector<double> y(size_t(M * N), 0.0), xa(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k)
+      xa[size_t(k)] = mode == Fp8Act::kNone ? double(load_as_f32(x, size_t(m * K + k), xt))
+                                            : double(e4m3_to_f32(q.codes[size_t(m * K + k)]));
+    for (int64_t n = 0; n < N; ++n) {
+      double total = 0;
+      for (int64_t j = 0; j < s.Kb; ++j) {
+        double blk = 0;
+        for (int64_t k = j * kFp8Block; k < std::min(K, (j + 1) * kFp8Block); ++k) blk += xa[size_t(k)] * wdec[size_t(n * K + k)];
+        double sa = mode == Fp8Act::kNone ? 1.0 : double(q.scales[size_t(m * q.Kb + j)]);
+        total += blk * sa * double(fp8_weight_scale(ck, s, n / kFp8Block, j));
+      }
+      y[size_t(m * N + n)] = total;
+    }
+  }
+  return y;
+}
+
+double Fp8Problem::bytes() const {
+  int64_t Nb = (N + 127) / 128, Kb = (K + 127) / 128;
+  return double(N) * double(K) + double(Nb * Kb) * 4 + double(M) * double(K + N) * double(dtype_size(act_dtype));
+}
+
+std::string Fp8Problem::label() const {
+  return std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M);
+}
+
+// ---- quantizer ------------------------------------------------------------------------------
+
+void Fp8Quantizer::grow(cl::Buffer& b, size_t& have, size_t need) {
+  if (need > have) {
+    b = c_.alloc(need);
+    have = need;
+  }
+}
+
+OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode,
+                           std::optional<float> static_scale) {
+  if (M < 1 || K < 1) fail(Status::kInvalidArgument, "activation shape [" + std::to_string(M) + ", " + std::to_string(K) + "] is empty");
+  size_t xb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  if (xb < size_t(M * K) * dtype_size(xt))
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(xb) + " bytes but [" + std::to_string(M) + ", " +
+                                       std::to_string(K) + "] " + dtype_name(xt) + " needs " + std::to_string(size_t(M * K) * dtype_size(xt)));
+  if (mode == Fp8Act::kTensorStatic && !(static_scale && std::isfinite(*static_scale) && *static_scale > 0))
+    fail(Status::kInvalidArgument, "static per-tensor quantization needs a positive finite input_scale");
+  if (double(M) * double(K) >= 2147483647.0) fail(Status::kInvalidShape, "activation [M, K] exceeds 32-bit indices; split the batch");
+  M_ = M;
+  K_ = K;
+  Kb_ = (K + kFp8Block - 1) / kFp8Block;
+  const size_t Kp = size_t(Kb_) * kFp8Block;
+  grow(codes_, codes_bytes_, round_up(size_t(M * K), 4));
+  grow(scales_, scales_bytes_, size_t(M * Kb_) * 4);
+  grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
+  grow(tensor_scale_, tensor_scale_bytes_, 4);
+  if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
+  const std::string defs = io_defines(xt, DType::kF32);
+  const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
+  auto set_common = [&](cl::Kernel& k, int first) {
+    k.setArg(first, cl_int(M));
+    k.setArg(first + 1, cl_int(K));
+    k.setArg(first + 2, cl_int(Kb_));
+  };
+  OpEvents ev;
+  if (mode == Fp8Act::kBlockDynamic) {
+    cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_quant_group", defs);
+    k.setArg(0, x); k.setArg(1, codes_); k.setArg(2, scales_); k.setArg(3, xq_);
+    set_common(k, 4);
+    ev.first = ev.last = launch(c_, k, grid, local, "fp8_quant_group");
+  } else if (mode == Fp8Act::kNone) {
+    cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_widen_act", defs);
+    k.setArg(0, x); k.setArg(1, scales_); k.setArg(2, xq_);
+    set_common(k, 3);
+    ev.first = ev.last = launch(c_, k, grid, local, "fp8_widen_act");
+  } else {
+    cl::Kernel amax = c_.kernel("fp8_quant.cl", "fp8_group_amax", defs);
+    cl::Kernel red = c_.kernel("fp8_quant.cl", "fp8_tensor_scale", defs);
+    cl::Kernel qt = c_.kernel("fp8_quant.cl", "fp8_quant_tensor", defs);
+    if (mode == Fp8Act::kTensorStatic) {
+      float s = *static_scale;
+      c_.write(tensor_scale_, &s, 4);
+    } else {
+      amax.setArg(0, x); amax.setArg(1, amax_);
+      set_common(amax, 2);
+      ev.first = launch(c_, amax, grid, local, "fp8_group_amax");
+      red.setArg(0, amax_); red.setArg(1, tensor_scale_); red.setArg(2, cl_int(M * Kb_));
+      launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
+    }
+    qt.setArg(0, x); qt.setArg(1, tensor_scale_); qt.setArg(2, codes_); qt.setArg(3, scales_); qt.setArg(4, xq_);
+    set_common(qt, 5);
+    ev.last = launch(c_, qt, grid, local, "fp8_quant_tensor");
+    if (mode == Fp8Act::kTensorStatic) ev.first = ev.last;
+  }
+  return ev;
+}
+
+void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
+  codes->resize(size_t(M_ * K_));
+  scales->resize(size_t(M_ * Kb_));
+  c_.read(codes_, codes->data(), codes->size());
+  c_.read(scales_, scales->data(), scales->size() * 4);
+}
+
+// ---- GEMM -----------------------------------------------------------------------------------
+
+Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p)
+    : c_(c), N_(p.N), K_(p.K), Kp_(p.Kp), Nb_(p.Nb), Kb_(p.Kb), block_(p.block), input_scale_(p.input_scale), quant_(c) {
+  if (p.qw.size() != size_t(p.Kp / 4 * p.N) || p.sw.size() != size_t(p.Nb * p.Kb) || p.Kp != p.Kb * kFp8Block)
+    fail(Status::kInvalidArgument, "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) +
+                                       " (use repack_fp8)");
+  const W4A16Tuning& t = w4a16_tuning(c.features());
+  cols_ = t.gemv_cols;
+  rows_max_ = t.gemv_max_rows;
+  Np_ = int64_t(round_up(size_t(N_), size_t(cols_)));
+  block_n_ = t.block_n > 0 ? t.block_n : Np_;
+  if (double(p.Kp / 4) * double(Np_) >= 2147483647.0)
+    fail(Status::kInvalidShape, "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
+  const int64_t words = Kp_ / 4;
+  std::vector<uint32_t> qw(size_t(words * Np_), 0u);
+  for (int64_t w = 0; w < words; ++w)
+    for (int64_t n = 0; n < N_; ++n)
+      qw[size_t((n / block_n_) * words * block_n_ + w * block_n_ + n % block_n_)] = p.qw[size_t(w * N_ + n)];
+  qw_ = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(qw_, qw.data(), qw.size() * 4);
+  sw_ = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(sw_, p.sw.data(), p.sw.size() * 4);
+}
+
+Fp8Act Fp8Gemm::default_act() const {
+  if (block_) return Fp8Act::kBlockDynamic;
+  return input_scale_ ? Fp8Act::kTensorStatic : Fp8Act::kTensorDynamic;
+}
+
+const char* Fp8Gemm::op_name(bool block, Fp8Act act) {
+  if (act == Fp8Act::kNone) return "w8a16_gemm";
+  return block ? "fp8_block_gemm" : "fp8_tensor_gemm";
+}
+
+void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes, Fp8Act act) const {
+  if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
+  if (block_ && (act == Fp8Act::kTensorDynamic || act == Fp8Act::kTensorStatic))
+    fail(Status::kInvalidArgument, std::string("activation mode '") + fp8_act_name(act) + "' does not fit block-scaled weights");
+  if (!block_ && act == Fp8Act::kBlockDynamic)
+    fail(Status::kInvalidArgument, "per-token-group activations need block-scaled weights; this layer has a per-tensor weight_scale");
+  if (act == Fp8Act::kTensorStatic && !input_scale_)
+    fail(Status::kInvalidArgument, "static activation quantization needs the checkpoint's input_scale, which this layer lacks");
+  if (act == Fp8Act::kNone && xt == DType::kF32)
+    fail(Status::kInvalidArgument, "weight-only FP8 (w8a16) takes fp16 or bf16 activations, not f32");
+  if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " exceeds 32-bit element indices; split the batch");
+  size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
+  if (x_bytes < need_x)
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) + " bytes but M=" + std::to_string(M) +
+                                       " x K=" + std::to_string(K_) + " " + dtype_name(xt) + " needs " + std::to_string(need_x));
+  if (y_bytes < need_y)
+    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) + " bytes but M=" + std::to_string(M) +
+                                       " x N=" + std::to_string(N_) + " " + dtype_name(yt) + " needs " + std::to_string(need_y));
+  if (size_t(M) * size_t(Kp_) * 4 > c_.features().max_alloc)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs an activation scratch above the device's max allocation; split the batch");
+}
+
+const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& variant) const {
+  return select_variant(op_name(block_, act), c_.features(), M, variant);
+}
+
+int Fp8Gemm::gemv_splits(int64_t M) const {
+  const auto& f = c_.features();
+  const W4A16Tuning& t = w4a16_tuning(f);
+  const int rows = gemv_rows(M, rows_max_);
+  const int64_t items = (Np_ / cols_) * ((M + rows - 1) / rows);
+  const int64_t target = int64_t(f.compute_units) * t.items_per_cu;
+  int64_t splits = std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / items, Kb_));
+  if (t.max_split_floats > 0) {
+    const int64_t max_blocks = std::max<int64_t>(1, t.max_split_floats / (kFp8Block * rows));
+    splits = std::max<int64_t>(splits, (Kb_ + max_blocks - 1) / max_blocks);
+  }
+  splits = std::min<int64_t>(splits, Kb_);
+  int64_t bps = (Kb_ + splits - 1) / splits;
+  return int((Kb_ + bps - 1) / bps);
+}
+
+OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const Fp8RunOptions& opt) {
+  const Fp8Act act = opt.act.value_or(default_act());
+  size_t xb = 0, yb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  y.getInfo(CL_MEM_SIZE, &yb);
+  can_implement(M, xt, yt, xb, yb, act);
+  const VariantRow& row = choose(M, act, opt.variant);
+  const std::string variant = row.variant;
+  int splits = 1;
+  if (variant == "gemv") {
+    splits = opt.splits > 0 ? int(std::min<int64_t>(opt.splits, Kb_)) : gemv_splits(M);
+    int64_t bps = (Kb_ + splits - 1) / splits;
+    splits = int((Kb_ + bps - 1) / bps);
+  }
+  const int64_t bps = (Kb_ + splits - 1) / splits;
+  const int rows = gemv_rows(M, rows_max_);
+  size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
+  if (need_part > part_bytes_) {
+    part_ = c_.alloc(need_part);
+    part_bytes_ = need_part;
+  }
+  const std::string defs = io_defines(xt, yt);
+  cl::Kernel main_k, reduce;
+  if (variant == "gemv") {
+    const std::string opts = defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines;
+    main_k = c_.kernel(row.kernel_file, "fp8_block_gemv", opts);
+    if (splits > 1) reduce = c_.kernel(row.kernel_file, "fp8_splitk_reduce", opts);
+  } else if (variant == "tiled") {
+    main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_tiled", defs + " " + row.defines);
+  } else {
+    fail(Status::kInternal, std::string(row.op) + " has no launcher for variant '" + variant + "'");
+  }
+  // Kernels are built; quantize (enqueues), then the GEMM.
+  OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_);
+  if (variant == "gemv") {
+    main_k.setArg(0, qw_); main_k.setArg(1, sw_); main_k.setArg(2, quant_.xq()); main_k.setArg(3, quant_.scales());
+    main_k.setArg(4, part_); main_k.setArg(5, y); main_k.setArg(6, cl_int(M)); main_k.setArg(7, cl_int(N_));
+    main_k.setArg(8, cl_int(Np_)); main_k.setArg(9, cl_int(block_n_)); main_k.setArg(10, cl_int(Kp_));
+    main_k.setArg(11, cl_int(bps)); main_k.setArg(12, cl_int(splits == 1));
+    const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
+    ev.last = launch(c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
+                     cl::NDRange(local, 1, 1), "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    if (splits > 1) {
+      reduce.setArg(0, part_); reduce.setArg(1, y); reduce.setArg(2, cl_int(M)); reduce.setArg(3, cl_int(N_));
+      reduce.setArg(4, cl_int(splits));
+      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
+    }
+  } else {
+    main_k.setArg(0, qw_); main_k.setArg(1, sw_); main_k.setArg(2, quant_.xq()); main_k.setArg(3, quant_.scales());
+    main_k.setArg(4, y); main_k.setArg(5, cl_int(M)); main_k.setArg(6, cl_int(N_)); main_k.setArg(7, cl_int(Np_));
+    main_k.setArg(8, cl_int(block_n_)); main_k.setArg(9, cl_int(Kp_));
+    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16), cl::NDRange(16, 16),
+                     "fp8_block_gemm_tiled (M=" + std::to_string(M) + ")");
+  }
+  return ev;
+}
+
+}  // namespace clq
