@@ -39,37 +39,11 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
       c.write(dx, x.data(), x.size());
       W4A16RunOptions opt;
       opt.variant = cfg.variant;
-      const int reps = reps_for(c, prob.flops(), cfg.reps);
-      Timing t = time_op(
-          c, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, 2, reps);
-      Row r;
-      r.op = "w4a16";
-      r.label = std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M) + (cfg.act_order ? " act" : "");
-      r.variant = op.choose(M, cfg.variant).variant;
-      r.M = M;
-      r.N = N;
-      r.K = K;
-      r.ms = t.median_ms;
-      r.bytes = prob.bytes();
-      r.flops = prob.flops();
-      if (cfg.baseline) {
-        // fp32 SGEMM on the dequantized weights: what a device without an int4 kernel would run.
-        Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
-        r.base_ms = b.median_ms;
-        r.base_name = "CLBlast SGEMM fp32 (wall)";
-        if (c.features().fp16) {
-          Timing h = clblast_hgemm(c, M, N, K, 1, std::max(3, reps / 2));
-          if (h.median_ms < r.base_ms) {
-            r.base_ms = h.median_ms;
-            r.base_name = "CLBlast HGEMM fp16 (wall)";
-          }
-        }
-      }
-      if (progress) {
-        *progress << "  " << r.label << ": " << r.ms << " ms (" << r.variant << ")";
-        if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms";
-        *progress << "\n";
-      }
+      Row r = measure_case(
+          c, "w4a16",
+          std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M) + (cfg.act_order ? " act" : ""),
+          op.choose(M, cfg.variant).variant, M, N, K, prob.flops(), prob.bytes(),
+          [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, cfg.baseline, cfg.reps, progress);
       rows.push_back(r);
     }
   }

@@ -111,6 +111,42 @@ int reps_for(const Context& c, double flops, int requested) {
   return est_s > 1.0 ? 3 : est_s > 0.1 ? 5 : est_s > 0.01 ? 11 : 31;
 }
 
+Row measure_case(Context& c, const std::string& op, const std::string& label, const std::string& variant, int64_t M,
+                 int64_t N, int64_t K, double flops, double bytes, const std::function<OpEvents()>& run, bool baseline,
+                 int requested_reps, std::ostream* progress) {
+  const int reps = reps_for(c, flops, requested_reps);
+  Timing t = time_op(c, run, 2, reps);
+  Row r;
+  r.op = op;
+  r.label = label;
+  r.variant = variant;
+  r.M = M;
+  r.N = N;
+  r.K = K;
+  r.ms = t.median_ms;
+  r.bytes = bytes;
+  r.flops = flops;
+  if (baseline) {
+    // fp32 SGEMM on dequantized weights: what a device without a quantized kernel would run.
+    Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
+    r.base_ms = b.median_ms;
+    r.base_name = "CLBlast SGEMM fp32 (wall)";
+    if (c.features().fp16) {
+      Timing h = clblast_hgemm(c, M, N, K, 1, std::max(3, reps / 2));
+      if (h.median_ms < r.base_ms) {
+        r.base_ms = h.median_ms;
+        r.base_name = "CLBlast HGEMM fp16 (wall)";
+      }
+    }
+  }
+  if (progress) {
+    *progress << "  " << op << " " << r.label << ": " << r.ms << " ms (" << r.variant << ")";
+    if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms";
+    *progress << "\n";
+  }
+  return r;
+}
+
 void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
   out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
   out << std::left << std::setw(40) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"

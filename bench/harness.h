@@ -44,4 +44,10 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
 
 int reps_for(const Context& c, double approx_flops, int requested);
 
+// Times one case of an op (`run`), fills a Row, and when asked times the same-run CLBlast
+// baseline for the M x N x K GEMM (SGEMM, or HGEMM where the device has fp16 and it is faster).
+Row measure_case(Context& c, const std::string& op, const std::string& label, const std::string& variant, int64_t M,
+                 int64_t N, int64_t K, double flops, double bytes, const std::function<OpEvents()>& run, bool baseline,
+                 int requested_reps, std::ostream* progress);
+
 }  // namespace clq::bench

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "host/ops/convert.h"
+#include "host/ops/fp8_gemm.h"
 #include "host/ops/w4a16_gemm.h"
 #include "host/reference.h"
 #include "host/report.h"
@@ -72,6 +73,36 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   return {pass, ev.ms(), buf};
 }
 
+// One FP8 layer through the op in `act` mode, against the fp64 reference.
+DemoResult check_fp8(Context& c, uint64_t seed, bool block, Fp8Act act, int64_t M, int64_t K, int64_t N) {
+  Fp8SynthSpec spec;
+  spec.N = N;
+  spec.K = K;
+  spec.block = block;
+  spec.with_input_scale = act == Fp8Act::kTensorStatic;
+  spec.seed = seed;
+  Fp8Synth synth(spec);
+  Fp8Checkpoint ck = synth.checkpoint();
+  Fp8Gemm op(c, repack_fp8(ck));
+  auto x = random_activations(M, K, DType::kBF16, seed + 3);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
+  c.write(dx, x.data(), x.size());
+  Fp8RunOptions opt;
+  opt.act = act;
+  op.run(dx, DType::kBF16, dy, DType::kBF16, M, opt);  // warm-up: builds stay out of the time
+  c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 2);
+  OpEvents ev = op.run(dx, DType::kBF16, dy, DType::kBF16, M, opt);
+  c.finish();
+  std::vector<uint16_t> y(size_t(M * N));
+  c.read(dy, y.data(), y.size() * 2);
+  ErrorStats e = compare_output(y.data(), DType::kBF16, fp8_gemm_reference(ck, x.data(), DType::kBF16, M, act));
+  bool pass = e.nan_count == 0 && e.rel_mean() < Fp8Problem::kTolerance;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, act, "").variant, e.rel_mean(),
+                e.nan_count);
+  return {pass, ev.ms(), buf};
+}
+
 std::vector<DemoCheck> make_checks();
 }  // namespace
 
@@ -90,6 +121,14 @@ std::vector<DemoCheck> make_checks() {
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kAwq, false, 5, 1024, 512); }});
   v.push_back({"w4a16 gptq_v2 M=96 K=512 N=256 g128",
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptqV2, false, 96, 512, 256); }});
+  v.push_back({"fp8 block w8a8 M=1 K=3884 N=576",
+               [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kBlockDynamic, 1, 3884, 576); }});
+  v.push_back({"fp8 block w8a8 M=83 K=1024 N=256",
+               [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kBlockDynamic, 83, 1024, 256); }});
+  v.push_back({"fp8 per-tensor static M=7 K=512 N=512",
+               [](Context& c, uint64_t s) { return check_fp8(c, s, false, Fp8Act::kTensorStatic, 7, 512, 512); }});
+  v.push_back({"fp8 weight-only w8a16 M=3 K=1024 N=384",
+               [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kNone, 3, 1024, 384); }});
   return v;
 }
 }  // namespace

@@ -132,7 +132,8 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
   auto block_amax = [&](int64_t nb, int64_t kb) {
     float a = 0;
     for (int64_t n = nb * kFp8Block; n < std::min(N, (nb + 1) * kFp8Block); ++n)
-      for (int64_t k = kb * kFp8Block; k < std::min(K, (kb + 1) * kFp8Block); ++k) a = std::max(a, std::fabs(w[size_t(n * K + k)]));
+      for (int64_t k = kb * kFp8Block; k < std::min(K, (kb + 1) * kFp8Block); ++k)
+        a = std::max(a, std::fabs(w[size_t(n * K + k)]));
     return a;
   };
   if (spec.block) {
@@ -152,16 +153,20 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
       weight_[size_t(n * K + k)] = f32_to_e4m3(w[size_t(n * K + k)] / s);
     }
   t_weight_ = view("weight", StDType::kF8E4M3, {N, K}, weight_.data(), weight_.size());
-  if (spec.block) t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
-  else t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);
+  if (spec.block)
+    t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
+  else
+    t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);
   t_input_scale_ = view("input_scale", StDType::kF32, {}, &input_scale_, 4);
 }
 
 Fp8Checkpoint Fp8Synth::checkpoint() const {
   Fp8Checkpoint ck;
   ck.weight = &t_weight_;
-  if (spec_.block) ck.weight_scale_inv = &t_scale_;
-  else ck.weight_scale = &t_scale_;
+  if (spec_.block)
+    ck.weight_scale_inv = &t_scale_;
+  else
+    ck.weight_scale = &t_scale_;
   if (!spec_.block && spec_.with_input_scale) ck.input_scale = &t_input_scale_;
   return ck;
 }

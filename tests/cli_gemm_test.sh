@@ -40,5 +40,19 @@ expect "bad --format" 4 "not one of" "$clq" gemm --weights "$d" --prefix $P --in
 printf 'garbage' > "$tmp/broken.safetensors"
 expect "broken weights file" 4 "shorter than" "$clq" gemm --weights "$tmp/broken.safetensors" --prefix $P --input "$d/input.safetensors" --output "$d2/y.safetensors"
 [ -e "$d2/y.safetensors" ] && { echo "FAIL a refused run wrote an output"; fail=1; }
+# FP8: block W8A8, weight-only through --act-dtype, per-tensor with a static input_scale.
+d="$tmp/fp8b"; mkdir -p "$d"; "$gen" "$d" fp8_block 300 200 0 0 3 bf16 9
+expect "fp8 block w8a8" 0 "per-token-group dynamic.*" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+expect "fp8 block check passes" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+expect "fp8 weight-only" 0 "weight-only" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --act-dtype fp16 --check
+expect "fp8 tiled" 0 "PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y3.safetensors" --variant tiled --check
+expect "--format on fp8 is refused" 4 "FP8 layer" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y4.safetensors" --format gptq
+d="$tmp/fp8t"; mkdir -p "$d"; "$gen" "$d" fp8_tensor 256 136 0 0 5 f16 9
+expect "fp8 per-tensor static" 0 "per-tensor static" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+# quant-fp8 against the host quantizer, per group and per tensor.
+expect "quant-fp8" 0 "" "$clq" quant-fp8 --input "$tmp/fp8b/input.safetensors" --output "$tmp/q.safetensors"
+expect "quant-fp8 matches host" 0 "PASS" "$gen" check-quant "$tmp/fp8b/input.safetensors" "$tmp/q.safetensors"
+expect "quant-fp8 per tensor" 0 "" "$clq" quant-fp8 --input "$d/input.safetensors" --output "$tmp/qt.safetensors" --per-tensor
+expect "quant-fp8 per tensor matches host" 0 "PASS" "$gen" check-quant "$d/input.safetensors" "$tmp/qt.safetensors" per-tensor
 if [ $fail -ne 0 ]; then echo "cli gemm: FAILED"; exit 1; fi
 echo "cli gemm: all checks passed"

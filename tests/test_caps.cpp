@@ -32,7 +32,9 @@ TEST(Caps, EveryImplementedVariantBuildsOnThisDeviceIfSupported) {
 TEST(Caps, SelectionFollowsFeaturesAndSize) {
   DeviceFeatures plain;  // a device with nothing: generic portable paths
   EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
-  EXPECT_THROW(select_variant("fp8_block_gemm", plain, 1), Error);
+  EXPECT_THROW(select_variant("moe_gemm", plain, 1), Error);  // planned rows are never selected
+  EXPECT_STREQ(select_variant("fp8_block_gemm", plain, 1).variant, "gemv");
+  EXPECT_STREQ(select_variant("fp8_block_gemm", plain, 4096).variant, "tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "gemv");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 4096).variant, "tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1, "tiled").variant, "tiled");

@@ -9,7 +9,9 @@
 namespace clq {
 
 namespace {
-std::string i2s(int64_t v) { return std::to_string(v); }
+std::string i2s(int64_t v) {
+  return std::to_string(v);
+}
 
 float rd_f32(const StTensor& t, size_t i) {
   float v;
@@ -19,12 +21,15 @@ float rd_f32(const StTensor& t, size_t i) {
 
 float scalar_f32(const StTensor& t, const char* what) {
   if (t.dtype != StDType::kF32)
-    fail(Status::kFormatError, std::string(what) + " '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected F32");
+    fail(Status::kFormatError,
+         std::string(what) + " '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected F32");
   if (t.numel() != 1 || t.shape.size() > 1)
-    fail(Status::kInvalidShape, std::string(what) + " '" + t.name + "' has shape " + t.shape_str() + ", expected a scalar ([] or [1])");
+    fail(Status::kInvalidShape,
+         std::string(what) + " '" + t.name + "' has shape " + t.shape_str() + ", expected a scalar ([] or [1])");
   float v = rd_f32(t, 0);
   if (!std::isfinite(v) || v <= 0)
-    fail(Status::kInvalidArgument, std::string(what) + " '" + t.name + "' = " + std::to_string(v) + " is not a positive finite number");
+    fail(Status::kInvalidArgument,
+         std::string(what) + " '" + t.name + "' = " + std::to_string(v) + " is not a positive finite number");
   return v;
 }
 }  // namespace
@@ -37,32 +42,38 @@ Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
   if (w.dtype != StDType::kF8E4M3)
     fail(Status::kFormatError, "weight '" + w.name + "' has dtype " + st_dtype_name(w.dtype) + ", expected F8_E4M3");
   if (w.shape.size() != 2 || w.shape[0] < 1 || w.shape[1] < 1)
-    fail(Status::kInvalidShape, "weight '" + w.name + "' has shape " + w.shape_str() + ", expected [N, K] with N, K >= 1");
+    fail(Status::kInvalidShape,
+         "weight '" + w.name + "' has shape " + w.shape_str() + ", expected [N, K] with N, K >= 1");
   Fp8Shape s;
   s.N = w.shape[0];
   s.K = w.shape[1];
   s.Nb = (s.N + kFp8Block - 1) / kFp8Block;
   s.Kb = (s.K + kFp8Block - 1) / kFp8Block;
   if (ck.weight_scale_inv && ck.weight_scale)
-    fail(Status::kInvalidArgument, "weight '" + w.name + "' has both weight_scale_inv (block) and weight_scale (per-tensor)");
+    fail(Status::kInvalidArgument,
+         "weight '" + w.name + "' has both weight_scale_inv (block) and weight_scale (per-tensor)");
   if (!ck.weight_scale_inv && !ck.weight_scale)
-    fail(Status::kFormatError, "weight '" + w.name + "' has neither weight_scale_inv (block scales) nor weight_scale (per-tensor)");
+    fail(Status::kFormatError,
+         "weight '" + w.name + "' has neither weight_scale_inv (block scales) nor weight_scale (per-tensor)");
   if (ck.weight_scale_inv) {
     const StTensor& sc = *ck.weight_scale_inv;
     if (sc.dtype != StDType::kF32)
-      fail(Status::kFormatError, "weight_scale_inv '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) + ", expected F32");
+      fail(Status::kFormatError,
+           "weight_scale_inv '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) + ", expected F32");
     if (sc.shape.size() != 2 || sc.shape[0] != s.Nb || sc.shape[1] != s.Kb)
-      fail(Status::kInvalidShape, "weight_scale_inv '" + sc.name + "' has shape " + sc.shape_str() + ", but weight " + w.shape_str() +
-                                      " with 128x128 blocks needs [ceil(N/128), ceil(K/128)] = [" + i2s(s.Nb) + ", " + i2s(s.Kb) + "]");
+      fail(Status::kInvalidShape, "weight_scale_inv '" + sc.name + "' has shape " + sc.shape_str() + ", but weight " +
+                                      w.shape_str() + " with 128x128 blocks needs [ceil(N/128), ceil(K/128)] = [" +
+                                      i2s(s.Nb) + ", " + i2s(s.Kb) + "]");
     for (int64_t i = 0; i < s.Nb * s.Kb; ++i) {
       float v = rd_f32(sc, size_t(i));
       if (!std::isfinite(v))
-        fail(Status::kInvalidArgument, "weight_scale_inv '" + sc.name + "'[" + i2s(i / s.Kb) + "][" + i2s(i % s.Kb) + "] = " +
-                                           std::to_string(v) + " is not finite");
+        fail(Status::kInvalidArgument, "weight_scale_inv '" + sc.name + "'[" + i2s(i / s.Kb) + "][" + i2s(i % s.Kb) +
+                                           "] = " + std::to_string(v) + " is not finite");
     }
     if (ck.input_scale)
       fail(Status::kInvalidArgument, "input_scale '" + ck.input_scale->name +
-                                         "' is a per-tensor static scale, but this layer has block scales (activations are quantized per token and 128 columns)");
+                                         "' is a per-tensor static scale, but this layer has block scales (activations "
+                                         "are quantized per token and 128 columns)");
     s.block = true;
   } else {
     scalar_f32(*ck.weight_scale, "weight_scale");

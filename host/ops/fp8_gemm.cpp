@@ -9,12 +9,18 @@
 namespace clq {
 
 namespace {
-size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
-int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
+size_t round_up(size_t v, size_t m) {
+  return (v + m - 1) / m * m;
+}
+int dtype_code(DType t) {
+  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
+}
 std::string io_defines(DType xt, DType yt) {
   return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
 }
-int gemv_rows(int64_t M, int max_rows) { return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows; }
+int gemv_rows(int64_t M, int max_rows) {
+  return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
+}
 constexpr float kE4m3Max = 448.0f;
 
 float group_scale(float amax, bool has_nan) {
@@ -30,10 +36,14 @@ uint8_t quant_e4m3(float v, float s) {
 
 const char* fp8_act_name(Fp8Act a) {
   switch (a) {
-    case Fp8Act::kBlockDynamic: return "per-token-group dynamic";
-    case Fp8Act::kTensorDynamic: return "per-tensor dynamic";
-    case Fp8Act::kTensorStatic: return "per-tensor static";
-    case Fp8Act::kNone: return "weight-only (w8a16)";
+    case Fp8Act::kBlockDynamic:
+      return "per-token-group dynamic";
+    case Fp8Act::kTensorDynamic:
+      return "per-tensor dynamic";
+    case Fp8Act::kTensorStatic:
+      return "per-tensor static";
+    case Fp8Act::kNone:
+      return "weight-only (w8a16)";
   }
   return "?";
 }
@@ -72,7 +82,8 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
         s = group_scale(amax, nan);
       }
       h.scales[size_t(m * h.Kb + j)] = s;
-      for (int64_t k = k0; k < k1; ++k) h.codes[size_t(m * K + k)] = quant_e4m3(load_as_f32(x, size_t(m * K + k), xt), s);
+      for (int64_t k = k0; k < k1; ++k)
+        h.codes[size_t(m * K + k)] = quant_e4m3(load_as_f32(x, size_t(m * K + k), xt), s);
     }
   return h;
 }
@@ -93,7 +104,8 @@ std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, D
       double total = 0;
       for (int64_t j = 0; j < s.Kb; ++j) {
         double blk = 0;
-        for (int64_t k = j * kFp8Block; k < std::min(K, (j + 1) * kFp8Block); ++k) blk += xa[size_t(k)] * wdec[size_t(n * K + k)];
+        for (int64_t k = j * kFp8Block; k < std::min(K, (j + 1) * kFp8Block); ++k)
+          blk += xa[size_t(k)] * wdec[size_t(n * K + k)];
         double sa = mode == Fp8Act::kNone ? 1.0 : double(q.scales[size_t(m * q.Kb + j)]);
         total += blk * sa * double(fp8_weight_scale(ck, s, n / kFp8Block, j));
       }
@@ -123,15 +135,18 @@ void Fp8Quantizer::grow(cl::Buffer& b, size_t& have, size_t need) {
 
 OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode,
                            std::optional<float> static_scale) {
-  if (M < 1 || K < 1) fail(Status::kInvalidArgument, "activation shape [" + std::to_string(M) + ", " + std::to_string(K) + "] is empty");
+  if (M < 1 || K < 1)
+    fail(Status::kInvalidArgument, "activation shape [" + std::to_string(M) + ", " + std::to_string(K) + "] is empty");
   size_t xb = 0;
   x.getInfo(CL_MEM_SIZE, &xb);
   if (xb < size_t(M * K) * dtype_size(xt))
-    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(xb) + " bytes but [" + std::to_string(M) + ", " +
-                                       std::to_string(K) + "] " + dtype_name(xt) + " needs " + std::to_string(size_t(M * K) * dtype_size(xt)));
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(xb) + " bytes but [" + std::to_string(M) +
+                                       ", " + std::to_string(K) + "] " + dtype_name(xt) + " needs " +
+                                       std::to_string(size_t(M * K) * dtype_size(xt)));
   if (mode == Fp8Act::kTensorStatic && !(static_scale && std::isfinite(*static_scale) && *static_scale > 0))
     fail(Status::kInvalidArgument, "static per-tensor quantization needs a positive finite input_scale");
-  if (double(M) * double(K) >= 2147483647.0) fail(Status::kInvalidShape, "activation [M, K] exceeds 32-bit indices; split the batch");
+  if (double(M) * double(K) >= 2147483647.0)
+    fail(Status::kInvalidShape, "activation [M, K] exceeds 32-bit indices; split the batch");
   M_ = M;
   K_ = K;
   Kb_ = (K + kFp8Block - 1) / kFp8Block;
@@ -151,12 +166,17 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   OpEvents ev;
   if (mode == Fp8Act::kBlockDynamic) {
     cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_quant_group", defs);
-    k.setArg(0, x); k.setArg(1, codes_); k.setArg(2, scales_); k.setArg(3, xq_);
+    k.setArg(0, x);
+    k.setArg(1, codes_);
+    k.setArg(2, scales_);
+    k.setArg(3, xq_);
     set_common(k, 4);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_quant_group");
   } else if (mode == Fp8Act::kNone) {
     cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_widen_act", defs);
-    k.setArg(0, x); k.setArg(1, scales_); k.setArg(2, xq_);
+    k.setArg(0, x);
+    k.setArg(1, scales_);
+    k.setArg(2, xq_);
     set_common(k, 3);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_widen_act");
   } else {
@@ -167,13 +187,20 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
       float s = *static_scale;
       c_.write(tensor_scale_, &s, 4);
     } else {
-      amax.setArg(0, x); amax.setArg(1, amax_);
+      amax.setArg(0, x);
+      amax.setArg(1, amax_);
       set_common(amax, 2);
       ev.first = launch(c_, amax, grid, local, "fp8_group_amax");
-      red.setArg(0, amax_); red.setArg(1, tensor_scale_); red.setArg(2, cl_int(M * Kb_));
+      red.setArg(0, amax_);
+      red.setArg(1, tensor_scale_);
+      red.setArg(2, cl_int(M * Kb_));
       launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
     }
-    qt.setArg(0, x); qt.setArg(1, tensor_scale_); qt.setArg(2, codes_); qt.setArg(3, scales_); qt.setArg(4, xq_);
+    qt.setArg(0, x);
+    qt.setArg(1, tensor_scale_);
+    qt.setArg(2, codes_);
+    qt.setArg(3, scales_);
+    qt.setArg(4, xq_);
     set_common(qt, 5);
     ev.last = launch(c_, qt, grid, local, "fp8_quant_tensor");
     if (mode == Fp8Act::kTensorStatic) ev.first = ev.last;
@@ -191,17 +218,26 @@ void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales)
 // ---- GEMM -----------------------------------------------------------------------------------
 
 Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p)
-    : c_(c), N_(p.N), K_(p.K), Kp_(p.Kp), Nb_(p.Nb), Kb_(p.Kb), block_(p.block), input_scale_(p.input_scale), quant_(c) {
+    : c_(c),
+      N_(p.N),
+      K_(p.K),
+      Kp_(p.Kp),
+      Nb_(p.Nb),
+      Kb_(p.Kb),
+      block_(p.block),
+      input_scale_(p.input_scale),
+      quant_(c) {
   if (p.qw.size() != size_t(p.Kp / 4 * p.N) || p.sw.size() != size_t(p.Nb * p.Kb) || p.Kp != p.Kb * kFp8Block)
-    fail(Status::kInvalidArgument, "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) +
-                                       " (use repack_fp8)");
+    fail(Status::kInvalidArgument,
+         "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " (use repack_fp8)");
   const W4A16Tuning& t = w4a16_tuning(c.features());
   cols_ = t.gemv_cols;
   rows_max_ = t.gemv_max_rows;
   Np_ = int64_t(round_up(size_t(N_), size_t(cols_)));
   block_n_ = t.block_n > 0 ? t.block_n : Np_;
   if (double(p.Kp / 4) * double(Np_) >= 2147483647.0)
-    fail(Status::kInvalidShape, "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
+    fail(Status::kInvalidShape,
+         "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
   const int64_t words = Kp_ / 4;
   std::vector<uint32_t> qw(size_t(words * Np_), 0u);
   for (int64_t w = 0; w < words; ++w)
@@ -226,24 +262,30 @@ const char* Fp8Gemm::op_name(bool block, Fp8Act act) {
 void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes, Fp8Act act) const {
   if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
   if (block_ && (act == Fp8Act::kTensorDynamic || act == Fp8Act::kTensorStatic))
-    fail(Status::kInvalidArgument, std::string("activation mode '") + fp8_act_name(act) + "' does not fit block-scaled weights");
+    fail(Status::kInvalidArgument,
+         std::string("activation mode '") + fp8_act_name(act) + "' does not fit block-scaled weights");
   if (!block_ && act == Fp8Act::kBlockDynamic)
-    fail(Status::kInvalidArgument, "per-token-group activations need block-scaled weights; this layer has a per-tensor weight_scale");
+    fail(Status::kInvalidArgument,
+         "per-token-group activations need block-scaled weights; this layer has a per-tensor weight_scale");
   if (act == Fp8Act::kTensorStatic && !input_scale_)
-    fail(Status::kInvalidArgument, "static activation quantization needs the checkpoint's input_scale, which this layer lacks");
+    fail(Status::kInvalidArgument,
+         "static activation quantization needs the checkpoint's input_scale, which this layer lacks");
   if (act == Fp8Act::kNone && xt == DType::kF32)
     fail(Status::kInvalidArgument, "weight-only FP8 (w8a16) takes fp16 or bf16 activations, not f32");
   if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " exceeds 32-bit element indices; split the batch");
   size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
   if (x_bytes < need_x)
-    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) + " bytes but M=" + std::to_string(M) +
-                                       " x K=" + std::to_string(K_) + " " + dtype_name(xt) + " needs " + std::to_string(need_x));
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) +
+                                       " bytes but M=" + std::to_string(M) + " x K=" + std::to_string(K_) + " " +
+                                       dtype_name(xt) + " needs " + std::to_string(need_x));
   if (y_bytes < need_y)
-    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) + " bytes but M=" + std::to_string(M) +
-                                       " x N=" + std::to_string(N_) + " " + dtype_name(yt) + " needs " + std::to_string(need_y));
+    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) +
+                                       " bytes but M=" + std::to_string(M) + " x N=" + std::to_string(N_) + " " +
+                                       dtype_name(yt) + " needs " + std::to_string(need_y));
   if (size_t(M) * size_t(Kp_) * 4 > c_.features().max_alloc)
-    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs an activation scratch above the device's max allocation; split the batch");
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) +
+                                    " needs an activation scratch above the device's max allocation; split the batch");
 }
 
 const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& variant) const {
@@ -266,7 +308,8 @@ int Fp8Gemm::gemv_splits(int64_t M) const {
   return int((Kb_ + bps - 1) / bps);
 }
 
-OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const Fp8RunOptions& opt) {
+OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                      const Fp8RunOptions& opt) {
   const Fp8Act act = opt.act.value_or(default_act());
   size_t xb = 0, yb = 0;
   x.getInfo(CL_MEM_SIZE, &xb);
@@ -290,7 +333,8 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   const std::string defs = io_defines(xt, yt);
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {
-    const std::string opts = defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines;
+    const std::string opts =
+        defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines;
     main_k = c_.kernel(row.kernel_file, "fp8_block_gemv", opts);
     if (splits > 1) reduce = c_.kernel(row.kernel_file, "fp8_splitk_reduce", opts);
   } else if (variant == "tiled") {
@@ -301,24 +345,46 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   // Kernels are built; quantize (enqueues), then the GEMM.
   OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_);
   if (variant == "gemv") {
-    main_k.setArg(0, qw_); main_k.setArg(1, sw_); main_k.setArg(2, quant_.xq()); main_k.setArg(3, quant_.scales());
-    main_k.setArg(4, part_); main_k.setArg(5, y); main_k.setArg(6, cl_int(M)); main_k.setArg(7, cl_int(N_));
-    main_k.setArg(8, cl_int(Np_)); main_k.setArg(9, cl_int(block_n_)); main_k.setArg(10, cl_int(Kp_));
-    main_k.setArg(11, cl_int(bps)); main_k.setArg(12, cl_int(splits == 1));
+    main_k.setArg(0, qw_);
+    main_k.setArg(1, sw_);
+    main_k.setArg(2, quant_.xq());
+    main_k.setArg(3, quant_.scales());
+    main_k.setArg(4, part_);
+    main_k.setArg(5, y);
+    main_k.setArg(6, cl_int(M));
+    main_k.setArg(7, cl_int(N_));
+    main_k.setArg(8, cl_int(Np_));
+    main_k.setArg(9, cl_int(block_n_));
+    main_k.setArg(10, cl_int(Kp_));
+    main_k.setArg(11, cl_int(bps));
+    main_k.setArg(12, cl_int(splits == 1));
     const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
-    ev.last = launch(c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
-                     cl::NDRange(local, 1, 1), "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    ev.last = launch(c_, main_k,
+                     cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
+                     cl::NDRange(local, 1, 1),
+                     "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_); reduce.setArg(1, y); reduce.setArg(2, cl_int(M)); reduce.setArg(3, cl_int(N_));
+      reduce.setArg(0, part_);
+      reduce.setArg(1, y);
+      reduce.setArg(2, cl_int(M));
+      reduce.setArg(3, cl_int(N_));
       reduce.setArg(4, cl_int(splits));
-      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
+      ev.last =
+          launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
     }
   } else {
-    main_k.setArg(0, qw_); main_k.setArg(1, sw_); main_k.setArg(2, quant_.xq()); main_k.setArg(3, quant_.scales());
-    main_k.setArg(4, y); main_k.setArg(5, cl_int(M)); main_k.setArg(6, cl_int(N_)); main_k.setArg(7, cl_int(Np_));
-    main_k.setArg(8, cl_int(block_n_)); main_k.setArg(9, cl_int(Kp_));
-    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16), cl::NDRange(16, 16),
-                     "fp8_block_gemm_tiled (M=" + std::to_string(M) + ")");
+    main_k.setArg(0, qw_);
+    main_k.setArg(1, sw_);
+    main_k.setArg(2, quant_.xq());
+    main_k.setArg(3, quant_.scales());
+    main_k.setArg(4, y);
+    main_k.setArg(5, cl_int(M));
+    main_k.setArg(6, cl_int(N_));
+    main_k.setArg(7, cl_int(Np_));
+    main_k.setArg(8, cl_int(block_n_));
+    main_k.setArg(9, cl_int(Kp_));
+    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
+                     cl::NDRange(16, 16), "fp8_block_gemm_tiled (M=" + std::to_string(M) + ")");
   }
   return ev;
 }

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bench/bench_fp8.h"
 #include "bench/bench_w4a16.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
@@ -13,7 +14,8 @@ namespace clq::cli {
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
-  cmd->add_option("op", a.op, "op to benchmark: w4a16")->check(CLI::IsMember({"w4a16"}));
+  cmd->add_option("op", a.op, "op to benchmark: w4a16 or fp8 (block W8A8 and its activation quantizer)")
+      ->check(CLI::IsMember({"w4a16", "fp8"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -21,7 +23,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
   cmd->add_option("--ms", a.ms, "M list, e.g. 1,16,4096");
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
-  cmd->add_flag("--act-order", a.act_order, "use act-order (g_idx) weights");
+  cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   return cmd;
 }
@@ -66,7 +68,19 @@ int run_bench(Context& c, const BenchArgs& a) {
   std::cerr << "device: " << c.features().device_name << "\n";
   double copy = bench::measure_copy_gbps(c);
   std::cerr << "copy bandwidth: " << copy << " GB/s\n";
-  auto rows = bench::bench_w4a16(c, cfg, &std::cerr);
+  std::vector<bench::Row> rows;
+  if (a.op == "fp8") {
+    bench::Fp8BenchConfig f;
+    f.quick = cfg.quick;
+    f.baseline = cfg.baseline;
+    f.variant = cfg.variant;
+    f.shapes = cfg.shapes;
+    f.ms = cfg.ms;
+    f.reps = cfg.reps;
+    rows = bench::bench_fp8(c, f, &std::cerr);
+  } else {
+    rows = bench::bench_w4a16(c, cfg, &std::cerr);
+  }
   auto j = bench::to_json(c, rows, copy);
   if (!a.json_out.empty()) {
     std::ofstream out(a.json_out);

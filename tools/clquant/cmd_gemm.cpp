@@ -1,8 +1,10 @@
 // clquant gemm: one quantized linear layer from a checkpoint, applied to activations from a file.
 #include <iostream>
 
+#include "host/formats/fp8.h"
 #include "host/formats/quant_config.h"
 #include "host/formats/w4.h"
+#include "host/ops/fp8_gemm.h"
 #include "host/ops/w4a16_gemm.h"
 #include "host/reference.h"
 #include "host/safetensors.h"
@@ -12,7 +14,8 @@
 namespace clq::cli {
 
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
-  auto* cmd = app.add_subcommand("gemm", "y = x @ W for one quantized layer (GPTQ v1/v2, AWQ int4)");
+  auto* cmd = app.add_subcommand(
+      "gemm", "y = x @ W for one quantized layer (GPTQ v1/v2 or AWQ int4; FP8 e4m3 block or per-tensor)");
   cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")
       ->required();
   cmd->add_option("--prefix", a.prefix, "layer prefix P, e.g. model.layers.0.mlp.down_proj")->required();
@@ -24,6 +27,22 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)");
   cmd->add_option("--variant", a.variant, "force a kernel variant (see clquant caps)");
   cmd->add_flag("--check", a.check, "also compute the fp64 host reference and fail (exit 1) beyond tolerance");
+  cmd->add_option("--act-dtype", a.act_dtype,
+                  "FP8 layers: fp16 or bf16 runs weight-only (w8a16) with activations in that type "
+                  "(the input is rounded to it if it differs); default: W8A8 with on-the-fly activation quantization")
+      ->check(CLI::IsMember({"fp16", "bf16"}));
+  return cmd;
+}
+
+CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& a) {
+  auto* cmd =
+      app.add_subcommand("quant-fp8", "quantize activations to e4m3 per token per 128 columns (SPEC section 4)");
+  cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [M, K] (F16, BF16 or F32)")->required();
+  cmd->add_option("--output", a.output,
+                  "safetensors file to write 'input_fp8' (F8_E4M3 [M, K]) and 'input_scale' (F32 [M, ceil(K/128)])")
+      ->required();
+  cmd->add_flag("--per-tensor", a.per_tensor,
+                "one dynamic scale for the whole tensor ('input_scale' is then a scalar)");
   return cmd;
 }
 
@@ -44,7 +63,112 @@ DType act_dtype(const StTensor& t) {
 StDType st_of(DType t) {
   return t == DType::kF16 ? StDType::kF16 : t == DType::kBF16 ? StDType::kBF16 : StDType::kF32;
 }
+
+struct Input {
+  std::shared_ptr<SafetensorsFile> file;
+  const StTensor* x = nullptr;
+  DType dt = DType::kF16;
+  int64_t M = 0, K = 0;
+};
+
+Input read_input(const std::string& path) {
+  Input in;
+  in.file = SafetensorsFile::open(path);
+  in.x = in.file->find("input");
+  if (!in.x) fail(Status::kFormatError, "input file '" + path + "' has no tensor named 'input'");
+  if (in.x->shape.size() != 2 || in.x->shape[0] < 1 || in.x->shape[1] < 1)
+    fail(Status::kInvalidShape, "input " + in.x->shape_str() + " must be [M, K] with M, K >= 1");
+  in.dt = act_dtype(*in.x);
+  in.M = in.x->shape[0];
+  in.K = in.x->shape[1];
+  return in;
+}
+
+// One FP8 layer: W8A8 (block or per-tensor) or, with --act-dtype, weight-only.
+int run_fp8_gemm(Context& c, const GemmArgs& a, const Checkpoint& ck) {
+  const std::string P = a.prefix;
+  Fp8Checkpoint w;
+  w.weight = &ck.require(P + ".weight");
+  w.weight_scale_inv = ck.find(P + ".weight_scale_inv");
+  w.weight_scale = ck.find(P + ".weight_scale");
+  w.input_scale = ck.find(P + ".input_scale");
+  if (!a.format.empty())
+    fail(Status::kInvalidArgument, "--format names an int4 format, but '" + P + ".weight' is an FP8 layer");
+  Fp8Shape shape = validate_fp8(w);
+  Input in = read_input(a.input);
+  if (in.K != shape.K)
+    fail(Status::kInvalidShape,
+         "input " + in.x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
+  // Weight-only: activations in the chosen 16-bit type (rounded once here if the file differs).
+  std::vector<uint8_t> xbytes(in.x->data, in.x->data + in.x->nbytes);
+  DType xt = in.dt;
+  Fp8RunOptions opt;
+  opt.variant = a.variant;
+  if (!a.act_dtype.empty()) {
+    DType want = a.act_dtype == "fp16" ? DType::kF16 : DType::kBF16;
+    if (want != xt) {
+      std::vector<uint8_t> conv(size_t(in.M * in.K) * 2);
+      for (int64_t i = 0; i < in.M * in.K; ++i)
+        store_from_f32(conv.data(), size_t(i), want, load_as_f32(xbytes.data(), size_t(i), xt));
+      xbytes.swap(conv);
+      xt = want;
+    }
+    opt.act = Fp8Act::kNone;
+  }
+  Fp8Gemm op(c, repack_fp8(w));
+  const Fp8Act act = opt.act.value_or(op.default_act());
+  const DType yt = in.dt;
+  const size_t ybytes = size_t(in.M * shape.N) * dtype_size(yt);
+  op.can_implement(in.M, xt, yt, xbytes.size(), ybytes, act);
+  const VariantRow& row = op.choose(in.M, act, a.variant);
+  cl::Buffer dx = c.alloc(xbytes.size(), CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, xbytes.data(), xbytes.size());
+  OpEvents ev = op.run(dx, xt, dy, yt, in.M, opt);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "gemm: " << P << " fp8 e4m3 " << (shape.block ? "128x128 block scales" : "per-tensor scale")
+            << ", activations " << fp8_act_name(act) << ", M=" << in.M << " K=" << shape.K << " N=" << shape.N << " "
+            << dtype_name(yt) << ", " << row.op << "/" << row.variant << ", " << ev.ms() << " ms\n";
+  int rc = 0;
+  if (a.check) {
+    auto ref = fp8_gemm_reference(w, xbytes.data(), xt, in.M, act);
+    ErrorStats e = compare_output(y.data(), yt, ref);
+    bool ok = e.nan_count == 0 && e.rel_mean() < Fp8Problem::kTolerance;
+    std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count
+              << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", st_of(yt), {in.M, shape.N}, y.data(), y.size());
+  out.write(a.output);
+  return rc;
+}
 }  // namespace
+
+int run_quant_fp8(Context& c, const QuantFp8Args& a) {
+  Input in = read_input(a.input);
+  Fp8Quantizer q(c);
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY);
+  c.write(dx, in.x->data, in.x->nbytes);
+  OpEvents ev =
+      q.run(dx, in.dt, in.M, in.K, a.per_tensor ? Fp8Act::kTensorDynamic : Fp8Act::kBlockDynamic, std::nullopt);
+  c.finish();
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+  q.read(&codes, &scales);
+  const int64_t Kb = (in.K + kFp8Block - 1) / kFp8Block;
+  SafetensorsWriter out;
+  out.add("input_fp8", StDType::kF8E4M3, {in.M, in.K}, codes.data(), codes.size());
+  if (a.per_tensor)
+    out.add("input_scale", StDType::kF32, {}, scales.data(), 4);
+  else
+    out.add("input_scale", StDType::kF32, {in.M, Kb}, scales.data(), scales.size() * 4);
+  out.write(a.output);
+  std::cerr << "quant-fp8: [" << in.M << ", " << in.K << "] " << dtype_name(in.dt) << " -> e4m3, "
+            << (a.per_tensor ? "one scale" : "scales per token per 128 columns") << ", " << ev.ms() << " ms\n";
+  return 0;
+}
 
 int run_gemm(Context& c, const GemmArgs& a) {
   Checkpoint ck = Checkpoint::open(a.weights);
@@ -52,11 +176,15 @@ int run_gemm(Context& c, const GemmArgs& a) {
   W4Checkpoint w;
   w.qweight = ck.find(P + ".qweight");
   if (!w.qweight) {
-    if (ck.find(P + ".weight"))
-      fail(Status::kNotSupported,
-           "layer '" + P + "' holds '" + P + ".weight' but no '.qweight': only int4 (GPTQ/AWQ) layers run here yet");
-    fail(Status::kFormatError, "checkpoint has no tensor '" + P + ".qweight' (is --prefix right?)");
+    const StTensor* dense = ck.find(P + ".weight");
+    if (dense && (dense->dtype == StDType::kF8E4M3 || dense->dtype == StDType::kF8E5M2)) return run_fp8_gemm(c, a, ck);
+    if (dense)
+      fail(Status::kNotSupported, "layer '" + P + "' holds a " + std::string(st_dtype_name(dense->dtype)) +
+                                      " '.weight': clquant gemm runs int4 (GPTQ/AWQ) and FP8 layers");
+    fail(Status::kFormatError,
+         "checkpoint has no tensor '" + P + ".qweight' or '" + P + ".weight' (is --prefix right?)");
   }
+  if (!a.act_dtype.empty()) fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is int4");
   w.qzeros = &ck.require(P + ".qzeros");
   w.scales = &ck.require(P + ".scales");
   w.g_idx = ck.find(P + ".g_idx");
@@ -94,15 +222,13 @@ int run_gemm(Context& c, const GemmArgs& a) {
     w.group_size = *cfg->group_size;
   W4Shape shape = validate_w4(w);
 
-  auto xf = SafetensorsFile::open(a.input);
-  const StTensor* x = xf->find("input");
-  if (!x) fail(Status::kFormatError, "input file '" + a.input + "' has no tensor named 'input'");
-  if (x->shape.size() != 2 || x->shape[1] != shape.K)
+  Input in = read_input(a.input);
+  const StTensor* x = in.x;
+  if (in.K != shape.K)
     fail(Status::kInvalidShape,
          "input " + x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
-  const DType xt = act_dtype(*x);
-  const int64_t M = x->shape[0];
-  if (M < 1) fail(Status::kInvalidShape, "input " + x->shape_str() + " has no rows");
+  const DType xt = in.dt;
+  const int64_t M = in.M;
 
   W4A16Gemm op(c, repack_w4(w));
   op.can_implement(M, xt, xt, x->nbytes, size_t(M * shape.N) * dtype_size(xt));

@@ -11,9 +11,17 @@ struct GemmArgs {
   std::string weights, prefix, input, output, format, variant;
   int group_size = 0;  // 0: from quantize_config.json or the shapes
   bool check = false;
+  std::string act_dtype;  // FP8 layers: fp16|bf16 selects weight-only (w8a16)
 };
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& args);
 int run_gemm(Context& c, const GemmArgs& args);
+
+struct QuantFp8Args {
+  std::string input, output;
+  bool per_tensor = false;
+};
+CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& args);
+int run_quant_fp8(Context& c, const QuantFp8Args& args);
 
 struct BenchArgs {
   std::string op = "w4a16";

@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
 
   clq::cli::GemmArgs gemm_args;
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
+  clq::cli::QuantFp8Args quant_args;
+  auto* quant = clq::cli::add_quant_fp8_command(app, quant_args);
   clq::cli::BenchArgs bench_args;
   auto* bench = clq::cli::add_bench_command(app, bench_args);
 
@@ -119,6 +121,7 @@ int main(int argc, char** argv) {
       return failures ? 1 : 0;
     }
     if (*gemm) return clq::cli::run_gemm(*ctx, gemm_args);
+    if (*quant) return clq::cli::run_quant_fp8(*ctx, quant_args);
     if (*bench) return clq::cli::run_bench(*ctx, bench_args);
   } catch (const clq::Error& e) {
     std::cerr << "clquant: error [" << clq::status_name(e.status()) << "]: " << e.what() << "\n";

@@ -1,0 +1,124 @@
+// Test-data generator for the command-line tests.
+//
+//   gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]
+//     FORMAT gptq | gptq_v2 | awq: a real-format int4 layer from random weights, plus
+//     DIR/quantize_config.json (unless noconfig); FORMAT fp8_block | fp8_tensor: an e4m3 layer
+//     (GROUP and ACT ignored; fp8_tensor carries a static input_scale). Always writes
+//     DIR/model.safetensors (prefix model.layers.0.mlp.down_proj) and DIR/input.safetensors.
+//   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
+//     checks `clquant quant-fp8` output against the host quantizer (SPEC section 4 allowance).
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include "host/ops/fp8_gemm.h"
+#include "host/safetensors.h"
+#include "host/synth.h"
+#include "runtime/status.h"
+
+using namespace clq;
+
+namespace {
+int check_quant(const std::string& xpath, const std::string& qpath, bool per_tensor) {
+  auto xf = SafetensorsFile::open(xpath);
+  auto qf = SafetensorsFile::open(qpath);
+  const StTensor* x = xf->find("input");
+  const StTensor* q = qf->find("input_fp8");
+  const StTensor* s = qf->find("input_scale");
+  if (!x || !q || !s || q->dtype != StDType::kF8E4M3 || s->dtype != StDType::kF32 || q->shape != x->shape) {
+    std::cerr << "check-quant: missing or mistyped tensors\n";
+    return 1;
+  }
+  DType dt = x->dtype == StDType::kBF16 ? DType::kBF16 : x->dtype == StDType::kF32 ? DType::kF32 : DType::kF16;
+  auto h = quantize_fp8_host(x->data, dt, x->shape[0], x->shape[1],
+                             per_tensor ? Fp8Act::kTensorDynamic : Fp8Act::kBlockDynamic);
+  size_t want_scales = per_tensor ? 1 : h.scales.size();
+  if (s->nbytes != want_scales * 4) {
+    std::cerr << "check-quant: input_scale has " << s->nbytes / 4 << " values, expected " << want_scales << "\n";
+    return 1;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < h.codes.size(); ++i)
+    if (q->data[i] != h.codes[i]) {
+      if (std::abs(int(q->data[i] & 0x7F) - int(h.codes[i] & 0x7F)) != 1) {
+        std::cerr << "check-quant: code " << i << " differs by more than one ulp\n";
+        return 1;
+      }
+      ++off;
+    }
+  for (size_t i = 0; i < want_scales; ++i) {
+    float v;
+    std::memcpy(&v, s->data + 4 * i, 4);
+    if (v != h.scales[i]) {
+      std::cerr << "check-quant: scale " << i << " = " << v << ", host " << h.scales[i] << "\n";
+      return 1;
+    }
+  }
+  if (double(off) > 0.001 * double(h.codes.size())) {
+    std::cerr << "check-quant: " << off << " codes one ulp off (> 0.1%)\n";
+    return 1;
+  }
+  std::cout << "check-quant: PASS (" << h.codes.size() << " codes, " << off << " one ulp off)\n";
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc >= 4 && std::string(argv[1]) == "check-quant")
+      return check_quant(argv[2], argv[3], argc > 4 && std::string(argv[4]) == "per-tensor");
+    if (argc < 10) {
+      std::cerr << "usage: gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]\n"
+                   "       gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]\n";
+      return 2;
+    }
+    std::string dir = argv[1], fmt = argv[2];
+    int64_t K = std::atoll(argv[3]), N = std::atoll(argv[4]);
+    int group = std::atoi(argv[5]);
+    bool act = std::atoi(argv[6]) != 0;
+    int64_t M = std::atoll(argv[7]);
+    std::string dt = argv[8];
+    uint64_t seed = std::strtoull(argv[9], nullptr, 10);
+    bool config = !(argc > 10 && std::string(argv[10]) == "noconfig");
+    DType t = dt == "bf16" ? DType::kBF16 : dt == "f32" ? DType::kF32 : DType::kF16;
+    SafetensorsWriter w;
+    const std::string prefix = "model.layers.0.mlp.down_proj";
+    if (fmt == "fp8_block" || fmt == "fp8_tensor") {
+      Fp8SynthSpec s;
+      s.N = N;
+      s.K = K;
+      s.block = fmt == "fp8_block";
+      s.with_input_scale = !s.block;
+      s.seed = seed;
+      Fp8Synth synth(s);
+      synth.add_to(w, prefix);
+      w.write(dir + "/model.safetensors");
+    } else {
+      W4SynthSpec s;
+      if (!w4_format_from_name(fmt, &s.format)) throw Error(Status::kInvalidArgument, "bad format " + fmt);
+      s.K = K;
+      s.N = N;
+      s.group_size = group;
+      s.act_order = act;
+      s.seed = seed;
+      W4Synth synth(s);
+      synth.add_to(w, prefix);
+      w.write(dir + "/model.safetensors");
+      if (config) std::ofstream(dir + "/quantize_config.json") << synth.quantize_config_json();
+    }
+    auto x = random_activations(M, K, t, seed + 1);
+    SafetensorsWriter xi;
+    xi.add("input",
+           t == DType::kBF16  ? StDType::kBF16
+           : t == DType::kF32 ? StDType::kF32
+                              : StDType::kF16,
+           {M, K}, x.data(), x.size());
+    xi.write(dir + "/input.safetensors");
+  } catch (const std::exception& e) {
+    std::cerr << "gen_checkpoint: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
