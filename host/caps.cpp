@@ -60,22 +60,22 @@ using St = VariantStage;
 const std::vector<VariantRow> kTable = {
   // op                variant        requires         kernel file                      defines pref kind         stage           max_m note
   {"convert",          "portable",    0,               "convert.cl",                    "", 10, K::kNative,   St::kImplemented, 0, "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
-  {"w4a16_gemm",       "gemv",        0,               "w4a16_gemv.cl",                 "", 20, K::kNative,   St::kImplemented, 8, "skinny M: each weight byte read once per 8 rows, split-K"},
+  {"w4a16_gemm",       "gemv",        0,               "w4a16_gemv.cl",                 "", 20, K::kNative,   St::kImplemented, 64, "skinny M, split-K; beats tiled through M=64 on the H200 (bench/RESULTS.md)"},
   {"w4a16_gemm",       "tiled",       0,               "w4a16_gemm_tiled.cl",           "", 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
   {"w4a16_gemm",       "gemv",        kFeatCpu,        "w4a16_gemv.cl",                 "", 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
   {"w4a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "w4a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k16 via inline PTX (issue 6)"},
   {"fp8_quant",        "portable",    0,               "fp8_quant.cl",                  "", 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
   // One kernel pair serves block W8A8, per-tensor W8A8 and W8A16 (scales broadcast, or
   // activations left unquantized), so the three ops list the same files.
-  {"fp8_block_gemm",   "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 8, "e4m3 decoded by bit placement, two-level fp32 accumulation, split-K"},
+  {"fp8_block_gemm",   "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "e4m3 decoded by bit placement, two-level fp32 accumulation; beats tiled through M=32 on the H200"},
   {"fp8_block_gemm",   "tiled",       0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "local-memory tiles, each weight decoded once per tile"},
   {"fp8_block_gemm",   "gemv",        kFeatCpu,        "fp8_block_gemv_emulated.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
   {"fp8_block_gemm",   "nv_mma_e4m3", kFeatNvMmaE4m3,  "fp8_block_gemm_nv_mma_e4m3.cl", "", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k32 e4m3"},
-  {"fp8_tensor_gemm",  "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 8, "per-tensor scales broadcast into the block kernel"},
+  {"fp8_tensor_gemm",  "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "tiled",       0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "gemv",        kFeatCpu,        "fp8_block_gemv_emulated.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
   {"fp8_tensor_gemm",  "nv_mma_e4m3", kFeatNvMmaE4m3,  "fp8_tensor_gemm_nv_mma_e4m3.cl","", 30, K::kNative,   St::kPlanned,     0, "mma.sync m16n8k32 e4m3"},
-  {"w8a16_gemm",       "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 8, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
+  {"w8a16_gemm",       "gemv",        0,               "fp8_block_gemv_emulated.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
   {"w8a16_gemm",       "tiled",       0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
   {"w8a16_gemm",       "gemv",        kFeatCpu,        "fp8_block_gemv_emulated.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
   {"w8a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "w8a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
@@ -187,6 +187,11 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
   return *best;
 }
 
+std::string MatrixCell::text() const {
+  if (!planned || letter == now) return std::string(1, now);
+  return std::string(1, now) + "/" + letter + "*";
+}
+
 MatrixCell matrix_cell(const std::string& op, uint32_t features) {
   MatrixCell cell;
   for (auto& r : kTable) {
@@ -200,6 +205,7 @@ MatrixCell matrix_cell(const std::string& op, uint32_t features) {
       cell.planned = planned;
       cell.best = &r;
     }
+    if (!planned && (cell.now == 'N' || (cell.now == 'E' && letter == 'S'))) cell.now = letter;
   }
   return cell;
 }

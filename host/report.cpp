@@ -91,15 +91,15 @@ void print_support_matrix(std::ostream& out, const DeviceFeatures* self) {
     out << std::setw(int(w0)) << row.method;
     for (auto& c : classes) {
       MatrixCell cell = matrix_cell(row.op, c.features);
-      out << std::setw(14) << (std::string(1, cell.letter) + (cell.planned ? "*" : ""));
+      out << std::setw(14) << cell.text();
     }
     if (self) {
       MatrixCell cell = matrix_cell(row.op, feature_mask(*self));
-      out << cell.letter << (cell.planned ? "*" : "");
+      out << cell.text();
     }
     out << "\n";
   }
-  out << "S = native, E = emulated (runs, slower), N = not supported; * = variant planned, not implemented yet\n";
+  out << "S = native, E = emulated (runs, slower), N = not supported; X/Y* = X today, Y once a planned variant lands\n";
 }
 
 void print_caps(std::ostream& out, const Context& c) {

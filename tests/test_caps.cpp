@@ -103,6 +103,9 @@ TEST(Caps, SupportMatrixCells) {
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm80")).letter, 'E');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm89")).letter, 'S');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).letter, 'S');
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).text(), "E/S*");  // emulated now, mma planned
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("generic/PoCL")).text(), "E");
+  EXPECT_EQ(matrix_cell("moe_gemm", col("generic/PoCL")).text(), "N/S*");
 
   std::ostringstream out;
   print_caps(out, test::ctx());
