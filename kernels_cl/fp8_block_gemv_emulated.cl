@@ -19,12 +19,7 @@
 // whole 128-blocks in dimension 1, M tiles in dimension 2. Decoding a weight costs about nine
 // integer/float operations; it is done once per GEMV_M rows.
 #include "common/act_io.clh"
-#include "common/fp8_vec.clh"
-
-#ifndef GEMV_M
-#define GEMV_M 1  // rows of x per work-item
-#endif
-#define KBLOCK_WORDS 32  // 128 k per scale block / 4 per word
+#include "common/gemv_core.clh"
 
 __kernel void fp8_block_gemv(__global const uint* restrict qw_gl,
                              __global const float* restrict sw_gl,   // [Nb][Kb]
@@ -53,27 +48,7 @@ __kernel void fp8_block_gemv(__global const uint* restrict qw_gl,
   }
   fvec_t res[GEMV_M];
   for (int i = 0; i < GEMV_M; ++i) res[i] = (fvec_t)(0.0f);
-
-  for (int j = j_begin; j < j_end; ++j) {
-    fvec_t acc[GEMV_M];
-    for (int i = 0; i < GEMV_M; ++i) acc[i] = (fvec_t)(0.0f);
-    for (int w = j * KBLOCK_WORDS; w < (j + 1) * KBLOCK_WORDS; ++w) {
-      const qvec_t q = LOAD_Q(q_rd + (size_t)w * block_n);
-      const fvec_t d0 = clq_e4m3_dec(q & 0xFFu);
-      const fvec_t d1 = clq_e4m3_dec((q >> 8) & 0xFFu);
-      const fvec_t d2 = clq_e4m3_dec((q >> 16) & 0xFFu);
-      const fvec_t d3 = clq_e4m3_dec(q >> 24);
-      for (int i = 0; i < GEMV_M; ++i) {
-        const float4 x = vload4(w, x_rd[i]);
-        acc[i] = fma((fvec_t)(x.s0), d0, acc[i]);
-        acc[i] = fma((fvec_t)(x.s1), d1, acc[i]);
-        acc[i] = fma((fvec_t)(x.s2), d2, acc[i]);
-        acc[i] = fma((fvec_t)(x.s3), d3, acc[i]);
-      }
-    }
-    const float swj = sw_rd[j];
-    for (int i = 0; i < GEMV_M; ++i) res[i] += acc[i] * sa_rd[i][j] * swj;
-  }
+  clq_fp8_accumulate(q_rd, block_n, sw_rd, x_rd, sa_rd, j_begin, j_end, res);
 
   for (int i = 0; i < GEMV_M; ++i) {
     const int m = m0 + i;

@@ -160,11 +160,11 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   if (variant == "gemv") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemv",
                        defs + " -DGEMV_M=" + std::to_string(gemv_rows(M, rows_max_)) +
-                           " -DGEMV_COLS=" + std::to_string(cols_) + " " + row.defines);
+                           " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines);
     if (splits > 1)
       reduce = c_.kernel(row.kernel_file, "w4a16_splitk_reduce",
                          defs + " -DGEMV_M=" + std::to_string(gemv_rows(M, rows_max_)) +
-                             " -DGEMV_COLS=" + std::to_string(cols_) + " " + row.defines);
+                             " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines);
   } else if (variant == "tiled") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemm_tiled", defs + " " + row.defines);
   } else {
