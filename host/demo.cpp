@@ -62,7 +62,7 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 2);
   OpEvents ev = op.run(dx, DType::kF16, dy, DType::kF16, M);
   c.finish();
-  std::vector<uint16_t> y(size_t(M * N));
+  std::vector<uint16_t> y(static_cast<size_t>(M * N));
   c.read(dy, y.data(), y.size() * 2);
   auto ref = gemm_reference(x.data(), DType::kF16, M, K, dequantize_w4(ck), N);
   ErrorStats e = compare_output(y.data(), DType::kF16, ref);
@@ -93,7 +93,7 @@ DemoResult check_fp8(Context& c, uint64_t seed, bool block, Fp8Act act, int64_t 
   c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 2);
   OpEvents ev = op.run(dx, DType::kBF16, dy, DType::kBF16, M, opt);
   c.finish();
-  std::vector<uint16_t> y(size_t(M * N));
+  std::vector<uint16_t> y(static_cast<size_t>(M * N));
   c.read(dy, y.data(), y.size() * 2);
   ErrorStats e = compare_output(y.data(), DType::kBF16, fp8_gemm_reference(ck, x.data(), DType::kBF16, M, act));
   bool pass = e.nan_count == 0 && e.rel_mean() < Fp8Problem::kTolerance;

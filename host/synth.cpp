@@ -34,9 +34,9 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
   std::uniform_real_distribution<float> sc(0.002f, 0.02f);
 
   // Quantized weights q[k][n], zero points (as stored), scales.
-  std::vector<uint8_t> q(size_t(K * N));
+  std::vector<uint8_t> q(static_cast<size_t>(K * N));
   for (auto& v : q) v = uint8_t(nib(rng));
-  std::vector<uint8_t> zs(size_t(G * N));
+  std::vector<uint8_t> zs(static_cast<size_t>(G * N));
   for (auto& v : zs) {
     if (!spec.symmetric)
       v = uint8_t(nib(rng));
@@ -127,7 +127,7 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
   const int64_t Nb = (N + kFp8Block - 1) / kFp8Block, Kb = (K + kFp8Block - 1) / kFp8Block;
   std::mt19937_64 rng(spec.seed);
   std::normal_distribution<float> nd(0.0f, 0.02f);
-  std::vector<float> w(size_t(N * K));
+  std::vector<float> w(static_cast<size_t>(N * K));
   for (auto& v : w) v = nd(rng);
   auto block_amax = [&](int64_t nb, int64_t kb) {
     float a = 0;

@@ -171,7 +171,7 @@ TEST(Fp8Quant, InfAndNanPolicy) {
     Fp8RunOptions opt;
     opt.variant = v->variant;
     op.run(dx, DType::kF32, dy, DType::kBF16, M, opt);
-    std::vector<uint16_t> y(size_t(M * 64));
+    std::vector<uint16_t> y(static_cast<size_t>(M * 64));
     c.read(dy, y.data(), y.size() * 2);
     for (int n = 0; n < 64; ++n) {
       EXPECT_TRUE(std::isnan(bf16_to_f32(y[size_t(n)]))) << v->variant;

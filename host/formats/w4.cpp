@@ -171,7 +171,7 @@ int64_t W4Accessor::group(int64_t k) const {
 std::vector<double> dequantize_w4(const W4Checkpoint& ck) {
   W4Accessor a(ck);
   const int64_t K = a.shape.K, N = a.shape.N;
-  std::vector<double> w(size_t(K * N));
+  std::vector<double> w(static_cast<size_t>(K * N));
   for (int64_t k = 0; k < K; ++k) {
     int64_t g = a.group(k);
     for (int64_t n = 0; n < N; ++n) w[size_t(k * N + n)] = double(a.s(g, n)) * (double(a.q(k, n)) - double(a.z(g, n)));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "host/ops/layout.h"
 #include "host/tuning.h"
 #include "runtime/status.h"
 
@@ -93,7 +94,7 @@ std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, D
   const int64_t N = s.N, K = s.K;
   Fp8ActHost q;
   if (mode != Fp8Act::kNone) q = quantize_fp8_host(x, xt, M, K, mode, s.input_scale.value_or(0.0f));
-  std::vector<double> wdec(size_t(N * K));
+  std::vector<double> wdec(static_cast<size_t>(N * K));
   for (int64_t i = 0; i < N * K; ++i) wdec[size_t(i)] = e4m3_to_f32(ck.weight->data[i]);
   std::vector<double> y(size_t(M * N), 0.0), xa(static_cast<size_t>(K));
   for (int64_t m = 0; m < M; ++m) {
@@ -238,11 +239,8 @@ Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p)
   if (double(p.Kp / 4) * double(Np_) >= 2147483647.0)
     fail(Status::kInvalidShape,
          "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
-  const int64_t words = Kp_ / 4;
-  std::vector<uint32_t> qw(size_t(words * Np_), 0u);
-  for (int64_t w = 0; w < words; ++w)
-    for (int64_t n = 0; n < N_; ++n)
-      qw[size_t((n / block_n_) * words * block_n_ + w * block_n_ + n % block_n_)] = p.qw[size_t(w * N_ + n)];
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), Kp_ / 4, N_, Np_, block_n_);
+
   qw_ = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
   c_.write(qw_, qw.data(), qw.size() * 4);
   sw_ = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);

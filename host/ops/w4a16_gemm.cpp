@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "host/ops/layout.h"
 #include "host/tuning.h"
 #include "runtime/status.h"
 
@@ -55,18 +56,10 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), K
   if (double(p.Kp / 8) * double(Np_) >= 2147483647.0)
     fail(Status::kInvalidShape, "int4 layer K=" + std::to_string(p.K) + " x N=" + std::to_string(p.N) +
                                     " is too large for 32-bit word indices");
-  const int64_t words = Kp_ / 8;
   // Device layout: columns padded to Np (zero weights, unit scale), stored in column blocks.
-  std::vector<uint32_t> qw(size_t(words * Np_), 0u);
-  for (int64_t w = 0; w < words; ++w)
-    for (int64_t n = 0; n < N_; ++n)
-      qw[size_t((n / block_n_) * words * block_n_ + w * block_n_ + n % block_n_)] = p.qw[size_t(w * N_ + n)];
-  std::vector<uint16_t> scales(size_t(G_ * Np_), 0x3C00);
-  std::vector<uint8_t> zeros(size_t(G_ * Np_), 0);
-  for (int64_t g = 0; g < G_; ++g) {
-    std::copy_n(&p.scales[size_t(g * N_)], N_, &scales[size_t(g * Np_)]);
-    std::copy_n(&p.zeros[size_t(g * N_)], N_, &zeros[size_t(g * Np_)]);
-  }
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), Kp_ / 8, N_, Np_, block_n_);
+  std::vector<uint16_t> scales = pad_columns<uint16_t>(p.scales.data(), G_, N_, Np_, 0x3C00);
+  std::vector<uint8_t> zeros = pad_columns<uint8_t>(p.zeros.data(), G_, N_, Np_, 0);
   auto upload = [&](const void* data, size_t bytes) {
     cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
     c_.write(b, data, bytes);

@@ -1,0 +1,271 @@
+#include "host/formats/moe.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "runtime/status.h"
+
+namespace clq {
+
+const char* moe_kind_name(MoeWeightKind k) {
+  switch (k) {
+    case MoeWeightKind::kDense: return "dense fp16/bf16";
+    case MoeWeightKind::kInt4: return "int4";
+    case MoeWeightKind::kFp8: return "fp8 e4m3 block";
+  }
+  return "?";
+}
+
+namespace {
+const char* kProj[3] = {"gate_proj", "up_proj", "down_proj"};
+std::string i2s(int64_t v) { return std::to_string(v); }
+
+void need_shape(const StTensor& t, int64_t a, int64_t b, const std::string& who) {
+  if (t.shape.size() != 2 || t.shape[0] != a || t.shape[1] != b)
+    fail(Status::kInvalidShape, who + " '" + t.name + "' has shape " + t.shape_str() + ", expected [" + i2s(a) + ", " + i2s(b) + "]");
+}
+}  // namespace
+
+MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt, int group_size) {
+  MoeCheckpoint m;
+  m.router = ck.find(P + ".gate.weight");
+  m.bias = ck.find(P + ".gate.e_score_correction_bias");
+  // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
+  int64_t E = 0;
+  while (ck.find(P + ".experts." + i2s(E) + ".down_proj.weight") || ck.find(P + ".experts." + i2s(E) + ".down_proj.qweight")) ++E;
+  if (E == 0) fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (is --prefix right?)");
+  if (m.router && m.router->shape.size() == 2 && m.router->shape[0] != E)
+    fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) + " rows but the checkpoint holds " +
+                                    i2s(E) + " consecutive experts");
+  m.E = E;
+  const std::string e0 = P + ".experts.0.gate_proj";
+  if (ck.find(e0 + ".qweight")) m.kind = MoeWeightKind::kInt4;
+  else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3) m.kind = MoeWeightKind::kFp8;
+  else m.kind = MoeWeightKind::kDense;
+  if (m.kind == MoeWeightKind::kInt4 && !fmt)
+    fail(Status::kInvalidArgument, "int4 experts need their format (gptq, gptq_v2 or awq): pass --format or put quantize_config.json beside the weights");
+  for (int64_t e = 0; e < E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
+      if (m.kind == MoeWeightKind::kDense) {
+        (p == 0 ? m.gate_d : p == 1 ? m.up_d : m.down_d).push_back(&ck.require(base + ".weight"));
+      } else if (m.kind == MoeWeightKind::kInt4) {
+        W4Checkpoint w;
+        w.format = *fmt;
+        w.group_size = group_size;
+        w.qweight = &ck.require(base + ".qweight");
+        w.qzeros = &ck.require(base + ".qzeros");
+        w.scales = &ck.require(base + ".scales");
+        w.g_idx = *fmt == W4Format::kAwq ? nullptr : ck.find(base + ".g_idx");
+        (p == 0 ? m.gate_q : p == 1 ? m.up_q : m.down_q).push_back(w);
+      } else {
+        Fp8Checkpoint w;
+        w.weight = &ck.require(base + ".weight");
+        w.weight_scale_inv = ck.find(base + ".weight_scale_inv");
+        w.weight_scale = ck.find(base + ".weight_scale");
+        (p == 0 ? m.gate_f : p == 1 ? m.up_f : m.down_f).push_back(w);
+      }
+    }
+  // H and I from expert 0's down projection ([H, I] as out x in).
+  if (m.kind == MoeWeightKind::kDense) {
+    m.H = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[0] : 0;
+    m.I = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[1] : 0;
+  } else if (m.kind == MoeWeightKind::kInt4) {
+    W4Shape s = validate_w4(m.down_q[0]);
+    m.H = s.N;
+    m.I = s.K;
+  } else {
+    Fp8Shape s = validate_fp8(m.down_f[0]);
+    m.H = s.N;
+    m.I = s.K;
+  }
+  validate_moe(m);
+  return m;
+}
+
+void validate_moe(const MoeCheckpoint& m) {
+  const int64_t E = m.E, H = m.H, I = m.I;
+  if (E < 1 || H < 1 || I < 1) fail(Status::kInvalidShape, "MoE layer has E=" + i2s(E) + " H=" + i2s(H) + " I=" + i2s(I));
+  if (E > 1024) fail(Status::kNotSupported, "MoE layer has E=" + i2s(E) + " experts; the routing kernels handle up to 1024");
+  if (I % 16 != 0) fail(Status::kInvalidShape, "intermediate size I=" + i2s(I) + " must be a multiple of 16 (fused SwiGLU reads gate/up in aligned vectors)");
+  if (H % 8 != 0) fail(Status::kInvalidShape, "hidden size H=" + i2s(H) + " must be a multiple of 8");
+  if (m.router) {
+    if (m.router->dtype != StDType::kF32 && m.router->dtype != StDType::kF16 && m.router->dtype != StDType::kBF16)
+      fail(Status::kFormatError, "router '" + m.router->name + "' has dtype " + st_dtype_name(m.router->dtype) + ", expected F32, F16 or BF16");
+    need_shape(*m.router, E, H, "router");
+  }
+  if (m.bias && (m.bias->dtype != StDType::kF32 || m.bias->shape != std::vector<int64_t>{E}))
+    fail(Status::kInvalidShape, "e_score_correction_bias '" + m.bias->name + "' must be F32 [" + i2s(E) + "], has " +
+                                    st_dtype_name(m.bias->dtype) + " " + m.bias->shape_str());
+  for (int64_t e = 0; e < E; ++e) {
+    const std::string who = "expert " + i2s(e);
+    if (m.kind == MoeWeightKind::kDense) {
+      const StTensor* t[3] = {m.gate_d[size_t(e)], m.up_d[size_t(e)], m.down_d[size_t(e)]};
+      for (int p = 0; p < 3; ++p) {
+        if (t[p]->dtype != StDType::kF16 && t[p]->dtype != StDType::kBF16)
+          fail(Status::kFormatError, who + " " + kProj[p] + " '" + t[p]->name + "' has dtype " + st_dtype_name(t[p]->dtype) + ", expected F16 or BF16");
+        if (t[p]->dtype != t[0]->dtype)
+          fail(Status::kFormatError, who + ": " + kProj[p] + " is " + st_dtype_name(t[p]->dtype) + " but gate_proj is " + st_dtype_name(t[0]->dtype));
+        if (t[p]->dtype != m.gate_d[0]->dtype)
+          fail(Status::kFormatError, who + " is " + st_dtype_name(t[p]->dtype) + " but expert 0 is " + st_dtype_name(m.gate_d[0]->dtype));
+        need_shape(*t[p], p == 2 ? H : I, p == 2 ? I : H, who + " " + kProj[p]);
+        // Non-finite weights would be multiplied by zero padding into NaN; refuse them.
+        const uint16_t* d = reinterpret_cast<const uint16_t*>(t[p]->data);
+        for (size_t i = 0; i < t[p]->nbytes / 2; ++i) {
+          uint16_t v;
+          std::memcpy(&v, d + i, 2);
+          bool bad = t[p]->dtype == StDType::kF16 ? (v & 0x7C00) == 0x7C00 : (v & 0x7F80) == 0x7F80;
+          if (bad) fail(Status::kInvalidArgument, who + " " + kProj[p] + " '" + t[p]->name + "' holds a non-finite value at element " + i2s(int64_t(i)));
+        }
+      }
+    } else if (m.kind == MoeWeightKind::kInt4) {
+      const W4Checkpoint* w[3] = {&m.gate_q[size_t(e)], &m.up_q[size_t(e)], &m.down_q[size_t(e)]};
+      W4Shape ref = validate_w4(m.gate_q[0]);
+      for (int p = 0; p < 3; ++p) {
+        W4Shape s = validate_w4(*w[p]);
+        const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
+        if (s.K != K || s.N != N)
+          fail(Status::kInvalidShape, who + " " + kProj[p] + " is K=" + i2s(s.K) + " x N=" + i2s(s.N) + ", expected K=" + i2s(K) + " x N=" + i2s(N));
+        if (s.group_size != (p == 2 ? validate_w4(m.down_q[0]).group_size : ref.group_size))
+          fail(Status::kInvalidShape, who + " " + kProj[p] + " has group size " + i2s(s.group_size) + ", unlike expert 0");
+        if (w[p]->g_idx) {
+          // Act-order permutes K per expert and per projection; the fused kernels share one staged
+          // copy of the activations, so only the trivial g_idx (k / group_size) is accepted.
+          for (int64_t k = 0; k < s.K; ++k) {
+            int32_t g;
+            std::memcpy(&g, w[p]->g_idx->data + 4 * k, 4);
+            if (s.group_size != -1 && g != k / s.group_size)
+              fail(Status::kNotSupported, who + " " + kProj[p] + " uses act-order (g_idx[" + i2s(k) + "] = " + i2s(g) +
+                                              "); fused MoE takes int4 experts without act-order");
+          }
+        }
+      }
+    } else {
+      const Fp8Checkpoint* w[3] = {&m.gate_f[size_t(e)], &m.up_f[size_t(e)], &m.down_f[size_t(e)]};
+      if (I % kFp8Block != 0)
+        fail(Status::kInvalidShape, "FP8 experts need I % 128 == 0 (gate and up scale blocks meet at a block edge); I = " + i2s(I));
+      for (int p = 0; p < 3; ++p) {
+        Fp8Shape s = validate_fp8(*w[p]);
+        const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
+        if (s.K != K || s.N != N)
+          fail(Status::kInvalidShape, who + " " + kProj[p] + " is [" + i2s(s.N) + ", " + i2s(s.K) + "], expected [" + i2s(N) + ", " + i2s(K) + "]");
+        if (!s.block) fail(Status::kNotSupported, who + " " + kProj[p] + " has a per-tensor scale; fused MoE takes 128x128 block FP8 experts");
+      }
+    }
+  }
+}
+
+std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which) {
+  const int64_t out_dim = which == 2 ? m.H : m.I, in_dim = which == 2 ? m.I : m.H;
+  std::vector<double> w(static_cast<size_t>(out_dim * in_dim));
+  if (m.kind == MoeWeightKind::kDense) {
+    const StTensor* t = (which == 0 ? m.gate_d : which == 1 ? m.up_d : m.down_d)[size_t(e)];
+    DType dt = t->dtype == StDType::kF16 ? DType::kF16 : DType::kBF16;
+    for (size_t i = 0; i < w.size(); ++i) w[i] = load_as_f32(t->data, i, dt);
+  } else if (m.kind == MoeWeightKind::kInt4) {
+    auto kn = dequantize_w4((which == 0 ? m.gate_q : which == 1 ? m.up_q : m.down_q)[size_t(e)]);  // [K=in][N=out]
+    for (int64_t o = 0; o < out_dim; ++o)
+      for (int64_t i = 0; i < in_dim; ++i) w[size_t(o * in_dim + i)] = kn[size_t(i * out_dim + o)];
+  } else {
+    const Fp8Checkpoint& f = (which == 0 ? m.gate_f : which == 1 ? m.up_f : m.down_f)[size_t(e)];
+    Fp8Shape s = validate_fp8(f);
+    for (int64_t o = 0; o < out_dim; ++o)
+      for (int64_t i = 0; i < in_dim; ++i)
+        w[size_t(o * in_dim + i)] = double(e4m3_to_f32(fp8_weight_code(f, o, i))) * double(fp8_weight_scale(f, s, o / 128, i / 128));
+  }
+  return w;
+}
+
+MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
+  const int64_t E = spec.E, H = spec.H, I = spec.I;
+  ck_.kind = spec.kind;
+  ck_.E = E;
+  ck_.H = H;
+  ck_.I = I;
+  std::mt19937_64 rng(spec.seed);
+  // Reserve first: the checkpoint keeps pointers into these vectors.
+  dense_.reserve(size_t(3 * E));
+  dense_t_.reserve(size_t(3 * E));
+  w4_.reserve(size_t(3 * E));
+  f8_.reserve(size_t(3 * E));
+  for (int64_t e = 0; e < E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const int64_t out_dim = p == 2 ? H : I, in_dim = p == 2 ? I : H;
+      const uint64_t seed = spec.seed * 1000003u + uint64_t(e * 3 + p);
+      if (spec.kind == MoeWeightKind::kDense) {
+        std::normal_distribution<float> nd(0.0f, 0.05f);
+        std::vector<uint16_t> v(static_cast<size_t>(out_dim * in_dim));
+        for (auto& x : v) {
+          float f = nd(rng);
+          x = spec.dense_dtype == DType::kF16 ? f32_to_fp16(f) : f32_to_bf16(f);
+        }
+        dense_.push_back(std::move(v));
+        StTensor t;
+        t.name = kProj[p] + std::string(".weight");
+        t.dtype = spec.dense_dtype == DType::kF16 ? StDType::kF16 : StDType::kBF16;
+        t.shape = {out_dim, in_dim};
+        t.data = reinterpret_cast<const uint8_t*>(dense_.back().data());
+        t.nbytes = dense_.back().size() * 2;
+        dense_t_.push_back(t);
+        (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_.back());
+      } else if (spec.kind == MoeWeightKind::kInt4) {
+        W4SynthSpec s;
+        s.format = spec.int4_format;
+        s.K = in_dim;
+        s.N = out_dim;
+        s.group_size = spec.group_size;
+        s.seed = seed;
+        w4_.emplace_back(s);
+        (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_.back().checkpoint());
+      } else {
+        Fp8SynthSpec s;
+        s.N = out_dim;
+        s.K = in_dim;
+        s.seed = seed;
+        f8_.emplace_back(s);
+        (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_.back().checkpoint());
+      }
+    }
+  if (spec.router) {
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(H)));
+    router_.resize(size_t(E * H));
+    for (auto& x : router_) x = f32_to_bf16(nd(rng));
+    router_t_.name = "gate.weight";
+    router_t_.dtype = StDType::kBF16;
+    router_t_.shape = {E, H};
+    router_t_.data = reinterpret_cast<const uint8_t*>(router_.data());
+    router_t_.nbytes = router_.size() * 2;
+    ck_.router = &router_t_;
+  }
+  if (spec.bias) {
+    std::uniform_real_distribution<float> ud(-0.1f, 0.1f);
+    bias_.resize(size_t(E));
+    for (auto& x : bias_) x = ud(rng);
+    bias_t_.name = "gate.e_score_correction_bias";
+    bias_t_.dtype = StDType::kF32;
+    bias_t_.shape = {E};
+    bias_t_.data = reinterpret_cast<const uint8_t*>(bias_.data());
+    bias_t_.nbytes = bias_.size() * 4;
+    ck_.bias = &bias_t_;
+  }
+}
+
+void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
+  if (ck_.router) w.add(P + ".gate.weight", ck_.router->dtype, ck_.router->shape, ck_.router->data, ck_.router->nbytes);
+  if (ck_.bias) w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
+  for (int64_t e = 0; e < ck_.E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
+      if (ck_.kind == MoeWeightKind::kDense) {
+        const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
+        w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
+      } else if (ck_.kind == MoeWeightKind::kInt4) {
+        w4_[size_t(e * 3 + p)].add_to(w, base);
+      } else {
+        f8_[size_t(e * 3 + p)].add_to(w, base);
+      }
+    }
+}
+
+}  // namespace clq

@@ -1,0 +1,77 @@
+// A mixture-of-experts layer as Hugging Face checkpoints store it (Qwen-MoE, Mixtral-style
+// names, DeepSeek-V3): router P.gate.weight [E, H] (+ optional P.gate.e_score_correction_bias
+// [E]) and, per expert e, P.experts.{e}.gate_proj / up_proj [I, H] and down_proj [H, I], each a
+// dense fp16/bf16 `.weight`, a GPTQ/AWQ int4 layer, or an FP8 `.weight` + `.weight_scale_inv`.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/formats/fp8.h"
+#include "host/formats/w4.h"
+#include "host/numeric.h"
+#include "host/safetensors.h"
+#include "host/synth.h"
+
+namespace clq {
+
+enum class MoeWeightKind { kDense, kInt4, kFp8 };
+const char* moe_kind_name(MoeWeightKind k);
+
+struct MoeCheckpoint {
+  MoeWeightKind kind = MoeWeightKind::kDense;
+  int64_t E = 0, H = 0, I = 0;
+  const StTensor* router = nullptr;  // [E, H] F32/F16/BF16; may be null when logits are given
+  const StTensor* bias = nullptr;    // [E] F32 (e_score_correction_bias), optional
+  // One entry per expert and projection (views into the checkpoint; the file must outlive this).
+  std::vector<const StTensor*> gate_d, up_d, down_d;        // dense .weight
+  std::vector<W4Checkpoint> gate_q, up_q, down_q;           // int4
+  std::vector<Fp8Checkpoint> gate_f, up_f, down_f;          // e4m3
+};
+
+// Reads P.gate.* and P.experts.{0..E-1}.*; the int4 format must be given (never guessed: pass the
+// one from quantize_config.json / --format). Validates every expert (validate_moe).
+MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& prefix, std::optional<W4Format> int4_format,
+                                  int group_size);
+
+// Every expert the same kind and shape; gate/up [I, H], down [H, I]; router [E, H]; bias [E];
+// int4 experts without act-order and with one group structure; FP8 needs I % 128 == 0 (gate and
+// up blocks meet at a block edge); dense weights finite; I % 16 == 0 (the fused SwiGLU reads gate
+// and up columns in aligned vectors). Throws naming the expert, the tensor and the rule.
+void validate_moe(const MoeCheckpoint& m);
+
+// fp64 dequantized weights of one projection, as [out][in] (HF layout).
+std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which /*0 gate, 1 up, 2 down*/);
+
+struct MoeSynthSpec {
+  MoeWeightKind kind = MoeWeightKind::kDense;
+  int64_t E = 8, H = 256, I = 128;
+  W4Format int4_format = W4Format::kGptq;
+  int group_size = 64;
+  DType dense_dtype = DType::kBF16;
+  bool router = true, bias = false;
+  uint64_t seed = 1;
+};
+
+// A synthetic MoE layer in the real formats (router ~ N(0, 1/sqrt(H)), dense experts ~ N(0, 0.05),
+// int4 via W4Synth, FP8 via Fp8Synth), writable under Hugging Face names.
+class MoeSynth {
+ public:
+  explicit MoeSynth(const MoeSynthSpec& spec);
+  const MoeCheckpoint& checkpoint() const { return ck_; }
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+
+ private:
+  MoeSynthSpec spec_;
+  MoeCheckpoint ck_;
+  std::vector<std::vector<uint16_t>> dense_;  // per expert and projection
+  std::vector<StTensor> dense_t_;
+  std::vector<W4Synth> w4_;
+  std::vector<Fp8Synth> f8_;
+  std::vector<uint16_t> router_;
+  std::vector<float> bias_;
+  StTensor router_t_, bias_t_;
+};
+
+}  // namespace clq

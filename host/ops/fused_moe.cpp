@@ -1,0 +1,539 @@
+#include "host/ops/fused_moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "host/ops/fp8_gemm.h"
+#include "host/ops/layout.h"
+#include "host/tuning.h"
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
+std::string i2s(int64_t v) { return std::to_string(v); }
+bool taken(const std::vector<char>& t, int e) { return t[size_t(e)] != 0; }
+
+double silu(double v) { return v / (1.0 + std::exp(-v)); }
+}  // namespace
+
+// ---- host routing twin ------------------------------------------------------------------------
+
+void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, const MoeRouting& r, const float* bias,
+                    std::vector<int>* ids, std::vector<float>* weights) {
+  const int K = r.top_k;
+  ids->assign(size_t(T * K), 0);
+  weights->assign(size_t(T * K), 0.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* l = &logits[size_t(t * E)];
+    float mx = l[0], sum = 0.0f;
+    for (int64_t e = 1; e < E; ++e) mx = std::max(mx, l[e]);
+    for (int64_t e = 0; e < E; ++e) sum += std::exp(l[e] - mx);
+    std::vector<char> tk(size_t(E), 0);
+    float wsum = 0.0f;
+    if (r.kind == MoeRouting::Kind::kSoftmax) {
+      for (int j = 0; j < K; ++j) {
+        int best = -1;
+        for (int e = 0; e < int(E); ++e)
+          if (!taken(tk, e) && (best < 0 || l[e] > l[best])) best = e;
+        tk[size_t(best)] = 1;
+        float p = std::exp(l[best] - mx) / sum;
+        (*ids)[size_t(t * K + j)] = best;
+        (*weights)[size_t(t * K + j)] = p;
+        wsum += p;
+      }
+      if (r.renormalize)
+        for (int j = 0; j < K; ++j) (*weights)[size_t(t * K + j)] /= wsum;
+      continue;
+    }
+    auto score = [&](int e) { return r.softmax_scores ? std::exp(l[e] - mx) / sum : 1.0f / (1.0f + std::exp(-l[e])); };
+    auto biased = [&](int e) { return score(e) + (bias ? bias[e] : 0.0f); };
+    const int gsz = int(E) / r.n_group;
+    std::vector<char> kept(size_t(r.n_group), 0);
+    for (int pick = 0; pick < r.topk_group; ++pick) {
+      int best_g = -1;
+      float best_s = 0;
+      for (int g = 0; g < r.n_group; ++g) {
+        if (kept[size_t(g)]) continue;
+        float m1 = -INFINITY, m2 = -INFINITY;
+        for (int e = g * gsz; e < (g + 1) * gsz; ++e) {
+          float b = biased(e);
+          if (b > m1) { m2 = m1; m1 = b; } else if (b > m2) { m2 = b; }
+        }
+        if (best_g < 0 || m1 + m2 > best_s) { best_g = g; best_s = m1 + m2; }
+      }
+      kept[size_t(best_g)] = 1;
+    }
+    for (int j = 0; j < K; ++j) {
+      int best = -1;
+      float best_b = 0;
+      for (int e = 0; e < int(E); ++e) {
+        if (taken(tk, e) || !kept[size_t(e / gsz)]) continue;
+        float b = biased(e);
+        if (best < 0 || b > best_b) { best = e; best_b = b; }
+      }
+      tk[size_t(best)] = 1;
+      float s = score(best);
+      (*ids)[size_t(t * K + j)] = best;
+      (*weights)[size_t(t * K + j)] = s;
+      wsum += s;
+    }
+    for (int j = 0; j < K; ++j) {
+      float w = (*weights)[size_t(t * K + j)];
+      if (r.renormalize) w /= wsum;
+      (*weights)[size_t(t * K + j)] = w * r.routed_scaling;
+    }
+  }
+}
+
+// ---- fp64 reference ---------------------------------------------------------------------------
+
+std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T, const std::vector<int>& ids,
+                                  const std::vector<float>& weights, int K, const std::vector<int>& expert_map) {
+  const int64_t H = m.H, I = m.I;
+  std::vector<double> out(size_t(T * H), 0.0);
+  std::vector<std::vector<double>> w13(size_t(m.E)), w2(size_t(m.E));
+  auto weights_of = [&](int64_t e) {
+    if (w13[size_t(e)].empty()) {
+      auto g = moe_dequantize(m, e, 0), u = moe_dequantize(m, e, 1);
+      w13[size_t(e)] = g;
+      w13[size_t(e)].insert(w13[size_t(e)].end(), u.begin(), u.end());  // [2I][H]
+      w2[size_t(e)] = moe_dequantize(m, e, 2);                           // [H][I]
+    }
+  };
+  const bool fp8 = m.kind == MoeWeightKind::kFp8;
+  for (int64_t t = 0; t < T; ++t) {
+    // The activation row each expert sees: x itself, or its e4m3 quantization for FP8 experts.
+    std::vector<double> xr(static_cast<size_t>(H));
+    if (fp8) {
+      Fp8ActHost q = quantize_fp8_host(static_cast<const uint8_t*>(x) + size_t(t * H) * dtype_size(xt), xt, 1, H, Fp8Act::kBlockDynamic);
+      for (int64_t h = 0; h < H; ++h) xr[size_t(h)] = double(e4m3_to_f32(q.codes[size_t(h)])) * q.scales[size_t(h / 128)];
+    } else {
+      for (int64_t h = 0; h < H; ++h) xr[size_t(h)] = load_as_f32(x, size_t(t * H + h), xt);
+    }
+    for (int j = 0; j < K; ++j) {
+      const int e = ids[size_t(t * K + j)];
+      if (!expert_map.empty() && expert_map[size_t(e)] < 0) continue;
+      weights_of(e);
+      const std::vector<double>& W13 = w13[size_t(e)];
+      std::vector<double> a(static_cast<size_t>(I));
+      for (int64_t n = 0; n < I; ++n) {
+        double g = 0, u = 0;
+        for (int64_t h = 0; h < H; ++h) {
+          g += xr[size_t(h)] * W13[size_t(n * H + h)];
+          u += xr[size_t(h)] * W13[size_t((I + n) * H + h)];
+        }
+        a[size_t(n)] = silu(g) * u;
+      }
+      if (fp8) {
+        std::vector<float> af(static_cast<size_t>(I));
+        for (int64_t n = 0; n < I; ++n) af[size_t(n)] = float(a[size_t(n)]);
+        Fp8ActHost q = quantize_fp8_host(af.data(), DType::kF32, 1, I, Fp8Act::kBlockDynamic);
+        for (int64_t n = 0; n < I; ++n) a[size_t(n)] = double(e4m3_to_f32(q.codes[size_t(n)])) * q.scales[size_t(n / 128)];
+      }
+      const double w = weights[size_t(t * K + j)];
+      const std::vector<double>& W2 = w2[size_t(e)];
+      for (int64_t h = 0; h < H; ++h) {
+        double acc = 0;
+        for (int64_t n = 0; n < I; ++n) acc += a[size_t(n)] * W2[size_t(h * I + n)];
+        out[size_t(t * H + h)] += w * acc;
+      }
+    }
+  }
+  return out;
+}
+
+// ---- the op -----------------------------------------------------------------------------------
+
+void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
+  need = std::max<size_t>(need, 4);
+  if (need > have) {
+    b = c_.alloc(need);
+    have = need;
+  }
+}
+
+FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E_(m.E), H_(m.H), I_(m.I) {
+  validate_moe(m);
+  const W4A16Tuning& t = w4a16_tuning(c.features());
+  cols_ = t.gemv_cols;
+  rows_max_ = t.gemv_max_rows;
+  Np1_ = int64_t(round_up(size_t(2 * I_), size_t(cols_)));
+  Np2_ = int64_t(round_up(size_t(H_), size_t(cols_)));
+  block_n1_ = t.block_n > 0 ? t.block_n : Np1_;
+  block_n2_ = t.block_n > 0 ? t.block_n : Np2_;
+  auto upload = [&](const void* data, size_t bytes) {
+    cl::Buffer b = c_.alloc(std::max<size_t>(bytes, 4), CL_MEM_READ_ONLY);
+    if (bytes) c_.write(b, data, bytes);
+    return b;
+  };
+  std::vector<uint8_t> w1, w2;  // all experts, device layout, bytes
+  auto append = [](std::vector<uint8_t>& dst, const void* src, size_t bytes) {
+    const uint8_t* p = static_cast<const uint8_t*>(src);
+    dst.insert(dst.end(), p, p + bytes);
+  };
+  if (kind_ == MoeWeightKind::kInt4) {
+    std::vector<uint16_t> sc1, sc2;
+    std::vector<uint8_t> z1, z2;
+    W4Packed first_up, first_down;
+    for (int64_t e = 0; e < E_; ++e) {
+      W4Packed g = repack_w4(m.gate_q[size_t(e)]), u = repack_w4(m.up_q[size_t(e)]), d = repack_w4(m.down_q[size_t(e)]);
+      if (e == 0) {
+        Kp1_ = g.Kp;
+        Kp2_ = d.Kp;
+        first_up = g;
+        first_down = d;
+        g1_stride_ = g.G * Np1_;
+        g2_stride_ = d.G * Np2_;
+      }
+      // Concatenate gate and up along N: both have the same rows (same K, groups, no act-order).
+      const int64_t words = g.Kp / 8;
+      std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * I_));
+      std::vector<uint16_t> sc(static_cast<size_t>(g.G * 2 * I_));
+      std::vector<uint8_t> z(static_cast<size_t>(g.G * 2 * I_));
+      for (int64_t w = 0; w < words; ++w) {
+        std::copy_n(&g.qw[size_t(w * I_)], I_, &qw[size_t(w * 2 * I_)]);
+        std::copy_n(&u.qw[size_t(w * I_)], I_, &qw[size_t(w * 2 * I_ + I_)]);
+      }
+      for (int64_t r = 0; r < g.G; ++r) {
+        std::copy_n(&g.scales[size_t(r * I_)], I_, &sc[size_t(r * 2 * I_)]);
+        std::copy_n(&u.scales[size_t(r * I_)], I_, &sc[size_t(r * 2 * I_ + I_)]);
+        std::copy_n(&g.zeros[size_t(r * I_)], I_, &z[size_t(r * 2 * I_)]);
+        std::copy_n(&u.zeros[size_t(r * I_)], I_, &z[size_t(r * 2 * I_ + I_)]);
+      }
+      auto b1 = column_blocks(qw.data(), words, 2 * I_, Np1_, block_n1_);
+      append(w1, b1.data(), b1.size() * 4);
+      auto s1 = pad_columns<uint16_t>(sc.data(), g.G, 2 * I_, Np1_, 0x3C00);
+      sc1.insert(sc1.end(), s1.begin(), s1.end());
+      auto zz1 = pad_columns<uint8_t>(z.data(), g.G, 2 * I_, Np1_, 0);
+      z1.insert(z1.end(), zz1.begin(), zz1.end());
+      auto b2 = column_blocks(d.qw.data(), d.Kp / 8, H_, Np2_, block_n2_);
+      append(w2, b2.data(), b2.size() * 4);
+      auto s2 = pad_columns<uint16_t>(d.scales.data(), d.G, H_, Np2_, 0x3C00);
+      sc2.insert(sc2.end(), s2.begin(), s2.end());
+      auto zz2 = pad_columns<uint8_t>(d.zeros.data(), d.G, H_, Np2_, 0);
+      z2.insert(z2.end(), zz2.begin(), zz2.end());
+    }
+    w1_stride_ = int64_t(w1.size() / size_t(E_));
+    w2_stride_ = int64_t(w2.size() / size_t(E_));
+    sc1_ = upload(sc1.data(), sc1.size() * 2);
+    sc2_ = upload(sc2.data(), sc2.size() * 2);
+    z1_ = upload(z1.data(), z1.size());
+    z2_ = upload(z2.data(), z2.size());
+    gstart1_ = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
+    wgroup1_ = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
+    perm1_ = upload(first_up.perm.data(), first_up.perm.size() * 4);
+    gstart2_ = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
+    wgroup2_ = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
+    perm2_ = upload(first_down.perm.data(), first_down.perm.size() * 4);
+    expert_bytes_ = double(w1_stride_ + w2_stride_) + double(g1_stride_ + g2_stride_) * 3;
+  } else if (kind_ == MoeWeightKind::kFp8) {
+    std::vector<float> sw1, sw2;
+    for (int64_t e = 0; e < E_; ++e) {
+      Fp8Packed g = repack_fp8(m.gate_f[size_t(e)]), u = repack_fp8(m.up_f[size_t(e)]), d = repack_fp8(m.down_f[size_t(e)]);
+      Kp1_ = g.Kp;
+      Kp2_ = d.Kp;
+      const int64_t words = g.Kp / 4;
+      std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * I_));
+      for (int64_t w = 0; w < words; ++w) {
+        std::copy_n(&g.qw[size_t(w * I_)], I_, &qw[size_t(w * 2 * I_)]);
+        std::copy_n(&u.qw[size_t(w * I_)], I_, &qw[size_t(w * 2 * I_ + I_)]);
+      }
+      auto b1 = column_blocks(qw.data(), words, 2 * I_, Np1_, block_n1_);
+      append(w1, b1.data(), b1.size() * 4);
+      sw1.insert(sw1.end(), g.sw.begin(), g.sw.end());  // gate blocks, then up blocks (I % 128 == 0)
+      sw1.insert(sw1.end(), u.sw.begin(), u.sw.end());
+      auto b2 = column_blocks(d.qw.data(), d.Kp / 4, H_, Np2_, block_n2_);
+      append(w2, b2.data(), b2.size() * 4);
+      sw2.insert(sw2.end(), d.sw.begin(), d.sw.end());
+      if (e == 0) {
+        sw1_stride_ = int64_t(g.sw.size() + u.sw.size());
+        sw2_stride_ = int64_t(d.sw.size());
+      }
+    }
+    w1_stride_ = int64_t(w1.size() / size_t(E_));
+    w2_stride_ = int64_t(w2.size() / size_t(E_));
+    sw1_ = upload(sw1.data(), sw1.size() * 4);
+    sw2_ = upload(sw2.data(), sw2.size() * 4);
+    expert_bytes_ = double(w1_stride_ + w2_stride_) + double(sw1_stride_ + sw2_stride_) * 4;
+  } else {
+    dense_bf16_ = m.gate_d[0]->dtype == StDType::kBF16;
+    // Activations are staged to K padded to 128 (fp8_quant.cl's widen pass); zero rows pad K.
+    Kp1_ = int64_t(round_up(size_t(H_), 128));
+    Kp2_ = int64_t(round_up(size_t(I_), 128));
+    for (int64_t e = 0; e < E_; ++e) {
+      auto rd = [](const StTensor* t, int64_t i) {
+        uint16_t v;
+        std::memcpy(&v, t->data + 2 * i, 2);
+        return v;
+      };
+      std::vector<uint16_t> k1(size_t(Kp1_ * 2 * I_), 0), k2(size_t(Kp2_ * H_), 0);  // K-major
+      for (int64_t n = 0; n < I_; ++n)
+        for (int64_t h = 0; h < H_; ++h) {
+          k1[size_t(h * 2 * I_ + n)] = rd(m.gate_d[size_t(e)], n * H_ + h);
+          k1[size_t(h * 2 * I_ + I_ + n)] = rd(m.up_d[size_t(e)], n * H_ + h);
+        }
+      for (int64_t h = 0; h < H_; ++h)
+        for (int64_t i = 0; i < I_; ++i) k2[size_t(i * H_ + h)] = rd(m.down_d[size_t(e)], h * I_ + i);
+      auto b1 = column_blocks(k1.data(), Kp1_, 2 * I_, Np1_, block_n1_);
+      append(w1, b1.data(), b1.size() * 2);
+      auto b2 = column_blocks(k2.data(), Kp2_, H_, Np2_, block_n2_);
+      append(w2, b2.data(), b2.size() * 2);
+    }
+    w1_stride_ = int64_t(w1.size() / size_t(E_));
+    w2_stride_ = int64_t(w2.size() / size_t(E_));
+    expert_bytes_ = double(w1_stride_ + w2_stride_);
+  }
+  w1_ = upload(w1.data(), w1.size());
+  w2_ = upload(w2.data(), w2.size());
+  // Arguments a weight kind does not use still need a valid buffer.
+  cl::Buffer dummy = upload(nullptr, 0);
+  for (cl::Buffer* b : {&sc1_, &sc2_, &z1_, &z2_, &sw1_, &sw2_, &gstart1_, &gstart2_, &wgroup1_, &wgroup2_, &perm1_, &perm2_})
+    if ((*b)() == nullptr) *b = dummy;
+  if (m.router) {
+    has_router_ = true;
+    std::vector<float> r(static_cast<size_t>(E_ * H_));
+    DType rt = m.router->dtype == StDType::kF32 ? DType::kF32 : m.router->dtype == StDType::kF16 ? DType::kF16 : DType::kBF16;
+    for (size_t i = 0; i < r.size(); ++i) r[i] = load_as_f32(m.router->data, i, rt);
+    router_ = upload(r.data(), r.size() * 4);
+  }
+  if (m.bias) {
+    has_bias_ = true;
+    bias_ = upload(m.bias->data, m.bias->nbytes);
+  } else {
+    bias_ = dummy;
+  }
+}
+
+int FusedMoe::block_size_for(int64_t T, int k) const {
+  // Rows each active expert gets on average; a block never pads one token to many rows (decode
+  // with T = 1 and k = 8 uses blocks of 1: eight rows, no padding).
+  const int64_t slots = T * k;
+  const int64_t active = std::min<int64_t>(E_, slots);
+  const int64_t avg = (slots + active - 1) / active;
+  int bs = 1;
+  while (bs < avg && bs < 16) bs *= 2;
+  return bs;
+}
+
+void FusedMoe::can_implement(int64_t T, DType xt, DType yt, size_t x_bytes, size_t y_bytes, const MoeRouting& r,
+                             const MoeRunOptions& o) const {
+  if (T < 1) fail(Status::kInvalidArgument, "T = " + i2s(T) + ": need at least one token");
+  if (r.top_k < 1 || r.top_k > E_) fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " must be in [1, E = " + i2s(E_) + "]");
+  if (r.kind == MoeRouting::Kind::kGrouped) {
+    if (r.n_group < 1 || E_ % r.n_group != 0)
+      fail(Status::kInvalidArgument, "n_group = " + i2s(r.n_group) + " must divide E = " + i2s(E_));
+    if (E_ / r.n_group < 2) fail(Status::kInvalidArgument, "grouped routing scores a group by its two best experts: E / n_group = " + i2s(E_ / r.n_group) + " < 2");
+    if (r.topk_group < 1 || r.topk_group > r.n_group)
+      fail(Status::kInvalidArgument, "topk_group = " + i2s(r.topk_group) + " must be in [1, n_group = " + i2s(r.n_group) + "]");
+    if (int64_t(r.top_k) > int64_t(r.topk_group) * (E_ / r.n_group))
+      fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " exceeds the " + i2s(int64_t(r.topk_group) * (E_ / r.n_group)) + " experts of the kept groups");
+    if (!std::isfinite(r.routed_scaling)) fail(Status::kInvalidArgument, "routed_scaling is not finite");
+  }
+  if (!o.expert_map.empty()) {
+    if (int64_t(o.expert_map.size()) != E_)
+      fail(Status::kInvalidShape, "expert_map has " + i2s(int64_t(o.expert_map.size())) + " entries, E = " + i2s(E_));
+    for (size_t e = 0; e < o.expert_map.size(); ++e)
+      if (o.expert_map[e] < -1 || o.expert_map[e] >= E_)
+        fail(Status::kInvalidArgument, "expert_map[" + i2s(int64_t(e)) + "] = " + i2s(o.expert_map[e]) + " is outside [-1, E)");
+  }
+  if (o.block_size < 0 || o.block_size > 64 || (o.block_size & (o.block_size - 1)))
+    fail(Status::kInvalidArgument, "block_size = " + i2s(o.block_size) + " must be 0 (auto) or a power of two up to 64");
+  if (xt == DType::kF32 && kind_ == MoeWeightKind::kDense) {
+    // fine: activations are widened to fp32 anyway
+  }
+  if (x_bytes < size_t(T * H_) * dtype_size(xt))
+    fail(Status::kInvalidArgument, "input buffer holds " + i2s(int64_t(x_bytes)) + " bytes but [T=" + i2s(T) + ", H=" + i2s(H_) + "] " +
+                                       dtype_name(xt) + " needs " + i2s(int64_t(size_t(T * H_) * dtype_size(xt))));
+  if (y_bytes < size_t(T * H_) * dtype_size(yt))
+    fail(Status::kInvalidArgument, "output buffer holds " + i2s(int64_t(y_bytes)) + " bytes but [T=" + i2s(T) + ", H=" + i2s(H_) + "] " +
+                                       dtype_name(yt) + " needs " + i2s(int64_t(size_t(T * H_) * dtype_size(yt))));
+  if (double(T) * r.top_k * std::max(H_, I_) >= 2147483647.0) fail(Status::kInvalidShape, "T * top_k * max(H, I) exceeds 32-bit indices; split the batch");
+}
+
+std::string FusedMoe::weight_defines() const {
+  int kind = kind_ == MoeWeightKind::kDense ? 0 : kind_ == MoeWeightKind::kInt4 ? 1 : 2;
+  return "-DWEIGHT_KIND=" + i2s(kind) + " -DVEC_COLS=" + i2s(cols_) + " -DDENSE_BF16=" + (dense_bf16_ ? "1" : "0");
+}
+
+OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, const MoeRouting& r,
+                       const MoeRunOptions& o, const cl::Buffer* logits) {
+  size_t xb = 0, yb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  y.getInfo(CL_MEM_SIZE, &yb);
+  can_implement(T, xt, yt, xb, yb, r, o);
+  if (!logits && !has_router_) fail(Status::kInvalidArgument, "this MoE layer has no router weight (gate.weight): pass router logits");
+  if (logits) {
+    size_t lb = 0;
+    logits->getInfo(CL_MEM_SIZE, &lb);
+    if (lb < size_t(T * E_) * 4) fail(Status::kInvalidArgument, "logits buffer holds " + i2s(int64_t(lb)) + " bytes, [T, E] fp32 needs " + i2s(T * E_ * 4));
+  }
+  const int K = r.top_k;
+  grow(logits_, logits_b_, size_t(T * E_) * 4);
+  grow(ids_, ids_b_, size_t(T * K) * 4);
+  grow(topw_, topw_b_, size_t(T * K) * 4);
+  const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
+  cl::Kernel lk, rk;
+  if (!logits) lk = c_.kernel("moe_topk.cl", "moe_router_logits", io + " -DWR_DTYPE=0");
+  rk = c_.kernel("moe_topk.cl", r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped", io);
+  cl::Event first;
+  const cl::Buffer& lg = logits ? *logits : logits_;
+  if (!logits) {
+    lk.setArg(0, x); lk.setArg(1, router_); lk.setArg(2, logits_);
+    lk.setArg(3, cl_int(T)); lk.setArg(4, cl_int(H_)); lk.setArg(5, cl_int(E_));
+    first = launch(c_, lk, cl::NDRange(round_up(size_t(E_), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits");
+  }
+  if (r.kind == MoeRouting::Kind::kSoftmax) {
+    rk.setArg(0, lg); rk.setArg(1, ids_); rk.setArg(2, topw_);
+    rk.setArg(3, cl_int(T)); rk.setArg(4, cl_int(E_)); rk.setArg(5, cl_int(K)); rk.setArg(6, cl_int(r.renormalize));
+  } else {
+    rk.setArg(0, lg); rk.setArg(1, bias_); rk.setArg(2, cl_int(has_bias_)); rk.setArg(3, ids_); rk.setArg(4, topw_);
+    rk.setArg(5, cl_int(T)); rk.setArg(6, cl_int(E_)); rk.setArg(7, cl_int(K)); rk.setArg(8, cl_int(r.n_group));
+    rk.setArg(9, cl_int(r.topk_group)); rk.setArg(10, cl_int(r.renormalize)); rk.setArg(11, cl_float(r.routed_scaling));
+    rk.setArg(12, cl_int(r.softmax_scores));
+  }
+  cl::Event re = launch(c_, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk");
+  return run_experts(x, xt, y, yt, T, K, o, logits ? re : first);
+}
+
+OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T,
+                              const std::vector<int>& ids, const std::vector<float>& weights, int K,
+                              const MoeRunOptions& o) {
+  size_t xb = 0, yb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  y.getInfo(CL_MEM_SIZE, &yb);
+  MoeRouting r;
+  r.top_k = K;
+  can_implement(T, xt, yt, xb, yb, r, o);
+  if (int64_t(ids.size()) != T * K || int64_t(weights.size()) != T * K)
+    fail(Status::kInvalidShape, "topk ids/weights have " + i2s(int64_t(ids.size())) + "/" + i2s(int64_t(weights.size())) +
+                                    " entries, T * k = " + i2s(T * K));
+  // An expert id outside [0, E) is an error, never an index.
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= E_)
+      fail(Status::kInvalidArgument, "topk_ids[" + i2s(int64_t(i) / K) + "][" + i2s(int64_t(i) % K) + "] = " + i2s(ids[i]) +
+                                         " is outside [0, E = " + i2s(E_) + ")");
+  grow(ids_, ids_b_, size_t(T * K) * 4);
+  grow(topw_, topw_b_, size_t(T * K) * 4);
+  c_.write(ids_, ids.data(), ids.size() * 4);
+  c_.write(topw_, weights.data(), weights.size() * 4);
+  return run_experts(x, xt, y, yt, T, K, o, cl::Event());
+}
+
+OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
+                               const MoeRunOptions& o, cl::Event first) {
+  const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
+  const int rows = std::min(bs, rows_max_ > 4 && bs >= 8 ? rows_max_ : std::min(bs, 4));
+  const int64_t TK = T * K;
+  const int64_t S_max = int64_t(round_up(size_t(TK + E_ * (bs - 1)), size_t(bs)));
+  const int64_t B_max = S_max / bs;
+  last_T_ = T;
+  last_k_ = K;
+  // Scratch (allocations first: nothing below fails half-way for lack of memory).
+  grow(counts_, counts_b_, size_t(E_) * 4);
+  grow(sorted_, sorted_b_, size_t(S_max) * 4);
+  grow(expert_ids_, expert_ids_b_, size_t(B_max) * 4);
+  grow(npp_, npp_b_, 4);
+  grow(map_, map_b_, size_t(E_) * 4);
+  const int64_t Kb1 = Kp1_ / 128 > 0 ? (Kp1_ + 127) / 128 : 1, Kb2 = (Kp2_ + 127) / 128;
+  grow(xs1_, xs1_b_, size_t(T * std::max(Kp1_, Kb1 * 128)) * 4);
+  grow(aux1_, aux1_b_, size_t(T * std::max(Kp1_ / 8, Kb1)) * 4);
+  grow(codes1_, codes1_b_, round_up(size_t(T * H_), 4));
+  grow(a_, a_b_, size_t(S_max * I_) * 4);
+  grow(xs2_, xs2_b_, size_t(S_max * std::max(Kp2_, Kb2 * 128)) * 4);
+  grow(aux2_, aux2_b_, size_t(S_max * std::max(Kp2_ / 8, Kb2)) * 4);
+  grow(codes2_, codes2_b_, round_up(size_t(S_max * I_), 4));
+  grow(y2_, y2_b_, size_t(TK * H_) * 4);
+  if (!o.expert_map.empty()) c_.write(map_, o.expert_map.data(), o.expert_map.size() * 4);
+
+  const std::string wdef = weight_defines();
+  const std::string gdef = wdef + " -DGEMV_M=" + i2s(rows) + " -DMOE_BS=" + i2s(bs);
+  cl::Kernel align = c_.kernel("moe_align.cl", "moe_align");
+  cl::Kernel g1 = c_.kernel("moe_gemm.cl", "moe_expert_gemm", gdef + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel g2 = c_.kernel("moe_gemm.cl", "moe_expert_gemm", gdef + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel comb = c_.kernel("moe_gemm.cl", "moe_combine", wdef + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
+  // Staging of each GEMM's activations in the layout its weight kind reads (the dense ops' passes).
+  const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
+  cl::Kernel st1, st2;
+  if (kind_ == MoeWeightKind::kInt4) {
+    st1 = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
+    st2 = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
+  } else {
+    const char* name = kind_ == MoeWeightKind::kFp8 ? "fp8_quant_group" : "fp8_widen_act";
+    st1 = c_.kernel("fp8_quant.cl", name, in1);
+    st2 = c_.kernel("fp8_quant.cl", name, "-DIN_DTYPE=0 -DOUT_DTYPE=0");
+  }
+  auto stage = [&](cl::Kernel& k, const cl::Buffer& src, int64_t M, int64_t Kdim, int64_t Kp, const cl::Buffer& perm,
+                   const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what) {
+    if (kind_ == MoeWeightKind::kInt4) {
+      k.setArg(0, src); k.setArg(1, perm); k.setArg(2, xs); k.setArg(3, aux);
+      k.setArg(4, cl_int(M)); k.setArg(5, cl_int(Kdim)); k.setArg(6, cl_int(Kp));
+      return launch(c_, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
+    }
+    const int64_t Kb = (Kdim + 127) / 128;
+    int a = 0;
+    k.setArg(a++, src);
+    if (kind_ == MoeWeightKind::kFp8) k.setArg(a++, codes);
+    k.setArg(a++, aux);
+    k.setArg(a++, xs);
+    k.setArg(a++, cl_int(M)); k.setArg(a++, cl_int(Kdim)); k.setArg(a++, cl_int(Kb));
+    return launch(c_, k, cl::NDRange(round_up(size_t(Kb), 16), size_t(M)), cl::NDRange(16, 1), what);
+  };
+  auto gemm = [&](cl::Kernel& k, const cl::Buffer& w, int64_t wstride, const cl::Buffer& sc, const cl::Buffer& z,
+                  int64_t gstride, const cl::Buffer& sw, int64_t swstride, const cl::Buffer& gs, const cl::Buffer& wg,
+                  const cl::Buffer& xs, const cl::Buffer& aux, int by_token, const cl::Buffer& out, int64_t N_out,
+                  int64_t I_off, int64_t Np, int64_t bn, int64_t Kp, const char* what) {
+    int a = 0;
+    k.setArg(a++, w); k.setArg(a++, cl_long(wstride)); k.setArg(a++, sc); k.setArg(a++, z); k.setArg(a++, cl_long(gstride));
+    k.setArg(a++, sw); k.setArg(a++, cl_long(swstride)); k.setArg(a++, gs); k.setArg(a++, wg); k.setArg(a++, xs);
+    k.setArg(a++, aux); k.setArg(a++, cl_int(by_token)); k.setArg(a++, sorted_); k.setArg(a++, expert_ids_);
+    k.setArg(a++, npp_); k.setArg(a++, topw_); k.setArg(a++, out); k.setArg(a++, cl_int(N_out)); k.setArg(a++, cl_int(I_off));
+    k.setArg(a++, cl_int(Np)); k.setArg(a++, cl_int(bn)); k.setArg(a++, cl_int(Kp)); k.setArg(a++, cl_int(K));
+    k.setArg(a++, cl_int(TK));
+    const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
+    return launch(c_, k, cl::NDRange(round_up(size_t((N_out + cols_ - 1) / cols_), local), 1, size_t(B_max * (bs / rows))),
+                  cl::NDRange(local, 1, 1), what);
+  };
+
+  align.setArg(0, ids_); align.setArg(1, map_); align.setArg(2, cl_int(!o.expert_map.empty())); align.setArg(3, cl_int(TK));
+  align.setArg(4, cl_int(E_)); align.setArg(5, cl_int(bs)); align.setArg(6, counts_); align.setArg(7, sorted_);
+  align.setArg(8, expert_ids_); align.setArg(9, npp_);
+  cl::Event ae = launch(c_, align, cl::NDRange(256), cl::NDRange(256), "moe_align");
+  OpEvents ev;
+  ev.first = first() ? first : ae;
+  stage(st1, x, T, H_, Kp1_, perm1_, xs1_, aux1_, codes1_, "moe stage x");
+  gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_, Np1_,
+       block_n1_, Kp1_, "moe gate_up");
+  stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a");
+  check_cl(c_.queue().enqueueFillBuffer(y2_, cl_float(0.0f), 0, size_t(TK * H_) * 4), "clEnqueueFillBuffer(moe y2)");
+  gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0, Np2_,
+       block_n2_, Kp2_, "moe down");
+  comb.setArg(0, y2_); comb.setArg(1, y); comb.setArg(2, cl_int(T)); comb.setArg(3, cl_int(K)); comb.setArg(4, cl_int(H_));
+  ev.last = launch(c_, comb, cl::NDRange(round_up(size_t(H_), 64), size_t(T)), cl::NDRange(64, 1), "moe_combine");
+  return ev;
+}
+
+void FusedMoe::read_routing(std::vector<int>* ids, std::vector<float>* weights) const {
+  ids->resize(size_t(last_T_ * last_k_));
+  weights->resize(ids->size());
+  c_.read(ids_, ids->data(), ids->size() * 4);
+  c_.read(topw_, weights->data(), weights->size() * 4);
+}
+
+void FusedMoe::read_alignment(std::vector<int>* sorted_ids, std::vector<int>* expert_ids, int* num_post_padded) const {
+  c_.read(npp_, num_post_padded, 4);
+  sorted_ids->resize(size_t(*num_post_padded));
+  c_.read(sorted_, sorted_ids->data(), sorted_ids->size() * 4);
+  const int bs = *num_post_padded > 0 && !expert_ids->empty() ? int(expert_ids->size()) : 0;
+  (void)bs;
+}
+
+void FusedMoe::read_logits(std::vector<float>* logits) const {
+  logits->resize(size_t(last_T_ * E_));
+  c_.read(logits_, logits->data(), logits->size() * 4);
+}
+
+}  // namespace clq

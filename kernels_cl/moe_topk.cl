@@ -1,0 +1,129 @@
+// Fused MoE routing (SPEC section 5), one work-item per token.
+//
+// Top-k decisions compare values computed identically for every candidate, and ties go to the
+// lower expert id (strict > in every selection loop). Softmax routing ranks experts by their
+// logits (softmax is monotonic), so no rounding in exp can reorder them; the weights use the
+// softmax values. Grouped routing ranks by the biased sigmoid (or softmax) scores.
+#include "common/act_io.clh"
+
+#ifndef MAX_EXPERTS
+#define MAX_EXPERTS 1024  // bound of the private "taken" bit masks
+#endif
+#ifndef WR_DTYPE
+#define WR_DTYPE 0  // router weight: 0 fp32, 1 fp16, 2 bf16
+#endif
+
+inline float clq_load_wr(__global const void* p, size_t i) {
+#if WR_DTYPE == 0
+  return ((__global const float*)p)[i];
+#elif WR_DTYPE == 1
+  return clq_fp16_to_f32(((__global const ushort*)p)[i]);
+#else
+  return clq_bf16_to_f32(((__global const ushort*)p)[i]);
+#endif
+}
+
+// logits[t][e] = x[t] . w_r[e], fp32 accumulation (one work-item per (expert, token)).
+__kernel void moe_router_logits(__global const clq_in_t* restrict x, __global const void* restrict wr,
+                                __global float* restrict logits, int T, int H, int E) {
+  const int e = get_global_id(0), t = get_global_id(1);
+  if (e >= E || t >= T) return;
+  float acc = 0.0f;
+  for (int h = 0; h < H; ++h) acc = fma(clq_load_in(x, (size_t)t * H + h), clq_load_wr(wr, (size_t)e * H + h), acc);
+  logits[(size_t)t * E + e] = acc;
+}
+
+#define TAKEN(m, e) (((m)[(e) >> 5] >> ((e) & 31)) & 1u)
+#define TAKE(m, e) ((m)[(e) >> 5] |= 1u << ((e) & 31))
+
+// Mixtral / Qwen-MoE: p = softmax(l); top-k by p; weights p[top], renormalized if asked.
+__kernel void moe_topk_softmax(__global const float* restrict logits, __global int* restrict ids,
+                               __global float* restrict weights, int T, int E, int K, int renormalize) {
+  const int t = get_global_id(0);
+  if (t >= T) return;
+  __global const float* l = logits + (size_t)t * E;
+  float mx = l[0];
+  for (int e = 1; e < E; ++e) mx = fmax(mx, l[e]);
+  float sum = 0.0f;
+  for (int e = 0; e < E; ++e) sum += exp(l[e] - mx);
+  uint taken[MAX_EXPERTS / 32];
+  for (int i = 0; i < MAX_EXPERTS / 32; ++i) taken[i] = 0u;
+  float wsum = 0.0f;
+  for (int j = 0; j < K; ++j) {
+    int best = -1;
+    for (int e = 0; e < E; ++e)
+      if (!TAKEN(taken, e) && (best < 0 || l[e] > l[best])) best = e;
+    TAKE(taken, best);
+    const float p = exp(l[best] - mx) / sum;
+    ids[(size_t)t * K + j] = best;
+    weights[(size_t)t * K + j] = p;
+    wsum += p;
+  }
+  if (renormalize)
+    for (int j = 0; j < K; ++j) weights[(size_t)t * K + j] /= wsum;
+}
+
+// DeepSeek-V3 (noaux_tc): s = sigmoid(l) (or softmax), b = s + bias; groups of E / n_group
+// experts scored by the sum of their two largest b; the topk_group best groups stay; top-k by b
+// among them; weights = s of the chosen, renormalized if asked, times routed_scaling.
+inline float clq_score(__global const float* l, int e, int use_softmax, float mx, float sum) {
+  return use_softmax ? exp(l[e] - mx) / sum : 1.0f / (1.0f + exp(-l[e]));
+}
+
+__kernel void moe_topk_grouped(__global const float* restrict logits, __global const float* restrict bias,
+                               int has_bias, __global int* restrict ids, __global float* restrict weights, int T,
+                               int E, int K, int n_group, int topk_group, int renormalize, float routed_scaling,
+                               int use_softmax) {
+  const int t = get_global_id(0);
+  if (t >= T) return;
+  __global const float* l = logits + (size_t)t * E;
+  float mx = 0.0f, sum = 1.0f;
+  if (use_softmax) {
+    mx = l[0];
+    for (int e = 1; e < E; ++e) mx = fmax(mx, l[e]);
+    sum = 0.0f;
+    for (int e = 0; e < E; ++e) sum += exp(l[e] - mx);
+  }
+  const int gsz = E / n_group;
+  uint group_kept[MAX_EXPERTS / 32];
+  for (int i = 0; i < MAX_EXPERTS / 32; ++i) group_kept[i] = 0u;
+  // Pick topk_group groups one at a time; each group's score is recomputed (no private array of
+  // n_group floats), which is cheap next to the expert GEMMs.
+  for (int pick = 0; pick < topk_group; ++pick) {
+    int best_g = -1;
+    float best_score = 0.0f;
+    for (int g = 0; g < n_group; ++g) {
+      if (TAKEN(group_kept, g)) continue;
+      float m1 = -INFINITY, m2 = -INFINITY;
+      for (int e = g * gsz; e < (g + 1) * gsz; ++e) {
+        const float b = clq_score(l, e, use_softmax, mx, sum) + (has_bias ? bias[e] : 0.0f);
+        if (b > m1) { m2 = m1; m1 = b; } else if (b > m2) { m2 = b; }
+      }
+      const float score = m1 + m2;
+      if (best_g < 0 || score > best_score) { best_g = g; best_score = score; }
+    }
+    TAKE(group_kept, best_g);
+  }
+  uint taken[MAX_EXPERTS / 32];
+  for (int i = 0; i < MAX_EXPERTS / 32; ++i) taken[i] = 0u;
+  float wsum = 0.0f;
+  for (int j = 0; j < K; ++j) {
+    int best = -1;
+    float best_b = 0.0f;
+    for (int e = 0; e < E; ++e) {
+      if (TAKEN(taken, e) || !TAKEN(group_kept, e / gsz)) continue;
+      const float b = clq_score(l, e, use_softmax, mx, sum) + (has_bias ? bias[e] : 0.0f);
+      if (best < 0 || b > best_b) { best = e; best_b = b; }
+    }
+    TAKE(taken, best);
+    const float s = clq_score(l, best, use_softmax, mx, sum);
+    ids[(size_t)t * K + j] = best;
+    weights[(size_t)t * K + j] = s;
+    wsum += s;
+  }
+  for (int j = 0; j < K; ++j) {
+    float w = weights[(size_t)t * K + j];
+    if (renormalize) w /= wsum;
+    weights[(size_t)t * K + j] = w * routed_scaling;
+  }
+}

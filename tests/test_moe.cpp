@@ -1,0 +1,343 @@
+// Fused MoE (SPEC sections 5 and 6): routing against its host twin (ties to the lower id),
+// alignment, and the whole layer against an fp64 dense reference for each weight kind; experts
+// with no tokens, every token to one expert, identical tokens, expert parallelism, bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+
+#include "host/formats/moe.h"
+#include "host/ops/fused_moe.h"
+#include "host/synth.h"
+#include "runtime/status.h"
+#include "tests/test_util.h"
+
+using namespace clq;
+
+namespace {
+
+// Logits on a grid of 1/64 with distinct values per token, so no rounding difference between
+// the device's and the host's exp/sigmoid can reorder experts (ties are tested separately).
+std::vector<float> grid_logits(int64_t T, int64_t E, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> l(size_t(T * E));
+  std::vector<int> perm(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t) {
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int64_t e = 0; e < E; ++e) l[size_t(t * E + e)] = float(perm[size_t(e)] - E / 2) / 16.0f;
+  }
+  return l;
+}
+
+struct Device {
+  cl::Buffer x, y, logits;
+};
+
+void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouting& r, DType dt, uint64_t seed,
+                 const MoeRunOptions& o = {}, const std::vector<float>* logits_in = nullptr) {
+  SCOPED_TRACE(std::string(moe_kind_name(m.kind)) + " T=" + std::to_string(T) + " E=" + std::to_string(m.E) +
+               " k=" + std::to_string(r.top_k) + " seed " + std::to_string(seed));
+  auto& c = test::ctx();
+  auto x = random_activations(T, m.H, dt, seed);
+  std::vector<float> logits = logits_in ? *logits_in : grid_logits(T, m.E, seed + 1);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(T * m.H) * dtype_size(dt)), dl = c.alloc(logits.size() * 4);
+  c.write(dx, x.data(), x.size());
+  c.write(dl, logits.data(), logits.size() * 4);
+  c.fill_u32(dy, 0xFFFFFFFFu, size_t(T * m.H) * dtype_size(dt));
+  op.run(dx, dt, dy, dt, T, r, o, &dl);
+  std::vector<int> ids, hids;
+  std::vector<float> w, hw;
+  op.read_routing(&ids, &w);
+  moe_route_host(logits, T, m.E, r, nullptr, &hids, &hw);
+  ASSERT_EQ(ids, hids) << "routing decisions differ from the host twin";
+  for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(w[i], hw[i], 1e-5f * std::max(1.0f, std::fabs(hw[i])));
+  auto ref = moe_reference(m, x.data(), dt, T, hids, hw, r.top_k, o.expert_map);
+  std::vector<uint8_t> y(size_t(T * m.H) * dtype_size(dt));
+  c.read(dy, y.data(), y.size());
+  double err = 0, mag = 0, mx = 0;
+  size_t nan = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double got = load_as_f32(y.data(), i, dt);
+    if (std::isnan(got)) { ++nan; continue; }
+    double want = round_to_dtype(ref[i], dt);
+    err += std::fabs(got - want);
+    mag += std::fabs(want);
+    mx = std::max(mx, std::fabs(got - want));
+  }
+  EXPECT_EQ(nan, 0u);
+  EXPECT_LT(mx, MoeProblem::kMaxAbsTolerance);
+  EXPECT_LT(err / std::max(mag, 1e-30), MoeProblem::kRelTolerance) << "max abs err " << mx;
+}
+
+MoeSynthSpec spec(MoeWeightKind k, int64_t E, uint64_t seed) {
+  MoeSynthSpec s;
+  s.kind = k;
+  s.E = E;
+  s.H = 256;
+  s.I = 128;
+  s.seed = seed;
+  return s;
+}
+
+}  // namespace
+
+TEST(MoeRouting, SoftmaxAndGroupedMatchHostTwin) {
+  auto& c = test::ctx();
+  for (int64_t E : {8, 64, 256})
+    for (int k : {1, 2, 6, 8}) {
+      if (k > E) continue;
+      MoeSynthSpec s = spec(MoeWeightKind::kDense, E, 3);
+      s.H = 64;
+      s.I = 16;
+      MoeSynth syn(s);
+      FusedMoe op(c, syn.checkpoint());
+      for (int64_t T : {1, 3, 64, 257}) {
+        for (int grouped = 0; grouped < 2; ++grouped) {
+          MoeRouting r;
+          r.top_k = k;
+          r.renormalize = (T + k) % 2 == 0;
+          if (grouped) {
+            r.kind = MoeRouting::Kind::kGrouped;
+            r.n_group = E >= 64 ? 8 : 4;
+            r.topk_group = std::max(1, int(r.n_group / 2));
+            r.routed_scaling = 2.5f;
+            if (k > r.topk_group * (E / r.n_group)) continue;
+          }
+          auto logits = grid_logits(T, E, uint64_t(T * 1000 + E + k));
+          cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(size_t(T * 64) * 2), dy = c.alloc(size_t(T * 64) * 2);
+          c.write(dl, logits.data(), logits.size() * 4);
+          auto x = random_activations(T, 64, DType::kBF16, 1);
+          c.write(dx, x.data(), x.size());
+          op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, {}, &dl);
+          std::vector<int> ids, hids;
+          std::vector<float> w, hw;
+          op.read_routing(&ids, &w);
+          moe_route_host(logits, T, E, r, nullptr, &hids, &hw);
+          ASSERT_EQ(ids, hids) << "E=" << E << " k=" << k << " T=" << T << " grouped=" << grouped;
+          for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(w[i], hw[i], 1e-5f * std::max(1.0f, hw[i]));
+        }
+      }
+    }
+}
+
+TEST(MoeRouting, TiesGoToTheLowerExpertId) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 16, 4);
+  s.H = 64;
+  s.I = 16;
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  const int64_t T = 3;
+  std::vector<float> logits(size_t(T * 16), 0.5f);  // every expert tied
+  logits[size_t(16 + 9)] = 1.0f;                    // token 1: expert 9 first, then the ties
+  cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(T * 64 * 2), dy = c.alloc(T * 64 * 2);
+  c.write(dl, logits.data(), logits.size() * 4);
+  c.fill_u32(dx, 0x3F803F80u, T * 64 * 2);
+  for (int grouped = 0; grouped < 2; ++grouped) {
+    MoeRouting r;
+    r.top_k = 4;
+    if (grouped) {
+      r.kind = MoeRouting::Kind::kGrouped;
+      r.n_group = 4;
+      r.topk_group = 2;
+    }
+    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, {}, &dl);
+    std::vector<int> ids;
+    std::vector<float> w;
+    op.read_routing(&ids, &w);
+    EXPECT_EQ(std::vector<int>(ids.begin(), ids.begin() + 4), (std::vector<int>{0, 1, 2, 3})) << grouped;
+    if (!grouped) EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8), (std::vector<int>{9, 0, 1, 2}));
+    else EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8), (std::vector<int>{9, 0, 1, 2}));  // groups 0 and 2 (9 lifts group 2)
+  }
+}
+
+TEST(MoeAlign, LayoutPaddingAndEmptyExperts) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, 5);
+  s.H = 64;
+  s.I = 16;
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  // T = 5, k = 2: experts 1, 3 and 6 only; expert 6 takes every token once.
+  const int64_t T = 5;
+  std::vector<int> ids = {6, 1, 6, 3, 1, 6, 6, 3, 6, 1};
+  std::vector<float> w(10, 0.5f);
+  auto x = random_activations(T, 64, DType::kBF16, 2);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(T * 64 * 2);
+  c.write(dx, x.data(), x.size());
+  for (int bs : {1, 2, 4, 16}) {
+    MoeRunOptions o;
+    o.block_size = bs;
+    op.run_routed(dx, DType::kBF16, dy, DType::kBF16, T, ids, w, 2, o);
+    std::vector<int> sorted, experts;
+    int npp = 0;
+    op.read_alignment(&sorted, &experts, &npp);
+    std::map<int, int> cnt = {{1, 3}, {3, 2}, {6, 5}};
+    int want = 0;
+    for (auto& [e, n] : cnt) want += (n + bs - 1) / bs * bs;
+    ASSERT_EQ(npp, want) << "bs=" << bs;
+    // Runs in expert order, flat indices in increasing order, padded with the sentinel T*k.
+    size_t pos = 0;
+    for (auto& [e, n] : cnt) {
+      std::vector<int> run(sorted.begin() + long(pos), sorted.begin() + long(pos) + n);
+      std::vector<int> expect;
+      for (int i = 0; i < 10; ++i)
+        if (ids[size_t(i)] == e) expect.push_back(i);
+      EXPECT_EQ(run, expect) << "expert " << e << " bs " << bs;
+      for (int p = n; p < (n + bs - 1) / bs * bs; ++p) EXPECT_EQ(sorted[pos + size_t(p)], 10);
+      pos += size_t((n + bs - 1) / bs * bs);
+    }
+  }
+}
+
+TEST(MoeAlign, DecodeDoesNotPayForPadding) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 128, 6);
+  s.H = 64;
+  s.I = 16;
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  EXPECT_EQ(op.block_size_for(1, 8), 1);   // one token, top-8: eight rows, no padding
+  EXPECT_EQ(op.block_size_for(16, 8), 1);  // 128 slots over 128 experts
+  EXPECT_LE(op.block_size_for(64, 8), 4);
+  EXPECT_EQ(op.block_size_for(4096, 8), 16);
+}
+
+TEST(MoeLayer, DenseExpertsAgainstFp64) {
+  auto& c = test::ctx();
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, test::seed());
+    s.dense_dtype = dt;
+    MoeSynth syn(s);
+    FusedMoe op(c, syn.checkpoint());
+    MoeRouting r;
+    r.top_k = 2;
+    r.renormalize = true;
+    for (int64_t T : {1, 3, 64}) check_layer(op, syn.checkpoint(), T, r, dt, test::seed() + uint64_t(T));
+  }
+}
+
+TEST(MoeLayer, Int4ExpertsAgainstFp64) {
+  auto& c = test::ctx();
+  for (W4Format f : {W4Format::kGptq, W4Format::kAwq}) {
+    MoeSynthSpec s = spec(MoeWeightKind::kInt4, 8, test::seed() + 1);
+    s.int4_format = f;
+    MoeSynth syn(s);
+    for (const char* tuning : {"cpu", "gpu"}) {
+      test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+      FusedMoe op(c, syn.checkpoint());
+      MoeRouting r;
+      r.top_k = 2;
+      for (int64_t T : {1, 7, 33}) check_layer(op, syn.checkpoint(), T, r, DType::kF16, test::seed() + uint64_t(T));
+    }
+  }
+}
+
+TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kFp8, 16, test::seed() + 2);
+  s.bias = false;
+  MoeSynth syn(s);
+  for (const char* tuning : {"cpu", "gpu"}) {
+    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    FusedMoe op(c, syn.checkpoint());
+    MoeRouting r;
+    r.kind = MoeRouting::Kind::kGrouped;
+    r.top_k = 6;
+    r.n_group = 4;
+    r.topk_group = 2;
+    r.renormalize = true;
+    r.routed_scaling = 2.5f;
+    for (int64_t T : {1, 5, 40}) check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed() + uint64_t(T));
+  }
+}
+
+TEST(MoeLayer, EveryTokenToOneExpertAndExpertParallelism) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, test::seed() + 3);
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  MoeRouting r;
+  r.top_k = 1;
+  const int64_t T = 20;
+  std::vector<float> logits(size_t(T * 8), 0.0f);
+  for (int64_t t = 0; t < T; ++t) logits[size_t(t * 8 + 5)] = 3.0f;  // all to expert 5
+  check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed(), {}, &logits);
+  // Expert parallelism: experts 0..3 are local; tokens routed elsewhere contribute nothing.
+  MoeRunOptions o;
+  o.expert_map = {0, 1, 2, 3, -1, -1, -1, -1};
+  r.top_k = 3;
+  check_layer(op, syn.checkpoint(), 9, r, DType::kBF16, test::seed() + 9, o);
+}
+
+TEST(MoeLayer, IdenticalTokensGiveIdenticalOutputs) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kInt4, 8, test::seed() + 4);
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  const int64_t T = 12;
+  auto row = random_activations(1, 256, DType::kF16, test::seed());
+  std::vector<uint8_t> x;
+  for (int64_t t = 0; t < T; ++t) x.insert(x.end(), row.begin(), row.end());
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(T * 256) * 2);
+  c.write(dx, x.data(), x.size());
+  MoeRouting r;
+  r.top_k = 2;
+  op.run(dx, DType::kF16, dy, DType::kF16, T, r);  // router weight from the layer
+  std::vector<uint16_t> y(size_t(T * 256));
+  c.read(dy, y.data(), y.size() * 2);
+  for (int64_t t = 1; t < T; ++t)
+    for (int n = 0; n < 256; ++n) ASSERT_EQ(y[size_t(t * 256 + n)], y[size_t(n)]) << "token " << t;
+}
+
+TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, 9);
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  cl::Buffer dx = c.alloc(4 * 256 * 2), dy = c.alloc(4 * 256 * 2);
+  c.fill_u32(dy, 0x5A5A5A5Au, 4 * 256 * 2);
+  auto expect_fail = [&](auto fn, const std::string& needle) {
+    try {
+      fn();
+      ADD_FAILURE() << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    c.finish();
+    std::vector<uint32_t> y(4 * 256 / 2);
+    c.read(dy, y.data(), y.size() * 4);
+    for (uint32_t v : y) ASSERT_EQ(v, 0x5A5A5A5Au) << needle;
+  };
+  std::vector<float> w(8, 0.5f);
+  expect_fail([&] { op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, 8, 0, 1, 2, 3}, w, 2); },
+              "topk_ids[1][1] = 8 is outside [0, E = 8)");
+  expect_fail([&] { op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, -1, 0, 1, 2, 3}, w, 2); }, "= -1 is outside");
+  MoeRouting r;
+  r.top_k = 9;
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r); }, "top_k = 9");
+  r.top_k = 2;
+  r.kind = MoeRouting::Kind::kGrouped;
+  r.n_group = 3;
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r); }, "n_group = 3 must divide E = 8");
+  r.kind = MoeRouting::Kind::kSoftmax;
+  MoeRunOptions o;
+  o.expert_map = {0, 1, 2};
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r, o); }, "expert_map has 3 entries");
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 5, r); }, "input buffer holds");
+  // Mismatched expert shapes are refused at load.
+  MoeSynth bad(s);
+  MoeCheckpoint m = bad.checkpoint();
+  StTensor shrunk = *m.up_d[3];
+  shrunk.shape = {64, 256};
+  m.up_d[3] = &shrunk;
+  try {
+    FusedMoe broken(c, m);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expert 3 up_proj"), std::string::npos) << e.what();
+  }
+}
