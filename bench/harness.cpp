@@ -149,12 +149,12 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
 
 void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
   out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
-  out << std::left << std::setw(40) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"
+  out << std::left << std::setw(58) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"
       << std::setw(10) << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms"
       << std::setw(10) << "vs base"
       << "  baseline\n";
   for (auto& r : rows) {
-    out << std::left << std::setw(40) << r.label << std::setw(8) << r.variant << std::right << std::fixed
+    out << std::left << std::setw(58) << r.label << std::setw(8) << r.variant << std::right << std::fixed
         << std::setprecision(4) << std::setw(11) << r.ms << std::setprecision(1) << std::setw(10) << r.gbps()
         << std::setw(8) << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
     if (r.base_ms > 0)

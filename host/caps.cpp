@@ -79,10 +79,11 @@ const std::vector<VariantRow> kTable = {
   {"w8a16_gemm",       "tiled",       0,               "fp8_block_gemm_emulated.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
   {"w8a16_gemm",       "gemv",        kFeatCpu,        "fp8_block_gemv_emulated.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
   {"w8a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "w8a16_gemm_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
-  {"moe_routing",      "portable",    0,               "moe_topk.cl",                   "", 10, K::kNative,   St::kPlanned,     0, "softmax / grouped top-k"},
-  {"moe_align",        "portable",    0,               "moe_align.cl",                  "", 10, K::kNative,   St::kPlanned,     0, "sorted token ids, expert per block"},
-  {"moe_gemm",         "portable",    0,               "moe_gemm.cl",                   "", 10, K::kNative,   St::kPlanned,     0, "grouped gemm fp16/int4, SiLU-and-mul fused"},
-  {"moe_gemm_fp8",     "emulated",    0,               "moe_gemm_fp8_emulated.cl",      "", 10, K::kEmulated, St::kPlanned,     0, "grouped gemm over block-FP8 experts"},
+  {"moe_routing",      "portable",    0,               "moe_topk.cl",                   "", 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
+  {"moe_align",        "portable",    0,               "moe_align.cl",                  "", 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
+  {"moe_gemm",         "portable",    0,               "moe_gemm.cl",                   "", 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
+  {"moe_gemm",         "nv_mma",      kFeatNvMmaF16,   "moe_gemm_nv_mma.cl",            "", 30, K::kNative,   St::kPlanned,     0, "mma.sync grouped GEMM for prefill"},
+  {"moe_gemm_fp8",     "emulated",    0,               "moe_gemm.cl",                   "", 10, K::kEmulated, St::kImplemented, 0, "grouped GEMMs over 128x128 block-FP8 experts, e4m3 decoded in software"},
   {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3,  "moe_gemm_fp8_nv_mma_e4m3.cl",   "", 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
 };
 // clang-format on

@@ -71,10 +71,10 @@ struct MatrixRow {
 const std::vector<MatrixRow>& matrix_rows();
 
 struct MatrixCell {
-  char letter = 'N';      // S, E or N: the best variant, planned rows included
-  bool planned = false;   // that best variant exists only as a planned row
+  char letter = 'N';     // S, E or N: the best variant, planned rows included
+  bool planned = false;  // that best variant exists only as a planned row
   const VariantRow* best = nullptr;
-  char now = 'N';         // the best implemented variant's letter
+  char now = 'N';  // the best implemented variant's letter
   // "S", "E", "N" when the plan adds nothing; "E/S*" = emulated today, native planned.
   std::string text() const;
 };

@@ -1,12 +1,15 @@
 #include "host/demo.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iomanip>
 #include <random>
 
 #include "host/ops/convert.h"
 #include "host/ops/fp8_gemm.h"
+#include "host/ops/fused_moe.h"
 #include "host/ops/w4a16_gemm.h"
 #include "host/reference.h"
 #include "host/report.h"
@@ -103,6 +106,64 @@ DemoResult check_fp8(Context& c, uint64_t seed, bool block, Fp8Act act, int64_t 
   return {pass, ev.ms(), buf};
 }
 
+// One fused MoE layer (router weight to output) against the fp64 reference, with the routing the
+// device chose checked against the host twin first.
+DemoResult check_moe(Context& c, uint64_t seed, MoeWeightKind kind, bool grouped) {
+  MoeSynthSpec spec;
+  spec.kind = kind;
+  spec.E = grouped ? 16 : 8;
+  spec.H = 256;
+  spec.I = 128;
+  spec.bias = grouped;
+  spec.seed = seed;
+  MoeSynth synth(spec);
+  const MoeCheckpoint& m = synth.checkpoint();
+  FusedMoe op(c, m);
+  const int64_t T = 5;
+  MoeRouting r;
+  r.top_k = grouped ? 6 : 2;
+  if (grouped) {
+    r.kind = MoeRouting::Kind::kGrouped;
+    r.n_group = 4;
+    r.topk_group = 2;
+    r.renormalize = true;
+    r.routed_scaling = 2.5f;
+  }
+  auto x = random_activations(T, m.H, DType::kBF16, seed + 5);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
+  c.write(dx, x.data(), x.size());
+  op.run(dx, DType::kBF16, dy, DType::kBF16, T, r);
+  c.fill_u32(dy, 0xFFFFFFFFu, x.size());
+  OpEvents ev = op.run(dx, DType::kBF16, dy, DType::kBF16, T, r);
+  c.finish();
+  std::vector<float> logits, w, hw;
+  std::vector<int> ids, hids;
+  op.read_logits(&logits);
+  op.read_routing(&ids, &w);
+  moe_route_host(logits, T, m.E, r, m.bias ? reinterpret_cast<const float*>(m.bias->data) : nullptr, &hids, &hw);
+  std::vector<uint16_t> y(size_t(T * m.H));
+  c.read(dy, y.data(), y.size() * 2);
+  auto ref = moe_reference(m, x.data(), DType::kBF16, T, hids, hw, r.top_k);
+  double err = 0, mag = 0, mx = 0;
+  size_t nan = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double got = bf16_to_f32(y[i]), want = round_to_dtype(ref[i], DType::kBF16);
+    if (std::isnan(got)) {
+      ++nan;
+      continue;
+    }
+    err += std::fabs(got - want);
+    mag += std::fabs(want);
+    mx = std::max(mx, std::fabs(got - want));
+  }
+  const double rel = err / std::max(mag, 1e-30);
+  bool pass = ids == hids && nan == 0 && mx < MoeProblem::kMaxAbsTolerance && rel < MoeProblem::kRelTolerance;
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "routing %s, rel mean err %.2e, max abs err %.2e, %zu NaN",
+                ids == hids ? "matches" : "DIFFERS", rel, mx, nan);
+  return {pass, ev.ms(), buf};
+}
+
 std::vector<DemoCheck> make_checks();
 }  // namespace
 
@@ -129,6 +190,12 @@ std::vector<DemoCheck> make_checks() {
                [](Context& c, uint64_t s) { return check_fp8(c, s, false, Fp8Act::kTensorStatic, 7, 512, 512); }});
   v.push_back({"fp8 weight-only w8a16 M=3 K=1024 N=384",
                [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kNone, 3, 1024, 384); }});
+  v.push_back({"moe bf16 experts E=8 top-2 softmax T=5",
+               [](Context& c, uint64_t s) { return check_moe(c, s, MoeWeightKind::kDense, false); }});
+  v.push_back({"moe int4 experts E=8 top-2 softmax T=5",
+               [](Context& c, uint64_t s) { return check_moe(c, s, MoeWeightKind::kInt4, false); }});
+  v.push_back({"moe fp8 experts E=16 top-6 grouped T=5",
+               [](Context& c, uint64_t s) { return check_moe(c, s, MoeWeightKind::kFp8, true); }});
   return v;
 }
 }  // namespace

@@ -54,5 +54,17 @@ expect "quant-fp8" 0 "" "$clq" quant-fp8 --input "$tmp/fp8b/input.safetensors" -
 expect "quant-fp8 matches host" 0 "PASS" "$gen" check-quant "$tmp/fp8b/input.safetensors" "$tmp/q.safetensors"
 expect "quant-fp8 per tensor" 0 "" "$clq" quant-fp8 --input "$d/input.safetensors" --output "$tmp/qt.safetensors" --per-tensor
 expect "quant-fp8 per tensor matches host" 0 "PASS" "$gen" check-quant "$d/input.safetensors" "$tmp/qt.safetensors" per-tensor
+# MoE: each expert kind through `clquant moe --check`, softmax and grouped routing.
+M=model.layers.3.mlp
+d="$tmp/moe-dense"; mkdir -p "$d"; "$gen" "$d" moe_dense 256 128 8 0 5 bf16 3
+expect "moe dense softmax" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --renormalize --check
+[ -s "$d/y.safetensors" ] || { echo "FAIL moe wrote no output"; fail=1; }
+d="$tmp/moe-int4"; mkdir -p "$d"; "$gen" "$d" moe_int4 256 128 8 0 3 f16 4
+expect "moe int4" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --check
+d="$tmp/moe-fp8"; mkdir -p "$d"; "$gen" "$d" moe_fp8 256 128 16 1 4 bf16 5
+expect "moe fp8 grouped" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --check
+expect "moe bad n-group" 4 "must divide E" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2 --routing grouped --n-group 3
+expect "moe bad prefix" 4 "no experts" "$clq" moe --weights "$d" --prefix nope --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
+[ -e "$d/y2.safetensors" ] && { echo "FAIL a refused moe run wrote an output"; fail=1; }
 if [ $fail -ne 0 ]; then echo "cli gemm: FAILED"; exit 1; fi
 echo "cli gemm: all checks passed"

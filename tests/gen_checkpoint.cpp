@@ -5,6 +5,9 @@
 //     DIR/quantize_config.json (unless noconfig); FORMAT fp8_block | fp8_tensor: an e4m3 layer
 //     (GROUP and ACT ignored; fp8_tensor carries a static input_scale). Always writes
 //     DIR/model.safetensors (prefix model.layers.0.mlp.down_proj) and DIR/input.safetensors.
+//     FORMAT moe_dense | moe_int4 | moe_fp8: a MoE block under model.layers.3.mlp (K = H,
+//     N = I, GROUP = E, ACT = 1 adds DeepSeek's e_score_correction_bias; int4 experts are GPTQ
+//     group 64, with quantize_config.json).
 //   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
 //     checks `clquant quant-fp8` output against the host quantizer (SPEC section 4 allowance).
 #include <cmath>
@@ -13,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "host/formats/moe.h"
 #include "host/ops/fp8_gemm.h"
 #include "host/safetensors.h"
 #include "host/synth.h"
@@ -85,7 +89,23 @@ int main(int argc, char** argv) {
     DType t = dt == "bf16" ? DType::kBF16 : dt == "f32" ? DType::kF32 : DType::kF16;
     SafetensorsWriter w;
     const std::string prefix = "model.layers.0.mlp.down_proj";
-    if (fmt == "fp8_block" || fmt == "fp8_tensor") {
+    if (fmt.rfind("moe_", 0) == 0) {
+      MoeSynthSpec s;
+      s.kind = fmt == "moe_int4"  ? MoeWeightKind::kInt4
+               : fmt == "moe_fp8" ? MoeWeightKind::kFp8
+                                  : MoeWeightKind::kDense;
+      s.H = K;
+      s.I = N;
+      s.E = group;
+      s.bias = act;
+      s.seed = seed;
+      MoeSynth synth(s);
+      synth.add_to(w, "model.layers.3.mlp");
+      w.write(dir + "/model.safetensors");
+      if (s.kind == MoeWeightKind::kInt4 && config)
+        std::ofstream(dir + "/quantize_config.json")
+            << R"({"bits": 4, "group_size": 64, "desc_act": false, "quant_method": "gptq", "checkpoint_format": "gptq"})";
+    } else if (fmt == "fp8_block" || fmt == "fp8_tensor") {
       Fp8SynthSpec s;
       s.N = N;
       s.K = K;

@@ -32,7 +32,8 @@ TEST(Caps, EveryImplementedVariantBuildsOnThisDeviceIfSupported) {
 TEST(Caps, SelectionFollowsFeaturesAndSize) {
   DeviceFeatures plain;  // a device with nothing: generic portable paths
   EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
-  EXPECT_THROW(select_variant("moe_gemm", plain, 1), Error);  // planned rows are never selected
+  EXPECT_STREQ(select_variant("moe_gemm", plain, 1).variant, "portable");  // nv_mma is planned: never selected
+  EXPECT_THROW(select_variant("moe_gemm", plain, 1, "nv_mma"), Error);
   EXPECT_STREQ(select_variant("fp8_block_gemm", plain, 1).variant, "gemv");
   EXPECT_STREQ(select_variant("fp8_block_gemm", plain, 4096).variant, "tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "gemv");
@@ -105,7 +106,8 @@ TEST(Caps, SupportMatrixCells) {
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).letter, 'S');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).text(), "E/S*");  // emulated now, mma planned
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("generic/PoCL")).text(), "E");
-  EXPECT_EQ(matrix_cell("moe_gemm", col("generic/PoCL")).text(), "N/S*");
+  EXPECT_EQ(matrix_cell("moe_gemm", col("generic/PoCL")).text(), "S");
+  EXPECT_EQ(matrix_cell("moe_gemm_fp8", col("NV-sm90")).text(), "E/S*");
 
   std::ostringstream out;
   print_caps(out, test::ctx());

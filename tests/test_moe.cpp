@@ -51,7 +51,8 @@ void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouti
   std::vector<int> ids, hids;
   std::vector<float> w, hw;
   op.read_routing(&ids, &w);
-  moe_route_host(logits, T, m.E, r, nullptr, &hids, &hw);
+  const float* bias = m.bias ? reinterpret_cast<const float*>(m.bias->data) : nullptr;
+  moe_route_host(logits, T, m.E, r, bias, &hids, &hw);
   ASSERT_EQ(ids, hids) << "routing decisions differ from the host twin";
   for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(w[i], hw[i], 1e-5f * std::max(1.0f, std::fabs(hw[i])));
   auto ref = moe_reference(m, x.data(), dt, T, hids, hw, r.top_k, o.expert_map);
@@ -61,7 +62,10 @@ void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouti
   size_t nan = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     double got = load_as_f32(y.data(), i, dt);
-    if (std::isnan(got)) { ++nan; continue; }
+    if (std::isnan(got)) {
+      ++nan;
+      continue;
+    }
     double want = round_to_dtype(ref[i], dt);
     err += std::fabs(got - want);
     mag += std::fabs(want);
@@ -107,7 +111,8 @@ TEST(MoeRouting, SoftmaxAndGroupedMatchHostTwin) {
             if (k > r.topk_group * (E / r.n_group)) continue;
           }
           auto logits = grid_logits(T, E, uint64_t(T * 1000 + E + k));
-          cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(size_t(T * 64) * 2), dy = c.alloc(size_t(T * 64) * 2);
+          cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(size_t(T * 64) * 2),
+                     dy = c.alloc(size_t(T * 64) * 2);
           c.write(dl, logits.data(), logits.size() * 4);
           auto x = random_activations(T, 64, DType::kBF16, 1);
           c.write(dx, x.data(), x.size());
@@ -149,8 +154,11 @@ TEST(MoeRouting, TiesGoToTheLowerExpertId) {
     std::vector<float> w;
     op.read_routing(&ids, &w);
     EXPECT_EQ(std::vector<int>(ids.begin(), ids.begin() + 4), (std::vector<int>{0, 1, 2, 3})) << grouped;
-    if (!grouped) EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8), (std::vector<int>{9, 0, 1, 2}));
-    else EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8), (std::vector<int>{9, 0, 1, 2}));  // groups 0 and 2 (9 lifts group 2)
+    if (!grouped)
+      EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8), (std::vector<int>{9, 0, 1, 2}));
+    else
+      EXPECT_EQ(std::vector<int>(ids.begin() + 4, ids.begin() + 8),
+                (std::vector<int>{9, 0, 1, 2}));  // groups 0 and 2 (9 lifts group 2)
   }
 }
 
@@ -188,6 +196,7 @@ TEST(MoeAlign, LayoutPaddingAndEmptyExperts) {
         if (ids[size_t(i)] == e) expect.push_back(i);
       EXPECT_EQ(run, expect) << "expert " << e << " bs " << bs;
       for (int p = n; p < (n + bs - 1) / bs * bs; ++p) EXPECT_EQ(sorted[pos + size_t(p)], 10);
+      for (int b = 0; b < (n + bs - 1) / bs; ++b) EXPECT_EQ(experts[pos / size_t(bs) + size_t(b)], e);
       pos += size_t((n + bs - 1) / bs * bs);
     }
   }
@@ -239,7 +248,7 @@ TEST(MoeLayer, Int4ExpertsAgainstFp64) {
 TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
   auto& c = test::ctx();
   MoeSynthSpec s = spec(MoeWeightKind::kFp8, 16, test::seed() + 2);
-  s.bias = false;
+  s.bias = true;  // DeepSeek's e_score_correction_bias: chooses experts, never weights them
   MoeSynth syn(s);
   for (const char* tuning : {"cpu", "gpu"}) {
     test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
@@ -313,9 +322,16 @@ TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
     for (uint32_t v : y) ASSERT_EQ(v, 0x5A5A5A5Au) << needle;
   };
   std::vector<float> w(8, 0.5f);
-  expect_fail([&] { op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, 8, 0, 1, 2, 3}, w, 2); },
-              "topk_ids[1][1] = 8 is outside [0, E = 8)");
-  expect_fail([&] { op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, -1, 0, 1, 2, 3}, w, 2); }, "= -1 is outside");
+  expect_fail(
+      [&] {
+        op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, 8, 0, 1, 2, 3}, w, 2);
+      },
+      "topk_ids[1][1] = 8 is outside [0, E = 8)");
+  expect_fail(
+      [&] {
+        op.run_routed(dx, DType::kBF16, dy, DType::kBF16, 4, {0, 1, 2, -1, 0, 1, 2, 3}, w, 2);
+      },
+      "= -1 is outside");
   MoeRouting r;
   r.top_k = 9;
   expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r); }, "top_k = 9");

@@ -10,41 +10,55 @@ namespace clq {
 
 const char* moe_kind_name(MoeWeightKind k) {
   switch (k) {
-    case MoeWeightKind::kDense: return "dense fp16/bf16";
-    case MoeWeightKind::kInt4: return "int4";
-    case MoeWeightKind::kFp8: return "fp8 e4m3 block";
+    case MoeWeightKind::kDense:
+      return "dense fp16/bf16";
+    case MoeWeightKind::kInt4:
+      return "int4";
+    case MoeWeightKind::kFp8:
+      return "fp8 e4m3 block";
   }
   return "?";
 }
 
 namespace {
 const char* kProj[3] = {"gate_proj", "up_proj", "down_proj"};
-std::string i2s(int64_t v) { return std::to_string(v); }
+std::string i2s(int64_t v) {
+  return std::to_string(v);
+}
 
 void need_shape(const StTensor& t, int64_t a, int64_t b, const std::string& who) {
   if (t.shape.size() != 2 || t.shape[0] != a || t.shape[1] != b)
-    fail(Status::kInvalidShape, who + " '" + t.name + "' has shape " + t.shape_str() + ", expected [" + i2s(a) + ", " + i2s(b) + "]");
+    fail(Status::kInvalidShape,
+         who + " '" + t.name + "' has shape " + t.shape_str() + ", expected [" + i2s(a) + ", " + i2s(b) + "]");
 }
 }  // namespace
 
-MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt, int group_size) {
+MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt,
+                                  int group_size) {
   MoeCheckpoint m;
   m.router = ck.find(P + ".gate.weight");
   m.bias = ck.find(P + ".gate.e_score_correction_bias");
   // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
   int64_t E = 0;
-  while (ck.find(P + ".experts." + i2s(E) + ".down_proj.weight") || ck.find(P + ".experts." + i2s(E) + ".down_proj.qweight")) ++E;
+  while (ck.find(P + ".experts." + i2s(E) + ".down_proj.weight") ||
+         ck.find(P + ".experts." + i2s(E) + ".down_proj.qweight"))
+    ++E;
   if (E == 0) fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (is --prefix right?)");
   if (m.router && m.router->shape.size() == 2 && m.router->shape[0] != E)
-    fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) + " rows but the checkpoint holds " +
-                                    i2s(E) + " consecutive experts");
+    fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) +
+                                    " rows but the checkpoint holds " + i2s(E) + " consecutive experts");
   m.E = E;
   const std::string e0 = P + ".experts.0.gate_proj";
-  if (ck.find(e0 + ".qweight")) m.kind = MoeWeightKind::kInt4;
-  else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3) m.kind = MoeWeightKind::kFp8;
-  else m.kind = MoeWeightKind::kDense;
+  if (ck.find(e0 + ".qweight"))
+    m.kind = MoeWeightKind::kInt4;
+  else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3)
+    m.kind = MoeWeightKind::kFp8;
+  else
+    m.kind = MoeWeightKind::kDense;
   if (m.kind == MoeWeightKind::kInt4 && !fmt)
-    fail(Status::kInvalidArgument, "int4 experts need their format (gptq, gptq_v2 or awq): pass --format or put quantize_config.json beside the weights");
+    fail(Status::kInvalidArgument,
+         "int4 experts need their format (gptq, gptq_v2 or awq): pass --format or put quantize_config.json beside the "
+         "weights");
   for (int64_t e = 0; e < E; ++e)
     for (int p = 0; p < 3; ++p) {
       const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
@@ -86,13 +100,18 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
 
 void validate_moe(const MoeCheckpoint& m) {
   const int64_t E = m.E, H = m.H, I = m.I;
-  if (E < 1 || H < 1 || I < 1) fail(Status::kInvalidShape, "MoE layer has E=" + i2s(E) + " H=" + i2s(H) + " I=" + i2s(I));
-  if (E > 1024) fail(Status::kNotSupported, "MoE layer has E=" + i2s(E) + " experts; the routing kernels handle up to 1024");
-  if (I % 16 != 0) fail(Status::kInvalidShape, "intermediate size I=" + i2s(I) + " must be a multiple of 16 (fused SwiGLU reads gate/up in aligned vectors)");
+  if (E < 1 || H < 1 || I < 1)
+    fail(Status::kInvalidShape, "MoE layer has E=" + i2s(E) + " H=" + i2s(H) + " I=" + i2s(I));
+  if (E > 1024)
+    fail(Status::kNotSupported, "MoE layer has E=" + i2s(E) + " experts; the routing kernels handle up to 1024");
+  if (I % 16 != 0)
+    fail(Status::kInvalidShape,
+         "intermediate size I=" + i2s(I) + " must be a multiple of 16 (fused SwiGLU reads gate/up in aligned vectors)");
   if (H % 8 != 0) fail(Status::kInvalidShape, "hidden size H=" + i2s(H) + " must be a multiple of 8");
   if (m.router) {
     if (m.router->dtype != StDType::kF32 && m.router->dtype != StDType::kF16 && m.router->dtype != StDType::kBF16)
-      fail(Status::kFormatError, "router '" + m.router->name + "' has dtype " + st_dtype_name(m.router->dtype) + ", expected F32, F16 or BF16");
+      fail(Status::kFormatError, "router '" + m.router->name + "' has dtype " + st_dtype_name(m.router->dtype) +
+                                     ", expected F32, F16 or BF16");
     need_shape(*m.router, E, H, "router");
   }
   if (m.bias && (m.bias->dtype != StDType::kF32 || m.bias->shape != std::vector<int64_t>{E}))
@@ -104,11 +123,14 @@ void validate_moe(const MoeCheckpoint& m) {
       const StTensor* t[3] = {m.gate_d[size_t(e)], m.up_d[size_t(e)], m.down_d[size_t(e)]};
       for (int p = 0; p < 3; ++p) {
         if (t[p]->dtype != StDType::kF16 && t[p]->dtype != StDType::kBF16)
-          fail(Status::kFormatError, who + " " + kProj[p] + " '" + t[p]->name + "' has dtype " + st_dtype_name(t[p]->dtype) + ", expected F16 or BF16");
+          fail(Status::kFormatError, who + " " + kProj[p] + " '" + t[p]->name + "' has dtype " +
+                                         st_dtype_name(t[p]->dtype) + ", expected F16 or BF16");
         if (t[p]->dtype != t[0]->dtype)
-          fail(Status::kFormatError, who + ": " + kProj[p] + " is " + st_dtype_name(t[p]->dtype) + " but gate_proj is " + st_dtype_name(t[0]->dtype));
+          fail(Status::kFormatError, who + ": " + kProj[p] + " is " + st_dtype_name(t[p]->dtype) +
+                                         " but gate_proj is " + st_dtype_name(t[0]->dtype));
         if (t[p]->dtype != m.gate_d[0]->dtype)
-          fail(Status::kFormatError, who + " is " + st_dtype_name(t[p]->dtype) + " but expert 0 is " + st_dtype_name(m.gate_d[0]->dtype));
+          fail(Status::kFormatError,
+               who + " is " + st_dtype_name(t[p]->dtype) + " but expert 0 is " + st_dtype_name(m.gate_d[0]->dtype));
         need_shape(*t[p], p == 2 ? H : I, p == 2 ? I : H, who + " " + kProj[p]);
         // Non-finite weights would be multiplied by zero padding into NaN; refuse them.
         const uint16_t* d = reinterpret_cast<const uint16_t*>(t[p]->data);
@@ -116,7 +138,9 @@ void validate_moe(const MoeCheckpoint& m) {
           uint16_t v;
           std::memcpy(&v, d + i, 2);
           bool bad = t[p]->dtype == StDType::kF16 ? (v & 0x7C00) == 0x7C00 : (v & 0x7F80) == 0x7F80;
-          if (bad) fail(Status::kInvalidArgument, who + " " + kProj[p] + " '" + t[p]->name + "' holds a non-finite value at element " + i2s(int64_t(i)));
+          if (bad)
+            fail(Status::kInvalidArgument,
+                 who + " " + kProj[p] + " '" + t[p]->name + "' holds a non-finite value at element " + i2s(int64_t(i)));
         }
       }
     } else if (m.kind == MoeWeightKind::kInt4) {
@@ -126,9 +150,11 @@ void validate_moe(const MoeCheckpoint& m) {
         W4Shape s = validate_w4(*w[p]);
         const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
         if (s.K != K || s.N != N)
-          fail(Status::kInvalidShape, who + " " + kProj[p] + " is K=" + i2s(s.K) + " x N=" + i2s(s.N) + ", expected K=" + i2s(K) + " x N=" + i2s(N));
+          fail(Status::kInvalidShape, who + " " + kProj[p] + " is K=" + i2s(s.K) + " x N=" + i2s(s.N) +
+                                          ", expected K=" + i2s(K) + " x N=" + i2s(N));
         if (s.group_size != (p == 2 ? validate_w4(m.down_q[0]).group_size : ref.group_size))
-          fail(Status::kInvalidShape, who + " " + kProj[p] + " has group size " + i2s(s.group_size) + ", unlike expert 0");
+          fail(Status::kInvalidShape,
+               who + " " + kProj[p] + " has group size " + i2s(s.group_size) + ", unlike expert 0");
         if (w[p]->g_idx) {
           // Act-order permutes K per expert and per projection; the fused kernels share one staged
           // copy of the activations, so only the trivial g_idx (k / group_size) is accepted.
@@ -144,13 +170,17 @@ void validate_moe(const MoeCheckpoint& m) {
     } else {
       const Fp8Checkpoint* w[3] = {&m.gate_f[size_t(e)], &m.up_f[size_t(e)], &m.down_f[size_t(e)]};
       if (I % kFp8Block != 0)
-        fail(Status::kInvalidShape, "FP8 experts need I % 128 == 0 (gate and up scale blocks meet at a block edge); I = " + i2s(I));
+        fail(Status::kInvalidShape,
+             "FP8 experts need I % 128 == 0 (gate and up scale blocks meet at a block edge); I = " + i2s(I));
       for (int p = 0; p < 3; ++p) {
         Fp8Shape s = validate_fp8(*w[p]);
         const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
         if (s.K != K || s.N != N)
-          fail(Status::kInvalidShape, who + " " + kProj[p] + " is [" + i2s(s.N) + ", " + i2s(s.K) + "], expected [" + i2s(N) + ", " + i2s(K) + "]");
-        if (!s.block) fail(Status::kNotSupported, who + " " + kProj[p] + " has a per-tensor scale; fused MoE takes 128x128 block FP8 experts");
+          fail(Status::kInvalidShape, who + " " + kProj[p] + " is [" + i2s(s.N) + ", " + i2s(s.K) + "], expected [" +
+                                          i2s(N) + ", " + i2s(K) + "]");
+        if (!s.block)
+          fail(Status::kNotSupported,
+               who + " " + kProj[p] + " has a per-tensor scale; fused MoE takes 128x128 block FP8 experts");
       }
     }
   }
@@ -172,7 +202,8 @@ std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which)
     Fp8Shape s = validate_fp8(f);
     for (int64_t o = 0; o < out_dim; ++o)
       for (int64_t i = 0; i < in_dim; ++i)
-        w[size_t(o * in_dim + i)] = double(e4m3_to_f32(fp8_weight_code(f, o, i))) * double(fp8_weight_scale(f, s, o / 128, i / 128));
+        w[size_t(o * in_dim + i)] =
+            double(e4m3_to_f32(fp8_weight_code(f, o, i))) * double(fp8_weight_scale(f, s, o / 128, i / 128));
   }
   return w;
 }
@@ -193,6 +224,15 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
     for (int p = 0; p < 3; ++p) {
       const int64_t out_dim = p == 2 ? H : I, in_dim = p == 2 ? I : H;
       const uint64_t seed = spec.seed * 1000003u + uint64_t(e * 3 + p);
+      if (spec.share_expert_weights && e > 0) {
+        if (spec.kind == MoeWeightKind::kDense)
+          (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_[size_t(p)]);
+        else if (spec.kind == MoeWeightKind::kInt4)
+          (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_[size_t(p)].checkpoint());
+        else
+          (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_[size_t(p)].checkpoint());
+        continue;
+      }
       if (spec.kind == MoeWeightKind::kDense) {
         std::normal_distribution<float> nd(0.0f, 0.05f);
         std::vector<uint16_t> v(static_cast<size_t>(out_dim * in_dim));
@@ -253,7 +293,8 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
 
 void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
   if (ck_.router) w.add(P + ".gate.weight", ck_.router->dtype, ck_.router->shape, ck_.router->data, ck_.router->nbytes);
-  if (ck_.bias) w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
+  if (ck_.bias)
+    w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
   for (int64_t e = 0; e < ck_.E; ++e)
     for (int p = 0; p < 3; ++p) {
       const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
@@ -261,9 +302,9 @@ void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
         const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
         w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
       } else if (ck_.kind == MoeWeightKind::kInt4) {
-        w4_[size_t(e * 3 + p)].add_to(w, base);
+        w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
       } else {
-        f8_[size_t(e * 3 + p)].add_to(w, base);
+        f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
       }
     }
 }

@@ -25,9 +25,9 @@ struct MoeCheckpoint {
   const StTensor* router = nullptr;  // [E, H] F32/F16/BF16; may be null when logits are given
   const StTensor* bias = nullptr;    // [E] F32 (e_score_correction_bias), optional
   // One entry per expert and projection (views into the checkpoint; the file must outlive this).
-  std::vector<const StTensor*> gate_d, up_d, down_d;        // dense .weight
-  std::vector<W4Checkpoint> gate_q, up_q, down_q;           // int4
-  std::vector<Fp8Checkpoint> gate_f, up_f, down_f;          // e4m3
+  std::vector<const StTensor*> gate_d, up_d, down_d;  // dense .weight
+  std::vector<W4Checkpoint> gate_q, up_q, down_q;     // int4
+  std::vector<Fp8Checkpoint> gate_f, up_f, down_f;    // e4m3
 };
 
 // Reads P.gate.* and P.experts.{0..E-1}.*; the int4 format must be given (never guessed: pass the
@@ -51,6 +51,9 @@ struct MoeSynthSpec {
   int group_size = 64;
   DType dense_dtype = DType::kBF16;
   bool router = true, bias = false;
+  // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
+  // change the speed; generating 256 DeepSeek experts would take minutes).
+  bool share_expert_weights = false;
   uint64_t seed = 1;
 };
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "host/caps.h"
 #include "host/ops/fp8_gemm.h"
 #include "host/ops/layout.h"
 #include "host/tuning.h"
@@ -12,12 +13,22 @@
 namespace clq {
 
 namespace {
-size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
-int dtype_code(DType t) { return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2; }
-std::string i2s(int64_t v) { return std::to_string(v); }
-bool taken(const std::vector<char>& t, int e) { return t[size_t(e)] != 0; }
+size_t round_up(size_t v, size_t m) {
+  return (v + m - 1) / m * m;
+}
+int dtype_code(DType t) {
+  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
+}
+std::string i2s(int64_t v) {
+  return std::to_string(v);
+}
+bool taken(const std::vector<char>& t, int e) {
+  return t[size_t(e)] != 0;
+}
 
-double silu(double v) { return v / (1.0 + std::exp(-v)); }
+double silu(double v) {
+  return v / (1.0 + std::exp(-v));
+}
 }  // namespace
 
 // ---- host routing twin ------------------------------------------------------------------------
@@ -61,9 +72,17 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
         float m1 = -INFINITY, m2 = -INFINITY;
         for (int e = g * gsz; e < (g + 1) * gsz; ++e) {
           float b = biased(e);
-          if (b > m1) { m2 = m1; m1 = b; } else if (b > m2) { m2 = b; }
+          if (b > m1) {
+            m2 = m1;
+            m1 = b;
+          } else if (b > m2) {
+            m2 = b;
+          }
         }
-        if (best_g < 0 || m1 + m2 > best_s) { best_g = g; best_s = m1 + m2; }
+        if (best_g < 0 || m1 + m2 > best_s) {
+          best_g = g;
+          best_s = m1 + m2;
+        }
       }
       kept[size_t(best_g)] = 1;
     }
@@ -73,7 +92,10 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
       for (int e = 0; e < int(E); ++e) {
         if (taken(tk, e) || !kept[size_t(e / gsz)]) continue;
         float b = biased(e);
-        if (best < 0 || b > best_b) { best = e; best_b = b; }
+        if (best < 0 || b > best_b) {
+          best = e;
+          best_b = b;
+        }
       }
       tk[size_t(best)] = 1;
       float s = score(best);
@@ -91,8 +113,9 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 
 // ---- fp64 reference ---------------------------------------------------------------------------
 
-std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T, const std::vector<int>& ids,
-                                  const std::vector<float>& weights, int K, const std::vector<int>& expert_map) {
+std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
+                                  const std::vector<int>& ids, const std::vector<float>& weights, int K,
+                                  const std::vector<int>& expert_map) {
   const int64_t H = m.H, I = m.I;
   std::vector<double> out(size_t(T * H), 0.0);
   std::vector<std::vector<double>> w13(size_t(m.E)), w2(size_t(m.E));
@@ -101,7 +124,7 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
       auto g = moe_dequantize(m, e, 0), u = moe_dequantize(m, e, 1);
       w13[size_t(e)] = g;
       w13[size_t(e)].insert(w13[size_t(e)].end(), u.begin(), u.end());  // [2I][H]
-      w2[size_t(e)] = moe_dequantize(m, e, 2);                           // [H][I]
+      w2[size_t(e)] = moe_dequantize(m, e, 2);                          // [H][I]
     }
   };
   const bool fp8 = m.kind == MoeWeightKind::kFp8;
@@ -109,8 +132,10 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
     // The activation row each expert sees: x itself, or its e4m3 quantization for FP8 experts.
     std::vector<double> xr(static_cast<size_t>(H));
     if (fp8) {
-      Fp8ActHost q = quantize_fp8_host(static_cast<const uint8_t*>(x) + size_t(t * H) * dtype_size(xt), xt, 1, H, Fp8Act::kBlockDynamic);
-      for (int64_t h = 0; h < H; ++h) xr[size_t(h)] = double(e4m3_to_f32(q.codes[size_t(h)])) * q.scales[size_t(h / 128)];
+      Fp8ActHost q = quantize_fp8_host(static_cast<const uint8_t*>(x) + size_t(t * H) * dtype_size(xt), xt, 1, H,
+                                       Fp8Act::kBlockDynamic);
+      for (int64_t h = 0; h < H; ++h)
+        xr[size_t(h)] = double(e4m3_to_f32(q.codes[size_t(h)])) * q.scales[size_t(h / 128)];
     } else {
       for (int64_t h = 0; h < H; ++h) xr[size_t(h)] = load_as_f32(x, size_t(t * H + h), xt);
     }
@@ -132,7 +157,8 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
         std::vector<float> af(static_cast<size_t>(I));
         for (int64_t n = 0; n < I; ++n) af[size_t(n)] = float(a[size_t(n)]);
         Fp8ActHost q = quantize_fp8_host(af.data(), DType::kF32, 1, I, Fp8Act::kBlockDynamic);
-        for (int64_t n = 0; n < I; ++n) a[size_t(n)] = double(e4m3_to_f32(q.codes[size_t(n)])) * q.scales[size_t(n / 128)];
+        for (int64_t n = 0; n < I; ++n)
+          a[size_t(n)] = double(e4m3_to_f32(q.codes[size_t(n)])) * q.scales[size_t(n / 128)];
       }
       const double w = weights[size_t(t * K + j)];
       const std::vector<double>& W2 = w2[size_t(e)];
@@ -233,7 +259,8 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E
   } else if (kind_ == MoeWeightKind::kFp8) {
     std::vector<float> sw1, sw2;
     for (int64_t e = 0; e < E_; ++e) {
-      Fp8Packed g = repack_fp8(m.gate_f[size_t(e)]), u = repack_fp8(m.up_f[size_t(e)]), d = repack_fp8(m.down_f[size_t(e)]);
+      Fp8Packed g = repack_fp8(m.gate_f[size_t(e)]), u = repack_fp8(m.up_f[size_t(e)]),
+                d = repack_fp8(m.down_f[size_t(e)]);
       Kp1_ = g.Kp;
       Kp2_ = d.Kp;
       const int64_t words = g.Kp / 4;
@@ -291,12 +318,15 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E
   w2_ = upload(w2.data(), w2.size());
   // Arguments a weight kind does not use still need a valid buffer.
   cl::Buffer dummy = upload(nullptr, 0);
-  for (cl::Buffer* b : {&sc1_, &sc2_, &z1_, &z2_, &sw1_, &sw2_, &gstart1_, &gstart2_, &wgroup1_, &wgroup2_, &perm1_, &perm2_})
+  for (cl::Buffer* b :
+       {&sc1_, &sc2_, &z1_, &z2_, &sw1_, &sw2_, &gstart1_, &gstart2_, &wgroup1_, &wgroup2_, &perm1_, &perm2_})
     if ((*b)() == nullptr) *b = dummy;
   if (m.router) {
     has_router_ = true;
     std::vector<float> r(static_cast<size_t>(E_ * H_));
-    DType rt = m.router->dtype == StDType::kF32 ? DType::kF32 : m.router->dtype == StDType::kF16 ? DType::kF16 : DType::kBF16;
+    DType rt = m.router->dtype == StDType::kF32   ? DType::kF32
+               : m.router->dtype == StDType::kF16 ? DType::kF16
+                                                  : DType::kBF16;
     for (size_t i = 0; i < r.size(); ++i) r[i] = load_as_f32(m.router->data, i, rt);
     router_ = upload(r.data(), r.size() * 4);
   }
@@ -322,15 +352,20 @@ int FusedMoe::block_size_for(int64_t T, int k) const {
 void FusedMoe::can_implement(int64_t T, DType xt, DType yt, size_t x_bytes, size_t y_bytes, const MoeRouting& r,
                              const MoeRunOptions& o) const {
   if (T < 1) fail(Status::kInvalidArgument, "T = " + i2s(T) + ": need at least one token");
-  if (r.top_k < 1 || r.top_k > E_) fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " must be in [1, E = " + i2s(E_) + "]");
+  if (r.top_k < 1 || r.top_k > E_)
+    fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " must be in [1, E = " + i2s(E_) + "]");
   if (r.kind == MoeRouting::Kind::kGrouped) {
     if (r.n_group < 1 || E_ % r.n_group != 0)
       fail(Status::kInvalidArgument, "n_group = " + i2s(r.n_group) + " must divide E = " + i2s(E_));
-    if (E_ / r.n_group < 2) fail(Status::kInvalidArgument, "grouped routing scores a group by its two best experts: E / n_group = " + i2s(E_ / r.n_group) + " < 2");
+    if (E_ / r.n_group < 2)
+      fail(Status::kInvalidArgument,
+           "grouped routing scores a group by its two best experts: E / n_group = " + i2s(E_ / r.n_group) + " < 2");
     if (r.topk_group < 1 || r.topk_group > r.n_group)
-      fail(Status::kInvalidArgument, "topk_group = " + i2s(r.topk_group) + " must be in [1, n_group = " + i2s(r.n_group) + "]");
+      fail(Status::kInvalidArgument,
+           "topk_group = " + i2s(r.topk_group) + " must be in [1, n_group = " + i2s(r.n_group) + "]");
     if (int64_t(r.top_k) > int64_t(r.topk_group) * (E_ / r.n_group))
-      fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " exceeds the " + i2s(int64_t(r.topk_group) * (E_ / r.n_group)) + " experts of the kept groups");
+      fail(Status::kInvalidArgument, "top_k = " + i2s(r.top_k) + " exceeds the " +
+                                         i2s(int64_t(r.topk_group) * (E_ / r.n_group)) + " experts of the kept groups");
     if (!std::isfinite(r.routed_scaling)) fail(Status::kInvalidArgument, "routed_scaling is not finite");
   }
   if (!o.expert_map.empty()) {
@@ -338,20 +373,25 @@ void FusedMoe::can_implement(int64_t T, DType xt, DType yt, size_t x_bytes, size
       fail(Status::kInvalidShape, "expert_map has " + i2s(int64_t(o.expert_map.size())) + " entries, E = " + i2s(E_));
     for (size_t e = 0; e < o.expert_map.size(); ++e)
       if (o.expert_map[e] < -1 || o.expert_map[e] >= E_)
-        fail(Status::kInvalidArgument, "expert_map[" + i2s(int64_t(e)) + "] = " + i2s(o.expert_map[e]) + " is outside [-1, E)");
+        fail(Status::kInvalidArgument,
+             "expert_map[" + i2s(int64_t(e)) + "] = " + i2s(o.expert_map[e]) + " is outside [-1, E)");
   }
   if (o.block_size < 0 || o.block_size > 64 || (o.block_size & (o.block_size - 1)))
-    fail(Status::kInvalidArgument, "block_size = " + i2s(o.block_size) + " must be 0 (auto) or a power of two up to 64");
+    fail(Status::kInvalidArgument,
+         "block_size = " + i2s(o.block_size) + " must be 0 (auto) or a power of two up to 64");
   if (xt == DType::kF32 && kind_ == MoeWeightKind::kDense) {
     // fine: activations are widened to fp32 anyway
   }
   if (x_bytes < size_t(T * H_) * dtype_size(xt))
-    fail(Status::kInvalidArgument, "input buffer holds " + i2s(int64_t(x_bytes)) + " bytes but [T=" + i2s(T) + ", H=" + i2s(H_) + "] " +
-                                       dtype_name(xt) + " needs " + i2s(int64_t(size_t(T * H_) * dtype_size(xt))));
+    fail(Status::kInvalidArgument, "input buffer holds " + i2s(int64_t(x_bytes)) + " bytes but [T=" + i2s(T) +
+                                       ", H=" + i2s(H_) + "] " + dtype_name(xt) + " needs " +
+                                       i2s(int64_t(size_t(T * H_) * dtype_size(xt))));
   if (y_bytes < size_t(T * H_) * dtype_size(yt))
-    fail(Status::kInvalidArgument, "output buffer holds " + i2s(int64_t(y_bytes)) + " bytes but [T=" + i2s(T) + ", H=" + i2s(H_) + "] " +
-                                       dtype_name(yt) + " needs " + i2s(int64_t(size_t(T * H_) * dtype_size(yt))));
-  if (double(T) * r.top_k * std::max(H_, I_) >= 2147483647.0) fail(Status::kInvalidShape, "T * top_k * max(H, I) exceeds 32-bit indices; split the batch");
+    fail(Status::kInvalidArgument, "output buffer holds " + i2s(int64_t(y_bytes)) + " bytes but [T=" + i2s(T) +
+                                       ", H=" + i2s(H_) + "] " + dtype_name(yt) + " needs " +
+                                       i2s(int64_t(size_t(T * H_) * dtype_size(yt))));
+  if (double(T) * r.top_k * std::max(H_, I_) >= 2147483647.0)
+    fail(Status::kInvalidShape, "T * top_k * max(H, I) exceeds 32-bit indices; split the batch");
 }
 
 std::string FusedMoe::weight_defines() const {
@@ -365,34 +405,57 @@ OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
   x.getInfo(CL_MEM_SIZE, &xb);
   y.getInfo(CL_MEM_SIZE, &yb);
   can_implement(T, xt, yt, xb, yb, r, o);
-  if (!logits && !has_router_) fail(Status::kInvalidArgument, "this MoE layer has no router weight (gate.weight): pass router logits");
+  if (!logits && !has_router_)
+    fail(Status::kInvalidArgument, "this MoE layer has no router weight (gate.weight): pass router logits");
   if (logits) {
     size_t lb = 0;
     logits->getInfo(CL_MEM_SIZE, &lb);
-    if (lb < size_t(T * E_) * 4) fail(Status::kInvalidArgument, "logits buffer holds " + i2s(int64_t(lb)) + " bytes, [T, E] fp32 needs " + i2s(T * E_ * 4));
+    if (lb < size_t(T * E_) * 4)
+      fail(Status::kInvalidArgument,
+           "logits buffer holds " + i2s(int64_t(lb)) + " bytes, [T, E] fp32 needs " + i2s(T * E_ * 4));
   }
   const int K = r.top_k;
   grow(logits_, logits_b_, size_t(T * E_) * 4);
   grow(ids_, ids_b_, size_t(T * K) * 4);
   grow(topw_, topw_b_, size_t(T * K) * 4);
   const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
+  const VariantRow& route = select_variant("moe_routing", c_.features(), T);
   cl::Kernel lk, rk;
-  if (!logits) lk = c_.kernel("moe_topk.cl", "moe_router_logits", io + " -DWR_DTYPE=0");
-  rk = c_.kernel("moe_topk.cl", r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped", io);
+  if (!logits) lk = c_.kernel(route.kernel_file, "moe_router_logits", io + " -DWR_DTYPE=0 " + route.defines);
+  rk = c_.kernel(route.kernel_file, r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped",
+                 io + " " + route.defines);
   cl::Event first;
   const cl::Buffer& lg = logits ? *logits : logits_;
   if (!logits) {
-    lk.setArg(0, x); lk.setArg(1, router_); lk.setArg(2, logits_);
-    lk.setArg(3, cl_int(T)); lk.setArg(4, cl_int(H_)); lk.setArg(5, cl_int(E_));
+    lk.setArg(0, x);
+    lk.setArg(1, router_);
+    lk.setArg(2, logits_);
+    lk.setArg(3, cl_int(T));
+    lk.setArg(4, cl_int(H_));
+    lk.setArg(5, cl_int(E_));
     first = launch(c_, lk, cl::NDRange(round_up(size_t(E_), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits");
   }
   if (r.kind == MoeRouting::Kind::kSoftmax) {
-    rk.setArg(0, lg); rk.setArg(1, ids_); rk.setArg(2, topw_);
-    rk.setArg(3, cl_int(T)); rk.setArg(4, cl_int(E_)); rk.setArg(5, cl_int(K)); rk.setArg(6, cl_int(r.renormalize));
+    rk.setArg(0, lg);
+    rk.setArg(1, ids_);
+    rk.setArg(2, topw_);
+    rk.setArg(3, cl_int(T));
+    rk.setArg(4, cl_int(E_));
+    rk.setArg(5, cl_int(K));
+    rk.setArg(6, cl_int(r.renormalize));
   } else {
-    rk.setArg(0, lg); rk.setArg(1, bias_); rk.setArg(2, cl_int(has_bias_)); rk.setArg(3, ids_); rk.setArg(4, topw_);
-    rk.setArg(5, cl_int(T)); rk.setArg(6, cl_int(E_)); rk.setArg(7, cl_int(K)); rk.setArg(8, cl_int(r.n_group));
-    rk.setArg(9, cl_int(r.topk_group)); rk.setArg(10, cl_int(r.renormalize)); rk.setArg(11, cl_float(r.routed_scaling));
+    rk.setArg(0, lg);
+    rk.setArg(1, bias_);
+    rk.setArg(2, cl_int(has_bias_));
+    rk.setArg(3, ids_);
+    rk.setArg(4, topw_);
+    rk.setArg(5, cl_int(T));
+    rk.setArg(6, cl_int(E_));
+    rk.setArg(7, cl_int(K));
+    rk.setArg(8, cl_int(r.n_group));
+    rk.setArg(9, cl_int(r.topk_group));
+    rk.setArg(10, cl_int(r.renormalize));
+    rk.setArg(11, cl_float(r.routed_scaling));
     rk.setArg(12, cl_int(r.softmax_scores));
   }
   cl::Event re = launch(c_, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk");
@@ -409,13 +472,13 @@ OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y
   r.top_k = K;
   can_implement(T, xt, yt, xb, yb, r, o);
   if (int64_t(ids.size()) != T * K || int64_t(weights.size()) != T * K)
-    fail(Status::kInvalidShape, "topk ids/weights have " + i2s(int64_t(ids.size())) + "/" + i2s(int64_t(weights.size())) +
-                                    " entries, T * k = " + i2s(T * K));
+    fail(Status::kInvalidShape, "topk ids/weights have " + i2s(int64_t(ids.size())) + "/" +
+                                    i2s(int64_t(weights.size())) + " entries, T * k = " + i2s(T * K));
   // An expert id outside [0, E) is an error, never an index.
   for (size_t i = 0; i < ids.size(); ++i)
     if (ids[i] < 0 || ids[i] >= E_)
-      fail(Status::kInvalidArgument, "topk_ids[" + i2s(int64_t(i) / K) + "][" + i2s(int64_t(i) % K) + "] = " + i2s(ids[i]) +
-                                         " is outside [0, E = " + i2s(E_) + ")");
+      fail(Status::kInvalidArgument, "topk_ids[" + i2s(int64_t(i) / K) + "][" + i2s(int64_t(i) % K) +
+                                         "] = " + i2s(ids[i]) + " is outside [0, E = " + i2s(E_) + ")");
   grow(ids_, ids_b_, size_t(T * K) * 4);
   grow(topw_, topw_b_, size_t(T * K) * 4);
   c_.write(ids_, ids.data(), ids.size() * 4);
@@ -432,6 +495,7 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   const int64_t B_max = S_max / bs;
   last_T_ = T;
   last_k_ = K;
+  last_bs_ = bs;
   // Scratch (allocations first: nothing below fails half-way for lack of memory).
   grow(counts_, counts_b_, size_t(E_) * 4);
   grow(sorted_, sorted_b_, size_t(S_max) * 4);
@@ -451,10 +515,13 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
 
   const std::string wdef = weight_defines();
   const std::string gdef = wdef + " -DGEMV_M=" + i2s(rows) + " -DMOE_BS=" + i2s(bs);
-  cl::Kernel align = c_.kernel("moe_align.cl", "moe_align");
-  cl::Kernel g1 = c_.kernel("moe_gemm.cl", "moe_expert_gemm", gdef + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
-  cl::Kernel g2 = c_.kernel("moe_gemm.cl", "moe_expert_gemm", gdef + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
-  cl::Kernel comb = c_.kernel("moe_gemm.cl", "moe_combine", wdef + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
+  const VariantRow& al = select_variant("moe_align", c_.features(), T);
+  const VariantRow& gv = select_variant(kind_ == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : "moe_gemm", c_.features(), T);
+  cl::Kernel align = c_.kernel(al.kernel_file, "moe_align", al.defines);
+  const std::string gd = gdef + " " + gv.defines;
+  cl::Kernel g1 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel g2 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel comb = c_.kernel(gv.kernel_file, "moe_combine", wdef + " " + gv.defines + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
   // Staging of each GEMM's activations in the layout its weight kind reads (the dense ops' passes).
   const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
   cl::Kernel st1, st2;
@@ -469,8 +536,13 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   auto stage = [&](cl::Kernel& k, const cl::Buffer& src, int64_t M, int64_t Kdim, int64_t Kp, const cl::Buffer& perm,
                    const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what) {
     if (kind_ == MoeWeightKind::kInt4) {
-      k.setArg(0, src); k.setArg(1, perm); k.setArg(2, xs); k.setArg(3, aux);
-      k.setArg(4, cl_int(M)); k.setArg(5, cl_int(Kdim)); k.setArg(6, cl_int(Kp));
+      k.setArg(0, src);
+      k.setArg(1, perm);
+      k.setArg(2, xs);
+      k.setArg(3, aux);
+      k.setArg(4, cl_int(M));
+      k.setArg(5, cl_int(Kdim));
+      k.setArg(6, cl_int(Kp));
       return launch(c_, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
     }
     const int64_t Kb = (Kdim + 127) / 128;
@@ -479,7 +551,9 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
     if (kind_ == MoeWeightKind::kFp8) k.setArg(a++, codes);
     k.setArg(a++, aux);
     k.setArg(a++, xs);
-    k.setArg(a++, cl_int(M)); k.setArg(a++, cl_int(Kdim)); k.setArg(a++, cl_int(Kb));
+    k.setArg(a++, cl_int(M));
+    k.setArg(a++, cl_int(Kdim));
+    k.setArg(a++, cl_int(Kb));
     return launch(c_, k, cl::NDRange(round_up(size_t(Kb), 16), size_t(M)), cl::NDRange(16, 1), what);
   };
   auto gemm = [&](cl::Kernel& k, const cl::Buffer& w, int64_t wstride, const cl::Buffer& sc, const cl::Buffer& z,
@@ -487,31 +561,61 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
                   const cl::Buffer& xs, const cl::Buffer& aux, int by_token, const cl::Buffer& out, int64_t N_out,
                   int64_t I_off, int64_t Np, int64_t bn, int64_t Kp, const char* what) {
     int a = 0;
-    k.setArg(a++, w); k.setArg(a++, cl_long(wstride)); k.setArg(a++, sc); k.setArg(a++, z); k.setArg(a++, cl_long(gstride));
-    k.setArg(a++, sw); k.setArg(a++, cl_long(swstride)); k.setArg(a++, gs); k.setArg(a++, wg); k.setArg(a++, xs);
-    k.setArg(a++, aux); k.setArg(a++, cl_int(by_token)); k.setArg(a++, sorted_); k.setArg(a++, expert_ids_);
-    k.setArg(a++, npp_); k.setArg(a++, topw_); k.setArg(a++, out); k.setArg(a++, cl_int(N_out)); k.setArg(a++, cl_int(I_off));
-    k.setArg(a++, cl_int(Np)); k.setArg(a++, cl_int(bn)); k.setArg(a++, cl_int(Kp)); k.setArg(a++, cl_int(K));
+    k.setArg(a++, w);
+    k.setArg(a++, cl_long(wstride));
+    k.setArg(a++, sc);
+    k.setArg(a++, z);
+    k.setArg(a++, cl_long(gstride));
+    k.setArg(a++, sw);
+    k.setArg(a++, cl_long(swstride));
+    k.setArg(a++, gs);
+    k.setArg(a++, wg);
+    k.setArg(a++, xs);
+    k.setArg(a++, aux);
+    k.setArg(a++, cl_int(by_token));
+    k.setArg(a++, sorted_);
+    k.setArg(a++, expert_ids_);
+    k.setArg(a++, npp_);
+    k.setArg(a++, topw_);
+    k.setArg(a++, out);
+    k.setArg(a++, cl_int(N_out));
+    k.setArg(a++, cl_int(I_off));
+    k.setArg(a++, cl_int(Np));
+    k.setArg(a++, cl_int(bn));
+    k.setArg(a++, cl_int(Kp));
+    k.setArg(a++, cl_int(K));
     k.setArg(a++, cl_int(TK));
     const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
-    return launch(c_, k, cl::NDRange(round_up(size_t((N_out + cols_ - 1) / cols_), local), 1, size_t(B_max * (bs / rows))),
+    return launch(c_, k,
+                  cl::NDRange(round_up(size_t((N_out + cols_ - 1) / cols_), local), 1, size_t(B_max * (bs / rows))),
                   cl::NDRange(local, 1, 1), what);
   };
 
-  align.setArg(0, ids_); align.setArg(1, map_); align.setArg(2, cl_int(!o.expert_map.empty())); align.setArg(3, cl_int(TK));
-  align.setArg(4, cl_int(E_)); align.setArg(5, cl_int(bs)); align.setArg(6, counts_); align.setArg(7, sorted_);
-  align.setArg(8, expert_ids_); align.setArg(9, npp_);
+  align.setArg(0, ids_);
+  align.setArg(1, map_);
+  align.setArg(2, cl_int(!o.expert_map.empty()));
+  align.setArg(3, cl_int(TK));
+  align.setArg(4, cl_int(E_));
+  align.setArg(5, cl_int(bs));
+  align.setArg(6, counts_);
+  align.setArg(7, sorted_);
+  align.setArg(8, expert_ids_);
+  align.setArg(9, npp_);
   cl::Event ae = launch(c_, align, cl::NDRange(256), cl::NDRange(256), "moe_align");
   OpEvents ev;
   ev.first = first() ? first : ae;
   stage(st1, x, T, H_, Kp1_, perm1_, xs1_, aux1_, codes1_, "moe stage x");
-  gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_, Np1_,
-       block_n1_, Kp1_, "moe gate_up");
+  gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_,
+       Np1_, block_n1_, Kp1_, "moe gate_up");
   stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a");
   check_cl(c_.queue().enqueueFillBuffer(y2_, cl_float(0.0f), 0, size_t(TK * H_) * 4), "clEnqueueFillBuffer(moe y2)");
-  gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0, Np2_,
-       block_n2_, Kp2_, "moe down");
-  comb.setArg(0, y2_); comb.setArg(1, y); comb.setArg(2, cl_int(T)); comb.setArg(3, cl_int(K)); comb.setArg(4, cl_int(H_));
+  gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0,
+       Np2_, block_n2_, Kp2_, "moe down");
+  comb.setArg(0, y2_);
+  comb.setArg(1, y);
+  comb.setArg(2, cl_int(T));
+  comb.setArg(3, cl_int(K));
+  comb.setArg(4, cl_int(H_));
   ev.last = launch(c_, comb, cl::NDRange(round_up(size_t(H_), 64), size_t(T)), cl::NDRange(64, 1), "moe_combine");
   return ev;
 }
@@ -527,8 +631,8 @@ void FusedMoe::read_alignment(std::vector<int>* sorted_ids, std::vector<int>* ex
   c_.read(npp_, num_post_padded, 4);
   sorted_ids->resize(size_t(*num_post_padded));
   c_.read(sorted_, sorted_ids->data(), sorted_ids->size() * 4);
-  const int bs = *num_post_padded > 0 && !expert_ids->empty() ? int(expert_ids->size()) : 0;
-  (void)bs;
+  expert_ids->resize(last_bs_ > 0 ? size_t(*num_post_padded / last_bs_) : 0);
+  c_.read(expert_ids_, expert_ids->data(), expert_ids->size() * 4);
 }
 
 void FusedMoe::read_logits(std::vector<float>* logits) const {

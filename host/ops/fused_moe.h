@@ -25,8 +25,8 @@ struct MoeRouting {
 };
 
 struct MoeRunOptions {
-  int block_size = 0;            // rows per aligned block; 0 = chosen from T, k and E
-  std::vector<int> expert_map;   // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
+  int block_size = 0;           // rows per aligned block; 0 = chosen from T, k and E
+  std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
 };
 
 // Host twin of the routing kernels (fp32, same formulas and tie rules).
@@ -36,8 +36,9 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 // fp64 reference given the routing: per token and chosen expert, h = x W13^T, a = silu(g) * u,
 // out += w * (a W2^T). FP8 experts see their activations quantized as the device does (x per
 // token per 128 columns; a rounded to fp32, then likewise).
-std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T, const std::vector<int>& ids,
-                                  const std::vector<float>& weights, int top_k, const std::vector<int>& expert_map = {});
+std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
+                                  const std::vector<int>& ids, const std::vector<float>& weights, int top_k,
+                                  const std::vector<int>& expert_map = {});
 
 struct MoeProblem {
   int64_t T = 1, E = 8, H = 0, I = 0;
@@ -85,7 +86,7 @@ class FusedMoe {
   Context& c_;
   MoeWeightKind kind_;
   int64_t E_, H_, I_;
-  int64_t Kp1_ = 0, Kp2_ = 0;      // padded K of gate_up (H) and down (I)
+  int64_t Kp1_ = 0, Kp2_ = 0;  // padded K of gate_up (H) and down (I)
   int64_t Np1_ = 0, Np2_ = 0, block_n1_ = 0, block_n2_ = 0;
   int cols_ = 4, rows_max_ = 4;
   bool dense_bf16_ = false, has_router_ = false, has_bias_ = false;
@@ -96,9 +97,11 @@ class FusedMoe {
   // scratch
   cl::Buffer logits_, ids_, topw_, counts_, sorted_, expert_ids_, npp_, map_;
   cl::Buffer xs1_, aux1_, codes1_, a_, xs2_, aux2_, codes2_, y2_;
-  size_t logits_b_ = 0, ids_b_ = 0, topw_b_ = 0, counts_b_ = 0, sorted_b_ = 0, expert_ids_b_ = 0, npp_b_ = 0, map_b_ = 0;
+  size_t logits_b_ = 0, ids_b_ = 0, topw_b_ = 0, counts_b_ = 0, sorted_b_ = 0, expert_ids_b_ = 0, npp_b_ = 0,
+         map_b_ = 0;
   size_t xs1_b_ = 0, aux1_b_ = 0, codes1_b_ = 0, a_b_ = 0, xs2_b_ = 0, aux2_b_ = 0, codes2_b_ = 0, y2_b_ = 0;
   int64_t last_T_ = 0, last_k_ = 0;
+  int last_bs_ = 0;
 };
 
 }  // namespace clq

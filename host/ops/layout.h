@@ -10,7 +10,8 @@ template <typename T>
 std::vector<T> column_blocks(const T* src, int64_t rows, int64_t N, int64_t Np, int64_t block_n, T pad = T(0)) {
   std::vector<T> out(size_t(rows * Np), pad);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t n = 0; n < N; ++n) out[size_t((n / block_n) * rows * block_n + r * block_n + n % block_n)] = src[size_t(r * N + n)];
+    for (int64_t n = 0; n < N; ++n)
+      out[size_t((n / block_n) * rows * block_n + r * block_n + n % block_n)] = src[size_t(r * N + n)];
   return out;
 }
 

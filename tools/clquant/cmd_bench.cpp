@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "bench/bench_fp8.h"
+#include "bench/bench_moe.h"
 #include "bench/bench_w4a16.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
@@ -14,14 +15,14 @@ namespace clq::cli {
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
-  cmd->add_option("op", a.op, "op to benchmark: w4a16 or fp8 (block W8A8 and its activation quantizer)")
-      ->check(CLI::IsMember({"w4a16", "fp8"}));
+  cmd->add_option("op", a.op, "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer) or moe")
+      ->check(CLI::IsMember({"w4a16", "fp8", "moe"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
   cmd->add_option("--variant", a.variant, "force a kernel variant");
   cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
-  cmd->add_option("--ms", a.ms, "M list, e.g. 1,16,4096");
+  cmd->add_option("--ms", a.ms, "M list (tokens T for moe), e.g. 1,16,4096");
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
@@ -69,7 +70,13 @@ int run_bench(Context& c, const BenchArgs& a) {
   double copy = bench::measure_copy_gbps(c);
   std::cerr << "copy bandwidth: " << copy << " GB/s\n";
   std::vector<bench::Row> rows;
-  if (a.op == "fp8") {
+  if (a.op == "moe") {
+    bench::MoeBenchConfig m;
+    m.quick = cfg.quick;
+    m.ts = cfg.ms;
+    m.reps = cfg.reps;
+    rows = bench::bench_moe(c, m, &std::cerr);
+  } else if (a.op == "fp8") {
     bench::Fp8BenchConfig f;
     f.quick = cfg.quick;
     f.baseline = cfg.baseline;

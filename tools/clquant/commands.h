@@ -23,6 +23,15 @@ struct QuantFp8Args {
 CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& args);
 int run_quant_fp8(Context& c, const QuantFp8Args& args);
 
+struct MoeArgs {
+  std::string weights, prefix, input, output, routing = "softmax", scoring = "sigmoid", format;
+  int top_k = 0, n_group = 1, topk_group = 1, group_size = 0, block_size = 0;
+  float routed_scaling = 1.0f;
+  bool renormalize = false, check = false;
+};
+CLI::App* add_moe_command(CLI::App& app, MoeArgs& args);
+int run_moe(Context& c, const MoeArgs& args);
+
 struct BenchArgs {
   std::string op = "w4a16";
   bool quick = false, json = false, act_order = false, no_baseline = false;

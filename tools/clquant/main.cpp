@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
   clq::cli::QuantFp8Args quant_args;
   auto* quant = clq::cli::add_quant_fp8_command(app, quant_args);
+  clq::cli::MoeArgs moe_args;
+  auto* moe = clq::cli::add_moe_command(app, moe_args);
   clq::cli::BenchArgs bench_args;
   auto* bench = clq::cli::add_bench_command(app, bench_args);
 
@@ -122,6 +124,7 @@ int main(int argc, char** argv) {
     }
     if (*gemm) return clq::cli::run_gemm(*ctx, gemm_args);
     if (*quant) return clq::cli::run_quant_fp8(*ctx, quant_args);
+    if (*moe) return clq::cli::run_moe(*ctx, moe_args);
     if (*bench) return clq::cli::run_bench(*ctx, bench_args);
   } catch (const clq::Error& e) {
     std::cerr << "clquant: error [" << clq::status_name(e.status()) << "]: " << e.what() << "\n";

@@ -1,0 +1,81 @@
+#include "bench/bench_moe.h"
+
+#include <set>
+#include <string>
+
+#include "host/formats/moe.h"
+#include "host/ops/fused_moe.h"
+#include "host/synth.h"
+
+namespace clq::bench {
+
+std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* progress) {
+  struct Model {
+    const char* name;
+    int64_t E, H, I;
+    int k;
+    MoeWeightKind kind;
+    bool grouped;
+  };
+  // Full sizes, or a quarter of H and I (and an eighth for DeepSeek) on a CPU device.
+  std::vector<Model> models = {
+      {"mixtral-8x7b", 8, 4096, 14336, 2, MoeWeightKind::kDense, false},
+      {"qwen3-30b-a3b", 128, 2048, 768, 8, MoeWeightKind::kDense, false},
+      {"deepseek-v3", 256, 7168, 2048, 8, MoeWeightKind::kFp8, true},
+  };
+  if (cfg.quick)
+    models = {{"mixtral-8x7b/4", 8, 1024, 3584, 2, MoeWeightKind::kDense, false},
+              {"qwen3-30b-a3b/4", 128, 512, 192, 8, MoeWeightKind::kDense, false},
+              {"deepseek-v3/8", 256, 896, 256, 8, MoeWeightKind::kFp8, true}};
+  std::vector<int64_t> ts = cfg.ts;
+  if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
+  std::vector<Row> rows;
+  for (const Model& md : models) {
+    MoeSynthSpec s;
+    s.kind = md.kind;
+    s.E = md.E;
+    s.H = md.H;
+    s.I = md.I;
+    s.bias = md.grouped;
+    s.share_expert_weights = true;
+    MoeSynth synth(s);
+    FusedMoe op(c, synth.checkpoint());
+    MoeRouting r;
+    r.top_k = md.k;
+    if (md.grouped) {
+      r.kind = MoeRouting::Kind::kGrouped;
+      r.n_group = 8;
+      r.topk_group = 4;
+      r.renormalize = true;
+      r.routed_scaling = 2.5f;
+    } else {
+      r.renormalize = md.E > 8;
+    }
+    for (int64_t T : ts) {
+      auto x = random_activations(T, md.H, DType::kBF16, uint64_t(T));
+      cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
+      c.write(dx, x.data(), x.size());
+      op.run(dx, DType::kBF16, dy, DType::kBF16, T, r);
+      std::vector<int> ids;
+      std::vector<float> w;
+      op.read_routing(&ids, &w);
+      const size_t touched = std::set<int>(ids.begin(), ids.end()).size();
+      MoeProblem p;
+      p.T = T;
+      p.H = md.H;
+      p.I = md.I;
+      p.top_k = md.k;
+      Row row = measure_case(
+          c, "moe", std::string(md.name) + " T=" + std::to_string(T), moe_kind_name(md.kind), T, md.H, md.I, p.flops(),
+          double(touched) * op.expert_bytes() + 2.0 * double(x.size()),
+          [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, T, r); }, false, cfg.reps, progress);
+      row.variant = md.kind == MoeWeightKind::kFp8 ? "fp8" : "bf16";
+      row.label += " (" + std::to_string(touched) + " experts, " +
+                   std::to_string(int64_t(double(T) / (row.ms * 1e-3))) + " tok/s)";
+      rows.push_back(row);
+    }
+  }
+  return rows;
+}
+
+}  // namespace clq::bench

@@ -1,0 +1,21 @@
+#pragma once
+#include <ostream>
+#include <vector>
+
+#include "bench/harness.h"
+
+namespace clq::bench {
+
+struct MoeBenchConfig {
+  bool quick = false;  // the three models at reduced sizes, for a CPU device
+  std::vector<int64_t> ts;
+  int reps = 0;
+};
+
+// Mixtral-8x7B (E 8, k 2, H 4096, I 14336, bf16), Qwen3-30B-A3B (E 128, k 8, H 2048, I 768, bf16),
+// DeepSeek-V3 (E 256, k 8, H 7168, I 2048, 128x128 block FP8), T in {1, 16, 64, 4096}: the whole
+// fused layer (routing from the router weight included). GB/s counts the expert weights the call
+// actually touched (the distinct experts its routing chose), and M in the table is T.
+std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* progress);
+
+}  // namespace clq::bench

@@ -1,0 +1,138 @@
+// clquant moe: one fused mixture-of-experts layer from a Hugging Face checkpoint.
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+#include "host/formats/moe.h"
+#include "host/formats/quant_config.h"
+#include "host/ops/fused_moe.h"
+#include "host/safetensors.h"
+#include "runtime/status.h"
+#include "tools/clquant/commands.h"
+
+namespace clq::cli {
+
+CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
+  auto* cmd = app.add_subcommand(
+      "moe", "fused MoE layer: routing, expert GEMMs with SwiGLU, weighted combine (SPEC section 5)");
+  cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")
+      ->required();
+  cmd->add_option("--prefix", a.prefix, "MoE block prefix P (P.gate.weight, P.experts.{e}.gate_proj|up_proj|down_proj)")
+      ->required();
+  cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [T, H] (F16, BF16 or F32)")->required();
+  cmd->add_option("--output", a.output, "safetensors file to write 'output' [T, H] (input's dtype)")->required();
+  cmd->add_option("--top-k", a.top_k, "experts per token")->required();
+  cmd->add_flag("--renormalize", a.renormalize, "divide the chosen weights by their sum");
+  cmd->add_option("--routing", a.routing, "softmax (Mixtral, Qwen-MoE) or grouped (DeepSeek-V3 noaux_tc)")
+      ->check(CLI::IsMember({"softmax", "grouped"}));
+  cmd->add_option("--n-group", a.n_group, "grouped: expert groups");
+  cmd->add_option("--topk-group", a.topk_group, "grouped: groups kept");
+  cmd->add_option("--routed-scaling", a.routed_scaling, "grouped: routed_scaling_factor");
+  cmd->add_option("--scoring", a.scoring, "grouped: sigmoid (default) or softmax scores")
+      ->check(CLI::IsMember({"sigmoid", "softmax"}));
+  cmd->add_option("--format", a.format,
+                  "int4 experts: gptq | gptq_v2 | awq (default: quantize_config.json / config.json)");
+  cmd->add_option("--group-size", a.group_size, "int4 experts: group size (default: config, else shapes)");
+  cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)");
+  cmd->add_flag("--check", a.check,
+                "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
+  return cmd;
+}
+
+int run_moe(Context& c, const MoeArgs& a) {
+  Checkpoint ck = Checkpoint::open(a.weights);
+  std::optional<W4Format> fmt;
+  int gs = a.group_size;
+  auto cfg = read_quant_config(ck.dir());
+  if (!a.format.empty()) {
+    W4Format f;
+    if (!w4_format_from_name(a.format, &f))
+      fail(Status::kInvalidArgument, "--format '" + a.format + "' is not one of gptq, gptq_v2, awq");
+    fmt = f;
+  } else if (cfg && cfg->format) {
+    fmt = cfg->format;
+  }
+  if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
+  MoeCheckpoint m = moe_from_checkpoint(ck, a.prefix, fmt, gs);
+  if (!m.router) fail(Status::kFormatError, "checkpoint has no router '" + a.prefix + ".gate.weight'");
+
+  auto xf = SafetensorsFile::open(a.input);
+  const StTensor* x = xf->find("input");
+  if (!x) fail(Status::kFormatError, "input file '" + a.input + "' has no tensor named 'input'");
+  if (x->shape.size() != 2 || x->shape[0] < 1 || x->shape[1] != m.H)
+    fail(Status::kInvalidShape, "input " + x->shape_str() + " must be [T, H] with H = " + std::to_string(m.H));
+  DType xt;
+  switch (x->dtype) {
+    case StDType::kF16:
+      xt = DType::kF16;
+      break;
+    case StDType::kBF16:
+      xt = DType::kBF16;
+      break;
+    case StDType::kF32:
+      xt = DType::kF32;
+      break;
+    default:
+      fail(Status::kFormatError,
+           "tensor 'input' has dtype " + std::string(st_dtype_name(x->dtype)) + "; expected F16, BF16 or F32");
+  }
+  const int64_t T = x->shape[0];
+  MoeRouting r;
+  r.top_k = a.top_k;
+  r.renormalize = a.renormalize;
+  if (a.routing == "grouped") {
+    r.kind = MoeRouting::Kind::kGrouped;
+    r.n_group = a.n_group;
+    r.topk_group = a.topk_group;
+    r.routed_scaling = a.routed_scaling;
+    r.softmax_scores = a.scoring == "softmax";
+  } else if (m.bias) {
+    std::cerr << "moe: note: the layer has e_score_correction_bias, which only grouped routing uses\n";
+  }
+  MoeRunOptions o;
+  o.block_size = a.block_size;
+  FusedMoe op(c, m);
+  const size_t ybytes = size_t(T * m.H) * dtype_size(xt);
+  op.can_implement(T, xt, xt, x->nbytes, ybytes, r, o);
+  cl::Buffer dx = c.alloc(x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, x->data, x->nbytes);
+  OpEvents ev = op.run(dx, xt, dy, xt, T, r, o);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
+            << " experts, T=" << T << " top-" << r.top_k << " " << (a.routing == "grouped" ? "grouped" : "softmax")
+            << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", " << ev.ms()
+            << " ms\n";
+  int rc = 0;
+  if (a.check) {
+    std::vector<float> logits, hw;
+    std::vector<int> hids;
+    op.read_logits(&logits);
+    moe_route_host(logits, T, m.E, r, m.bias ? reinterpret_cast<const float*>(m.bias->data) : nullptr, &hids, &hw);
+    auto ref = moe_reference(m, x->data, xt, T, hids, hw, r.top_k);
+    double err = 0, mag = 0, mx = 0;
+    size_t nan = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      double got = load_as_f32(y.data(), i, xt);
+      if (std::isnan(got)) {
+        ++nan;
+        continue;
+      }
+      double want = round_to_dtype(ref[i], xt);
+      err += std::fabs(got - want);
+      mag += std::fabs(want);
+      mx = std::max(mx, std::fabs(got - want));
+    }
+    bool ok = nan == 0 && mx < MoeProblem::kMaxAbsTolerance && err / std::max(mag, 1e-30) < MoeProblem::kRelTolerance;
+    std::cerr << "check: rel mean err " << err / std::max(mag, 1e-30) << ", max abs err " << mx << ", NaN " << nan
+              << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", x->dtype, {T, m.H}, y.data(), y.size());
+  out.write(a.output);
+  return rc;
+}
+
+}  // namespace clq::cli
