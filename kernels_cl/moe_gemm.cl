@@ -13,6 +13,9 @@
 // inner loops are theirs (common/gemv_core.clh): WEIGHT_KIND 0 = fp16/bf16, 1 = int4 (GPTQ/AWQ
 // without act-order), 2 = e4m3 with 128x128 block scales. Work split: VEC_COLS columns x GEMV_M
 // rows per work-item; a block of MOE_BS rows is MOE_BS / GEMV_M work-groups in dimension 2.
+// Decode has few rows, so dimension 1 splits K (as the dense gemv does) when the columns alone
+// leave the device idle: each split then writes raw partial sums, and moe_reduce_gate_up /
+// moe_reduce_down add them in a fixed order and apply the SwiGLU / routing weight.
 #include "common/act_io.clh"
 #include "common/gemv_core.clh"
 
@@ -27,22 +30,24 @@
 #endif
 #define CHUNKS (MOE_BS / GEMV_M)
 
-// res[] += x rows . W[:, n .. n + VEC_COLS) for the expert whose weights start at the pointers.
+// res[] += x rows . W[:, n .. n + VEC_COLS) over K units [u0, u1) of the expert whose weights start
+// at the pointers (units: int4 words of 8 rows, e4m3 blocks of 128 rows, dense rows).
 inline void clq_moe_accumulate(int n, __global const void* w_gl, __global const ushort* sc_gl,
                                __global const uchar* z_gl, __global const float* sw_gl,
                                __global const int* gstart_gl, __global const int* wgroup_gl, int Np, int block_n,
-                               int Kp, __global const float** x_rd, __global const float** aux_rd, fvec_t* res) {
+                               int Kp, __global const float** x_rd, __global const float** aux_rd, int u0, int u1,
+                               fvec_t* res) {
 #if WEIGHT_KIND == 1
   const int words = Kp / 8;
   __global const uint* q = (__global const uint*)w_gl + (size_t)(n / block_n) * words * block_n + n % block_n;
-  clq_w4_accumulate(q, block_n, sc_gl + n, z_gl + n, Np, gstart_gl, wgroup_gl, x_rd, aux_rd, 0, words, res);
+  clq_w4_accumulate(q, block_n, sc_gl + n, z_gl + n, Np, gstart_gl, wgroup_gl, x_rd, aux_rd, u0, u1, res);
 #elif WEIGHT_KIND == 2
   const int words = Kp / 4;
   __global const uint* q = (__global const uint*)w_gl + (size_t)(n / block_n) * words * block_n + n % block_n;
-  clq_fp8_accumulate(q, block_n, sw_gl + (size_t)(n / 128) * (Kp / 128), x_rd, aux_rd, 0, Kp / 128, res);
+  clq_fp8_accumulate(q, block_n, sw_gl + (size_t)(n / 128) * (Kp / 128), x_rd, aux_rd, u0, u1, res);
 #else
   __global const ushort* w = (__global const ushort*)w_gl + (size_t)(n / block_n) * Kp * block_n + n % block_n;
-  clq_dense_accumulate(w, block_n, x_rd, 0, Kp, res);
+  clq_dense_accumulate(w, block_n, x_rd, u0, u1, res);
 #endif
 }
 
@@ -57,8 +62,13 @@ __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,
                               __global const int* restrict sorted_gl, __global const int* restrict expert_ids_gl,
                               __global const int* restrict npp_gl, __global const float* restrict topk_w_gl,
                               __global float* restrict out_gl, int N_out, int I_offset, int Np, int block_n, int Kp,
-                              int topk, int sentinel) {
+                              int topk, int sentinel,
+                              int units, int units_per_split,        // K units in all / per split
+                              __global float* restrict part_gl, int S_max) {  // [splits][S_max][N_part]
   const int n0 = get_global_id(0) * VEC_COLS;
+  const int split = get_group_id(1);
+  const int splits = get_num_groups(1);
+  const int u0 = split * units_per_split, u1 = min(units, u0 + units_per_split);
   const int gb = get_group_id(2);
   const int b = gb / CHUNKS;
   const int s0 = b * MOE_BS + (gb % CHUNKS) * GEMV_M;
@@ -89,12 +99,37 @@ __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,
 
   fvec_t res[GEMV_M];
   for (int i = 0; i < GEMV_M; ++i) res[i] = (fvec_t)(0.0f);
-  clq_moe_accumulate(n0, w_e, sc_e, z_e, sw_e, gstart_gl, wgroup_gl, Np, block_n, Kp, x_rd, aux_rd, res);
+  clq_moe_accumulate(n0, w_e, sc_e, z_e, sw_e, gstart_gl, wgroup_gl, Np, block_n, Kp, x_rd, aux_rd, u0, u1, res);
 #if MODE == 0
   // SwiGLU: the up projection sits I_offset columns further (I_offset % VEC_COLS == 0).
   fvec_t up[GEMV_M];
   for (int i = 0; i < GEMV_M; ++i) up[i] = (fvec_t)(0.0f);
-  clq_moe_accumulate(n0 + I_offset, w_e, sc_e, z_e, sw_e, gstart_gl, wgroup_gl, Np, block_n, Kp, x_rd, aux_rd, up);
+  clq_moe_accumulate(n0 + I_offset, w_e, sc_e, z_e, sw_e, gstart_gl, wgroup_gl, Np, block_n, Kp, x_rd, aux_rd, u0, u1,
+                     up);
+#endif
+  if (splits > 1) {
+    // Raw partial sums; the reduce kernel finishes the epilogue. Row = sorted position.
+#if MODE == 0
+    const int n_part = 2 * N_out;
+#else
+    const int n_part = N_out;
+#endif
+    for (int i = 0; i < GEMV_M; ++i) {
+      if (ids[i] >= sentinel) continue;
+      float out[VEC_COLS];
+      __global float* dst = part_gl + ((size_t)split * S_max + s0 + i) * n_part;
+      STORE_F(res[i], out);
+      for (int j = 0; j < VEC_COLS; ++j)
+        if (n0 + j < N_out) dst[n0 + j] = out[j];
+#if MODE == 0
+      STORE_F(up[i], out);
+      for (int j = 0; j < VEC_COLS; ++j)
+        if (n0 + j < N_out) dst[N_out + n0 + j] = out[j];
+#endif
+    }
+    return;
+  }
+#if MODE == 0
   for (int i = 0; i < GEMV_M; ++i) res[i] = res[i] / ((fvec_t)(1.0f) + exp(-res[i])) * up[i];
 #endif
   for (int i = 0; i < GEMV_M; ++i) {
@@ -110,6 +145,34 @@ __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,
     for (int j = 0; j < VEC_COLS; ++j)
       if (n0 + j < N_out) dst[n0 + j] = out[j];
   }
+}
+
+// Split-K epilogues: sum the partials in split order, then SwiGLU (gate_up) or the routing
+// weight (down), exactly what the unsplit kernel does in registers.
+__kernel void moe_reduce_gate_up(__global const float* restrict part_gl, __global float* restrict a_gl,
+                                 __global const int* restrict sorted_gl, __global const int* restrict npp_gl, int I,
+                                 int S_max, int splits, int sentinel) {
+  const int n = get_global_id(0), s = get_global_id(1);
+  if (n >= I || s >= npp_gl[0] || sorted_gl[s] >= sentinel) return;
+  float g = 0.0f, u = 0.0f;
+  for (int i = 0; i < splits; ++i) {
+    __global const float* p = part_gl + ((size_t)i * S_max + s) * 2 * I;
+    g += p[n];
+    u += p[I + n];
+  }
+  a_gl[(size_t)s * I + n] = g / (1.0f + exp(-g)) * u;
+}
+
+__kernel void moe_reduce_down(__global const float* restrict part_gl, __global float* restrict y2_gl,
+                              __global const int* restrict sorted_gl, __global const int* restrict npp_gl,
+                              __global const float* restrict topk_w_gl, int H, int S_max, int splits, int sentinel) {
+  const int n = get_global_id(0), s = get_global_id(1);
+  if (n >= H || s >= npp_gl[0]) return;
+  const int id = sorted_gl[s];
+  if (id >= sentinel) return;
+  float acc = 0.0f;
+  for (int i = 0; i < splits; ++i) acc += part_gl[((size_t)i * S_max + s) * H + n];
+  y2_gl[(size_t)id * H + n] = acc * topk_w_gl[id];
 }
 
 // out[t][n] = sum_j y2[t*k + j][n] in a fixed order, one rounding.

@@ -226,6 +226,9 @@ TEST(MoeLayer, DenseExpertsAgainstFp64) {
     r.top_k = 2;
     r.renormalize = true;
     for (int64_t T : {1, 3, 64}) check_layer(op, syn.checkpoint(), T, r, dt, test::seed() + uint64_t(T));
+    MoeRunOptions split;
+    split.splits = 3;  // partial sums + reduce epilogues, as on a GPU at decode
+    check_layer(op, syn.checkpoint(), 2, r, dt, test::seed() + 77, split);
   }
 }
 
@@ -241,6 +244,9 @@ TEST(MoeLayer, Int4ExpertsAgainstFp64) {
       MoeRouting r;
       r.top_k = 2;
       for (int64_t T : {1, 7, 33}) check_layer(op, syn.checkpoint(), T, r, DType::kF16, test::seed() + uint64_t(T));
+      MoeRunOptions split;
+      split.splits = 3;
+      check_layer(op, syn.checkpoint(), 4, r, DType::kF16, test::seed() + 78, split);
     }
   }
 }
@@ -261,6 +267,9 @@ TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
     r.renormalize = true;
     r.routed_scaling = 2.5f;
     for (int64_t T : {1, 5, 40}) check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed() + uint64_t(T));
+    MoeRunOptions split;
+    split.splits = 2;
+    check_layer(op, syn.checkpoint(), 3, r, DType::kBF16, test::seed() + 79, split);
   }
 }
 

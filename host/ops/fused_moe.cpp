@@ -489,6 +489,7 @@ OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y
 OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
                                const MoeRunOptions& o, cl::Event first) {
   const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
+  if (o.splits < 0) fail(Status::kInvalidArgument, "splits = " + i2s(o.splits) + " must be 0 (auto) or positive");
   const int rows = std::min(bs, rows_max_ > 4 && bs >= 8 ? rows_max_ : std::min(bs, 4));
   const int64_t TK = T * K;
   const int64_t S_max = int64_t(round_up(size_t(TK + E_ * (bs - 1)), size_t(bs)));
@@ -521,7 +522,8 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   const std::string gd = gdef + " " + gv.defines;
   cl::Kernel g1 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
   cl::Kernel g2 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
-  cl::Kernel comb = c_.kernel(gv.kernel_file, "moe_combine", wdef + " " + gv.defines + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
+  cl::Kernel comb =
+      c_.kernel(gv.kernel_file, "moe_combine", wdef + " " + gv.defines + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
   // Staging of each GEMM's activations in the layout its weight kind reads (the dense ops' passes).
   const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
   cl::Kernel st1, st2;
@@ -556,10 +558,34 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
     k.setArg(a++, cl_int(Kb));
     return launch(c_, k, cl::NDRange(round_up(size_t(Kb), 16), size_t(M)), cl::NDRange(16, 1), what);
   };
+  // Split-K: decode gives few rows, so K is split until the device has enough work-items (the
+  // dense gemv's rule); each split's range is whole K units of the weight kind.
+  const W4A16Tuning& tune = w4a16_tuning(c_.features());
+  auto units_of = [&](int64_t Kp) {
+    return kind_ == MoeWeightKind::kInt4 ? Kp / 8 : kind_ == MoeWeightKind::kFp8 ? Kp / 128 : Kp;
+  };
+  auto splits_for = [&](int64_t N_out, int64_t Kp) {
+    const int64_t items = ((N_out + cols_ - 1) / cols_) * (TK + E_ * (bs - 1) + rows - 1) / rows;
+    const int64_t target = int64_t(c_.features().compute_units) * tune.items_per_cu;
+    const int64_t units = units_of(Kp), min_units = kind_ == MoeWeightKind::kFp8 ? 1 : 64;
+    return int(
+        std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / std::max<int64_t>(items, 1), units / min_units)));
+  };
+  const int splits1 = o.splits > 0 ? int(std::min<int64_t>(o.splits, units_of(Kp1_))) : splits_for(I_, Kp1_);
+  const int splits2 = o.splits > 0 ? int(std::min<int64_t>(o.splits, units_of(Kp2_))) : splits_for(H_, Kp2_);
+  grow(part1_, part1_b_, splits1 > 1 ? size_t(splits1) * size_t(S_max) * size_t(2 * I_) * 4 : 4);
+  grow(part2_, part2_b_, splits2 > 1 ? size_t(splits2) * size_t(S_max) * size_t(H_) * 4 : 4);
+  cl::Kernel red1, red2;
+  if (splits1 > 1) red1 = c_.kernel(gv.kernel_file, "moe_reduce_gate_up", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  if (splits2 > 1) red2 = c_.kernel(gv.kernel_file, "moe_reduce_down", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+
   auto gemm = [&](cl::Kernel& k, const cl::Buffer& w, int64_t wstride, const cl::Buffer& sc, const cl::Buffer& z,
                   int64_t gstride, const cl::Buffer& sw, int64_t swstride, const cl::Buffer& gs, const cl::Buffer& wg,
                   const cl::Buffer& xs, const cl::Buffer& aux, int by_token, const cl::Buffer& out, int64_t N_out,
-                  int64_t I_off, int64_t Np, int64_t bn, int64_t Kp, const char* what) {
+                  int64_t I_off, int64_t Np, int64_t bn, int64_t Kp, int splits, const cl::Buffer& part,
+                  const char* what) {
+    const int64_t units = units_of(Kp);
+    const int64_t per = (units + splits - 1) / splits;
     int a = 0;
     k.setArg(a++, w);
     k.setArg(a++, cl_long(wstride));
@@ -585,10 +611,15 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
     k.setArg(a++, cl_int(Kp));
     k.setArg(a++, cl_int(K));
     k.setArg(a++, cl_int(TK));
-    const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
-    return launch(c_, k,
-                  cl::NDRange(round_up(size_t((N_out + cols_ - 1) / cols_), local), 1, size_t(B_max * (bs / rows))),
-                  cl::NDRange(local, 1, 1), what);
+    k.setArg(a++, cl_int(units));
+    k.setArg(a++, cl_int(per));
+    k.setArg(a++, part);
+    k.setArg(a++, cl_int(S_max));
+    const size_t local = size_t(tune.gemv_local);
+    return launch(
+        c_, k,
+        cl::NDRange(round_up(size_t((N_out + cols_ - 1) / cols_), local), size_t(splits), size_t(B_max * (bs / rows))),
+        cl::NDRange(local, 1, 1), what);
   };
 
   align.setArg(0, ids_);
@@ -606,11 +637,36 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   ev.first = first() ? first : ae;
   stage(st1, x, T, H_, Kp1_, perm1_, xs1_, aux1_, codes1_, "moe stage x");
   gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_,
-       Np1_, block_n1_, Kp1_, "moe gate_up");
+       Np1_, block_n1_, Kp1_, splits1, part1_, "moe gate_up");
+  if (splits1 > 1) {
+    int a = 0;
+    red1.setArg(a++, part1_);
+    red1.setArg(a++, a_);
+    red1.setArg(a++, sorted_);
+    red1.setArg(a++, npp_);
+    red1.setArg(a++, cl_int(I_));
+    red1.setArg(a++, cl_int(S_max));
+    red1.setArg(a++, cl_int(splits1));
+    red1.setArg(a++, cl_int(TK));
+    launch(c_, red1, cl::NDRange(round_up(size_t(I_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_gate_up");
+  }
   stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a");
   check_cl(c_.queue().enqueueFillBuffer(y2_, cl_float(0.0f), 0, size_t(TK * H_) * 4), "clEnqueueFillBuffer(moe y2)");
   gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0,
-       Np2_, block_n2_, Kp2_, "moe down");
+       Np2_, block_n2_, Kp2_, splits2, part2_, "moe down");
+  if (splits2 > 1) {
+    int a = 0;
+    red2.setArg(a++, part2_);
+    red2.setArg(a++, y2_);
+    red2.setArg(a++, sorted_);
+    red2.setArg(a++, npp_);
+    red2.setArg(a++, topw_);
+    red2.setArg(a++, cl_int(H_));
+    red2.setArg(a++, cl_int(S_max));
+    red2.setArg(a++, cl_int(splits2));
+    red2.setArg(a++, cl_int(TK));
+    launch(c_, red2, cl::NDRange(round_up(size_t(H_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_down");
+  }
   comb.setArg(0, y2_);
   comb.setArg(1, y);
   comb.setArg(2, cl_int(T));

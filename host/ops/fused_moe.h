@@ -27,6 +27,7 @@ struct MoeRouting {
 struct MoeRunOptions {
   int block_size = 0;           // rows per aligned block; 0 = chosen from T, k and E
   std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
+  int splits = 0;               // split-K ranges of the expert GEMMs; 0 = chosen from the device (tests force it)
 };
 
 // Host twin of the routing kernels (fp32, same formulas and tie rules).
@@ -96,7 +97,8 @@ class FusedMoe {
   cl::Buffer router_, bias_;
   // scratch
   cl::Buffer logits_, ids_, topw_, counts_, sorted_, expert_ids_, npp_, map_;
-  cl::Buffer xs1_, aux1_, codes1_, a_, xs2_, aux2_, codes2_, y2_;
+  cl::Buffer xs1_, aux1_, codes1_, a_, xs2_, aux2_, codes2_, y2_, part1_, part2_;
+  size_t part1_b_ = 0, part2_b_ = 0;
   size_t logits_b_ = 0, ids_b_ = 0, topw_b_ = 0, counts_b_ = 0, sorted_b_ = 0, expert_ids_b_ = 0, npp_b_ = 0,
          map_b_ = 0;
   size_t xs1_b_ = 0, aux1_b_ = 0, codes1_b_ = 0, a_b_ = 0, xs2_b_ = 0, aux2_b_ = 0, codes2_b_ = 0, y2_b_ = 0;
