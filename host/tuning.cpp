@@ -25,7 +25,7 @@ const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f) {
   }
   for (const auto& t : kW4A16)
     if (t.applies(f)) return t;
-  return kW4A16[2];
+  return kW4A16[2];  // "default" always applies; unreachable
 }
 
 }  // namespace clq
