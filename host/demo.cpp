@@ -144,23 +144,11 @@ DemoResult check_moe(Context& c, uint64_t seed, MoeWeightKind kind, bool grouped
   std::vector<uint16_t> y(size_t(T * m.H));
   c.read(dy, y.data(), y.size() * 2);
   auto ref = moe_reference(m, x.data(), DType::kBF16, T, hids, hw, r.top_k);
-  double err = 0, mag = 0, mx = 0;
-  size_t nan = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    double got = bf16_to_f32(y[i]), want = round_to_dtype(ref[i], DType::kBF16);
-    if (std::isnan(got)) {
-      ++nan;
-      continue;
-    }
-    err += std::fabs(got - want);
-    mag += std::fabs(want);
-    mx = std::max(mx, std::fabs(got - want));
-  }
-  const double rel = err / std::max(mag, 1e-30);
-  bool pass = ids == hids && nan == 0 && mx < MoeProblem::kMaxAbsTolerance && rel < MoeProblem::kRelTolerance;
+  ErrorStats e = compare_output(y.data(), DType::kBF16, ref);
+  bool pass = ids == hids && MoeProblem::within_tolerance(e);
   char buf[200];
   std::snprintf(buf, sizeof buf, "routing %s, rel mean err %.2e, max abs err %.2e, %zu NaN",
-                ids == hids ? "matches" : "DIFFERS", rel, mx, nan);
+                ids == hids ? "matches" : "DIFFERS", e.rel_mean(), e.max_abs_err, e.nan_count);
   return {pass, ev.ms(), buf};
 }
 

@@ -50,18 +50,7 @@ __kernel void fp8_block_gemv(__global const uint* restrict qw_gl,
   for (int i = 0; i < GEMV_M; ++i) res[i] = (fvec_t)(0.0f);
   clq_fp8_accumulate(q_rd, block_n, sw_rd, x_rd, sa_rd, j_begin, j_end, res);
 
-  for (int i = 0; i < GEMV_M; ++i) {
-    const int m = m0 + i;
-    if (m >= M) break;
-    float out[VEC_COLS];
-    STORE_F(res[i], out);
-    for (int c = 0; c < VEC_COLS; ++c) {
-      const int n = n0 + c;
-      if (n >= N) break;
-      if (direct) clq_store_out(y_gl, (size_t)m * N + n, out[c]);
-      else part_gl[((size_t)split * M + m) * N + n] = out[c];
-    }
-  }
+  clq_store_rows(res, m0, M, n0, N, direct, y_gl, part_gl, split);
 }
 
 // Sums split-K partials in a fixed order and rounds once to the output type.

@@ -66,18 +66,7 @@ __kernel void w4a16_gemv(__global const uint* restrict qw_gl,
   clq_w4_accumulate(q_rd, block_n, scales_gl + n0, zeros_gl + n0, Np, gstart_gl, wgroup_gl, x_rd, xw_rd, w_begin, w_end,
                     res);
 
-  for (int i = 0; i < GEMV_M; ++i) {
-    const int m = m0 + i;
-    if (m >= M) break;
-    float out[VEC_COLS];
-    STORE_F(res[i], out);
-    for (int j = 0; j < VEC_COLS; ++j) {
-      const int n = n0 + j;
-      if (n >= N) break;  // padding columns of the last block
-      if (direct) clq_store_out(y_gl, (size_t)m * N + n, out[j]);
-      else part_gl[((size_t)split * M + m) * N + n] = out[j];
-    }
-  }
+  clq_store_rows(res, m0, M, n0, N, direct, y_gl, part_gl, split);
 }
 
 // Sums the split-K partials in a fixed order (deterministic) and rounds once to the output type.

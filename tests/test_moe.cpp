@@ -58,22 +58,10 @@ void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouti
   auto ref = moe_reference(m, x.data(), dt, T, hids, hw, r.top_k, o.expert_map);
   std::vector<uint8_t> y(size_t(T * m.H) * dtype_size(dt));
   c.read(dy, y.data(), y.size());
-  double err = 0, mag = 0, mx = 0;
-  size_t nan = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    double got = load_as_f32(y.data(), i, dt);
-    if (std::isnan(got)) {
-      ++nan;
-      continue;
-    }
-    double want = round_to_dtype(ref[i], dt);
-    err += std::fabs(got - want);
-    mag += std::fabs(want);
-    mx = std::max(mx, std::fabs(got - want));
-  }
-  EXPECT_EQ(nan, 0u);
-  EXPECT_LT(mx, MoeProblem::kMaxAbsTolerance);
-  EXPECT_LT(err / std::max(mag, 1e-30), MoeProblem::kRelTolerance) << "max abs err " << mx;
+  ErrorStats e = compare_output(y.data(), dt, ref);
+  EXPECT_EQ(e.nan_count, 0u);
+  EXPECT_LT(e.max_abs_err, MoeProblem::kMaxAbsTolerance);
+  EXPECT_LT(e.rel_mean(), MoeProblem::kRelTolerance) << "max abs err " << e.max_abs_err;
 }
 
 MoeSynthSpec spec(MoeWeightKind k, int64_t E, uint64_t seed) {

@@ -4,24 +4,18 @@
 #include <cmath>
 
 #include "host/ops/layout.h"
+#include "host/ops/op_util.h"
 #include "host/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
 
+using oputil::dtype_code;
+using oputil::gemv_rows;
+using oputil::io_defines;
+using oputil::round_up;
+
 namespace {
-size_t round_up(size_t v, size_t m) {
-  return (v + m - 1) / m * m;
-}
-int dtype_code(DType t) {
-  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
-}
-std::string io_defines(DType xt, DType yt) {
-  return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
-}
-int gemv_rows(int64_t M, int max_rows) {
-  return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
-}
 constexpr float kE4m3Max = 448.0f;
 
 float group_scale(float amax, bool has_nan) {

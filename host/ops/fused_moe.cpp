@@ -7,21 +7,17 @@
 #include "host/caps.h"
 #include "host/ops/fp8_gemm.h"
 #include "host/ops/layout.h"
+#include "host/ops/op_util.h"
 #include "host/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
 
+using oputil::dtype_code;
+using oputil::i2s;
+using oputil::round_up;
+
 namespace {
-size_t round_up(size_t v, size_t m) {
-  return (v + m - 1) / m * m;
-}
-int dtype_code(DType t) {
-  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
-}
-std::string i2s(int64_t v) {
-  return std::to_string(v);
-}
 bool taken(const std::vector<char>& t, int e) {
   return t[size_t(e)] != 0;
 }

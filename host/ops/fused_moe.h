@@ -9,6 +9,7 @@
 #include "host/formats/moe.h"
 #include "host/numeric.h"
 #include "host/ops/op_events.h"
+#include "host/reference.h"
 #include "runtime/context.h"
 
 namespace clq {
@@ -48,6 +49,9 @@ struct MoeProblem {
   static constexpr double kMaxAbsTolerance = 2e-2;  // SPEC section 6, unit-scale inputs
   static constexpr double kRelTolerance = 1e-3;
   double flops() const { return 2.0 * double(T) * top_k * 3.0 * double(H) * double(I); }
+  static bool within_tolerance(const ErrorStats& e) {
+    return e.nan_count == 0 && e.max_abs_err < kMaxAbsTolerance && e.rel_mean() < kRelTolerance;
+  }
 };
 
 class FusedMoe {

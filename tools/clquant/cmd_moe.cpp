@@ -111,21 +111,9 @@ int run_moe(Context& c, const MoeArgs& a) {
     op.read_logits(&logits);
     moe_route_host(logits, T, m.E, r, m.bias ? reinterpret_cast<const float*>(m.bias->data) : nullptr, &hids, &hw);
     auto ref = moe_reference(m, x->data, xt, T, hids, hw, r.top_k);
-    double err = 0, mag = 0, mx = 0;
-    size_t nan = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      double got = load_as_f32(y.data(), i, xt);
-      if (std::isnan(got)) {
-        ++nan;
-        continue;
-      }
-      double want = round_to_dtype(ref[i], xt);
-      err += std::fabs(got - want);
-      mag += std::fabs(want);
-      mx = std::max(mx, std::fabs(got - want));
-    }
-    bool ok = nan == 0 && mx < MoeProblem::kMaxAbsTolerance && err / std::max(mag, 1e-30) < MoeProblem::kRelTolerance;
-    std::cerr << "check: rel mean err " << err / std::max(mag, 1e-30) << ", max abs err " << mx << ", NaN " << nan
+    ErrorStats e = compare_output(y.data(), xt, ref);
+    bool ok = MoeProblem::within_tolerance(e);
+    std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count
               << (ok ? "  PASS\n" : "  FAIL\n");
     rc = ok ? 0 : 1;
   }

@@ -1,0 +1,29 @@
+// Small helpers every op's launcher shares.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "host/numeric.h"
+
+namespace clq::oputil {
+
+inline size_t round_up(size_t v, size_t m) {
+  return (v + m - 1) / m * m;
+}
+inline std::string i2s(int64_t v) {
+  return std::to_string(v);
+}
+// IN_DTYPE / OUT_DTYPE codes of kernels_cl/common/act_io.clh.
+inline int dtype_code(DType t) {
+  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : 2;
+}
+inline std::string io_defines(DType xt, DType yt) {
+  return "-DIN_DTYPE=" + std::to_string(dtype_code(xt)) + " -DOUT_DTYPE=" + std::to_string(dtype_code(yt));
+}
+// Rows of x per register-tiled work-item: no more than M needs, at most the device's budget.
+inline int gemv_rows(int64_t M, int max_rows) {
+  return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
+}
+
+}  // namespace clq::oputil
