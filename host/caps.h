@@ -41,6 +41,7 @@ struct VariantRow {
   VariantStage stage;
   int64_t max_m;  // auto-selection only considers it for M <= max_m (0: any M)
   const char* note;
+  int64_t min_m = 0;  // ... and for M >= min_m (0: any M)
 };
 
 const std::vector<VariantRow>& capability_table();

@@ -13,6 +13,12 @@
 #ifndef NIBBLE_SCALED
 #define NIBBLE_SCALED 0  // 1 for the gemv variant
 #endif
+#ifndef HALF_OUT
+#define HALF_OUT 0  // 1: xp receives 16-bit values for the tensor-core variant (see below)
+#endif
+#ifndef HALF_BF16
+#define HALF_BF16 0  // with HALF_OUT: bf16 instead of fp16
+#endif
 
 // One work-item per word (8 packed rows) of one row of x.
 __kernel void w4a16_gather_x(__global const clq_in_t* restrict x,  // [M][K]
@@ -30,7 +36,11 @@ __kernel void w4a16_gather_x(__global const clq_in_t* restrict x,  // [M][K]
     v[i] = k < 0 ? 0.0f : clq_load_in(x, (size_t)m * K + k);
     sum += v[i];
   }
-#if NIBBLE_SCALED
+#if HALF_OUT
+  // The mma variant reads 16-bit operands: fp16 (exact for fp16 input) or bf16 (exact for bf16).
+  __global ushort* xh = (__global ushort*)xp + (size_t)m * Kp + (size_t)w * 8;
+  for (int i = 0; i < 8; ++i) xh[i] = HALF_BF16 ? clq_f32_to_bf16(v[i]) : clq_f32_to_fp16(v[i]);
+#elif NIBBLE_SCALED
   const float8 scale = (float8)(1.0f, 0x1.0p-4f, 0x1.0p-8f, 0x1.0p-12f, 0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 0x1.0p-24f);
   vstore8(vload8(0, v) * scale, w, xp + (size_t)m * Kp);
   xw[(size_t)m * (Kp / 8) + w] = sum;

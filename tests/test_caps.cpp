@@ -39,6 +39,13 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "gemv");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 4096).variant, "tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1, "tiled").variant, "tiled");
+  DeviceFeatures nv;  // a device whose mma.sync probe passed: gemv for skinny M, tensor cores above
+  nv.is_gpu = true;
+  nv.nv_mma_f16 = true;
+  nv.nv_cc_major = 9;
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 16).variant, "gemv");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 17).variant, "nv_mma");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma");
   DeviceFeatures cpu;
   cpu.is_cpu = true;  // CPUs keep the register-tiled gemv at every M (bench/RESULTS.md)
   EXPECT_STREQ(select_variant("w4a16_gemm", cpu, 4096).variant, "gemv");

@@ -86,6 +86,22 @@ const VariantRow& W4A16Gemm::choose(int64_t M, const std::string& variant) const
   return select_variant("w4a16_gemm", c_.features(), M, variant);
 }
 
+// 16-row tiles per warp: one for skinny M, four once there are rows enough to amortize the
+// dequantization of each B fragment over them.
+int W4A16Gemm::mma_tiles(int64_t M) const {
+  return M >= 64 ? 4 : 1;
+}
+
+int W4A16Gemm::mma_splits(int64_t M, const W4A16RunOptions& opt) const {
+  const int64_t words = Kp_ / 8;
+  if (opt.splits > 0) return int(std::min<int64_t>(opt.splits, words / 2));
+  // Enough warps to cover memory latency: ~32 per compute unit, each split at least 128 rows.
+  const int64_t cols = mma_tiles(M) > 1 ? 32 : 64, rows = 16 * mma_tiles(M);
+  const int64_t warps = ((Np_ + cols - 1) / cols) * ((M + rows - 1) / rows);
+  const int64_t target = int64_t(c_.features().compute_units) * 32;
+  return int(std::max<int64_t>(1, std::min<int64_t>((target + warps - 1) / warps, words / 16)));
+}
+
 int W4A16Gemm::gemv_splits(int64_t M, const W4A16RunOptions& opt) const {
   const int64_t words = Kp_ / 8;
   int64_t splits = opt.splits;
@@ -115,9 +131,11 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   can_implement(M, xt, yt, xb, yb);
   const VariantRow& row = choose(M, opt.variant);
   const std::string variant = row.variant;
-  int splits = variant == "gemv" ? gemv_splits(M, opt) : 1;
   const int64_t words = Kp_ / 8;
-  const int64_t wps = (words + splits - 1) / splits;
+  int splits = variant == "gemv" ? gemv_splits(M, opt) : variant == "nv_mma" ? mma_splits(M, opt) : 1;
+  // mma steps are 16 rows: a split covers whole pairs of words (words is a multiple of 4).
+  const int64_t wps = variant == "nv_mma" ? ((words + splits - 1) / splits + 1) / 2 * 2 : (words + splits - 1) / splits;
+  if (variant == "nv_mma") splits = int((words + wps - 1) / wps);
 
   // Scratch first, so a failed allocation leaves nothing enqueued.
   size_t need_xp = size_t(M) * size_t(Kp_) * 4;
@@ -136,8 +154,14 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
     part_bytes_ = need_part;
   }
   const std::string defs = io_defines(xt, yt);
-  cl::Kernel gather =
-      c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs + (variant == "gemv" ? " -DNIBBLE_SCALED=1" : ""));
+  // Each variant reads the activations in its own form: nibble-scaled fp32 (gemv), fp32 (tiled),
+  // or the 16-bit operand type of the tensor cores (nv_mma: bf16 for bf16 input, else fp16).
+  const bool mma_bf16 = xt == DType::kBF16;
+  const std::string gather_defs = variant == "gemv" ? " -DNIBBLE_SCALED=1"
+                                  : variant == "nv_mma"
+                                      ? std::string(" -DHALF_OUT=1 -DHALF_BF16=") + (mma_bf16 ? "1" : "0")
+                                      : "";
+  cl::Kernel gather = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs + gather_defs);
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemv",
@@ -149,6 +173,11 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
                              " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines);
   } else if (variant == "tiled") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemm_tiled", defs + " " + row.defines);
+  } else if (variant == "nv_mma") {
+    main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_mma",
+                       defs + " -DMMA_BF16=" + (mma_bf16 ? "1" : "0") + " -DMT=" + std::to_string(mma_tiles(M)) +
+                           " -DNF=" + std::to_string(mma_tiles(M) > 1 ? 4 : 8) + " " + row.defines);
+    if (splits > 1) reduce = c_.kernel("w4a16_gemv.cl", "w4a16_splitk_reduce", defs);
   } else {
     fail(Status::kInternal, "w4a16_gemm has no launcher for variant '" + variant + "'");
   }
@@ -185,6 +214,38 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
     ev.last = launch(
         c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
         cl::NDRange(local, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    if (splits > 1) {
+      reduce.setArg(0, part_);
+      reduce.setArg(1, y);
+      reduce.setArg(2, cl_int(M));
+      reduce.setArg(3, cl_int(N_));
+      reduce.setArg(4, cl_int(splits));
+      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
+                       "w4a16_splitk_reduce");
+    }
+  } else if (variant == "nv_mma") {
+    int a = 0;
+    main_k.setArg(a++, qw_);
+    main_k.setArg(a++, scales_);
+    main_k.setArg(a++, zeros_);
+    main_k.setArg(a++, wgroup_);
+    main_k.setArg(a++, xp_);
+    main_k.setArg(a++, part_);
+    main_k.setArg(a++, y);
+    main_k.setArg(a++, cl_int(M));
+    main_k.setArg(a++, cl_int(N_));
+    main_k.setArg(a++, cl_int(Np_));
+    main_k.setArg(a++, cl_int(block_n_));
+    main_k.setArg(a++, cl_int(Kp_));
+    main_k.setArg(a++, cl_int(wps));
+    main_k.setArg(a++, cl_int(splits == 1));
+    // 4 warps x NF*8 columns x 16*MT rows per work-group (kernels_cl/w4a16_gemm_nv_mma.cl).
+    const int64_t wg_cols = 4 * (mma_tiles(M) > 1 ? 4 : 8) * 8, wg_rows = 16 * mma_tiles(M);
+    ev.last = launch(
+        c_, main_k,
+        cl::NDRange(size_t((Np_ + wg_cols - 1) / wg_cols) * 128, size_t(splits), size_t((M + wg_rows - 1) / wg_rows)),
+        cl::NDRange(128, 1, 1),
+        "w4a16_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
       reduce.setArg(0, part_);
       reduce.setArg(1, y);

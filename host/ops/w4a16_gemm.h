@@ -53,6 +53,8 @@ class W4A16Gemm {
 
   // Split-K ranges the gemv variant would use for M rows (for tests and reports).
   int gemv_splits(int64_t M, const W4A16RunOptions& opt = {}) const;
+  int mma_splits(int64_t M, const W4A16RunOptions& opt = {}) const;
+  int mma_tiles(int64_t M) const;
 
  private:
   Context& c_;
