@@ -15,6 +15,14 @@
 
 #define FP8_GROUP 128
 #define E4M3_MAX 448.0f
+#ifndef CODES_PADDED
+#define CODES_PADDED 0  // 1: codes rows are Kp long with +0 padding (the mma variant reads 32 bits)
+#endif
+#if CODES_PADDED
+#define CODE_AT(m, k) ((size_t)(m) * Kb * FP8_GROUP + (k))
+#else
+#define CODE_AT(m, k) ((size_t)(m) * K + (k))
+#endif
 
 inline float clq_group_scale(float amax, int has_nan) {
   if (has_nan) return as_float(0x7FC00000u);
@@ -48,10 +56,15 @@ __kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
   scales[(size_t)m * Kb + j] = s;
   for (int k = k0; k < k1; ++k) {
     const uchar q = clq_quant_e4m3(clq_load_in(x, row + k), s);
-    codes[row + k] = q;
+    codes[CODE_AT(m, k)] = q;
     xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
   }
-  for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
+  for (int k = k1; k < k0 + FP8_GROUP; ++k) {
+    xq[(size_t)m * Kp + k] = 0.0f;
+#if CODES_PADDED
+    codes[CODE_AT(m, k)] = 0;
+#endif
+  }
 }
 
 // Per-tensor dynamic scale, pass 1: amax of each (group, token), NaN recorded as NaN.
@@ -109,10 +122,15 @@ __kernel void fp8_quant_tensor(__global const clq_in_t* restrict x, __global con
   scales[(size_t)m * Kb + j] = s;
   for (int k = k0; k < k1; ++k) {
     const uchar q = clq_quant_e4m3(clq_load_in(x, (size_t)m * K + k), s);
-    codes[(size_t)m * K + k] = q;
+    codes[CODE_AT(m, k)] = q;
     xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
   }
-  for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
+  for (int k = k1; k < k0 + FP8_GROUP; ++k) {
+    xq[(size_t)m * Kp + k] = 0.0f;
+#if CODES_PADDED
+    codes[CODE_AT(m, k)] = 0;
+#endif
+  }
 }
 
 // Weight-only (w8a16): activations stay fp16/bf16, widened to fp32 with unit scales.

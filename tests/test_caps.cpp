@@ -46,6 +46,10 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 16).variant, "gemv");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 17).variant, "nv_mma");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma");
+  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 4096).variant, "tiled");  // sm80: no e4m3 mma
+  nv.nv_mma_e4m3 = true;
+  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 1).variant, "gemv");
+  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 8).variant, "nv_mma_e4m3");
   DeviceFeatures cpu;
   cpu.is_cpu = true;  // CPUs keep the register-tiled gemv at every M (bench/RESULTS.md)
   EXPECT_STREQ(select_variant("w4a16_gemm", cpu, 4096).variant, "gemv");
@@ -111,7 +115,9 @@ TEST(Caps, SupportMatrixCells) {
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm80")).letter, 'E');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm89")).letter, 'S');
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).letter, 'S');
-  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).text(), "E/S*");  // emulated now, mma planned
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm90")).text(), "S");  // e4m3 mma.sync
+  EXPECT_EQ(matrix_cell("fp8_block_gemm", col("NV-sm80")).text(), "E");  // no e4m3 tensor cores
+  EXPECT_EQ(matrix_cell("w8a16_gemm", col("NV-sm90")).text(), "E/S*");   // emulated now, mma planned
   EXPECT_EQ(matrix_cell("fp8_block_gemm", col("generic/PoCL")).text(), "E");
   EXPECT_EQ(matrix_cell("moe_gemm", col("generic/PoCL")).text(), "S");
   EXPECT_EQ(matrix_cell("moe_gemm_fp8", col("NV-sm90")).text(), "E/S*");

@@ -129,7 +129,7 @@ void Fp8Quantizer::grow(cl::Buffer& b, size_t& have, size_t need) {
 }
 
 OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode,
-                           std::optional<float> static_scale) {
+                           std::optional<float> static_scale, bool padded_codes) {
   if (M < 1 || K < 1)
     fail(Status::kInvalidArgument, "activation shape [" + std::to_string(M) + ", " + std::to_string(K) + "] is empty");
   size_t xb = 0;
@@ -146,12 +146,13 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   K_ = K;
   Kb_ = (K + kFp8Block - 1) / kFp8Block;
   const size_t Kp = size_t(Kb_) * kFp8Block;
-  grow(codes_, codes_bytes_, round_up(size_t(M * K), 4));
+  padded_ = padded_codes;
+  grow(codes_, codes_bytes_, padded_codes ? size_t(M) * Kp : round_up(size_t(M * K), 4));
   grow(scales_, scales_bytes_, size_t(M * Kb_) * 4);
   grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
   grow(tensor_scale_, tensor_scale_bytes_, 4);
   if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
-  const std::string defs = io_defines(xt, DType::kF32);
+  const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "");
   const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
   auto set_common = [&](cl::Kernel& k, int first) {
     k.setArg(first, cl_int(M));
@@ -204,6 +205,7 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
 }
 
 void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
+  if (padded_) fail(Status::kInternal, "Fp8Quantizer::read after a padded-codes run");
   codes->resize(size_t(M_ * K_));
   scales->resize(size_t(M_ * Kb_));
   c_.read(codes_, codes->data(), codes->size());
@@ -284,6 +286,14 @@ const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& vari
   return select_variant(op_name(block_, act), c_.features(), M, variant);
 }
 
+int Fp8Gemm::mma_splits(int64_t M) const {
+  // ~32 warps per compute unit (w4a16's rule); splits are whole 128-blocks.
+  const int64_t cols = M >= 64 ? 32 : 64, rows = M >= 64 ? 64 : 16;
+  const int64_t warps = ((Np_ + cols - 1) / cols) * ((M + rows - 1) / rows);
+  const int64_t target = int64_t(c_.features().compute_units) * 32;
+  return int(std::max<int64_t>(1, std::min<int64_t>((target + warps - 1) / warps, Kb_)));
+}
+
 int Fp8Gemm::gemv_splits(int64_t M) const {
   const auto& f = c_.features();
   const W4A16Tuning& t = w4a16_tuning(f);
@@ -310,8 +320,10 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   const VariantRow& row = choose(M, act, opt.variant);
   const std::string variant = row.variant;
   int splits = 1;
-  if (variant == "gemv") {
-    splits = opt.splits > 0 ? int(std::min<int64_t>(opt.splits, Kb_)) : gemv_splits(M);
+  if (variant == "gemv" || variant == "nv_mma_e4m3") {
+    splits = opt.splits > 0      ? int(std::min<int64_t>(opt.splits, Kb_))
+             : variant == "gemv" ? gemv_splits(M)
+                                 : mma_splits(M);
     int64_t bps = (Kb_ + splits - 1) / splits;
     splits = int((Kb_ + bps - 1) / bps);
   }
@@ -331,11 +343,17 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
     if (splits > 1) reduce = c_.kernel(row.kernel_file, "fp8_splitk_reduce", opts);
   } else if (variant == "tiled") {
     main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_tiled", defs + " " + row.defines);
+  } else if (variant == "nv_mma_e4m3") {
+    if (act == Fp8Act::kNone) fail(Status::kInternal, "the e4m3 tensor-core variant needs quantized activations");
+    main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_nv_mma",
+                       defs + " -DMT=" + std::to_string(M >= 64 ? 4 : 1) + " -DNF=" + std::to_string(M >= 64 ? 4 : 8) +
+                           " " + row.defines);
+    if (splits > 1) reduce = c_.kernel("fp8_block_gemv_emulated.cl", "fp8_splitk_reduce", defs);
   } else {
     fail(Status::kInternal, std::string(row.op) + " has no launcher for variant '" + variant + "'");
   }
   // Kernels are built; quantize (enqueues), then the GEMM.
-  OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_);
+  OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_, /*padded_codes=*/variant == "nv_mma_e4m3");
   if (variant == "gemv") {
     main_k.setArg(0, qw_);
     main_k.setArg(1, sw_);
@@ -355,6 +373,37 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
                      cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
                      cl::NDRange(local, 1, 1),
                      "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
+    if (splits > 1) {
+      reduce.setArg(0, part_);
+      reduce.setArg(1, y);
+      reduce.setArg(2, cl_int(M));
+      reduce.setArg(3, cl_int(N_));
+      reduce.setArg(4, cl_int(splits));
+      ev.last =
+          launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
+    }
+  } else if (variant == "nv_mma_e4m3") {
+    int a = 0;
+    main_k.setArg(a++, qw_);
+    main_k.setArg(a++, sw_);
+    main_k.setArg(a++, quant_.codes());
+    main_k.setArg(a++, quant_.scales());
+    main_k.setArg(a++, part_);
+    main_k.setArg(a++, y);
+    main_k.setArg(a++, cl_int(M));
+    main_k.setArg(a++, cl_int(N_));
+    main_k.setArg(a++, cl_int(Np_));
+    main_k.setArg(a++, cl_int(block_n_));
+    main_k.setArg(a++, cl_int(Kp_));
+    main_k.setArg(a++, cl_int(bps));
+    main_k.setArg(a++, cl_int(splits == 1));
+    // 4 warps x NF*8 columns x 16*MT rows per work-group (kernels_cl/fp8_block_gemm_nv_mma_e4m3.cl).
+    const int64_t wg_cols = M >= 64 ? 128 : 256, wg_rows = M >= 64 ? 64 : 16;
+    ev.last = launch(
+        c_, main_k,
+        cl::NDRange(size_t((Np_ + wg_cols - 1) / wg_cols) * 128, size_t(splits), size_t((M + wg_rows - 1) / wg_rows)),
+        cl::NDRange(128, 1, 1),
+        "fp8_block_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
       reduce.setArg(0, part_);
       reduce.setArg(1, y);
