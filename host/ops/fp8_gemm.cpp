@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
@@ -337,8 +338,10 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   const std::string defs = io_defines(xt, yt);
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {
-    const std::string opts =
-        defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) + " " + row.defines;
+    // CLQ_FP8_DECODE=lut swaps the bit-placement decode for a 256-entry table (for measurement).
+    const char* dec = std::getenv("CLQ_FP8_DECODE");
+    const std::string opts = defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) +
+                             (dec && std::string(dec) == "lut" ? " -DFP8_DECODE_LUT=1" : "") + " " + row.defines;
     main_k = c_.kernel(row.kernel_file, "fp8_block_gemv", opts);
     if (splits > 1) reduce = c_.kernel(row.kernel_file, "fp8_splitk_reduce", opts);
   } else if (variant == "tiled") {
