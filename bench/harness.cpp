@@ -35,9 +35,7 @@ double measure_copy_gbps(Context& c) {
   cl::Buffer a = c.alloc(bytes), b = c.alloc(bytes);
   c.fill_u32(a, 0x3f800000u, bytes);
   cl::Kernel k = c.kernel("bench_copy.cl", "bench_copy");
-  k.setArg(0, a);
-  k.setArg(1, b);
-  k.setArg(2, cl_uint(n));
+  set_args(k, a, b, cl_uint(n));
   auto fn = [&] {
     OpEvents e;
     e.first = e.last = launch(c, k, cl::NDRange((n + 255) / 256 * 256), cl::NDRange(256), "bench_copy");

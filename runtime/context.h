@@ -6,6 +6,7 @@
 #include "runtime/cl.h"
 #include "runtime/device.h"
 #include "runtime/program_cache.h"
+#include "runtime/status.h"
 
 namespace clq {
 
@@ -44,6 +45,23 @@ class Context {
   DeviceFeatures features_;
   std::unique_ptr<ProgramCache> programs_;
 };
+
+// Sets every argument of `kernel` in order, checking each: a wrong type or size names the kernel
+// and the argument index instead of surfacing later as a failed enqueue.
+template <typename... Args>
+void set_args(cl::Kernel& kernel, const Args&... args) {
+  cl_uint index = 0;
+  auto one = [&](const auto& value) {
+    cl_int err = kernel.setArg(index, value);
+    if (err != CL_SUCCESS) {
+      std::string name;
+      kernel.getInfo(CL_KERNEL_FUNCTION_NAME, &name);
+      check_cl(err, "clSetKernelArg(" + name + ", argument " + std::to_string(index) + ")");
+    }
+    ++index;
+  };
+  (one(args), ...);
+}
 
 // Enqueues `kernel` over an NDRange; throws with the kernel name and sizes on failure.
 cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,

@@ -41,9 +41,7 @@ bool run_mma_probe(Context& c, const std::string& file, const std::string& kerne
     c.write(db, bt.data(), bt.size() * sizeof(Code));
     c.fill_u32(dd, 0x7fc00001u, 16 * 8 * 4);
     cl::Kernel k = c.kernel(file, kernel_name);
-    k.setArg(0, da);
-    k.setArg(1, db);
-    k.setArg(2, dd);
+    set_args(k, da, db, dd);
     launch(c, k, cl::NDRange(32), cl::NDRange(32), kernel_name);
     std::vector<float> d(16 * 8);
     c.read(dd, d.data(), d.size() * 4);

@@ -149,6 +149,19 @@ TEST(ProgramCache, DiskHitThenCorruptEntriesAreRebuiltAndOverwritten) {
   }
 }
 
+TEST(Runtime, SetArgsNamesTheKernelAndArgument) {
+  auto& c = test::ctx();
+  ProgramCache cache(c.cl_context(), c.device(), c.features());
+  cl::Program p = cache.get_source("add_one", kSmallKernel, "-DSETARGS=1");
+  cl::Kernel k(p, "add_one");
+  try {
+    set_args(k, cl_char(1));  // a 1-byte value where a buffer belongs
+    FAIL() << "expected the argument to be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("add_one, argument 0"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ProgramCache, OffMeansNoFiles) {
   std::string dir = test::temp_dir("cacheoff");
   test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());

@@ -48,9 +48,7 @@ std::vector<uint32_t> run(Context& c, NumFormat f, const std::vector<uint32_t>& 
   c.fill_u32(dout, 0xA5A5A5A5u, round_up(n * out_elem, 4));
   std::string name = std::string(decode ? "decode_" : "encode_") + num_format_name(f);
   cl::Kernel k = c.kernel(row.kernel_file, name, row.defines);
-  k.setArg(0, din);
-  k.setArg(1, dout);
-  k.setArg(2, cl_uint(n));
+  set_args(k, din, dout, cl_uint(n));
   launch(c, k, cl::NDRange(round_up(n, 64)), cl::NDRange(64), name);
   std::vector<uint8_t> raw(n * out_elem);
   c.read(dout, raw.data(), raw.size());

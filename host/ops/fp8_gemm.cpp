@@ -155,26 +155,15 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
   const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "");
   const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
-  auto set_common = [&](cl::Kernel& k, int first) {
-    k.setArg(first, cl_int(M));
-    k.setArg(first + 1, cl_int(K));
-    k.setArg(first + 2, cl_int(Kb_));
-  };
+  const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
   OpEvents ev;
   if (mode == Fp8Act::kBlockDynamic) {
     cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_quant_group", defs);
-    k.setArg(0, x);
-    k.setArg(1, codes_);
-    k.setArg(2, scales_);
-    k.setArg(3, xq_);
-    set_common(k, 4);
+    set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_quant_group");
   } else if (mode == Fp8Act::kNone) {
     cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_widen_act", defs);
-    k.setArg(0, x);
-    k.setArg(1, scales_);
-    k.setArg(2, xq_);
-    set_common(k, 3);
+    set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_widen_act");
   } else {
     cl::Kernel amax = c_.kernel("fp8_quant.cl", "fp8_group_amax", defs);
@@ -184,21 +173,12 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
       float s = *static_scale;
       c_.write(tensor_scale_, &s, 4);
     } else {
-      amax.setArg(0, x);
-      amax.setArg(1, amax_);
-      set_common(amax, 2);
+      set_args(amax, x, amax_, Mi, Ki, Kbi);
       ev.first = launch(c_, amax, grid, local, "fp8_group_amax");
-      red.setArg(0, amax_);
-      red.setArg(1, tensor_scale_);
-      red.setArg(2, cl_int(M * Kb_));
+      set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
       launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
     }
-    qt.setArg(0, x);
-    qt.setArg(1, tensor_scale_);
-    qt.setArg(2, codes_);
-    qt.setArg(3, scales_);
-    qt.setArg(4, xq_);
-    set_common(qt, 5);
+    set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi);
     ev.last = launch(c_, qt, grid, local, "fp8_quant_tensor");
     if (mode == Fp8Act::kTensorStatic) ev.first = ev.last;
   }
@@ -358,48 +338,21 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   // Kernels are built; quantize (enqueues), then the GEMM.
   OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_, /*padded_codes=*/variant == "nv_mma_e4m3");
   if (variant == "gemv") {
-    main_k.setArg(0, qw_);
-    main_k.setArg(1, sw_);
-    main_k.setArg(2, quant_.xq());
-    main_k.setArg(3, quant_.scales());
-    main_k.setArg(4, part_);
-    main_k.setArg(5, y);
-    main_k.setArg(6, cl_int(M));
-    main_k.setArg(7, cl_int(N_));
-    main_k.setArg(8, cl_int(Np_));
-    main_k.setArg(9, cl_int(block_n_));
-    main_k.setArg(10, cl_int(Kp_));
-    main_k.setArg(11, cl_int(bps));
-    main_k.setArg(12, cl_int(splits == 1));
+    set_args(main_k, qw_, sw_, quant_.xq(), quant_.scales(), part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
+             cl_int(block_n_), cl_int(Kp_), cl_int(bps), cl_int(splits == 1));
     const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
     ev.last = launch(c_, main_k,
                      cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
                      cl::NDRange(local, 1, 1),
                      "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_);
-      reduce.setArg(1, y);
-      reduce.setArg(2, cl_int(M));
-      reduce.setArg(3, cl_int(N_));
-      reduce.setArg(4, cl_int(splits));
+      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
       ev.last =
           launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
     }
   } else if (variant == "nv_mma_e4m3") {
-    int a = 0;
-    main_k.setArg(a++, qw_);
-    main_k.setArg(a++, sw_);
-    main_k.setArg(a++, quant_.codes());
-    main_k.setArg(a++, quant_.scales());
-    main_k.setArg(a++, part_);
-    main_k.setArg(a++, y);
-    main_k.setArg(a++, cl_int(M));
-    main_k.setArg(a++, cl_int(N_));
-    main_k.setArg(a++, cl_int(Np_));
-    main_k.setArg(a++, cl_int(block_n_));
-    main_k.setArg(a++, cl_int(Kp_));
-    main_k.setArg(a++, cl_int(bps));
-    main_k.setArg(a++, cl_int(splits == 1));
+    set_args(main_k, qw_, sw_, quant_.codes(), quant_.scales(), part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
+             cl_int(block_n_), cl_int(Kp_), cl_int(bps), cl_int(splits == 1));
     // 4 warps x NF*8 columns x 16*MT rows per work-group (kernels_cl/fp8_block_gemm_nv_mma_e4m3.cl).
     const int64_t wg_cols = M >= 64 ? 128 : 256, wg_rows = M >= 64 ? 64 : 16;
     ev.last = launch(
@@ -408,25 +361,13 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
         cl::NDRange(128, 1, 1),
         "fp8_block_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_);
-      reduce.setArg(1, y);
-      reduce.setArg(2, cl_int(M));
-      reduce.setArg(3, cl_int(N_));
-      reduce.setArg(4, cl_int(splits));
+      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
       ev.last =
           launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
     }
   } else {
-    main_k.setArg(0, qw_);
-    main_k.setArg(1, sw_);
-    main_k.setArg(2, quant_.xq());
-    main_k.setArg(3, quant_.scales());
-    main_k.setArg(4, y);
-    main_k.setArg(5, cl_int(M));
-    main_k.setArg(6, cl_int(N_));
-    main_k.setArg(7, cl_int(Np_));
-    main_k.setArg(8, cl_int(block_n_));
-    main_k.setArg(9, cl_int(Kp_));
+    set_args(main_k, qw_, sw_, quant_.xq(), quant_.scales(), y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
+             cl_int(Kp_));
     ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
                      cl::NDRange(16, 16), "fp8_block_gemm_tiled (M=" + std::to_string(M) + ")");
   }

@@ -423,36 +423,14 @@ OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
   cl::Event first;
   const cl::Buffer& lg = logits ? *logits : logits_;
   if (!logits) {
-    lk.setArg(0, x);
-    lk.setArg(1, router_);
-    lk.setArg(2, logits_);
-    lk.setArg(3, cl_int(T));
-    lk.setArg(4, cl_int(H_));
-    lk.setArg(5, cl_int(E_));
+    set_args(lk, x, router_, logits_, cl_int(T), cl_int(H_), cl_int(E_));
     first = launch(c_, lk, cl::NDRange(round_up(size_t(E_), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits");
   }
   if (r.kind == MoeRouting::Kind::kSoftmax) {
-    rk.setArg(0, lg);
-    rk.setArg(1, ids_);
-    rk.setArg(2, topw_);
-    rk.setArg(3, cl_int(T));
-    rk.setArg(4, cl_int(E_));
-    rk.setArg(5, cl_int(K));
-    rk.setArg(6, cl_int(r.renormalize));
+    set_args(rk, lg, ids_, topw_, cl_int(T), cl_int(E_), cl_int(K), cl_int(r.renormalize));
   } else {
-    rk.setArg(0, lg);
-    rk.setArg(1, bias_);
-    rk.setArg(2, cl_int(has_bias_));
-    rk.setArg(3, ids_);
-    rk.setArg(4, topw_);
-    rk.setArg(5, cl_int(T));
-    rk.setArg(6, cl_int(E_));
-    rk.setArg(7, cl_int(K));
-    rk.setArg(8, cl_int(r.n_group));
-    rk.setArg(9, cl_int(r.topk_group));
-    rk.setArg(10, cl_int(r.renormalize));
-    rk.setArg(11, cl_float(r.routed_scaling));
-    rk.setArg(12, cl_int(r.softmax_scores));
+    set_args(rk, lg, bias_, cl_int(has_bias_), ids_, topw_, cl_int(T), cl_int(E_), cl_int(K), cl_int(r.n_group),
+             cl_int(r.topk_group), cl_int(r.renormalize), cl_float(r.routed_scaling), cl_int(r.softmax_scores));
   }
   cl::Event re = launch(c_, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk");
   return run_experts(x, xt, y, yt, T, K, o, logits ? re : first);
@@ -534,24 +512,15 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   auto stage = [&](cl::Kernel& k, const cl::Buffer& src, int64_t M, int64_t Kdim, int64_t Kp, const cl::Buffer& perm,
                    const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what) {
     if (kind_ == MoeWeightKind::kInt4) {
-      k.setArg(0, src);
-      k.setArg(1, perm);
-      k.setArg(2, xs);
-      k.setArg(3, aux);
-      k.setArg(4, cl_int(M));
-      k.setArg(5, cl_int(Kdim));
-      k.setArg(6, cl_int(Kp));
+      set_args(k, src, perm, xs, aux, cl_int(M), cl_int(Kdim), cl_int(Kp));
       return launch(c_, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
     }
     const int64_t Kb = (Kdim + 127) / 128;
-    int a = 0;
-    k.setArg(a++, src);
-    if (kind_ == MoeWeightKind::kFp8) k.setArg(a++, codes);
-    k.setArg(a++, aux);
-    k.setArg(a++, xs);
-    k.setArg(a++, cl_int(M));
-    k.setArg(a++, cl_int(Kdim));
-    k.setArg(a++, cl_int(Kb));
+    // fp8_quant_group also writes the codes; fp8_widen_act has no such argument.
+    if (kind_ == MoeWeightKind::kFp8)
+      set_args(k, src, codes, aux, xs, cl_int(M), cl_int(Kdim), cl_int(Kb));
+    else
+      set_args(k, src, aux, xs, cl_int(M), cl_int(Kdim), cl_int(Kb));
     return launch(c_, k, cl::NDRange(round_up(size_t(Kb), 16), size_t(M)), cl::NDRange(16, 1), what);
   };
   // Split-K: decode gives few rows, so K is split until the device has enough work-items (the
@@ -582,35 +551,9 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
                   const char* what) {
     const int64_t units = units_of(Kp);
     const int64_t per = (units + splits - 1) / splits;
-    int a = 0;
-    k.setArg(a++, w);
-    k.setArg(a++, cl_long(wstride));
-    k.setArg(a++, sc);
-    k.setArg(a++, z);
-    k.setArg(a++, cl_long(gstride));
-    k.setArg(a++, sw);
-    k.setArg(a++, cl_long(swstride));
-    k.setArg(a++, gs);
-    k.setArg(a++, wg);
-    k.setArg(a++, xs);
-    k.setArg(a++, aux);
-    k.setArg(a++, cl_int(by_token));
-    k.setArg(a++, sorted_);
-    k.setArg(a++, expert_ids_);
-    k.setArg(a++, npp_);
-    k.setArg(a++, topw_);
-    k.setArg(a++, out);
-    k.setArg(a++, cl_int(N_out));
-    k.setArg(a++, cl_int(I_off));
-    k.setArg(a++, cl_int(Np));
-    k.setArg(a++, cl_int(bn));
-    k.setArg(a++, cl_int(Kp));
-    k.setArg(a++, cl_int(K));
-    k.setArg(a++, cl_int(TK));
-    k.setArg(a++, cl_int(units));
-    k.setArg(a++, cl_int(per));
-    k.setArg(a++, part);
-    k.setArg(a++, cl_int(S_max));
+    set_args(k, w, cl_long(wstride), sc, z, cl_long(gstride), sw, cl_long(swstride), gs, wg, xs, aux, cl_int(by_token),
+             sorted_, expert_ids_, npp_, topw_, out, cl_int(N_out), cl_int(I_off), cl_int(Np), cl_int(bn), cl_int(Kp),
+             cl_int(K), cl_int(TK), cl_int(units), cl_int(per), part, cl_int(S_max));
     const size_t local = size_t(tune.gemv_local);
     return launch(
         c_, k,
@@ -618,16 +561,8 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
         cl::NDRange(local, 1, 1), what);
   };
 
-  align.setArg(0, ids_);
-  align.setArg(1, map_);
-  align.setArg(2, cl_int(!o.expert_map.empty()));
-  align.setArg(3, cl_int(TK));
-  align.setArg(4, cl_int(E_));
-  align.setArg(5, cl_int(bs));
-  align.setArg(6, counts_);
-  align.setArg(7, sorted_);
-  align.setArg(8, expert_ids_);
-  align.setArg(9, npp_);
+  set_args(align, ids_, map_, cl_int(!o.expert_map.empty()), cl_int(TK), cl_int(E_), cl_int(bs), counts_, sorted_,
+           expert_ids_, npp_);
   cl::Event ae = launch(c_, align, cl::NDRange(256), cl::NDRange(256), "moe_align");
   OpEvents ev;
   ev.first = first() ? first : ae;
@@ -635,15 +570,7 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_,
        Np1_, block_n1_, Kp1_, splits1, part1_, "moe gate_up");
   if (splits1 > 1) {
-    int a = 0;
-    red1.setArg(a++, part1_);
-    red1.setArg(a++, a_);
-    red1.setArg(a++, sorted_);
-    red1.setArg(a++, npp_);
-    red1.setArg(a++, cl_int(I_));
-    red1.setArg(a++, cl_int(S_max));
-    red1.setArg(a++, cl_int(splits1));
-    red1.setArg(a++, cl_int(TK));
+    set_args(red1, part1_, a_, sorted_, npp_, cl_int(I_), cl_int(S_max), cl_int(splits1), cl_int(TK));
     launch(c_, red1, cl::NDRange(round_up(size_t(I_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_gate_up");
   }
   stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a");
@@ -651,23 +578,10 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0,
        Np2_, block_n2_, Kp2_, splits2, part2_, "moe down");
   if (splits2 > 1) {
-    int a = 0;
-    red2.setArg(a++, part2_);
-    red2.setArg(a++, y2_);
-    red2.setArg(a++, sorted_);
-    red2.setArg(a++, npp_);
-    red2.setArg(a++, topw_);
-    red2.setArg(a++, cl_int(H_));
-    red2.setArg(a++, cl_int(S_max));
-    red2.setArg(a++, cl_int(splits2));
-    red2.setArg(a++, cl_int(TK));
+    set_args(red2, part2_, y2_, sorted_, npp_, topw_, cl_int(H_), cl_int(S_max), cl_int(splits2), cl_int(TK));
     launch(c_, red2, cl::NDRange(round_up(size_t(H_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_down");
   }
-  comb.setArg(0, y2_);
-  comb.setArg(1, y);
-  comb.setArg(2, cl_int(T));
-  comb.setArg(3, cl_int(K));
-  comb.setArg(4, cl_int(H_));
+  set_args(comb, y2_, y, cl_int(T), cl_int(K), cl_int(H_));
   ev.last = launch(c_, comb, cl::NDRange(round_up(size_t(H_), 64), size_t(T)), cl::NDRange(64, 1), "moe_combine");
   return ev;
 }

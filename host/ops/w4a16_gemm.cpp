@@ -183,62 +183,25 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   }
 
   OpEvents ev;
-  gather.setArg(0, x);
-  gather.setArg(1, perm_);
-  gather.setArg(2, xp_);
-  gather.setArg(3, xw_);
-  gather.setArg(4, cl_int(M));
-  gather.setArg(5, cl_int(K_));
-  gather.setArg(6, cl_int(Kp_));
+  set_args(gather, x, perm_, xp_, xw_, cl_int(M), cl_int(K_), cl_int(Kp_));
   ev.first =
       launch(c_, gather, cl::NDRange(round_up(size_t(Kp_ / 8), 64), size_t(M)), cl::NDRange(64, 1), "w4a16_gather_x");
   if (variant == "gemv") {
     const int rows = gemv_rows(M, rows_max_);
-    main_k.setArg(0, qw_);
-    main_k.setArg(1, scales_);
-    main_k.setArg(2, zeros_);
-    main_k.setArg(3, gstart_);
-    main_k.setArg(4, wgroup_);
-    main_k.setArg(5, xp_);
-    main_k.setArg(6, xw_);
-    main_k.setArg(7, part_);
-    main_k.setArg(8, y);
-    main_k.setArg(9, cl_int(M));
-    main_k.setArg(10, cl_int(N_));
-    main_k.setArg(11, cl_int(Np_));
-    main_k.setArg(12, cl_int(block_n_));
-    main_k.setArg(13, cl_int(Kp_));
-    main_k.setArg(14, cl_int(wps));
-    main_k.setArg(15, cl_int(splits == 1));
+    set_args(main_k, qw_, scales_, zeros_, gstart_, wgroup_, xp_, xw_, part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
+             cl_int(block_n_), cl_int(Kp_), cl_int(wps), cl_int(splits == 1));
     const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
     ev.last = launch(
         c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
         cl::NDRange(local, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_);
-      reduce.setArg(1, y);
-      reduce.setArg(2, cl_int(M));
-      reduce.setArg(3, cl_int(N_));
-      reduce.setArg(4, cl_int(splits));
+      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
       ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
                        "w4a16_splitk_reduce");
     }
   } else if (variant == "nv_mma") {
-    int a = 0;
-    main_k.setArg(a++, qw_);
-    main_k.setArg(a++, scales_);
-    main_k.setArg(a++, zeros_);
-    main_k.setArg(a++, wgroup_);
-    main_k.setArg(a++, xp_);
-    main_k.setArg(a++, part_);
-    main_k.setArg(a++, y);
-    main_k.setArg(a++, cl_int(M));
-    main_k.setArg(a++, cl_int(N_));
-    main_k.setArg(a++, cl_int(Np_));
-    main_k.setArg(a++, cl_int(block_n_));
-    main_k.setArg(a++, cl_int(Kp_));
-    main_k.setArg(a++, cl_int(wps));
-    main_k.setArg(a++, cl_int(splits == 1));
+    set_args(main_k, qw_, scales_, zeros_, wgroup_, xp_, part_, y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
+             cl_int(Kp_), cl_int(wps), cl_int(splits == 1));
     // 4 warps x NF*8 columns x 16*MT rows per work-group (kernels_cl/w4a16_gemm_nv_mma.cl).
     const int64_t wg_cols = 4 * (mma_tiles(M) > 1 ? 4 : 8) * 8, wg_rows = 16 * mma_tiles(M);
     ev.last = launch(
@@ -247,26 +210,13 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
         cl::NDRange(128, 1, 1),
         "w4a16_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      reduce.setArg(0, part_);
-      reduce.setArg(1, y);
-      reduce.setArg(2, cl_int(M));
-      reduce.setArg(3, cl_int(N_));
-      reduce.setArg(4, cl_int(splits));
+      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
       ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
                        "w4a16_splitk_reduce");
     }
   } else {
-    main_k.setArg(0, qw_);
-    main_k.setArg(1, scales_);
-    main_k.setArg(2, zeros_);
-    main_k.setArg(3, wgroup_);
-    main_k.setArg(4, xp_);
-    main_k.setArg(5, y);
-    main_k.setArg(6, cl_int(M));
-    main_k.setArg(7, cl_int(N_));
-    main_k.setArg(8, cl_int(Np_));
-    main_k.setArg(9, cl_int(block_n_));
-    main_k.setArg(10, cl_int(Kp_));
+    set_args(main_k, qw_, scales_, zeros_, wgroup_, xp_, y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
+             cl_int(Kp_));
     ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
                      cl::NDRange(16, 16), "w4a16_gemm_tiled (M=" + std::to_string(M) + ")");
   }
