@@ -143,7 +143,12 @@ TEST(ProgramCache, DiskHitThenCorruptEntriesAreRebuiltAndOverwritten) {
     EXPECT_EQ(s.builds, 1);
     EXPECT_EQ(s.disk_rejected, bad.empty() ? 1 : 1);
     EXPECT_EQ(s.disk_writes, 1);
-    EXPECT_EQ(read_all(path).size(), good.size());
+    // Rewritten whole: a valid entry again (the hit below proves it), not the damaged bytes. Its
+    // size need not equal the first one's: PoCL's binaries differ between a cold and a warm
+    // PoCL cache.
+    const std::string rewritten = read_all(path);
+    EXPECT_GT(rewritten.size(), 140u);
+    EXPECT_NE(rewritten, bad);
     CacheStats again = build_and_run(opts);
     EXPECT_EQ(again.disk_hits, 1) << "rewritten entry must be a hit";
   }
