@@ -16,6 +16,15 @@ const W4A16Tuning kW4A16[] = {
 };
 }  // namespace
 
+GemvLayout gemv_layout(const W4A16Tuning& t, int64_t N) {
+  GemvLayout l;
+  l.cols = t.gemv_cols;
+  l.max_rows = t.gemv_max_rows;
+  l.Np = (N + l.cols - 1) / l.cols * l.cols;
+  l.block_n = t.block_n > 0 ? t.block_n : l.Np;
+  return l;
+}
+
 const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f) {
   if (const char* name = std::getenv("CLQ_W4A16_TUNING"); name && *name) {
     for (const auto& t : kW4A16)

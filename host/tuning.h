@@ -29,6 +29,14 @@ struct W4A16Tuning {
   int gemv_max_rows;
 };
 
+// How a register-tiled kernel stores a K-major weight of N columns on this device: columns padded
+// to Np (a multiple of cols) and kept in column blocks of block_n (host/ops/layout.h).
+struct GemvLayout {
+  int cols = 4, max_rows = 4;
+  int64_t Np = 0, block_n = 0;
+};
+GemvLayout gemv_layout(const W4A16Tuning& t, int64_t N);
+
 // CLQ_W4A16_TUNING=cpu|gpu|default forces a row (tests run every layout on any device).
 const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f);
 

@@ -35,27 +35,28 @@ inline uchar clq_quant_e4m3(float v, float s) {
   return clq_f32_to_e4m3(clamp(r, -E4M3_MAX, E4M3_MAX));
 }
 
-// One work-item per (group j, token m): amax over the group, then quantize it.
-__kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
-                              __global uchar* restrict codes,       // [M][K]
-                              __global float* restrict scales,      // [M][Kb]
-                              __global float* restrict xq,          // [M][Kp]
-                              int M, int K, int Kb) {
-  const int j = get_global_id(0), m = get_global_id(1);
-  if (j >= Kb || m >= M) return;
+// amax |x| over group j of row m (ragged last group: only the columns that exist); NaN noted.
+inline float clq_group_amax(__global const clq_in_t* x, int m, int K, int j, int* has_nan) {
   const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
-  const size_t row = (size_t)m * K, Kp = (size_t)Kb * FP8_GROUP;
   float amax = 0.0f;
-  int has_nan = 0;
+  int nan = 0;
   for (int k = k0; k < k1; ++k) {
-    const float v = clq_load_in(x, row + k);
-    has_nan |= isnan(v);
+    const float v = clq_load_in(x, (size_t)m * K + k);
+    nan |= isnan(v);
     amax = fmax(amax, fabs(v));
   }
-  const float s = clq_group_scale(amax, has_nan);
-  scales[(size_t)m * Kb + j] = s;
+  *has_nan = nan;
+  return amax;
+}
+
+// Quantizes group j of row m with scale s: codes, and the decoded fp32 GEMM operand padded to
+// whole groups with zeros (and +0 codes when CODES_PADDED).
+inline void clq_quant_group(__global const clq_in_t* x, float s, __global uchar* codes, __global float* xq, int m,
+                            int K, int Kb, int j) {
+  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
+  const size_t Kp = (size_t)Kb * FP8_GROUP;
   for (int k = k0; k < k1; ++k) {
-    const uchar q = clq_quant_e4m3(clq_load_in(x, row + k), s);
+    const uchar q = clq_quant_e4m3(clq_load_in(x, (size_t)m * K + k), s);
     codes[CODE_AT(m, k)] = q;
     xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
   }
@@ -67,19 +68,28 @@ __kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
   }
 }
 
+// One work-item per (group j, token m): amax over the group, then quantize it.
+__kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
+                              __global uchar* restrict codes,       // [M][K]
+                              __global float* restrict scales,      // [M][Kb]
+                              __global float* restrict xq,          // [M][Kp]
+                              int M, int K, int Kb) {
+  const int j = get_global_id(0), m = get_global_id(1);
+  if (j >= Kb || m >= M) return;
+  int has_nan;
+  const float amax = clq_group_amax(x, m, K, j, &has_nan);
+  const float s = clq_group_scale(amax, has_nan);
+  scales[(size_t)m * Kb + j] = s;
+  clq_quant_group(x, s, codes, xq, m, K, Kb, j);
+}
+
 // Per-tensor dynamic scale, pass 1: amax of each (group, token), NaN recorded as NaN.
 __kernel void fp8_group_amax(__global const clq_in_t* restrict x, __global float* restrict amax_out, int M, int K,
                              int Kb) {
   const int j = get_global_id(0), m = get_global_id(1);
   if (j >= Kb || m >= M) return;
-  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
-  float amax = 0.0f;
-  int has_nan = 0;
-  for (int k = k0; k < k1; ++k) {
-    const float v = clq_load_in(x, (size_t)m * K + k);
-    has_nan |= isnan(v);
-    amax = fmax(amax, fabs(v));
-  }
+  int has_nan;
+  const float amax = clq_group_amax(x, m, K, j, &has_nan);
   amax_out[(size_t)m * Kb + j] = has_nan ? as_float(0x7FC00000u) : amax;
 }
 
@@ -117,20 +127,8 @@ __kernel void fp8_quant_tensor(__global const clq_in_t* restrict x, __global con
   const int j = get_global_id(0), m = get_global_id(1);
   if (j >= Kb || m >= M) return;
   const float s = scale_in[0];
-  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
-  const size_t Kp = (size_t)Kb * FP8_GROUP;
   scales[(size_t)m * Kb + j] = s;
-  for (int k = k0; k < k1; ++k) {
-    const uchar q = clq_quant_e4m3(clq_load_in(x, (size_t)m * K + k), s);
-    codes[CODE_AT(m, k)] = q;
-    xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
-  }
-  for (int k = k1; k < k0 + FP8_GROUP; ++k) {
-    xq[(size_t)m * Kp + k] = 0.0f;
-#if CODES_PADDED
-    codes[CODE_AT(m, k)] = 0;
-#endif
-  }
+  clq_quant_group(x, s, codes, xq, m, K, Kb, j);
 }
 
 // Weight-only (w8a16): activations stay fp16/bf16, widened to fp32 with unit scales.

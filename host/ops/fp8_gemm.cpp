@@ -209,10 +209,11 @@ Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p)
     fail(Status::kInvalidArgument,
          "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " (use repack_fp8)");
   const W4A16Tuning& t = w4a16_tuning(c.features());
-  cols_ = t.gemv_cols;
-  rows_max_ = t.gemv_max_rows;
-  Np_ = int64_t(round_up(size_t(N_), size_t(cols_)));
-  block_n_ = t.block_n > 0 ? t.block_n : Np_;
+  const GemvLayout lay = gemv_layout(t, N_);
+  cols_ = lay.cols;
+  rows_max_ = lay.max_rows;
+  Np_ = lay.Np;
+  block_n_ = lay.block_n;
   if (double(p.Kp / 4) * double(Np_) >= 2147483647.0)
     fail(Status::kInvalidShape,
          "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
@@ -249,15 +250,7 @@ void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_
     fail(Status::kInvalidArgument, "weight-only FP8 (w8a16) takes fp16 or bf16 activations, not f32");
   if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " exceeds 32-bit element indices; split the batch");
-  size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
-  if (x_bytes < need_x)
-    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) +
-                                       " bytes but M=" + std::to_string(M) + " x K=" + std::to_string(K_) + " " +
-                                       dtype_name(xt) + " needs " + std::to_string(need_x));
-  if (y_bytes < need_y)
-    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) +
-                                       " bytes but M=" + std::to_string(M) + " x N=" + std::to_string(N_) + " " +
-                                       dtype_name(yt) + " needs " + std::to_string(need_y));
+  oputil::check_io_buffers(M, K_, N_, xt, yt, x_bytes, y_bytes);
   if (size_t(M) * size_t(Kp_) * 4 > c_.features().max_alloc)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) +
                                     " needs an activation scratch above the device's max allocation; split the batch");

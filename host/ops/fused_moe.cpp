@@ -181,12 +181,13 @@ void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
 FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E_(m.E), H_(m.H), I_(m.I) {
   validate_moe(m);
   const W4A16Tuning& t = w4a16_tuning(c.features());
-  cols_ = t.gemv_cols;
-  rows_max_ = t.gemv_max_rows;
-  Np1_ = int64_t(round_up(size_t(2 * I_), size_t(cols_)));
-  Np2_ = int64_t(round_up(size_t(H_), size_t(cols_)));
-  block_n1_ = t.block_n > 0 ? t.block_n : Np1_;
-  block_n2_ = t.block_n > 0 ? t.block_n : Np2_;
+  const GemvLayout l1 = gemv_layout(t, 2 * I_), l2 = gemv_layout(t, H_);
+  cols_ = l1.cols;
+  rows_max_ = l1.max_rows;
+  Np1_ = l1.Np;
+  Np2_ = l2.Np;
+  block_n1_ = l1.block_n;
+  block_n2_ = l2.block_n;
   auto upload = [&](const void* data, size_t bytes) {
     cl::Buffer b = c_.alloc(std::max<size_t>(bytes, 4), CL_MEM_READ_ONLY);
     if (bytes) c_.write(b, data, bytes);

@@ -26,4 +26,7 @@ inline int gemv_rows(int64_t M, int max_rows) {
   return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
 }
 
+// Input [M][K] of xt and output [M][N] of yt must fit their buffers (InvalidArgument otherwise).
+void check_io_buffers(int64_t M, int64_t K, int64_t N, DType xt, DType yt, size_t x_bytes, size_t y_bytes);
+
 }  // namespace clq::oputil

@@ -34,10 +34,11 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), K
                                        " N=" + std::to_string(p.N) + " Kp=" + std::to_string(p.Kp) +
                                        " G=" + std::to_string(p.G) + " (use repack_w4)");
   const W4A16Tuning& t = w4a16_tuning(c.features());
-  cols_ = t.gemv_cols;
-  rows_max_ = t.gemv_max_rows;
-  Np_ = int64_t(round_up(size_t(N_), size_t(cols_)));
-  block_n_ = t.block_n > 0 ? t.block_n : Np_;
+  const GemvLayout lay = gemv_layout(t, N_);
+  cols_ = lay.cols;
+  rows_max_ = lay.max_rows;
+  Np_ = lay.Np;
+  block_n_ = lay.block_n;
   if (Np_ % block_n_ != 0 || block_n_ % cols_ != 0)
     fail(Status::kInternal, "w4a16 tuning '" + std::string(t.name) + "' has inconsistent block " +
                                 std::to_string(block_n_) + " / cols " + std::to_string(cols_));
@@ -67,15 +68,7 @@ void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, siz
   if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " with K = " + std::to_string(K_) +
                                     ", N = " + std::to_string(N_) + " exceeds 32-bit element indices; split the batch");
-  size_t need_x = size_t(M * K_) * dtype_size(xt), need_y = size_t(M * N_) * dtype_size(yt);
-  if (x_bytes < need_x)
-    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(x_bytes) +
-                                       " bytes but M=" + std::to_string(M) + " x K=" + std::to_string(K_) + " " +
-                                       dtype_name(xt) + " needs " + std::to_string(need_x));
-  if (y_bytes < need_y)
-    fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) +
-                                       " bytes but M=" + std::to_string(M) + " x N=" + std::to_string(N_) + " " +
-                                       dtype_name(yt) + " needs " + std::to_string(need_y));
+  oputil::check_io_buffers(M, K_, N_, xt, yt, x_bytes, y_bytes);
   size_t scratch = size_t(M) * size_t(Kp_) * 4;
   if (scratch > c_.features().max_alloc)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs a " + std::to_string(scratch) +
