@@ -48,3 +48,30 @@ __kernel void w4a16_gather_x(__global const clq_in_t* restrict x,  // [M][K]
   vstore8(vload8(0, v), w, xp + (size_t)m * Kp);
 #endif
 }
+
+// The nv_mma_skinny variant's activations (w4a16_gemm_nv_skinny.cl): the tensor cores' B
+// fragments in the order the lanes read them, 16-bit (fp16, or bf16 with HALF_BF16):
+//   xf[row block rb][chunk c][lane 4g + t][step s] = {b0, b1}, two 32-bit registers:
+//   b0 = x[8rb + g][k, k + 1], b1 = x[8rb + g][k + 8, k + 9], k = 64c + 16s + 2t (packed order)
+// Rows past M and padding rows read 0; row blocks up to the launch's rounding are written too.
+__kernel void w4a16_gather_frag(__global const clq_in_t* restrict x,  // [M][K]
+                                __global const int* restrict perm,    // [Kp]
+                                __global uint* restrict xf,           // see above
+                                int M, int K, int Kp, int chunks) {
+  const int i = get_global_id(0);  // (c * 32 + lane) * 4 + s
+  const int rb = get_global_id(1);
+  if (i >= chunks * 128) return;
+  const int s = i & 3, lane = (i >> 2) & 31, c = i >> 7;
+  const int m = rb * 8 + (lane >> 2);
+  const int k = c * 64 + s * 16 + 2 * (lane & 3);
+  uint v[4];
+  for (int j = 0; j < 4; ++j) {
+    const int kk = k + (j >> 1) * 8 + (j & 1);
+    const int src = kk < Kp ? perm[kk] : -1;
+    const float f = (m < M && src >= 0) ? clq_load_in(x, (size_t)m * K + src) : 0.0f;
+    v[j] = HALF_BF16 ? clq_f32_to_bf16(f) : clq_f32_to_fp16(f);
+  }
+  const size_t at = ((size_t)rb * chunks * 128 + i) * 2;
+  xf[at] = v[0] | (v[1] << 16);
+  xf[at + 1] = v[2] | (v[3] << 16);
+}

@@ -25,6 +25,7 @@
 // A step whose two words lie in different groups (act-order padding) runs as two half-steps.
 // A warp reuses each B fragment for MT row tiles, so dequantization costs once per 16 * MT rows.
 #include "common/act_io.clh"
+#include "common/nv_mma.clh"
 
 #ifndef NF
 #define NF 8  // 8-column fragments per warp
@@ -32,33 +33,7 @@
 #ifndef MT
 #define MT 1  // 16-row tiles per warp (the host picks 4 once M is large)
 #endif
-#ifndef MMA_BF16
-#define MMA_BF16 0  // 1: bf16 operands (bf16 activations), 0: fp16
-#endif
 #define WARPS 4
-
-// Two fp32 -> one register of two 16-bit values; `lo` lands in the low half (the lower index).
-inline uint clq_pack2(float lo, float hi) {
-  uint d;
-#if MMA_BF16
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-#else
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-#endif
-  return d;
-}
-
-inline void clq_mma16816(float* c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
-#if MMA_BF16
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#endif
-}
 
 // Two small integers -> one register of two exact 16-bit values; `lo` is the lower index.
 inline uint clq_pack_int2(int lo, int hi) { return clq_pack2((float)lo, (float)hi); }

@@ -89,7 +89,12 @@ cl::Program ProgramCache::get(const std::string& file, const std::string& option
   return get_source(file, expanded_kernel_source(file), options);
 }
 
-cl::Program ProgramCache::get_source(const std::string& label, const std::string& source, const std::string& options) {
+cl::Program ProgramCache::get_source(const std::string& label, const std::string& source,
+                                     const std::string& base_options) {
+  // CLQ_BUILD_OPTIONS adds compiler options to every build (e.g. -cl-nv-verbose, whose register
+  // and spill report CLQ_BUILD_LOG=1 then prints); they are part of the cache key.
+  std::string options = base_options;
+  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
   std::lock_guard<std::mutex> lock(mu_);
   std::string key = key_hex(source, options);
   auto it = memory_.find(key);
@@ -124,6 +129,11 @@ cl::Program ProgramCache::build_from_source(const std::string& label, const std:
     prog.getBuildInfo(dev_, CL_PROGRAM_BUILD_LOG, &log);
     throw Error(Status::kBuildFailed, "building kernel file '" + label + "' with options [" + options +
                                           "] failed: " + cl_error_name(err) + "\n--- build log ---\n" + log);
+  }
+  if (const char* show = std::getenv("CLQ_BUILD_LOG"); show && *show && std::string(show) != "0") {
+    std::string log;
+    prog.getBuildInfo(dev_, CL_PROGRAM_BUILD_LOG, &log);
+    std::fprintf(stderr, "[clq build] %s [%s]\n%s\n", label.c_str(), options.c_str(), log.c_str());
   }
   return prog;
 }

@@ -39,12 +39,13 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "gemv");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 4096).variant, "tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1, "tiled").variant, "tiled");
-  DeviceFeatures nv;  // a device whose mma.sync probe passed: gemv for skinny M, tensor cores above
+  DeviceFeatures nv;  // a device whose mma.sync probe passed: tensor cores at every M
   nv.is_gpu = true;
   nv.nv_mma_f16 = true;
   nv.nv_cc_major = 9;
-  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 16).variant, "gemv");
-  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 17).variant, "nv_mma");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 1).variant, "nv_mma_skinny");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 32).variant, "nv_mma_skinny");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 33).variant, "nv_mma");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma");
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 4096).variant, "tiled");  // sm80: no e4m3 mma
   nv.nv_mma_e4m3 = true;

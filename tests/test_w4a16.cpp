@@ -7,6 +7,7 @@
 
 #include "host/caps.h"
 #include "host/formats/w4.h"
+#include "host/ops/op_util.h"
 #include "host/ops/w4a16_gemm.h"
 #include "host/reference.h"
 #include "host/synth.h"
@@ -55,6 +56,10 @@ void run_case(const Case& cs, uint64_t seed) {
   std::vector<std::pair<std::string, int>> runs;
   for (auto* v : supported_variants("w4a16_gemm", c.features())) runs.push_back({v->variant, 0});
   runs.push_back({"gemv", 3});  // split-K with ranges that start and end inside groups
+  if (c.features().nv_mma_f16) {
+    runs.push_back({"nv_mma_skinny", 3});  // in-kernel split-K: the last work-group sums
+    runs.push_back({"nv_mma", 3});
+  }
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
   // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
   for (const char* tuning : {"cpu", "gpu"}) {
@@ -122,6 +127,47 @@ TEST(W4A16, AwkwardShapes) {
   run_case({W4Format::kAwq, 2, 200, 96, 32, false, false, DType::kF16}, s + 5);
   run_case({W4Format::kGptqV2, 1, 8, 96, 32, true, true, DType::kBF16}, s + 6);
   run_case({W4Format::kGptq, 64, 64, 32, 32, false, false, DType::kF32}, s + 7);  // exactly one tile
+}
+
+// The tensor-core variant's activation staging (w4a16_gather_frag) is portable OpenCL: its
+// fragment order is checked here on every device, against the layout written out on the host,
+// with a shuffled permutation, padding rows and a row block past M.
+TEST(W4A16, FragmentGatherLayout) {
+  auto& c = test::ctx();
+  const int64_t M = 11, K = 200, Kp = 256, chunks = 4, blocks = 3;
+  std::vector<int32_t> perm(static_cast<size_t>(Kp));
+  for (int64_t r = 0; r < Kp; ++r) perm[size_t(r)] = r < K ? int32_t(r * 37 % K) : -1;  // 37 is prime to 200
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto x = random_activations(M, K, dt, test::seed() + 77);
+    const uint16_t* xh = reinterpret_cast<const uint16_t*>(x.data());
+    cl::Buffer dx = c.alloc(x.size()), dperm = c.alloc(perm.size() * 4);
+    const size_t out_bytes = size_t(blocks * chunks * 32 * 32);  // 32 bytes per lane and chunk
+    cl::Buffer dout = c.alloc(out_bytes);
+    c.write(dx, x.data(), x.size());
+    c.write(dperm, perm.data(), perm.size() * 4);
+    c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
+    cl::Kernel k = c.kernel("w4a16_gather.cl", "w4a16_gather_frag",
+                            oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
+    set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(Kp), cl_int(chunks));
+    launch(c, k, cl::NDRange(size_t(chunks * 128), size_t(blocks)), cl::NDRange(128, 1), "w4a16_gather_frag");
+    std::vector<uint16_t> got(out_bytes / 2);
+    c.read(dout, got.data(), out_bytes);
+    size_t checked = 0;
+    for (int64_t rb = 0; rb < blocks; ++rb)
+      for (int64_t ch = 0; ch < chunks; ++ch)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int st = 0; st < 4; ++st)
+            for (int j = 0; j < 4; ++j) {  // b0 = halves 0, 1; b1 = halves 2, 3
+              const int64_t m = rb * 8 + lane / 4, kk = ch * 64 + st * 16 + 2 * (lane % 4) + (j / 2) * 8 + j % 2;
+              const int32_t src = perm[size_t(kk)];
+              const uint16_t want = m < M && src >= 0 ? xh[size_t(m * K + src)] : 0;
+              const size_t at = size_t((((rb * chunks + ch) * 32 + lane) * 4 + st) * 4 + j);
+              ASSERT_EQ(got[at], want) << "block " << rb << " chunk " << ch << " lane " << lane << " step " << st;
+              ++checked;
+            }
+    EXPECT_EQ(checked, out_bytes / 2);
+  }
 }
 
 TEST(W4A16, IdenticalRowsGiveIdenticalOutputs) {

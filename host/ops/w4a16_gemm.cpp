@@ -1,6 +1,8 @@
 #include "host/ops/w4a16_gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
@@ -25,6 +27,82 @@ std::string W4A16Problem::label() const {
          " K=" + std::to_string(K) + " g" + std::to_string(group_size) + (act_order ? " act" : "") + " " +
          dtype_name(act);
 }
+
+namespace {
+
+// The nv_mma_skinny weight layout (kernels_cl/w4a16_gemm_nv_skinny.cl has the picture): per
+// 16-column tile and 64-row chunk, one uint4 per lane whose words are the lane's A fragments of
+// the chunk's four 16-row steps; rows past Kp and columns past N hold 0.
+struct FragLayout {
+  int64_t tiles = 0, chunks = 0;
+  std::vector<uint32_t> qf;      // [tiles][chunks][32][4]
+  std::vector<uint32_t> sz;      // [G][tiles][8][2]
+  std::vector<int32_t> wgroup;   // [chunks * 8], padding words in the last group
+  std::vector<int32_t> desc;     // [chunks] group of the first word, | kMixed if the words span groups
+  static constexpr int32_t kMixed = 0x40000000;
+};
+
+FragLayout frag_layout(const W4Packed& p) {
+  FragLayout f;
+  f.tiles = (p.N + 15) / 16;
+  f.chunks = (p.Kp + 63) / 64;
+  const int64_t words = p.Kp / 8;
+  auto nib = [&](int64_t w, int64_t n, int i) -> uint32_t {
+    return w < words && n < p.N ? (p.qw[size_t(w * p.N + n)] >> (4 * i)) & 15u : 0u;
+  };
+  f.qf.assign(size_t(f.tiles * f.chunks * 128), 0u);
+  for (int64_t T = 0; T < f.tiles; ++T)
+    for (int64_t c = 0; c < f.chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane >> 2, t = lane & 3;
+        for (int s = 0; s < 4; ++s) {
+          const int64_t wa = (c * 4 + s) * 2;
+          uint32_t word = 0;
+          for (int r = 0; r < 4; ++r)
+            for (int h = 0; h < 2; ++h)
+              word |= nib(wa + (r >> 1), T * 16 + g + (r & 1) * 8, 2 * t + h) << (4 * r + 16 * h);
+          f.qf[size_t(((T * f.chunks + c) * 32 + lane) * 4 + s)] = word;
+        }
+      }
+  f.sz.assign(size_t(p.G * f.tiles * 16), 0u);
+  for (int64_t grp = 0; grp < p.G; ++grp)
+    for (int64_t T = 0; T < f.tiles; ++T)
+      for (int g = 0; g < 8; ++g) {
+        const int64_t n0 = T * 16 + g, n1 = n0 + 8;
+        const uint32_t s0 = n0 < p.N ? p.scales[size_t(grp * p.N + n0)] : 0x3C00u;
+        const uint32_t s1 = n1 < p.N ? p.scales[size_t(grp * p.N + n1)] : 0x3C00u;
+        const uint32_t z0 = n0 < p.N ? p.zeros[size_t(grp * p.N + n0)] : 0u;
+        const uint32_t z1 = n1 < p.N ? p.zeros[size_t(grp * p.N + n1)] : 0u;
+        const size_t at = size_t(((grp * f.tiles + T) * 8 + g) * 2);
+        f.sz[at] = s0 | (s1 << 16);
+        f.sz[at + 1] = z0 | (z1 << 16);
+      }
+  f.wgroup.assign(size_t(f.chunks * 8), int32_t(p.G - 1));
+  std::copy(p.wgroup.begin(), p.wgroup.end(), f.wgroup.begin());
+  f.desc.resize(size_t(f.chunks));
+  for (int64_t c = 0; c < f.chunks; ++c) {
+    const int32_t* w = &f.wgroup[size_t(c * 8)];
+    f.desc[size_t(c)] = w[0] | (std::equal(w + 1, w + 8, w) ? 0 : FragLayout::kMixed);
+  }
+  return f;
+}
+
+// CLQ_NV_SKINNY="nt=2,kw=4,unroll=4,wgs=8,direct=4" overrides the nv_mma_skinny launch shape (sweeps).
+int skinny_env(const char* key, int fallback) {
+  const char* e = std::getenv("CLQ_NV_SKINNY");
+  if (!e) return fallback;
+  std::string s(e), k = std::string(key) + "=";
+  size_t at = 0;
+  while (at < s.size()) {
+    size_t end = s.find(',', at);
+    if (end == std::string::npos) end = s.size();
+    if (s.compare(at, k.size(), k) == 0) return std::atoi(s.c_str() + at + k.size());
+    at = end + 1;
+  }
+  return fallback;
+}
+
+}  // namespace
 
 W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), Kp_(p.Kp), G_(p.G) {
   if (p.qw.size() != size_t(p.Kp / 8 * p.N) || p.scales.size() != size_t(p.G * p.N) ||
@@ -61,6 +139,41 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c), K_(p.K), N_(p.N), K
   perm_ = upload(p.perm.data(), p.perm.size() * 4);
   gstart_ = upload(p.gstart.data(), p.gstart.size() * 4);
   wgroup_ = upload(p.wgroup.data(), p.wgroup.size() * 4);
+
+  identity_perm_ = !p.act_order;
+  for (int64_t r = 0; r < Kp_ && identity_perm_; ++r) identity_perm_ = p.perm[size_t(r)] == (r < K_ ? r : -1);
+  // The tensor-core layout is a second copy of the weights, kept only where its variant can run.
+  if (feature_mask(c.features()) & kFeatNvMmaF16) {
+    FragLayout f = frag_layout(p);
+    tiles_ = f.tiles;
+    chunks_ = f.chunks;
+    qf_ = upload(f.qf.data(), f.qf.size() * 4);
+    sz_ = upload(f.sz.data(), f.sz.size() * 4);
+    wgroupf_ = upload(f.wgroup.data(), f.wgroup.size() * 4);
+    descf_ = upload(f.desc.data(), f.desc.size() * 4);
+  }
+}
+
+NvSkinnyConfig W4A16Gemm::skinny_config(int64_t M, DType xt, const W4A16RunOptions& opt) const {
+  NvSkinnyConfig k;
+  k.mb = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
+  k.nt = std::clamp(skinny_env("nt", k.mb >= 4 ? 2 : 1), 1, 4);
+  k.kw = std::clamp(skinny_env("kw", 4), 1, 8);
+  // One chunk per batch measured best on the H200 (more costs registers, hence warps).
+  k.unroll = skinny_env("unroll", 1);
+  if (k.unroll != 1 && k.unroll != 2 && k.unroll != 4) k.unroll = 1;
+  // Work-groups per compute unit to aim for; split-K makes up what the columns alone lack.
+  const int64_t per_cu = std::max(1, skinny_env("wgs", 8));
+  const int64_t wgs = ((tiles_ + k.nt - 1) / k.nt) * ((M + 8 * k.mb - 1) / (8 * k.mb));
+  const int64_t most = std::max<int64_t>(1, chunks_ / k.kw);  // every warp keeps a chunk
+  int64_t splits = opt.splits > 0 ? opt.splits : (int64_t(c_.features().compute_units) * per_cu + wgs - 1) / wgs;
+  splits = std::clamp<int64_t>(splits, 1, most);
+  const int64_t cps = (chunks_ + splits - 1) / splits;
+  k.splits = int((chunks_ + cps - 1) / cps);
+  // A few rows are read where they are (a row per lane group, one L1 wavefront per load) rather
+  // than paying the fragment gather's launch; more rows make those loads 8-way scattered.
+  k.direct = identity_perm_ && (xt == DType::kF16 || xt == DType::kBF16) && M <= skinny_env("direct", 4);
+  return k;
 }
 
 void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
@@ -124,6 +237,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   can_implement(M, xt, yt, xb, yb);
   const VariantRow& row = choose(M, opt.variant);
   const std::string variant = row.variant;
+  if (variant == "nv_mma_skinny") return run_skinny(x, xt, y, yt, M, row, opt);
   const int64_t words = Kp_ / 8;
   int splits = variant == "gemv" ? gemv_splits(M, opt) : variant == "nv_mma" ? mma_splits(M, opt) : 1;
   // mma steps are 16 rows: a split covers whole pairs of words (words is a multiple of 4).
@@ -213,6 +327,56 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
     ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
                      cl::NDRange(16, 16), "w4a16_gemm_tiled (M=" + std::to_string(M) + ")");
   }
+  return ev;
+}
+
+OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                               const VariantRow& row, const W4A16RunOptions& opt) {
+  if (!has_fragment_layout())
+    fail(Status::kInternal, "nv_mma_skinny chosen but the layer was uploaded without its fragment layout");
+  const NvSkinnyConfig k = skinny_config(M, xt, opt);
+  const int64_t wg_cols = (tiles_ + k.nt - 1) / k.nt, row_blocks = (M + 8 * k.mb - 1) / (8 * k.mb);
+  // Scratch first, so a failed allocation leaves nothing enqueued. Activation fragments: 32 bytes
+  // per lane, chunk and block of 8 rows, for every row block the launch reads.
+  const size_t need_xf = size_t(row_blocks * k.mb) * size_t(chunks_) * 32 * 32;
+  if (!k.direct && need_xf > xp_bytes_) {
+    xp_ = c_.alloc(need_xf);
+    xp_bytes_ = need_xf;
+  }
+  const size_t need_part = k.splits > 1 ? size_t(k.splits) * size_t(M) * size_t(N_) * 4 : 4;
+  if (need_part > part_bytes_) {
+    part_ = c_.alloc(need_part);
+    part_bytes_ = need_part;
+  }
+  // One arrival counter per output tile; each launch's last work-group sets its counter back to 0.
+  const size_t need_count = size_t(wg_cols * row_blocks) * 4;
+  if (need_count > count_bytes_) {
+    count_ = c_.alloc(need_count);
+    c_.fill_u32(count_, 0u, need_count);
+    count_bytes_ = need_count;
+  }
+  const bool bf16 = xt == DType::kBF16;
+  const std::string defs = io_defines(xt, yt);
+  cl::Kernel gather =
+      c_.kernel("w4a16_gather.cl", "w4a16_gather_frag", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
+  cl::Kernel main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_skinny",
+                                defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DNT=" + std::to_string(k.nt) +
+                                    " -DMB=" + std::to_string(k.mb) + " -DKW=" + std::to_string(k.kw) +
+                                    " -DUNROLL=" + std::to_string(k.unroll) + " -DXDIRECT=" + (k.direct ? "1" : "0") +
+                                    " " + row.defines);
+  OpEvents ev;
+  if (!k.direct) {
+    set_args(gather, x, perm_, xp_, cl_int(M), cl_int(K_), cl_int(Kp_), cl_int(chunks_));
+    ev.first = launch(c_, gather, cl::NDRange(size_t(chunks_) * 128, size_t(row_blocks * k.mb)), cl::NDRange(128, 1),
+                      "w4a16_gather_frag");
+  }
+  const int64_t cps = (chunks_ + k.splits - 1) / k.splits;
+  set_args(main_k, qf_, sz_, wgroupf_, descf_, k.direct ? x : xp_, part_, count_, y, cl_int(M), cl_int(N_), cl_int(K_),
+           cl_int(tiles_), cl_int(chunks_), cl_int(cps));
+  ev.last = launch(c_, main_k, cl::NDRange(size_t(wg_cols) * 32 * size_t(k.kw), size_t(k.splits), size_t(row_blocks)),
+                   cl::NDRange(32 * size_t(k.kw), 1, 1),
+                   "w4a16_gemm_nv_skinny (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")");
+  if (k.direct) ev.first = ev.last;
   return ev;
 }
 

@@ -31,7 +31,17 @@ struct W4A16Problem {
 
 struct W4A16RunOptions {
   std::string variant;  // "" = capability table (or CLQ_VARIANT)
-  int splits = 0;       // gemv split-K ranges; 0 = heuristic
+  int splits = 0;       // split-K ranges (gemv, nv_mma, nv_mma_skinny); 0 = heuristic
+};
+
+// Launch shape of the nv_mma_skinny variant (kernels_cl/w4a16_gemm_nv_skinny.cl).
+struct NvSkinnyConfig {
+  int nt = 1;      // 16-column tiles per work-group
+  int mb = 1;      // 8-row B fragments per work-group
+  int kw = 4;      // warps per work-group, splitting its K range
+  int unroll = 1;  // 64-row chunks per pipeline batch (1, 2 or 4)
+  int splits = 1;  // split-K ranges across work-groups
+  bool direct = false;  // B fragments read from the rows of x: no gather pass
 };
 
 class W4A16Gemm {
@@ -55,15 +65,25 @@ class W4A16Gemm {
   int gemv_splits(int64_t M, const W4A16RunOptions& opt = {}) const;
   int mma_splits(int64_t M, const W4A16RunOptions& opt = {}) const;
   int mma_tiles(int64_t M) const;
+  // Where the skinny tensor-core variant is available (its weight layout was uploaded).
+  bool has_fragment_layout() const { return tiles_ > 0; }
+  NvSkinnyConfig skinny_config(int64_t M, DType xt, const W4A16RunOptions& opt = {}) const;
 
  private:
+  OpEvents run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const VariantRow& row,
+                      const W4A16RunOptions& opt);
+
   Context& c_;
   int64_t K_, N_, Kp_, G_;
   int64_t Np_ = 0, block_n_ = 0;  // device layout (host/tuning.h)
   int cols_ = 4, rows_max_ = 4;
   cl::Buffer qw_, scales_, zeros_, perm_, gstart_, wgroup_;
-  cl::Buffer xp_, xw_, part_;  // scratch, grown on demand
-  size_t xp_bytes_ = 0, xw_bytes_ = 0, part_bytes_ = 0;
+  // Tensor-core fragment layout (nv_mma_skinny), uploaded where the mma probe passed.
+  cl::Buffer qf_, sz_, wgroupf_, descf_;
+  int64_t tiles_ = 0, chunks_ = 0;
+  bool identity_perm_ = false;  // packed row r is activation column r (no act-order, no padding inside)
+  cl::Buffer xp_, xw_, part_, count_;  // scratch, grown on demand
+  size_t xp_bytes_ = 0, xw_bytes_ = 0, part_bytes_ = 0, count_bytes_ = 0;
 };
 
 }  // namespace clq
