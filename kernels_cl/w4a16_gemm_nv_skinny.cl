@@ -352,21 +352,8 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
     }
   }
 
-  // acc[nt][mb][r]: column tile*16 + g (+8 for r >= 2), row m0 + 8mb + 2t (+1 for odd r).
-  if (splits == 1) {
-    if (warp == 0) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int n = (tile0 + nt) * 16 + g + (r >= 2 ? 8 : 0), m = m0 + mb * 8 + 2 * t + (r & 1);
-            if (n < N && m < M) clq_store_out(y_gl, (size_t)m * N + n, st.acc[nt][mb][r]);
-          }
-    }
-    return;
-  }
+  // acc[nt][mb][r]: column tile*16 + g (+8 for r >= 2), row m0 + 8mb + 2t (+1 for odd r). One
+  // split stores y; several store partials, and the last work-group of the tile sums them below.
   if (warp == 0) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
@@ -375,10 +362,13 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int n = (tile0 + nt) * 16 + g + (r >= 2 ? 8 : 0), m = m0 + mb * 8 + 2 * t + (r & 1);
-          if (n < N && m < M) part_gl[((size_t)split * M + m) * N + n] = st.acc[nt][mb][r];
+          if (n >= N || m >= M) continue;
+          if (splits == 1) clq_store_out(y_gl, (size_t)m * N + n, st.acc[nt][mb][r]);
+          else part_gl[((size_t)split * M + m) * N + n] = st.acc[nt][mb][r];
         }
-    clq_fence_gpu();
+    if (splits > 1) clq_fence_gpu();
   }
+  if (splits == 1) return;
   barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
   __global uint* counter = count_gl + get_group_id(2) * get_num_groups(0) + get_group_id(0);
   if (get_local_id(0) == 0) last = atomic_inc(counter) == (uint)(splits - 1);
