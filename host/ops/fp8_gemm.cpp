@@ -123,10 +123,7 @@ std::string Fp8Problem::label() const {
 // ---- quantizer ------------------------------------------------------------------------------
 
 void Fp8Quantizer::grow(cl::Buffer& b, size_t& have, size_t need) {
-  if (need > have) {
-    b = c_.alloc(need);
-    have = need;
-  }
+  oputil::grow_scratch(c_, b, have, need);
 }
 
 OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode,
@@ -304,10 +301,7 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   const int64_t bps = (Kb_ + splits - 1) / splits;
   const int rows = gemv_rows(M, rows_max_);
   size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
-  if (need_part > part_bytes_) {
-    part_ = c_.alloc(need_part);
-    part_bytes_ = need_part;
-  }
+  oputil::grow_scratch(c_, part_, part_bytes_, need_part);
   const std::string defs = io_defines(xt, yt);
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {

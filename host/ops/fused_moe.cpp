@@ -171,11 +171,7 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
 // ---- the op -----------------------------------------------------------------------------------
 
 void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
-  need = std::max<size_t>(need, 4);
-  if (need > have) {
-    b = c_.alloc(need);
-    have = need;
-  }
+  oputil::grow_scratch(c_, b, have, std::max<size_t>(need, 4));
 }
 
 FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E_(m.E), H_(m.H), I_(m.I) {

@@ -5,8 +5,18 @@
 #include <string>
 
 #include "host/numeric.h"
+#include "runtime/context.h"
 
 namespace clq::oputil {
+
+// Scratch buffers only grow: a run that needs more replaces the buffer, one that needs less reuses
+// it. Returns true when a new (uninitialized) buffer was allocated.
+inline bool grow_scratch(Context& c, cl::Buffer& b, size_t& have, size_t need) {
+  if (need <= have) return false;
+  b = c.alloc(need);
+  have = need;
+  return true;
+}
 
 inline size_t round_up(size_t v, size_t m) {
   return (v + m - 1) / m * m;

@@ -13,6 +13,7 @@ namespace clq {
 
 using oputil::dtype_code;
 using oputil::gemv_rows;
+using oputil::grow_scratch;
 using oputil::io_defines;
 using oputil::round_up;
 
@@ -246,20 +247,11 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
 
   // Scratch first, so a failed allocation leaves nothing enqueued.
   size_t need_xp = size_t(M) * size_t(Kp_) * 4;
-  if (need_xp > xp_bytes_) {
-    xp_ = c_.alloc(need_xp);
-    xp_bytes_ = need_xp;
-  }
+  grow_scratch(c_, xp_, xp_bytes_, need_xp);
   size_t need_xw = size_t(M) * size_t(Kp_ / 8) * 4;
-  if (need_xw > xw_bytes_) {
-    xw_ = c_.alloc(need_xw);
-    xw_bytes_ = need_xw;
-  }
+  grow_scratch(c_, xw_, xw_bytes_, need_xw);
   size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
-  if (need_part > part_bytes_) {
-    part_ = c_.alloc(need_part);
-    part_bytes_ = need_part;
-  }
+  grow_scratch(c_, part_, part_bytes_, need_part);
   const std::string defs = io_defines(xt, yt);
   // Each variant reads the activations in its own form: nibble-scaled fp32 (gemv), fp32 (tiled),
   // or the 16-bit operand type of the tensor cores (nv_mma: bf16 for bf16 input, else fp16).
@@ -339,22 +331,12 @@ OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& 
   // Scratch first, so a failed allocation leaves nothing enqueued. Activation fragments: 32 bytes
   // per lane, chunk and block of 8 rows, for every row block the launch reads.
   const size_t need_xf = size_t(row_blocks * k.mb) * size_t(chunks_) * 32 * 32;
-  if (!k.direct && need_xf > xp_bytes_) {
-    xp_ = c_.alloc(need_xf);
-    xp_bytes_ = need_xf;
-  }
+  if (!k.direct) grow_scratch(c_, xp_, xp_bytes_, need_xf);
   const size_t need_part = k.splits > 1 ? size_t(k.splits) * size_t(M) * size_t(N_) * 4 : 4;
-  if (need_part > part_bytes_) {
-    part_ = c_.alloc(need_part);
-    part_bytes_ = need_part;
-  }
+  grow_scratch(c_, part_, part_bytes_, need_part);
   // One arrival counter per output tile; each launch's last work-group sets its counter back to 0.
   const size_t need_count = size_t(wg_cols * row_blocks) * 4;
-  if (need_count > count_bytes_) {
-    count_ = c_.alloc(need_count);
-    c_.fill_u32(count_, 0u, need_count);
-    count_bytes_ = need_count;
-  }
+  if (grow_scratch(c_, count_, count_bytes_, need_count)) c_.fill_u32(count_, 0u, need_count);
   const bool bf16 = xt == DType::kBF16;
   const std::string defs = io_defines(xt, yt);
   cl::Kernel gather =
