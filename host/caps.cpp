@@ -64,6 +64,7 @@ const std::vector<VariantRow> kTable = {
   {"w4a16_gemm",       "tiled",       0,               "w4a16_gemm_tiled.cl",           "", 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
   {"w4a16_gemm",       "gemv",        kFeatCpu,        "w4a16_gemv.cl",                 "", 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
   {"w4a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "w4a16_gemm_nv_mma.cl",          "", 25, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k16 via inline PTX on exact q - z operands; from M=33 (H200: beats nv_mma_skinny at 64, not at 32)", 33},
+  {"w4a16_gemm",       "nv_mma_tiled",  kFeatNvMmaF16, "w4a16_gemm_nv_tiled.cl",        "", 28, K::kNative,   St::kImplemented, 0, "weights as the mma A operand (fragment layout), cp.async-staged local-memory tiles, ldmatrix activations; from M=33", 33},
   {"w4a16_gemm",       "nv_mma_skinny", kFeatNvMmaF16, "w4a16_gemm_nv_skinny.cl",       "", 30, K::kNative,   St::kImplemented, 32, "weights as the mma A operand in a fragment-matched layout, bias-trick dequant, pipelined loads, in-kernel split-K; M <= 32"},
   {"fp8_quant",        "portable",    0,               "fp8_quant.cl",                  "", 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
   // One kernel pair serves block W8A8, per-tensor W8A8 and W8A16 (scales broadcast, or

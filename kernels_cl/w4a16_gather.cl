@@ -75,3 +75,23 @@ __kernel void w4a16_gather_frag(__global const clq_in_t* restrict x,  // [M][K]
   xf[at] = v[0] | (v[1] << 16);
   xf[at + 1] = v[2] | (v[3] << 16);
 }
+
+// The nv_mma_tiled variant's activations (w4a16_gemm_nv_tiled.cl): 16-bit rows in the packed
+// order, each ld >= Kp wide (whole 64-row chunks), columns past Kp and padding rows 0:
+//   xh[m][k] = x[m][perm[k]] as fp16 (or bf16 with HALF_BF16), 8 columns per work-item.
+__kernel void w4a16_gather_h16(__global const clq_in_t* restrict x,  // [M][K]
+                               __global const int* restrict perm,    // [Kp]
+                               __global uint4* restrict xh,          // [M][ld] 16-bit
+                               int M, int K, int Kp, int ld) {
+  const int w = get_global_id(0);
+  const int m = get_global_id(1);
+  if (w >= ld / 8 || m >= M) return;
+  uint v[8];
+  for (int i = 0; i < 8; ++i) {
+    const int kk = w * 8 + i;
+    const int src = kk < Kp ? perm[kk] : -1;
+    const float f = src >= 0 ? clq_load_in(x, (size_t)m * K + src) : 0.0f;
+    v[i] = HALF_BF16 ? clq_f32_to_bf16(f) : clq_f32_to_fp16(f);
+  }
+  xh[(size_t)m * (ld / 8) + w] = (uint4)(v[0] | (v[1] << 16), v[2] | (v[3] << 16), v[4] | (v[5] << 16), v[6] | (v[7] << 16));
+}

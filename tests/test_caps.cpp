@@ -45,8 +45,8 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   nv.nv_cc_major = 9;
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 1).variant, "nv_mma_skinny");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 32).variant, "nv_mma_skinny");
-  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 33).variant, "nv_mma");
-  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 33).variant, "nv_mma_tiled");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma_tiled");
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 4096).variant, "tiled");  // sm80: no e4m3 mma
   nv.nv_mma_e4m3 = true;
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 1).variant, "gemv");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "host/caps.h"
@@ -59,6 +60,7 @@ void run_case(const Case& cs, uint64_t seed) {
   if (c.features().nv_mma_f16) {
     runs.push_back({"nv_mma_skinny", 3});  // in-kernel split-K: the last work-group sums
     runs.push_back({"nv_mma", 3});
+    runs.push_back({"nv_mma_tiled", 3});  // partials summed by w4a16_splitk_reduce
   }
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
   // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
@@ -167,6 +169,48 @@ TEST(W4A16, FragmentGatherLayout) {
               ++checked;
             }
     EXPECT_EQ(checked, out_bytes / 2);
+  }
+}
+
+// nv_mma_tiled's activation staging (w4a16_gather_h16) is portable too: 16-bit rows in packed
+// order, padded to whole chunks, checked on every device with a shuffled permutation; fp32 input
+// becomes fp16 (the operand type the tensor cores get for it).
+TEST(W4A16, RowGatherLayout) {
+  auto& c = test::ctx();
+  const int64_t M = 5, K = 200, Kp = 256, ld = 320;
+  std::vector<int32_t> perm(static_cast<size_t>(Kp));
+  for (int64_t r = 0; r < Kp; ++r) perm[size_t(r)] = r < K ? int32_t(r * 37 % K) : -1;
+  for (DType dt : {DType::kF16, DType::kBF16, DType::kF32}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto x = random_activations(M, K, dt, test::seed() + 78);
+    cl::Buffer dx = c.alloc(x.size()), dperm = c.alloc(perm.size() * 4);
+    const size_t out_bytes = size_t(M * ld * 2);
+    cl::Buffer dout = c.alloc(out_bytes);
+    c.write(dx, x.data(), x.size());
+    c.write(dperm, perm.data(), perm.size() * 4);
+    c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
+    cl::Kernel k = c.kernel("w4a16_gather.cl", "w4a16_gather_h16",
+                            oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
+    set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(Kp), cl_int(ld));
+    launch(c, k, cl::NDRange(64, size_t(M)), cl::NDRange(64, 1), "w4a16_gather_h16");
+    std::vector<uint16_t> got(out_bytes / 2);
+    c.read(dout, got.data(), out_bytes);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t kk = 0; kk < ld; ++kk) {
+        const int32_t src = kk < Kp ? perm[size_t(kk)] : -1;
+        uint16_t want = 0;
+        if (src >= 0) {
+          const size_t at = size_t(m * K + src);
+          if (dt == DType::kF32) {
+            float f;
+            std::memcpy(&f, x.data() + at * 4, 4);
+            want = f32_to_fp16(f);
+          } else {
+            std::memcpy(&want, x.data() + at * 2, 2);
+          }
+        }
+        ASSERT_EQ(got[size_t(m * ld + kk)], want) << "row " << m << " column " << kk;
+      }
   }
 }
 

@@ -88,9 +88,10 @@ FragLayout frag_layout(const W4Packed& p) {
   return f;
 }
 
-// CLQ_NV_SKINNY="nt=2,kw=4,unroll=4,wgs=8,direct=4" overrides the nv_mma_skinny launch shape (sweeps).
-int skinny_env(const char* key, int fallback) {
-  const char* e = std::getenv("CLQ_NV_SKINNY");
+// CLQ_NV_SKINNY="nt=2,kw=4,unroll=4,wgs=8,direct=4" and CLQ_NV_TILED="tn=4,wn=2,mbw=4,wm=2,stages=3,wgs=2"
+// override the launch shapes of the tensor-core variants (sweeps).
+int env_knob(const char* var, const char* key, int fallback) {
+  const char* e = std::getenv(var);
   if (!e) return fallback;
   std::string s(e), k = std::string(key) + "=";
   size_t at = 0;
@@ -102,6 +103,8 @@ int skinny_env(const char* key, int fallback) {
   }
   return fallback;
 }
+int skinny_env(const char* key, int fallback) { return env_knob("CLQ_NV_SKINNY", key, fallback); }
+int tiled_env(const char* key, int fallback) { return env_knob("CLQ_NV_TILED", key, fallback); }
 
 }  // namespace
 
@@ -177,6 +180,32 @@ NvSkinnyConfig W4A16Gemm::skinny_config(int64_t M, DType xt, const W4A16RunOptio
   return k;
 }
 
+NvTiledConfig W4A16Gemm::tiled_config(int64_t M, DType xt, const W4A16RunOptions& opt) const {
+  NvTiledConfig k;
+  auto pick = [](int v, int fallback) { return v == 1 || v == 2 || v == 4 || v == 8 ? v : fallback; };
+  k.tn = pick(tiled_env("tn", k.tn), k.tn);
+  k.wn = pick(tiled_env("wn", k.wn), k.wn);
+  k.mbw = pick(tiled_env("mbw", k.mbw), k.mbw);
+  k.wm = pick(tiled_env("wm", M >= 48 ? 2 : 1), 2);
+  if (k.threads() > 1024) k.wm = 1;
+  // Deeper pipelines where the row tile is small; whatever fits the device's local memory.
+  k.stages = std::clamp(tiled_env("stages", k.rows() >= 128 ? 2 : k.rows() >= 64 ? 3 : 4), 2, 4);
+  const auto stage_bytes = [&](int s) { return uint64_t(s) * (uint64_t(k.rows()) * 128 + uint64_t(k.tiles()) * 576) + 64; };
+  const uint64_t local = c_.features().local_mem ? c_.features().local_mem : 48 * 1024;
+  while (k.stages > 2 && stage_bytes(k.stages) > local) --k.stages;
+  if (stage_bytes(k.stages) > local) k = NvTiledConfig{};
+  k.gm = std::clamp(tiled_env("gm", k.gm), 1, 64);
+  // Split K only when the tiles alone leave compute units idle; each range keeps 8 chunks.
+  const int64_t wgs = ((tiles_ + k.tiles() - 1) / k.tiles()) * ((M + k.rows() - 1) / k.rows());
+  const int64_t target = int64_t(c_.features().compute_units) * std::max(1, tiled_env("wgs", 2));
+  int64_t splits = opt.splits > 0 ? opt.splits : (target + wgs - 1) / wgs;
+  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, opt.splits > 0 ? chunks_ : chunks_ / 8));
+  const int64_t cps = (chunks_ + splits - 1) / splits;
+  k.splits = int((chunks_ + cps - 1) / cps);
+  k.direct = identity_perm_ && (xt == DType::kF16 || xt == DType::kBF16) && chunks_ * 64 == K_;
+  return k;
+}
+
 void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
   if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
   if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
@@ -239,6 +268,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   const VariantRow& row = choose(M, opt.variant);
   const std::string variant = row.variant;
   if (variant == "nv_mma_skinny") return run_skinny(x, xt, y, yt, M, row, opt);
+  if (variant == "nv_mma_tiled") return run_tiled(x, xt, y, yt, M, row, opt);
   const int64_t words = Kp_ / 8;
   int splits = variant == "gemv" ? gemv_splits(M, opt) : variant == "nv_mma" ? mma_splits(M, opt) : 1;
   // mma steps are 16 rows: a split covers whole pairs of words (words is a multiple of 4).
@@ -325,7 +355,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
 OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                                const VariantRow& row, const W4A16RunOptions& opt) {
   if (!has_fragment_layout())
-    fail(Status::kInternal, "nv_mma_skinny chosen but the layer was uploaded without its fragment layout");
+    fail(Status::kInternal, std::string(row.variant) + " chosen but the layer was uploaded without its fragment layout");
   const NvSkinnyConfig k = skinny_config(M, xt, opt);
   const int64_t wg_cols = (tiles_ + k.nt - 1) / k.nt, row_blocks = (M + 8 * k.mb - 1) / (8 * k.mb);
   // Scratch first, so a failed allocation leaves nothing enqueued. Activation fragments: 32 bytes
@@ -359,6 +389,50 @@ OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& 
                    cl::NDRange(32 * size_t(k.kw), 1, 1),
                    "w4a16_gemm_nv_skinny (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")");
   if (k.direct) ev.first = ev.last;
+  return ev;
+}
+
+OpEvents W4A16Gemm::run_tiled(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                              const VariantRow& row, const W4A16RunOptions& opt) {
+  if (!has_fragment_layout())
+    fail(Status::kInternal, std::string(row.variant) + " chosen but the layer was uploaded without its fragment layout");
+  const NvTiledConfig k = tiled_config(M, xt, opt);
+  const int64_t ld = chunks_ * 64;
+  // Scratch first, so a failed allocation leaves nothing enqueued.
+  if (!k.direct) grow_scratch(c_, xp_, xp_bytes_, size_t(M) * size_t(ld) * 2);
+  const size_t need_part = k.splits > 1 ? size_t(k.splits) * size_t(M) * size_t(N_) * 4 : 4;
+  grow_scratch(c_, part_, part_bytes_, need_part);
+  const bool bf16 = xt == DType::kBF16;
+  const std::string defs = io_defines(xt, yt);
+  cl::Kernel gather =
+      c_.kernel("w4a16_gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
+  cl::Kernel main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_tiled",
+                                defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DTN=" + std::to_string(k.tn) +
+                                    " -DWN=" + std::to_string(k.wn) + " -DMBW=" + std::to_string(k.mbw) +
+                                    " -DWM=" + std::to_string(k.wm) + " -DSTAGES=" + std::to_string(k.stages) +
+                                    " -DGM=" + std::to_string(k.gm) + " " + row.defines);
+  cl::Kernel reduce;
+  if (k.splits > 1) reduce = c_.kernel("w4a16_gemv.cl", "w4a16_splitk_reduce", defs);
+  OpEvents ev;
+  if (!k.direct) {
+    set_args(gather, x, perm_, xp_, cl_int(M), cl_int(K_), cl_int(Kp_), cl_int(ld));
+    ev.first = launch(c_, gather, cl::NDRange(round_up(size_t(ld / 8), 64), size_t(M)), cl::NDRange(64, 1),
+                      "w4a16_gather_h16");
+  }
+  const int64_t cps = (chunks_ + k.splits - 1) / k.splits;
+  const int64_t wg_cols = (tiles_ + k.tiles() - 1) / k.tiles(), wg_rows = (M + k.rows() - 1) / k.rows();
+  set_args(main_k, qf_, sz_, wgroupf_, descf_, k.direct ? x : xp_, part_, y, cl_int(M), cl_int(N_), cl_int(tiles_),
+           cl_int(chunks_), cl_int(k.direct ? K_ : ld), cl_int(cps));
+  const size_t threads = size_t(k.threads());
+  ev.last = launch(c_, main_k, cl::NDRange(size_t(wg_cols) * threads, size_t(k.splits), size_t(wg_rows)),
+                   cl::NDRange(threads, 1, 1),
+                   "w4a16_gemm_nv_tiled (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")");
+  if (k.direct) ev.first = ev.last;
+  if (k.splits > 1) {
+    set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(k.splits));
+    ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
+                     "w4a16_splitk_reduce");
+  }
   return ev;
 }
 

@@ -44,6 +44,20 @@ struct NvSkinnyConfig {
   bool direct = false;  // B fragments read from the rows of x: no gather pass
 };
 
+// Launch shape of the nv_mma_tiled variant (kernels_cl/w4a16_gemm_nv_tiled.cl): wn x wm warps,
+// each tn 16-column tiles by mbw 8-row blocks.
+struct NvTiledConfig {
+  int tn = 4, wn = 2;   // tiles per warp, warps along N
+  int mbw = 4, wm = 2;  // 8-row blocks per warp, warps along M
+  int stages = 3;       // 64-row chunks staged in local memory (2..4)
+  int splits = 1;       // split-K ranges (partials summed by w4a16_splitk_reduce)
+  int gm = 8;           // row blocks per band of the work-group raster order
+  bool direct = false;  // x read in place (16-bit, no act-order, K a multiple of 64): no gather
+  int tiles() const { return tn * wn; }
+  int rows() const { return 8 * mbw * wm; }
+  int threads() const { return 32 * wn * wm; }
+};
+
 class W4A16Gemm {
  public:
   // Uploads the repacked layer to the device.
@@ -68,17 +82,20 @@ class W4A16Gemm {
   // Where the skinny tensor-core variant is available (its weight layout was uploaded).
   bool has_fragment_layout() const { return tiles_ > 0; }
   NvSkinnyConfig skinny_config(int64_t M, DType xt, const W4A16RunOptions& opt = {}) const;
+  NvTiledConfig tiled_config(int64_t M, DType xt, const W4A16RunOptions& opt = {}) const;
 
  private:
   OpEvents run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const VariantRow& row,
                       const W4A16RunOptions& opt);
+  OpEvents run_tiled(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const VariantRow& row,
+                     const W4A16RunOptions& opt);
 
   Context& c_;
   int64_t K_, N_, Kp_, G_;
   int64_t Np_ = 0, block_n_ = 0;  // device layout (host/tuning.h)
   int cols_ = 4, rows_max_ = 4;
   cl::Buffer qw_, scales_, zeros_, perm_, gstart_, wgroup_;
-  // Tensor-core fragment layout (nv_mma_skinny), uploaded where the mma probe passed.
+  // Tensor-core fragment layout (nv_mma_skinny, nv_mma_tiled), uploaded where the mma probe passed.
   cl::Buffer qf_, sz_, wgroupf_, descf_;
   int64_t tiles_ = 0, chunks_ = 0;
   bool identity_perm_ = false;  // packed row r is activation column r (no act-order, no padding inside)
