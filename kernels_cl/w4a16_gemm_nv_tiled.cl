@@ -87,66 +87,49 @@ CLQ_INLINE void clq_ldsm_x4(uint* r, uint addr) {
 }
 
 typedef struct {
-  float acc[TN][MBW][4];   // folded result
-  float part[TN][MBW][4];  // current group, unscaled
-  float s[TN][2];          // scales of columns g, g + 8 for the current group
-  uint zm[TN][2];          // bias + z of columns g, g + 8, in both halves
-  int cur;                 // current group, -1 before the first
-} clq_tiled_state;
-
-CLQ_INLINE void clq_tiled_fold(clq_tiled_state* st) {
-#pragma unroll
-  for (int nt = 0; nt < TN; ++nt)
-#pragma unroll
-    for (int mb = 0; mb < MBW; ++mb)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        st->acc[nt][mb][r] = fma(st->part[nt][mb][r], st->s[nt][r >> 1], st->acc[nt][mb][r]);
-        st->part[nt][mb][r] = 0.0f;
-      }
-}
-
-// Folds the finished group and makes `grp`, whose scales/zeros per tile are sz, current.
-CLQ_INLINE void clq_tiled_switch(clq_tiled_state* st, int grp, const uint2* sz) {
-  if (st->cur >= 0) clq_tiled_fold(st);
-#pragma unroll
-  for (int nt = 0; nt < TN; ++nt) {
-    st->s[nt][0] = clq_fp16_to_f32((ushort)(sz[nt].x & 0xFFFFu));
-    st->s[nt][1] = clq_fp16_to_f32((ushort)(sz[nt].x >> 16));
-    const uint z0 = sz[nt].y & 0xFFFFu, z1 = sz[nt].y >> 16;
-    st->zm[nt][0] = CLQ_NIB_BIAS2 | z0 | (z0 << 16);
-    st->zm[nt][1] = CLQ_NIB_BIAS2 | z1 | (z1 << 16);
-  }
-  st->cur = grp;
-}
-
-// One 16-row step into part: `which` 0 = both words, 1 = only the first (rows 0-7), 2 = only the
-// second. b0/b1: the B registers per row block.
-CLQ_INLINE void clq_tiled_step(clq_tiled_state* st, const uint* q, const uint* b0, const uint* b1, int which) {
-#pragma unroll
-  for (int nt = 0; nt < TN; ++nt) {
-    const uint w = q[nt];
-    const uint a0 = which == 2 ? 0u : clq_sub2((w & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][0]);
-    const uint a1 = which == 2 ? 0u : clq_sub2(((w >> 4) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][1]);
-    const uint a2 = which == 1 ? 0u : clq_sub2(((w >> 8) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][0]);
-    const uint a3 = which == 1 ? 0u : clq_sub2(((w >> 12) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][1]);
-#pragma unroll
-    for (int mb = 0; mb < MBW; ++mb) clq_mma16816(st->part[nt][mb], a0, a1, a2, a3, b0[mb], b1[mb]);
-  }
-}
-
+  float v[TN][MBW][4];  // the warp's outputs: [tile][row block][C register]
+} clq_tiled_acc;
 typedef struct {
-  __global const uint2* sz_gl;  // [G][tiles][8]
-  __global const int* wgroup_gl;
-  int sz_at[TN];  // this lane's entry of each of the warp's tiles within a group's row of sz
-  int tiles;
-} clq_tiled_src;
+  uint v[4][MBW][2];  // B fragments of a chunk: [16-row step][row block]{b0, b1}
+} clq_tiled_b;
 
-CLQ_INLINE void clq_tiled_switch_global(clq_tiled_state* st, const clq_tiled_src* src, int grp) {
-  uint2 sz[TN];
+// One 16-row step of one tile into p (MBW blocks of 4): the A registers are (q - z) exactly, from
+// the word's nibbles and bias + z (zm0: column g, zm1: column g + 8); `which` 0 = both words,
+// 1 = only the first (rows 0-7), 2 = only the second; `first` starts p at zero.
+CLQ_INLINE void clq_tiled_mma_step(float (*p)[4], uint w, uint zm0, uint zm1, const uint (*bs)[2], int which,
+                                   bool first) {
+  const uint a0 = which == 2 ? 0u : clq_sub2((w & 0x000F000Fu) | CLQ_NIB_BIAS2, zm0);
+  const uint a1 = which == 2 ? 0u : clq_sub2(((w >> 4) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm1);
+  const uint a2 = which == 1 ? 0u : clq_sub2(((w >> 8) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm0);
+  const uint a3 = which == 1 ? 0u : clq_sub2(((w >> 12) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm1);
 #pragma unroll
-  for (int nt = 0; nt < TN; ++nt) sz[nt] = src->sz_gl[(size_t)grp * src->tiles * 8 + src->sz_at[nt]];
-  clq_tiled_switch(st, grp, sz);
+  for (int mb = 0; mb < MBW; ++mb) {
+    if (first) clq_mma16816_zero(p[mb], a0, a1, a2, a3, bs[mb][0], bs[mb][1]);
+    else clq_mma16816(p[mb], a0, a1, a2, a3, bs[mb][0], bs[mb][1]);
+  }
+}
+
+CLQ_INLINE uint clq_zbias(uint z) { return CLQ_NIB_BIAS2 | z | (z << 16); }
+
+// acc[nt] += s * p: the scales (fp16 bits of columns g, g + 8 in sz.x) applied once per pass.
+CLQ_INLINE void clq_tiled_fold(clq_tiled_acc* acc, int nt, float (*p)[4], uint2 sz) {
+  const float s0 = clq_fp16_to_f32((ushort)(sz.x & 0xFFFFu)), s1 = clq_fp16_to_f32((ushort)(sz.x >> 16));
+#pragma unroll
+  for (int mb = 0; mb < MBW; ++mb)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc->v[nt][mb][r] = fma(p[mb][r], r < 2 ? s0 : s1, acc->v[nt][mb][r]);
+}
+
+// A whole chunk of tile nt in one group (sz: its scales/zeros): four steps summed by the tensor
+// cores, then one fold.
+CLQ_INLINE void clq_tiled_chunk(clq_tiled_acc* acc, int nt, uint4 q4, const clq_tiled_b* b, uint2 sz) {
+  const uint zm0 = clq_zbias(sz.y & 0xFFFFu), zm1 = clq_zbias(sz.y >> 16);
+  float p[MBW][4];
+  clq_tiled_mma_step(p, q4.x, zm0, zm1, b->v[0], 0, true);
+  clq_tiled_mma_step(p, q4.y, zm0, zm1, b->v[1], 0, false);
+  clq_tiled_mma_step(p, q4.z, zm0, zm1, b->v[2], 0, false);
+  clq_tiled_mma_step(p, q4.w, zm0, zm1, b->v[3], 0, false);
+  clq_tiled_fold(acc, nt, p, sz);
 }
 
 typedef struct {
@@ -224,12 +207,11 @@ void w4a16_gemm_nv_tiled(__global const uint4* restrict qf_gl,    // [tiles][chu
   const int split = get_group_id(1), splits = get_num_groups(1);
   const int c_begin = split * chunks_per_split, c_end = min(chunks, c_begin + chunks_per_split);
 
-  clq_tiled_src src;
-  src.sz_gl = (__global const uint2*)sz_gl;
-  src.wgroup_gl = wgroup_gl;
-  src.tiles = tiles;
+  // The mixed-chunk path reads scales/zeros from global memory: this lane's entry per tile.
+  __global const uint2* sz2 = (__global const uint2*)sz_gl;
+  int sz_at[TN];
 #pragma unroll
-  for (int nt = 0; nt < TN; ++nt) src.sz_at[nt] = min(tile0 + wn * TN + nt, tiles - 1) * 8 + g;
+  for (int nt = 0; nt < TN; ++nt) sz_at[nt] = min(tile0 + wn * TN + nt, tiles - 1) * 8 + g;
 
   // ldmatrix addresses, without the stage: lane L names row (L & 7) of matrix L >> 3, i.e. of
   // piece 4h + (L >> 3) of its row block; the swizzle uses the row's low bits, which are L & 7.
@@ -251,14 +233,13 @@ void w4a16_gemm_nv_tiled(__global const uint4* restrict qf_gl,    // [tiles][chu
   io.tid = tid;
   int d_pf = c_begin < c_end ? desc_gl[c_begin] : 0;
 
-  clq_tiled_state st;
+  clq_tiled_acc acc;
 #pragma unroll
   for (int nt = 0; nt < TN; ++nt)
 #pragma unroll
     for (int mb = 0; mb < MBW; ++mb)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) st.acc[nt][mb][r] = st.part[nt][mb][r] = 0.0f;
-  st.cur = -1;
+      for (int r = 0; r < 4; ++r) acc.v[nt][mb][r] = 0.0f;
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) clq_tiled_issue(&io, c_begin + s, xl[s], wl[s], szl[s], &dl[s], &d_pf);
@@ -270,65 +251,59 @@ void w4a16_gemm_nv_tiled(__global const uint4* restrict qf_gl,    // [tiles][chu
     const int ns = stage == 0 ? STAGES - 1 : stage - 1;
     clq_tiled_issue(&io, c + STAGES - 1, xl[ns], wl[ns], szl[ns], &dl[ns], &d_pf);
 
-    uint4 q4[TN];
-#pragma unroll
-    for (int nt = 0; nt < TN; ++nt) q4[nt] = wl[stage][(wn * TN + nt) * 32 + lane];
     const uint xs = (uint)(size_t)&xl[stage][0] + x_lane;
-    uint b[2][MBW][4];  // [k32 half][row block]: b0, b1 of step 2h, then of step 2h + 1
+    clq_tiled_b bf;
 #pragma unroll
-    for (int mb = 0; mb < MBW; ++mb) {
-      clq_ldsm_x4(b[0][mb], xs + mb * 1024u + x_piece0);
-      clq_ldsm_x4(b[1][mb], xs + mb * 1024u + x_piece1);
-    }
+    for (int mb = 0; mb < MBW; ++mb)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint r[4];
+        clq_ldsm_x4(r, xs + mb * 1024u + (h ? x_piece1 : x_piece0));
+        bf.v[2 * h][mb][0] = r[0];
+        bf.v[2 * h][mb][1] = r[1];
+        bf.v[2 * h + 1][mb][0] = r[2];
+        bf.v[2 * h + 1][mb][1] = r[3];
+      }
+    __local const uint4* wq = &wl[stage][wn * TN * 32 + lane];
+    __local const uint2* sl = (__local const uint2*)&szl[stage][0] + wn * TN * 8 + g;
     const int desc = dl[stage];
-    const int d0 = desc & (CLQ_MIXED - 1);
     if (!(desc & CLQ_MIXED)) {
-      if (d0 != st.cur) {
-        uint2 sz[TN];
-        __local const uint2* sl = (__local const uint2*)&szl[stage][0];
 #pragma unroll
-        for (int nt = 0; nt < TN; ++nt) sz[nt] = sl[(wn * TN + nt) * 8 + g];
-        clq_tiled_switch(&st, d0, sz);
-      }
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        uint q[TN], b0[MBW], b1[MBW];
-#pragma unroll
-        for (int nt = 0; nt < TN; ++nt) q[nt] = s == 0 ? q4[nt].x : s == 1 ? q4[nt].y : s == 2 ? q4[nt].z : q4[nt].w;
-#pragma unroll
-        for (int mb = 0; mb < MBW; ++mb) {
-          b0[mb] = b[s >> 1][mb][(s & 1) * 2];
-          b1[mb] = b[s >> 1][mb][(s & 1) * 2 + 1];
-        }
-        clq_tiled_step(&st, q, b0, b1, 0);
-      }
+      for (int nt = 0; nt < TN; ++nt) clq_tiled_chunk(&acc, nt, wq[nt * 32], &bf, sl[nt * 8]);
     } else {
-#pragma unroll
+      // Words of several groups: step by step, each (half) step folded with its own group's scales.
+#pragma unroll 1
       for (int s = 0; s < 4; ++s) {
-        uint q[TN], b0[MBW], b1[MBW];
-#pragma unroll
-        for (int nt = 0; nt < TN; ++nt) q[nt] = s == 0 ? q4[nt].x : s == 1 ? q4[nt].y : s == 2 ? q4[nt].z : q4[nt].w;
-#pragma unroll
-        for (int mb = 0; mb < MBW; ++mb) {
-          b0[mb] = b[s >> 1][mb][(s & 1) * 2];
-          b1[mb] = b[s >> 1][mb][(s & 1) * 2 + 1];
-        }
         const int w = c * 8 + 2 * s;
         const int ga = wgroup_gl[w], gb = wgroup_gl[w + 1];
-        if (ga != st.cur) clq_tiled_switch_global(&st, &src, ga);
-        if (gb == ga) {
-          clq_tiled_step(&st, q, b0, b1, 0);
-        } else {
-          clq_tiled_step(&st, q, b0, b1, 1);
-          clq_tiled_switch_global(&st, &src, gb);
-          clq_tiled_step(&st, q, b0, b1, 2);
+        uint bs[MBW][2];
+#pragma unroll
+        for (int mb = 0; mb < MBW; ++mb)
+#pragma unroll
+          for (int j = 0; j < 2; ++j)
+            bs[mb][j] = s == 0 ? bf.v[0][mb][j] : s == 1 ? bf.v[1][mb][j] : s == 2 ? bf.v[2][mb][j] : bf.v[3][mb][j];
+#pragma unroll
+        for (int nt = 0; nt < TN; ++nt) {
+          const uint4 q4 = wq[nt * 32];
+          const uint q = s == 0 ? q4.x : s == 1 ? q4.y : s == 2 ? q4.z : q4.w;
+          float p[MBW][4];
+          const uint2 sa = sz2[(size_t)ga * tiles * 8 + sz_at[nt]];
+          if (ga == gb) {
+            clq_tiled_mma_step(p, q, clq_zbias(sa.y & 0xFFFFu), clq_zbias(sa.y >> 16), bs, 0, true);
+            clq_tiled_fold(&acc, nt, p, sa);
+          } else {
+            const uint2 sb = sz2[(size_t)gb * tiles * 8 + sz_at[nt]];
+            clq_tiled_mma_step(p, q, clq_zbias(sa.y & 0xFFFFu), clq_zbias(sa.y >> 16), bs, 1, true);
+            clq_tiled_fold(&acc, nt, p, sa);
+            clq_tiled_mma_step(p, q, clq_zbias(sb.y & 0xFFFFu), clq_zbias(sb.y >> 16), bs, 2, true);
+            clq_tiled_fold(&acc, nt, p, sb);
+          }
         }
       }
     }
     stage = stage == STAGES - 1 ? 0 : stage + 1;
   }
   clq_cp_wait();  // nothing may still write local memory when the work-group ends
-  if (st.cur >= 0) clq_tiled_fold(&st);
 
   // acc[nt][mb][r]: column (tile0 + wn TN + nt) * 16 + g (+8 for r >= 2), row
   // m0 + (wm MBW + mb) * 8 + 2t (+1 for odd r).
@@ -342,7 +317,7 @@ void w4a16_gemm_nv_tiled(__global const uint4* restrict qf_gl,    // [tiles][chu
         const int n = (tile0 + wn * TN + nt) * 16 + g + (r >= 2 ? 8 : 0);
         const int m = m0 + (wm * MBW + mb) * 8 + 2 * t + (r & 1);
         if (n >= N || m >= M) continue;
-        if (splits == 1) clq_store_out(y_gl, (size_t)m * N + n, st.acc[nt][mb][r]);
-        else part_gl[((size_t)split * M + m) * N + n] = st.acc[nt][mb][r];
+        if (splits == 1) clq_store_out(y_gl, (size_t)m * N + n, acc.v[nt][mb][r]);
+        else part_gl[((size_t)split * M + m) * N + n] = acc.v[nt][mb][r];
       }
 }

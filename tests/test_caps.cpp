@@ -44,7 +44,8 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   nv.nv_mma_f16 = true;
   nv.nv_cc_major = 9;
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 1).variant, "nv_mma_skinny");
-  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 32).variant, "nv_mma_skinny");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 16).variant, "nv_mma_skinny");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 17).variant, "nv_mma_tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 33).variant, "nv_mma_tiled");
   EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_mma_tiled");
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 4096).variant, "tiled");  // sm80: no e4m3 mma

@@ -185,7 +185,9 @@ NvTiledConfig W4A16Gemm::tiled_config(int64_t M, DType xt, const W4A16RunOptions
   auto pick = [](int v, int fallback) { return v == 1 || v == 2 || v == 4 || v == 8 ? v : fallback; };
   k.tn = pick(tiled_env("tn", k.tn), k.tn);
   k.wn = pick(tiled_env("wn", k.wn), k.wn);
-  k.mbw = pick(tiled_env("mbw", k.mbw), k.mbw);
+  // Row tiles of 32, 64 or 128: the larger, the fewer times each weight tile is staged, as long
+  // as the row tiles still give every compute unit work.
+  k.mbw = pick(tiled_env("mbw", M >= 256 ? 8 : 4), 4);
   k.wm = pick(tiled_env("wm", M >= 48 ? 2 : 1), 2);
   if (k.threads() > 1024) k.wm = 1;
   // Deeper pipelines where the row tile is small; whatever fits the device's local memory.
