@@ -135,10 +135,10 @@ CLQ_INLINE void clq_skinny_step(clq_skinny_state* st, const uint* q, const uint2
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const uint w = q[nt];
-    const uint a0 = which == 2 ? 0u : clq_sub2((w & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][0]);
-    const uint a1 = which == 2 ? 0u : clq_sub2(((w >> 4) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][1]);
-    const uint a2 = which == 1 ? 0u : clq_sub2(((w >> 8) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][0]);
-    const uint a3 = which == 1 ? 0u : clq_sub2(((w >> 12) & 0x000F000Fu) | CLQ_NIB_BIAS2, st->zm[nt][1]);
+    const uint a0 = which == 2 ? 0u : clq_nib_a(w, 0, st->zm[nt][0]);
+    const uint a1 = which == 2 ? 0u : clq_nib_a(w, 1, st->zm[nt][1]);
+    const uint a2 = which == 1 ? 0u : clq_nib_a(w, 2, st->zm[nt][0]);
+    const uint a3 = which == 1 ? 0u : clq_nib_a(w, 3, st->zm[nt][1]);
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb) clq_mma16816(st->part[p][nt][mb], a0, a1, a2, a3, bq[mb].x, bq[mb].y);
   }

@@ -101,10 +101,10 @@ typedef struct {
 // 1 = only the first (rows 0-7), 2 = only the second; `first` starts p at zero.
 CLQ_INLINE void clq_tiled_mma_step(float (*p)[4], uint w, uint zm0, uint zm1, const uint (*bs)[2], int which,
                                    bool first) {
-  const uint a0 = which == 2 ? 0u : clq_sub2((w & 0x000F000Fu) | CLQ_NIB_BIAS2, zm0);
-  const uint a1 = which == 2 ? 0u : clq_sub2(((w >> 4) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm1);
-  const uint a2 = which == 1 ? 0u : clq_sub2(((w >> 8) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm0);
-  const uint a3 = which == 1 ? 0u : clq_sub2(((w >> 12) & 0x000F000Fu) | CLQ_NIB_BIAS2, zm1);
+  const uint a0 = which == 2 ? 0u : clq_nib_a(w, 0, zm0);
+  const uint a1 = which == 2 ? 0u : clq_nib_a(w, 1, zm1);
+  const uint a2 = which == 1 ? 0u : clq_nib_a(w, 2, zm0);
+  const uint a3 = which == 1 ? 0u : clq_nib_a(w, 3, zm1);
 #pragma unroll
   for (int mb = 0; mb < MBW; ++mb) {
     if (first) clq_mma16816_zero(p[mb], a0, a1, a2, a3, bs[mb][0], bs[mb][1]);

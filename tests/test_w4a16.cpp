@@ -131,30 +131,50 @@ TEST(W4A16, AwkwardShapes) {
   run_case({W4Format::kGptq, 64, 64, 32, 32, false, false, DType::kF32}, s + 7);  // exactly one tile
 }
 
+namespace {
+
+// A shuffled packed-row order for the gather tests: K activation columns in Kp packed rows, the
+// rest padding (-1).
+std::vector<int32_t> shuffled_perm(int64_t K, int64_t Kp) {
+  std::vector<int32_t> perm(static_cast<size_t>(Kp));
+  for (int64_t r = 0; r < Kp; ++r) perm[size_t(r)] = r < K ? int32_t(r * 37 % K) : -1;  // 37 is prime to 200
+  return perm;
+}
+
+// Runs one of the tensor-core activation gathers of w4a16_gather.cl, whose arguments are
+// (x, perm, out, M, K, Kp, extra), into an output poisoned first; returns it as 16-bit values.
+std::vector<uint16_t> run_gather(const char* name, DType dt, const std::vector<uint8_t>& x, int64_t M, int64_t K,
+                                 const std::vector<int32_t>& perm, int extra, size_t out_bytes,
+                                 const cl::NDRange& global, const cl::NDRange& local) {
+  auto& c = test::ctx();
+  cl::Buffer dx = c.alloc(x.size()), dperm = c.alloc(perm.size() * 4), dout = c.alloc(out_bytes);
+  c.write(dx, x.data(), x.size());
+  c.write(dperm, perm.data(), perm.size() * 4);
+  c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
+  cl::Kernel k = c.kernel("w4a16_gather.cl", name,
+                          oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
+  set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(perm.size()), cl_int(extra));
+  launch(c, k, global, local, name);
+  std::vector<uint16_t> got(out_bytes / 2);
+  c.read(dout, got.data(), out_bytes);
+  return got;
+}
+
+}  // namespace
+
 // The tensor-core variant's activation staging (w4a16_gather_frag) is portable OpenCL: its
 // fragment order is checked here on every device, against the layout written out on the host,
 // with a shuffled permutation, padding rows and a row block past M.
 TEST(W4A16, FragmentGatherLayout) {
-  auto& c = test::ctx();
   const int64_t M = 11, K = 200, Kp = 256, chunks = 4, blocks = 3;
-  std::vector<int32_t> perm(static_cast<size_t>(Kp));
-  for (int64_t r = 0; r < Kp; ++r) perm[size_t(r)] = r < K ? int32_t(r * 37 % K) : -1;  // 37 is prime to 200
+  const std::vector<int32_t> perm = shuffled_perm(K, Kp);
   for (DType dt : {DType::kF16, DType::kBF16}) {
     SCOPED_TRACE(dtype_name(dt));
     auto x = random_activations(M, K, dt, test::seed() + 77);
     const uint16_t* xh = reinterpret_cast<const uint16_t*>(x.data());
-    cl::Buffer dx = c.alloc(x.size()), dperm = c.alloc(perm.size() * 4);
     const size_t out_bytes = size_t(blocks * chunks * 32 * 32);  // 32 bytes per lane and chunk
-    cl::Buffer dout = c.alloc(out_bytes);
-    c.write(dx, x.data(), x.size());
-    c.write(dperm, perm.data(), perm.size() * 4);
-    c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
-    cl::Kernel k = c.kernel("w4a16_gather.cl", "w4a16_gather_frag",
-                            oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
-    set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(Kp), cl_int(chunks));
-    launch(c, k, cl::NDRange(size_t(chunks * 128), size_t(blocks)), cl::NDRange(128, 1), "w4a16_gather_frag");
-    std::vector<uint16_t> got(out_bytes / 2);
-    c.read(dout, got.data(), out_bytes);
+    const std::vector<uint16_t> got = run_gather("w4a16_gather_frag", dt, x, M, K, perm, int(chunks), out_bytes,
+                                                 cl::NDRange(size_t(chunks * 128), size_t(blocks)), cl::NDRange(128, 1));
     size_t checked = 0;
     for (int64_t rb = 0; rb < blocks; ++rb)
       for (int64_t ch = 0; ch < chunks; ++ch)
@@ -176,25 +196,13 @@ TEST(W4A16, FragmentGatherLayout) {
 // order, padded to whole chunks, checked on every device with a shuffled permutation; fp32 input
 // becomes fp16 (the operand type the tensor cores get for it).
 TEST(W4A16, RowGatherLayout) {
-  auto& c = test::ctx();
   const int64_t M = 5, K = 200, Kp = 256, ld = 320;
-  std::vector<int32_t> perm(static_cast<size_t>(Kp));
-  for (int64_t r = 0; r < Kp; ++r) perm[size_t(r)] = r < K ? int32_t(r * 37 % K) : -1;
+  const std::vector<int32_t> perm = shuffled_perm(K, Kp);
   for (DType dt : {DType::kF16, DType::kBF16, DType::kF32}) {
     SCOPED_TRACE(dtype_name(dt));
     auto x = random_activations(M, K, dt, test::seed() + 78);
-    cl::Buffer dx = c.alloc(x.size()), dperm = c.alloc(perm.size() * 4);
-    const size_t out_bytes = size_t(M * ld * 2);
-    cl::Buffer dout = c.alloc(out_bytes);
-    c.write(dx, x.data(), x.size());
-    c.write(dperm, perm.data(), perm.size() * 4);
-    c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
-    cl::Kernel k = c.kernel("w4a16_gather.cl", "w4a16_gather_h16",
-                            oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
-    set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(Kp), cl_int(ld));
-    launch(c, k, cl::NDRange(64, size_t(M)), cl::NDRange(64, 1), "w4a16_gather_h16");
-    std::vector<uint16_t> got(out_bytes / 2);
-    c.read(dout, got.data(), out_bytes);
+    const std::vector<uint16_t> got = run_gather("w4a16_gather_h16", dt, x, M, K, perm, int(ld), size_t(M * ld * 2),
+                                                 cl::NDRange(64, size_t(M)), cl::NDRange(64, 1));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t kk = 0; kk < ld; ++kk) {
         const int32_t src = kk < Kp ? perm[size_t(kk)] : -1;
