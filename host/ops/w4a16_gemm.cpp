@@ -269,8 +269,11 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
   can_implement(M, xt, yt, xb, yb);
   const VariantRow& row = choose(M, opt.variant);
   const std::string variant = row.variant;
-  if (variant == "nv_mma_skinny") return run_skinny(x, xt, y, yt, M, row, opt);
-  if (variant == "nv_mma_tiled") return run_tiled(x, xt, y, yt, M, row, opt);
+  if (variant == "nv_mma_skinny" || variant == "nv_mma_tiled") {
+    if (!has_fragment_layout())
+      fail(Status::kInternal, variant + " chosen but the layer was uploaded without its fragment layout");
+    return variant == "nv_mma_skinny" ? run_skinny(x, xt, y, yt, M, row, opt) : run_tiled(x, xt, y, yt, M, row, opt);
+  }
   const int64_t words = Kp_ / 8;
   int splits = variant == "gemv" ? gemv_splits(M, opt) : variant == "nv_mma" ? mma_splits(M, opt) : 1;
   // mma steps are 16 rows: a split covers whole pairs of words (words is a multiple of 4).
@@ -356,8 +359,6 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
 
 OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                                const VariantRow& row, const W4A16RunOptions& opt) {
-  if (!has_fragment_layout())
-    fail(Status::kInternal, std::string(row.variant) + " chosen but the layer was uploaded without its fragment layout");
   const NvSkinnyConfig k = skinny_config(M, xt, opt);
   const int64_t wg_cols = (tiles_ + k.nt - 1) / k.nt, row_blocks = (M + 8 * k.mb - 1) / (8 * k.mb);
   // Scratch first, so a failed allocation leaves nothing enqueued. Activation fragments: 32 bytes
@@ -396,8 +397,6 @@ OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& 
 
 OpEvents W4A16Gemm::run_tiled(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                               const VariantRow& row, const W4A16RunOptions& opt) {
-  if (!has_fragment_layout())
-    fail(Status::kInternal, std::string(row.variant) + " chosen but the layer was uploaded without its fragment layout");
   const NvTiledConfig k = tiled_config(M, xt, opt);
   const int64_t ld = chunks_ * 64;
   // Scratch first, so a failed allocation leaves nothing enqueued.
