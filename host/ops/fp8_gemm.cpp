@@ -14,6 +14,7 @@ namespace clq {
 using oputil::dtype_code;
 using oputil::gemv_rows;
 using oputil::io_defines;
+using oputil::launch_splitk_reduce;
 using oputil::round_up;
 
 namespace {
@@ -333,9 +334,7 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
                      cl::NDRange(local, 1, 1),
                      "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
-      ev.last =
-          launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
+      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "fp8_splitk_reduce");
     }
   } else if (variant == "nv_mma_e4m3") {
     set_args(main_k, qw_, sw_, quant_.codes(), quant_.scales(), part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
@@ -348,9 +347,7 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
         cl::NDRange(128, 1, 1),
         "fp8_block_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
-      ev.last =
-          launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1), "fp8_splitk_reduce");
+      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "fp8_splitk_reduce");
     }
   } else {
     set_args(main_k, qw_, sw_, quant_.xq(), quant_.scales(), y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),

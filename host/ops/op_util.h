@@ -18,6 +18,14 @@ inline bool grow_scratch(Context& c, cl::Buffer& b, size_t& have, size_t need) {
   return true;
 }
 
+// Sums split-K partials part [splits][M][N] (fp32) into y [M][N] with one of the *_splitk_reduce
+// kernels (arguments part, y, M, N, splits); returns its event.
+inline cl::Event launch_splitk_reduce(Context& c, cl::Kernel& reduce, const cl::Buffer& part, const cl::Buffer& y,
+                                     int64_t M, int64_t N, int splits, const std::string& name) {
+  set_args(reduce, part, y, cl_int(M), cl_int(N), cl_int(splits));
+  return launch(c, reduce, cl::NDRange((size_t(N) + 63) / 64 * 64, size_t(M)), cl::NDRange(64, 1), name);
+}
+
 inline size_t round_up(size_t v, size_t m) {
   return (v + m - 1) / m * m;
 }

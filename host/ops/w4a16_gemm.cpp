@@ -14,6 +14,7 @@ namespace clq {
 using oputil::dtype_code;
 using oputil::gemv_rows;
 using oputil::grow_scratch;
+using oputil::launch_splitk_reduce;
 using oputil::io_defines;
 using oputil::round_up;
 
@@ -329,9 +330,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
         c_, main_k, cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
         cl::NDRange(local, 1, 1), "w4a16_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
-      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
-                       "w4a16_splitk_reduce");
+      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "w4a16_splitk_reduce");
     }
   } else if (variant == "nv_mma") {
     set_args(main_k, qw_, scales_, zeros_, wgroup_, xp_, part_, y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
@@ -344,9 +343,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
         cl::NDRange(128, 1, 1),
         "w4a16_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
     if (splits > 1) {
-      set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(splits));
-      ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
-                       "w4a16_splitk_reduce");
+      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "w4a16_splitk_reduce");
     }
   } else {
     set_args(main_k, qw_, scales_, zeros_, wgroup_, xp_, y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
@@ -430,9 +427,7 @@ OpEvents W4A16Gemm::run_tiled(const cl::Buffer& x, DType xt, const cl::Buffer& y
                    "w4a16_gemm_nv_tiled (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")");
   if (k.direct) ev.first = ev.last;
   if (k.splits > 1) {
-    set_args(reduce, part_, y, cl_int(M), cl_int(N_), cl_int(k.splits));
-    ev.last = launch(c_, reduce, cl::NDRange(round_up(size_t(N_), 64), size_t(M)), cl::NDRange(64, 1),
-                     "w4a16_splitk_reduce");
+    ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, k.splits, "w4a16_splitk_reduce");
   }
   return ev;
 }
