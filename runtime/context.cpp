@@ -26,12 +26,18 @@ std::string Context::base_options() const {
 }
 
 cl::Kernel Context::kernel(const std::string& file, const std::string& name, const std::string& extra) {
+  std::string key;
+  key.reserve(file.size() + name.size() + extra.size() + 2);
+  key.append(file).append(1, '\0').append(name).append(1, '\0').append(extra);
+  auto hit = memo_on_ ? kernels_.find(key) : kernels_.end();
+  if (hit != kernels_.end()) return hit->second;
   std::string opts = base_options();
   if (!extra.empty()) opts += " " + extra;
   cl::Program prog = programs_->get(file, opts);
   cl_int err = CL_SUCCESS;
   cl::Kernel k(prog, name.c_str(), &err);
   check_cl(err, "clCreateKernel(" + file + ":" + name + ")");
+  if (memo_on_) kernels_.emplace(std::move(key), k);
   return k;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "runtime/cl.h"
 #include "runtime/device.h"
@@ -27,7 +28,18 @@ class Context {
   // Options every build gets: the language version, and correctly rounded fp32 division where the
   // device supports it (SPEC section 4: the FP8 activation scale divides).
   std::string base_options() const;
+  // The kernel `name` of kernels_cl/<file> built with base_options() + extra_options. Memoized per
+  // context: the first call builds (or loads from the disk cache), later calls are a map lookup,
+  // because ops fetch their kernels on every call and the GPU waits meanwhile. Callers share the
+  // returned object, so they set every argument right before each enqueue (set_args does); a
+  // Context is not meant to be used from several threads at once.
   cl::Kernel kernel(const std::string& file, const std::string& name, const std::string& extra_options = "");
+  // Kernels built so far in this context (for tests of the memo).
+  size_t kernels_memoized() const { return kernels_.size(); }
+  // Off: every kernel() call goes through the program cache again (source expansion, SHA-256 of
+  // source and options, clCreateKernel), as before the memo; kept so `clquant bench lookup` can
+  // show both costs in one run.
+  void set_kernel_memo(bool on) { memo_on_ = on; }
 
   cl::Buffer alloc(size_t bytes, cl_mem_flags flags = CL_MEM_READ_WRITE);
   void write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset = 0);
@@ -44,6 +56,8 @@ class Context {
   cl::CommandQueue queue_;
   DeviceFeatures features_;
   std::unique_ptr<ProgramCache> programs_;
+  std::unordered_map<std::string, cl::Kernel> kernels_;  // key: file, options and entry name
+  bool memo_on_ = true;
 };
 
 // Sets every argument of `kernel` in order, checking each: a wrong type or size names the kernel

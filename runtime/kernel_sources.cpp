@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -45,9 +47,24 @@ void expand_into(const std::string& name, std::set<std::string>& seen, std::stri
 }  // namespace
 
 std::string expanded_kernel_source(const std::string& name) {
+  // Embedded files never change within a process, so each is expanded once; a CLQ_KERNEL_DIR
+  // folder is re-read every time (its point is editing kernels while a program runs).
+  const char* dir = std::getenv("CLQ_KERNEL_DIR");
+  const bool from_dir = dir && *dir;
+  static std::mutex mu;
+  static std::map<std::string, std::string> memo;
+  if (!from_dir) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = memo.find(name);
+    if (it != memo.end()) return it->second;
+  }
   std::set<std::string> seen;
   std::string out;
   expand_into(name, seen, out, 0);
+  if (!from_dir) {
+    std::lock_guard<std::mutex> lock(mu);
+    memo.emplace(name, out);
+  }
   return out;
 }
 

@@ -199,3 +199,21 @@ TEST(Status, NamesAndClErrors) {
     EXPECT_NE(std::string(e.what()).find("CL_INVALID_WORK_GROUP_SIZE"), std::string::npos);
   }
 }
+
+// Ops fetch their kernels on every call: a repeated lookup must come from the context's memo
+// (no new program-cache request), and different options must stay different kernels.
+TEST(Runtime, KernelLookupsAreMemoizedPerContext) {
+  auto& c = test::ctx();
+  const size_t before = c.kernels_memoized();
+  cl::Kernel a = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+  const int after_first = c.programs().stats().memory_hits;
+  for (int i = 0; i < 5; ++i) {
+    cl::Kernel again = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+    EXPECT_EQ(again(), a());
+  }
+  EXPECT_EQ(c.programs().stats().memory_hits, after_first);
+  EXPECT_EQ(c.kernels_memoized(), before + 1);
+  cl::Kernel b = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_B=1");
+  EXPECT_NE(b(), a());
+  EXPECT_EQ(c.kernels_memoized(), before + 2);
+}

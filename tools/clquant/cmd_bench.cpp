@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "bench/bench_fp8.h"
+#include "bench/bench_lookup.h"
 #include "bench/bench_moe.h"
 #include "bench/bench_w4a16.h"
 #include "runtime/status.h"
@@ -15,8 +16,10 @@ namespace clq::cli {
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
-  cmd->add_option("op", a.op, "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer) or moe")
-      ->check(CLI::IsMember({"w4a16", "fp8", "moe"}));
+  cmd->add_option("op", a.op,
+                  "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer), moe, or lookup (host "
+                  "cost of a kernel lookup and of one W4A16 M=1 call, with and without the kernel memo)")
+      ->check(CLI::IsMember({"w4a16", "fp8", "moe", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -67,6 +70,12 @@ int run_bench(Context& c, const BenchArgs& a) {
     }
   }
   std::cerr << "device: " << c.features().device_name << "\n";
+  if (a.op == "lookup") {
+    const auto shape = cfg.shapes.empty() ? std::pair<int64_t, int64_t>{4096, 4096} : cfg.shapes.front();
+    auto r = bench::bench_lookup(c, shape.first, shape.second, a.reps > 0 ? a.reps : 200, &std::cerr);
+    bench::print_lookup(std::cout, r);
+    return 0;
+  }
   double copy = bench::measure_copy_gbps(c);
   std::cerr << "copy bandwidth: " << copy << " GB/s\n";
   std::vector<bench::Row> rows;
