@@ -6,7 +6,7 @@
 #include <chrono>
 #include <iomanip>
 
-#include "host/report.h"
+#include "host/caps/report.h"
 #include "runtime/status.h"
 
 namespace clq::bench {
@@ -34,7 +34,7 @@ double measure_copy_gbps(Context& c) {
   const size_t n = bytes / 16;
   cl::Buffer a = c.alloc(bytes), b = c.alloc(bytes);
   c.fill_u32(a, 0x3f800000u, bytes);
-  cl::Kernel k = c.kernel("bench_copy.cl", "bench_copy");
+  cl::Kernel k = c.kernel("bench/copy.cl", "bench_copy");
   set_args(k, a, b, cl_uint(n));
   auto fn = [&] {
     OpEvents e;

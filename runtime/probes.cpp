@@ -70,7 +70,7 @@ std::string probe_cache_path(const DeviceFeatures& f) {
   Sha256 h;
   for (const std::string& s :
        {std::string("probe/1"), f.device_name, f.driver_version, f.platform_version, f.device_version,
-        expanded_kernel_source("probe_nv_mma_f16.cl"), expanded_kernel_source("probe_nv_mma_e4m3.cl")}) {
+        expanded_kernel_source("probe/nv_mma_f16.cl"), expanded_kernel_source("probe/nv_mma_e4m3.cl")}) {
     h.update(s);
     h.update("\0", 1);
   }
@@ -105,8 +105,8 @@ void probe_features(Context& c, DeviceFeatures& f) {
     }
   }
   std::string note;
-  f.nv_mma_f16 = run_mma_probe<uint16_t>(c, "probe_nv_mma_f16.cl", "probe_mma_f16", 16, kHalf, note);
-  f.nv_mma_e4m3 = run_mma_probe<uint8_t>(c, "probe_nv_mma_e4m3.cl", "probe_mma_e4m3", 32, kE4m3, note);
+  f.nv_mma_f16 = run_mma_probe<uint16_t>(c, "probe/nv_mma_f16.cl", "probe_mma_f16", 16, kHalf, note);
+  f.nv_mma_e4m3 = run_mma_probe<uint8_t>(c, "probe/nv_mma_e4m3.cl", "probe_mma_e4m3", 32, kE4m3, note);
   for (char& ch : note)
     if (ch == '\n') ch = ' ';
   f.probe_notes = note;

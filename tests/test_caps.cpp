@@ -4,8 +4,8 @@
 
 #include <sstream>
 
-#include "host/caps.h"
-#include "host/report.h"
+#include "host/caps/caps.h"
+#include "host/caps/report.h"
 #include "runtime/kernel_sources.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"

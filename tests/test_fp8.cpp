@@ -6,11 +6,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/fp8.h"
-#include "host/ops/fp8_gemm.h"
-#include "host/reference.h"
-#include "host/synth.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/reference/reference.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -137,7 +137,7 @@ TEST(Fp8Quant, ZeroRowGivesZeroCodesAndAClampedScale) {
   EXPECT_EQ(scales[3], 1e-10f / 448.0f);
 }
 
-// Inf/NaN policy (fp8_quant.cl): a group with NaN gets a NaN scale and NaN codes; a group with
+// Inf/NaN policy (fp8/quant.cl): a group with NaN gets a NaN scale and NaN codes; a group with
 // Inf gets an Inf scale, finite values 0 and the infinities NaN. The token's outputs are NaN;
 // other tokens are untouched.
 TEST(Fp8Quant, InfAndNanPolicy) {

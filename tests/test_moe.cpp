@@ -9,8 +9,8 @@
 #include <random>
 
 #include "host/formats/moe.h"
-#include "host/ops/fused_moe.h"
-#include "host/synth.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 

@@ -2,6 +2,8 @@
 // registry, and the on-disk program cache surviving corrupt, truncated and foreign entries.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -92,18 +94,19 @@ TEST(Runtime, BuildFailureReportsFileOptionsAndLog) {
 
 TEST(Runtime, EmbeddedKernelsExpandIncludes) {
   auto names = embedded_kernel_names();
-  EXPECT_NE(std::find(names.begin(), names.end(), "convert.cl"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "convert/convert.cl"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "common/numeric.clh"), names.end());
-  std::string src = expanded_kernel_source("convert.cl");
+  std::string src = expanded_kernel_source("convert/convert.cl");
   EXPECT_EQ(src.find("#include"), std::string::npos);
   EXPECT_NE(src.find("clq_round_to_format"), std::string::npos);
 }
 
 TEST(Runtime, KernelDirOverridesEmbeddedSources) {
   std::string dir = test::temp_dir("kdir");
-  write_all(dir + "/convert.cl", "// from the override folder\n__kernel void x() {}\n");
+  ::mkdir((dir + "/convert").c_str(), 0755);
+  write_all(dir + "/convert/convert.cl", "// from the override folder\n__kernel void x() {}\n");
   test::ScopedEnv env("CLQ_KERNEL_DIR", dir.c_str());
-  EXPECT_NE(kernel_file_text("convert.cl").find("from the override folder"), std::string::npos);
+  EXPECT_NE(kernel_file_text("convert/convert.cl").find("from the override folder"), std::string::npos);
   try {
     kernel_file_text("missing.cl");
     FAIL();
@@ -205,15 +208,15 @@ TEST(Status, NamesAndClErrors) {
 TEST(Runtime, KernelLookupsAreMemoizedPerContext) {
   auto& c = test::ctx();
   const size_t before = c.kernels_memoized();
-  cl::Kernel a = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+  cl::Kernel a = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
   const int after_first = c.programs().stats().memory_hits;
   for (int i = 0; i < 5; ++i) {
-    cl::Kernel again = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+    cl::Kernel again = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
     EXPECT_EQ(again(), a());
   }
   EXPECT_EQ(c.programs().stats().memory_hits, after_first);
   EXPECT_EQ(c.kernels_memoized(), before + 1);
-  cl::Kernel b = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_B=1");
+  cl::Kernel b = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_B=1");
   EXPECT_NE(b(), a());
   EXPECT_EQ(c.kernels_memoized(), before + 2);
 }

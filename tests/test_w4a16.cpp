@@ -6,12 +6,12 @@
 #include <cstring>
 #include <set>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/w4.h"
 #include "host/ops/op_util.h"
-#include "host/ops/w4a16_gemm.h"
-#include "host/reference.h"
-#include "host/synth.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/reference/reference.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -141,7 +141,7 @@ std::vector<int32_t> shuffled_perm(int64_t K, int64_t Kp) {
   return perm;
 }
 
-// Runs one of the tensor-core activation gathers of w4a16_gather.cl, whose arguments are
+// Runs one of the tensor-core activation gathers of w4a16/gather.cl, whose arguments are
 // (x, perm, out, M, K, Kp, extra), into an output poisoned first; returns it as 16-bit values.
 std::vector<uint16_t> run_gather(const char* name, DType dt, const std::vector<uint8_t>& x, int64_t M, int64_t K,
                                  const std::vector<int32_t>& perm, int extra, size_t out_bytes,
@@ -151,7 +151,7 @@ std::vector<uint16_t> run_gather(const char* name, DType dt, const std::vector<u
   c.write(dx, x.data(), x.size());
   c.write(dperm, perm.data(), perm.size() * 4);
   c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
-  cl::Kernel k = c.kernel("w4a16_gather.cl", name,
+  cl::Kernel k = c.kernel("w4a16/gather.cl", name,
                           oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
   set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(perm.size()), cl_int(extra));
   launch(c, k, global, local, name);

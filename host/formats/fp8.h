@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 
 namespace clq {
 

@@ -11,8 +11,8 @@
 #include "host/formats/fp8.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
-#include "host/safetensors.h"
-#include "host/synth.h"
+#include "host/io/safetensors.h"
+#include "host/synth/synth.h"
 
 namespace clq {
 

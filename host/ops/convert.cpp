@@ -1,6 +1,6 @@
 #include "host/ops/convert.h"
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/numeric.h"
 #include "runtime/status.h"
 

@@ -5,8 +5,8 @@
 
 #include "host/formats/moe.h"
 #include "host/formats/quant_config.h"
-#include "host/ops/fused_moe.h"
-#include "host/safetensors.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/io/safetensors.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
 

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "host/demo.h"
-#include "host/report.h"
+#include "host/demo/demo.h"
+#include "host/caps/report.h"
 #include "runtime/context.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"

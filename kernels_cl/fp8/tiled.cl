@@ -1,5 +1,5 @@
 // Block-scaled FP8 GEMM for larger M, local-memory tiles, e4m3 decoded in software once per
-// tile element. Same math and weight layout as fp8_block_gemv_emulated.cl.
+// tile element. Same math and weight layout as fp8/gemv.cl.
 //
 //   xq_gl [M][Kp] fp32                     qw_gl [Kp/4][Np] e4m3 quads (column blocks)
 //   x_sh[TILE_K][TILE_M]  <- transposed     w_sh[TILE_K][TILE_N] <- decoded e4m3

@@ -1,9 +1,9 @@
-#include "host/report.h"
+#include "host/caps/report.h"
 
 #include <iomanip>
 #include <sstream>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "runtime/status.h"
 
 namespace clq {

@@ -1,4 +1,4 @@
-#include "host/ops/fp8_gemm.h"
+#include "host/ops/fp8/fp8_gemm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
-#include "host/tuning.h"
+#include "host/caps/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -156,17 +156,17 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
   OpEvents ev;
   if (mode == Fp8Act::kBlockDynamic) {
-    cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_quant_group", defs);
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group", defs);
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_quant_group");
   } else if (mode == Fp8Act::kNone) {
-    cl::Kernel k = c_.kernel("fp8_quant.cl", "fp8_widen_act", defs);
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_widen_act", defs);
     set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
     ev.first = ev.last = launch(c_, k, grid, local, "fp8_widen_act");
   } else {
-    cl::Kernel amax = c_.kernel("fp8_quant.cl", "fp8_group_amax", defs);
-    cl::Kernel red = c_.kernel("fp8_quant.cl", "fp8_tensor_scale", defs);
-    cl::Kernel qt = c_.kernel("fp8_quant.cl", "fp8_quant_tensor", defs);
+    cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax", defs);
+    cl::Kernel red = c_.kernel("fp8/quant.cl", "fp8_tensor_scale", defs);
+    cl::Kernel qt = c_.kernel("fp8/quant.cl", "fp8_quant_tensor", defs);
     if (mode == Fp8Act::kTensorStatic) {
       float s = *static_scale;
       c_.write(tensor_scale_, &s, 4);
@@ -319,7 +319,7 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
     main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_nv_mma",
                        defs + " -DMT=" + std::to_string(M >= 64 ? 4 : 1) + " -DNF=" + std::to_string(M >= 64 ? 4 : 8) +
                            " " + row.defines);
-    if (splits > 1) reduce = c_.kernel("fp8_block_gemv_emulated.cl", "fp8_splitk_reduce", defs);
+    if (splits > 1) reduce = c_.kernel("fp8/gemv.cl", "fp8_splitk_reduce", defs);
   } else {
     fail(Status::kInternal, std::string(row.op) + " has no launcher for variant '" + variant + "'");
   }

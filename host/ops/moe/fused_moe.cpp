@@ -1,14 +1,14 @@
-#include "host/ops/fused_moe.h"
+#include "host/ops/moe/fused_moe.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "host/caps.h"
-#include "host/ops/fp8_gemm.h"
+#include "host/caps/caps.h"
+#include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
-#include "host/tuning.h"
+#include "host/caps/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -281,7 +281,7 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E
     expert_bytes_ = double(w1_stride_ + w2_stride_) + double(sw1_stride_ + sw2_stride_) * 4;
   } else {
     dense_bf16_ = m.gate_d[0]->dtype == StDType::kBF16;
-    // Activations are staged to K padded to 128 (fp8_quant.cl's widen pass); zero rows pad K.
+    // Activations are staged to K padded to 128 (fp8/quant.cl's widen pass); zero rows pad K.
     Kp1_ = int64_t(round_up(size_t(H_), 128));
     Kp2_ = int64_t(round_up(size_t(I_), 128));
     for (int64_t e = 0; e < E_; ++e) {
@@ -499,12 +499,12 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
   cl::Kernel st1, st2;
   if (kind_ == MoeWeightKind::kInt4) {
-    st1 = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
-    st2 = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
+    st1 = c_.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
+    st2 = c_.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
   } else {
     const char* name = kind_ == MoeWeightKind::kFp8 ? "fp8_quant_group" : "fp8_widen_act";
-    st1 = c_.kernel("fp8_quant.cl", name, in1);
-    st2 = c_.kernel("fp8_quant.cl", name, "-DIN_DTYPE=0 -DOUT_DTYPE=0");
+    st1 = c_.kernel("fp8/quant.cl", name, in1);
+    st2 = c_.kernel("fp8/quant.cl", name, "-DIN_DTYPE=0 -DOUT_DTYPE=0");
   }
   auto stage = [&](cl::Kernel& k, const cl::Buffer& src, int64_t M, int64_t Kdim, int64_t Kp, const cl::Buffer& perm,
                    const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what) {

@@ -1,4 +1,4 @@
-#include "host/demo.h"
+#include "host/demo/demo.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,12 +8,12 @@
 #include <random>
 
 #include "host/ops/convert.h"
-#include "host/ops/fp8_gemm.h"
-#include "host/ops/fused_moe.h"
-#include "host/ops/w4a16_gemm.h"
-#include "host/reference.h"
-#include "host/report.h"
-#include "host/synth.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/reference/reference.h"
+#include "host/caps/report.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 
 namespace clq {

@@ -3,14 +3,14 @@
 //   per-tensor W8A8 weight_scale; activations quantized with a static input_scale or one
 //                   dynamic per-tensor scale
 //   W8A16           either weight kind; fp16/bf16 activations used as they are
-// Activation quantization runs on the device (fp8_quant.cl); Fp8Quantizer exposes it alone.
+// Activation quantization runs on the device (fp8/quant.cl); Fp8Quantizer exposes it alone.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/fp8.h"
 #include "host/numeric.h"
 #include "host/ops/op_events.h"
@@ -26,7 +26,7 @@ enum class Fp8Act {
 };
 const char* fp8_act_name(Fp8Act a);
 
-// Host twin of fp8_quant.cl, in fp32 with correctly rounded division.
+// Host twin of fp8/quant.cl, in fp32 with correctly rounded division.
 struct Fp8ActHost {
   int64_t M = 0, K = 0, Kb = 0;
   std::vector<uint8_t> codes;  // [M][K]

@@ -11,7 +11,7 @@
 //   scales_gl [G][Np] fp16, zeros_gl [G][Np] u8 (true zero), gstart_gl [G+1], wgroup_gl [Kp/8]
 //
 // On the device the columns are padded to Np (a multiple of VEC_COLS) and stored in blocks of
-// block_n columns, [Np/block_n][Kp/8][block_n] (host/tuning.cpp): block_n = Np is the picture
+// block_n columns, [Np/block_n][Kp/8][block_n] (host/caps/tuning.cpp): block_n = Np is the picture
 // above (GPUs: neighbouring work-items read neighbouring words); a CPU uses block_n = 16 so one
 // work-item's walk down K is a contiguous stream instead of one page-sized stride per row.
 //

@@ -6,7 +6,7 @@
 // x). At M = 1 that wastes 7 of 8 B columns instead of 15 of 16 A rows, and one 32-bit word of
 // nibbles per lane is exactly one A fragment.
 //
-// Weight layout (host: frag_layout in host/ops/w4a16_gemm.cpp), per 16-column tile and per
+// Weight layout (host: frag_layout in host/ops/w4a16/w4a16_gemm.cpp), per 16-column tile and per
 // 64-row chunk of the packed K, 32 lanes x one uint4 (a warp reads 512 contiguous bytes):
 //
 //   qf[tile][chunk][lane][s], s = 0..3: 16-row step s of the chunk, for lane = 4g + t:
@@ -17,7 +17,7 @@
 //   and one subtraction of bias + z makes it q - z, exact: every tensor-core product is exact.
 //   sz[group][tile][g] = {s(g) | s(g+8) << 16 (fp16 bits), z(g) | z(g+8) << 16}
 //
-// Activations come the same way, from w4a16_gather_frag (w4a16_gather.cl): per block of 8 rows
+// Activations come the same way, from w4a16_gather_frag (w4a16/gather.cl): per block of 8 rows
 // and per chunk, 32 lanes x 32 bytes, the lane's B fragments {b0, b1} of the four steps, so a
 // warp's activation loads are two 512-byte contiguous reads per chunk instead of one 16-byte piece
 // of each of 8 rows per register (8 L1 wavefronts each: what limited M = 16 with plain rows).

@@ -7,7 +7,7 @@
 //
 // Inf/NaN: a group holding NaN gets s = NaN and NaN codes; a group holding +-Inf (and no NaN)
 // gets s = Inf, so its finite values become 0 and its infinities NaN. Either way every output of
-// that token is NaN, never a silently wrong number. Host twin: host/ops/fp8_gemm.cpp.
+// that token is NaN, never a silently wrong number. Host twin: host/ops/fp8/fp8_gemm.cpp.
 //
 // Outputs: codes [M][K] (what `clquant quant-fp8` writes), scales [M][Kb], and for the GEMM the
 // decoded codes as fp32 xq [M][Kp] (Kp = Kb * 128, padding zeroed).

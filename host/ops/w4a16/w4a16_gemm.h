@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
 #include "host/ops/op_events.h"
@@ -92,7 +92,7 @@ class W4A16Gemm {
 
   Context& c_;
   int64_t K_, N_, Kp_, G_;
-  int64_t Np_ = 0, block_n_ = 0;  // device layout (host/tuning.h)
+  int64_t Np_ = 0, block_n_ = 0;  // device layout (host/caps/tuning.h)
   int cols_ = 4, rows_max_ = 4;
   cl::Buffer qw_, scales_, zeros_, perm_, gstart_, wgroup_;
   // Tensor-core fragment layout (nv_mma_skinny, nv_mma_tiled), uploaded where the mma probe passed.

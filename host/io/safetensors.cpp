@@ -1,4 +1,4 @@
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-// Grouped expert GEMMs of the fused MoE over the aligned blocks (moe_align.cl), with the SwiGLU
+// Grouped expert GEMMs of the fused MoE over the aligned blocks (moe/align.cl), with the SwiGLU
 // and the routing weight fused into the epilogues, and the combine:
 //
 //   gate_up (MODE 0): a[s][n] = silu(x[tok(s)] . w13[e][:, n]) * (x[tok(s)] . w13[e][:, I + n])

@@ -1,4 +1,4 @@
-#include "host/synth.h"
+#include "host/synth/synth.h"
 
 #include <algorithm>
 #include <cmath>

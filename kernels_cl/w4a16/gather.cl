@@ -4,7 +4,7 @@
 // the gather costs one pass over x (M*K elements, small next to the K*N/2 weight bytes).
 // Padding rows (perm = -1) get 0, so whatever their weight nibbles hold adds nothing.
 //
-// Two extra outputs serve the gemv inner loop (w4a16_gemv.cl): when NIBBLE_SCALED is set, row
+// Two extra outputs serve the gemv inner loop (w4a16/gemv.cl): when NIBBLE_SCALED is set, row
 // r is stored times 2^-4(r%8) (2^-24 for r%8 = 7), so a nibble can be used in place without a
 // shift; and xw[m][w] holds the plain sum of the 8 values of word w (for the folded zero point).
 // Scaling by a power of two is exact unless x is below 2^-98, far under any fp16 value.
@@ -49,7 +49,7 @@ __kernel void w4a16_gather_x(__global const clq_in_t* restrict x,  // [M][K]
 #endif
 }
 
-// The nv_mma_skinny variant's activations (w4a16_gemm_nv_skinny.cl): the tensor cores' B
+// The nv_mma_skinny variant's activations (w4a16/nv_mma_skinny.cl): the tensor cores' B
 // fragments in the order the lanes read them, 16-bit (fp16, or bf16 with HALF_BF16):
 //   xf[row block rb][chunk c][lane 4g + t][step s] = {b0, b1}, two 32-bit registers:
 //   b0 = x[8rb + g][k, k + 1], b1 = x[8rb + g][k + 8, k + 9], k = 64c + 16s + 2t (packed order)
@@ -76,7 +76,7 @@ __kernel void w4a16_gather_frag(__global const clq_in_t* restrict x,  // [M][K]
   xf[at + 1] = v[2] | (v[3] << 16);
 }
 
-// The nv_mma_tiled variant's activations (w4a16_gemm_nv_tiled.cl): 16-bit rows in the packed
+// The nv_mma_tiled variant's activations (w4a16/nv_mma_tiled.cl): 16-bit rows in the packed
 // order, each ld >= Kp wide (whole 64-row chunks), columns past Kp and padding rows 0:
 //   xh[m][k] = x[m][perm[k]] as fp16 (or bf16 with HALF_BF16), 8 columns per work-item.
 __kernel void w4a16_gather_h16(__global const clq_in_t* restrict x,  // [M][K]

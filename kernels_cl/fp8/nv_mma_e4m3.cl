@@ -1,8 +1,8 @@
 // Block-scaled W8A8 FP8 on NVIDIA tensor cores (sm89+), inline PTX mma.sync.m16n8k32 e4m3.
 // Chosen by the capability table only where the e4m3 known-answer probe passed.
 //
-// Nothing is decoded: A is the activation quantizer's e4m3 codes (fp8_quant.cl, rows padded to
-// Kp with +0 codes) and B is the weight repack's K-major words (fp8_block_gemv_emulated.cl), which
+// Nothing is decoded: A is the activation quantizer's e4m3 codes (fp8/quant.cl, rows padded to
+// Kp with +0 codes) and B is the weight repack's K-major words (fp8/gemv.cl), which
 // are the mma's B fragments as they stand:
 //
 //   A (row-major 16x32): a0 = codes[g][4t..4t+3], a1 = row g+8, a2 = cols +16, a3 = both
@@ -12,7 +12,7 @@
 // Two-level accumulation (SPEC section 4): the four k32 steps of a 128-wide K block accumulate
 // into a fresh fp32 block sum (products of e4m3 values are exact), then
 //   acc += block * sa[m][j] * sw[n/128][j].
-// Work split as in w4a16_gemm_nv_mma.cl: 4 warps per work-group, each NF 8-column fragments of MT
+// Work split as in w4a16/nv_mma.cl: 4 warps per work-group, each NF 8-column fragments of MT
 // 16-row tiles over a split-K range of whole 128-blocks; NF * 8 divides 128, so one warp's
 // columns share one weight scale block.
 #include "common/act_io.clh"

@@ -10,7 +10,7 @@
 #include "host/formats/fp8.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 
 namespace clq {
 

@@ -1,7 +1,7 @@
 // W4A16 for larger M (prefill): a local-memory tiled GEMM that dequantizes each weight tile
 // once per work-group and reuses it for TILE_M rows of x.
 //
-//   xp_gl [M][Kp] fp32 (gathered)          qw_gl [Kp/8][N] packed int4 (see w4a16_gemv.cl)
+//   xp_gl [M][Kp] fp32 (gathered)          qw_gl [Kp/8][N] packed int4 (see w4a16/gemv.cl)
 //        k ->                                    n ->
 //   m  +--------+                          k  +--------+
 //   |  |TILE_M x| -> x_sh[TILE_K][TILE_M]  |  |TILE_K x| -> dequantized -> w_sh[TILE_K][TILE_N]
@@ -61,7 +61,7 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
       const int n = n_base + c;
       const int w = k0 / 8 + wr;
       if (n < N) {
-        // Column blocks of block_n (see w4a16_gemv.cl); block_n = Np is plain [Kp/8][Np].
+        // Column blocks of block_n (see w4a16/gemv.cl); block_n = Np is plain [Kp/8][Np].
         const uint q = qw_gl[(size_t)(n / block_n) * (Kp / 8) * block_n + (size_t)w * block_n + n % block_n];
         const size_t gi = (size_t)wgroup_gl[w] * Np + n;
         const float s = clq_fp16_to_f32(scales_gl[gi]);

@@ -1,4 +1,4 @@
-#include "host/reference.h"
+#include "host/reference/reference.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // W4A16 on NVIDIA tensor cores (sm80+), from OpenCL C through inline PTX mma.sync.m16n8k16.
-// Chosen by the capability table only where the known-answer probe (probe_nv_mma_f16.cl) passed;
+// Chosen by the capability table only where the known-answer probe (probe/nv_mma_f16.cl) passed;
 // PoCL and other devices never build this file.
 //
 // Work split: a work-group is 4 warps; warp w owns NF fragments of 8 columns of MT 16-row M tiles
@@ -14,7 +14,7 @@
 //       read as one 32-bit load each from xh, the gather pass's 16-bit copy of x (fp16, or bf16
 //       when the activations are bf16, then the bf16 mma runs). Exact for fp16/bf16 input.
 //   B (weights, col-major):    b0 = W[2t, 2t+1][n], b1 = W[2t+8, 2t+9][n],  n = fragment column g
-//       word (w, n) of the int4 layout (w4a16_gemv.cl) holds rows 8w..8w+7, so b0 is nibbles 2t,
+//       word (w, n) of the int4 layout (w4a16/gemv.cl) holds rows 8w..8w+7, so b0 is nibbles 2t,
 //       2t+1 of word w and b1 the same nibbles of word w+1.
 //   C/D (fp32):                c0, c1 = rows g, columns 2t, 2t+1; c2, c3 = rows g+8.
 //

@@ -3,7 +3,7 @@
 // fp32 accumulation inside each 128-wide K block, scales applied when the block is done
 // (two-level accumulation, as DeepSeek-V3 / vLLM define it). The same kernel serves per-tensor
 // FP8 (scales broadcast into every block) and weight-only w8a16 (xq = the fp16/bf16 activations
-// widened, sa = 1): see host/ops/fp8_gemm.cpp.
+// widened, sa = 1): see host/ops/fp8/fp8_gemm.cpp.
 //
 // Weight layout (repacked once at load), Kp = K rounded up to 128, Np = N padded to VEC_COLS:
 //
@@ -14,8 +14,8 @@
 //          Kp/4-1
 //
 // stored in column blocks of block_n, [Np/block_n][Kp/4][block_n], exactly as the int4 kernels
-// (host/tuning.cpp): GPUs use one block, CPUs 16-column blocks so each work-item streams.
-// Work split as in w4a16_gemv.cl: VEC_COLS columns x GEMV_M rows per work-item, split-K over
+// (host/caps/tuning.cpp): GPUs use one block, CPUs 16-column blocks so each work-item streams.
+// Work split as in w4a16/gemv.cl: VEC_COLS columns x GEMV_M rows per work-item, split-K over
 // whole 128-blocks in dimension 1, M tiles in dimension 2. Decoding a weight costs about nine
 // integer/float operations; it is done once per GEMV_M rows.
 #include "common/act_io.clh"

@@ -9,7 +9,7 @@
 #include "host/formats/moe.h"
 #include "host/numeric.h"
 #include "host/ops/op_events.h"
-#include "host/reference.h"
+#include "host/reference/reference.h"
 #include "runtime/context.h"
 
 namespace clq {

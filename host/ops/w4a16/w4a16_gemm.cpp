@@ -1,4 +1,4 @@
-#include "host/ops/w4a16_gemm.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -6,7 +6,7 @@
 
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
-#include "host/tuning.h"
+#include "host/caps/tuning.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -296,7 +296,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
                                   : variant == "nv_mma"
                                       ? std::string(" -DHALF_OUT=1 -DHALF_BF16=") + (mma_bf16 ? "1" : "0")
                                       : "";
-  cl::Kernel gather = c_.kernel("w4a16_gather.cl", "w4a16_gather_x", defs + gather_defs);
+  cl::Kernel gather = c_.kernel("w4a16/gather.cl", "w4a16_gather_x", defs + gather_defs);
   cl::Kernel main_k, reduce;
   if (variant == "gemv") {
     main_k = c_.kernel(row.kernel_file, "w4a16_gemv",
@@ -312,7 +312,7 @@ OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DTyp
     main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_mma",
                        defs + " -DMMA_BF16=" + (mma_bf16 ? "1" : "0") + " -DMT=" + std::to_string(mma_tiles(M)) +
                            " -DNF=" + std::to_string(mma_tiles(M) > 1 ? 4 : 8) + " " + row.defines);
-    if (splits > 1) reduce = c_.kernel("w4a16_gemv.cl", "w4a16_splitk_reduce", defs);
+    if (splits > 1) reduce = c_.kernel("w4a16/gemv.cl", "w4a16_splitk_reduce", defs);
   } else {
     fail(Status::kInternal, "w4a16_gemm has no launcher for variant '" + variant + "'");
   }
@@ -370,7 +370,7 @@ OpEvents W4A16Gemm::run_skinny(const cl::Buffer& x, DType xt, const cl::Buffer& 
   const bool bf16 = xt == DType::kBF16;
   const std::string defs = io_defines(xt, yt);
   cl::Kernel gather =
-      c_.kernel("w4a16_gather.cl", "w4a16_gather_frag", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
+      c_.kernel("w4a16/gather.cl", "w4a16_gather_frag", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
   cl::Kernel main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_skinny",
                                 defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DNT=" + std::to_string(k.nt) +
                                     " -DMB=" + std::to_string(k.mb) + " -DKW=" + std::to_string(k.kw) +
@@ -403,14 +403,14 @@ OpEvents W4A16Gemm::run_tiled(const cl::Buffer& x, DType xt, const cl::Buffer& y
   const bool bf16 = xt == DType::kBF16;
   const std::string defs = io_defines(xt, yt);
   cl::Kernel gather =
-      c_.kernel("w4a16_gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
+      c_.kernel("w4a16/gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
   cl::Kernel main_k = c_.kernel(row.kernel_file, "w4a16_gemm_nv_tiled",
                                 defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DTN=" + std::to_string(k.tn) +
                                     " -DWN=" + std::to_string(k.wn) + " -DMBW=" + std::to_string(k.mbw) +
                                     " -DWM=" + std::to_string(k.wm) + " -DSTAGES=" + std::to_string(k.stages) +
                                     " -DGM=" + std::to_string(k.gm) + " " + row.defines);
   cl::Kernel reduce;
-  if (k.splits > 1) reduce = c_.kernel("w4a16_gemv.cl", "w4a16_splitk_reduce", defs);
+  if (k.splits > 1) reduce = c_.kernel("w4a16/gemv.cl", "w4a16_splitk_reduce", defs);
   OpEvents ev;
   if (!k.direct) {
     set_args(gather, x, perm_, xp_, cl_int(M), cl_int(K_), cl_int(Kp_), cl_int(ld));

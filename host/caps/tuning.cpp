@@ -1,4 +1,4 @@
-#include "host/tuning.h"
+#include "host/caps/tuning.h"
 
 #include <cstdlib>
 #include <cstring>

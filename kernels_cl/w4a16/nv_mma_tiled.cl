@@ -3,7 +3,7 @@
 // dequantized in registers. Chosen by the capability table only where the mma known-answer probe
 // passed; nv_mma_skinny covers small M with the same weight layout.
 //
-// Operands as in nv_mma_skinny (w4a16_gemm_nv_skinny.cl has the layout picture): the tensor
+// Operands as in nv_mma_skinny (w4a16/nv_mma_skinny.cl has the layout picture): the tensor
 // cores compute y^T = W^T x^T, the weights are the m16n8k16 A operand straight from the
 // fragment-matched layout qf (one uint4 per lane per 16 columns x 64 rows), the activations the
 // B operand. For x rows the B fragment of 8 rows x 16 k is exactly two 8x8 ldmatrix matrices
@@ -28,7 +28,7 @@
 // that reads the groups and scales from global memory.
 //
 // Split-K (dimension 1) cuts the chunks into ranges when the tiles alone do not fill the device;
-// each range stores fp32 partials, w4a16_splitk_reduce (w4a16_gemv.cl) sums them in split order.
+// each range stores fp32 partials, w4a16_splitk_reduce (w4a16/gemv.cl) sums them in split order.
 #include "common/act_io.clh"
 #include "common/nv_mma.clh"
 
