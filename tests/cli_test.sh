@@ -11,7 +11,7 @@ check() {  # name expected_rc command...
 }
 check "devices lists" 0 "$clq" devices
 check "caps prints matrix" 0 "$clq" caps
-"$clq" caps | grep -q "NV-sm90" || { echo "FAIL caps has no NV-sm90 column"; fail=1; }
+"$clq" caps | grep -q "NV-sm89+" || { echo "FAIL caps has no NV-sm89+ column"; fail=1; }
 check "caps json" 0 "$clq" caps --json
 out=$(CLQ_DEVICE=no-such-device "$clq" devices 2>&1); rc=$?
 if [ $rc -ne 3 ] || ! echo "$out" | grep -q "no-such-device"; then echo "FAIL unknown device: exit $rc: $out"; fail=1

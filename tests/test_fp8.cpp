@@ -76,7 +76,7 @@ void run_gemm_case(const GemmCase& g, uint64_t seed) {
   runs.push_back({"gemv", 2});
   ASSERT_GE(runs.size(), 3u);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     Fp8Gemm op(c, packed);
     for (auto& [variant, splits] : runs) {
       SCOPED_TRACE(std::string("tuning ") + tuning + ", variant " + variant + ", splits " + std::to_string(splits));
@@ -255,7 +255,7 @@ TEST(Fp8Gemm, EveryWeightCodeDecodesExactly) {
   cl::Buffer dx = c.alloc(K * 2), dy = c.alloc(N * 4);
   c.write(dx, x.data(), K * 2);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     Fp8Gemm op(c, packed);
     for (auto* v : supported_variants("w8a16_gemm", c.features())) {
       Fp8RunOptions opt;

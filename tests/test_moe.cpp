@@ -227,7 +227,7 @@ TEST(MoeLayer, Int4ExpertsAgainstFp64) {
     s.int4_format = f;
     MoeSynth syn(s);
     for (const char* tuning : {"cpu", "gpu"}) {
-      test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+      test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
       FusedMoe op(c, syn.checkpoint());
       MoeRouting r;
       r.top_k = 2;
@@ -245,7 +245,7 @@ TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
   s.bias = true;  // DeepSeek's e_score_correction_bias: chooses experts, never weights them
   MoeSynth syn(s);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     FusedMoe op(c, syn.checkpoint());
     MoeRouting r;
     r.kind = MoeRouting::Kind::kGrouped;

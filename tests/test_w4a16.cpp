@@ -59,13 +59,12 @@ void run_case(const Case& cs, uint64_t seed) {
   runs.push_back({"gemv", 3});  // split-K with ranges that start and end inside groups
   if (c.features().nv_mma_f16) {
     runs.push_back({"nv_mma_skinny", 3});  // in-kernel split-K: the last work-group sums
-    runs.push_back({"nv_mma", 3});
     runs.push_back({"nv_mma_tiled", 3});  // partials summed by w4a16_splitk_reduce
   }
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
   // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     W4A16Gemm op(c, packed);
     for (auto& [variant, splits] : runs) {
       SCOPED_TRACE(std::string("tuning ") + tuning + ", variant " + variant + ", splits " + std::to_string(splits));
@@ -416,5 +415,5 @@ TEST(W4A16BadInput, RunArgumentsLeaveOutputUntouched) {
   cl::Buffer tiny = c.alloc(64);
   expect_fail(1, tiny, "", Status::kInvalidArgument, "input buffer holds");
   expect_fail(4, dx, "bogus", Status::kInvalidArgument, "unknown variant");
-  if (!c.features().nv_mma_f16) expect_fail(4, dx, "nv_mma", Status::kNotSupported, "nv_mma");  // probe absent here
+  if (!c.features().nv_mma_f16) expect_fail(4, dx, "nv_mma_tiled", Status::kNotSupported, "nv_mma_tiled");  // probe absent here
 }

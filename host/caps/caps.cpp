@@ -9,39 +9,21 @@ namespace clq {
 
 const char* feature_name(uint32_t bit) {
   switch (bit) {
-    case kFeatGpu:
-      return "gpu";
-    case kFeatFp16:
-      return "fp16";
-    case kFeatFp64:
-      return "fp64";
-    case kFeatSubgroups:
-      return "subgroups";
-    case kFeatIntelMatrix:
-      return "intel_matrix";
+    case kFeatCpu:
+      return "cpu";
     case kFeatNvMmaF16:
       return "nv_mma_f16";
     case kFeatNvMmaE4m3:
       return "nv_mma_e4m3";
-    case kFeatNvSm90:
-      return "nv_sm90";
-    case kFeatCpu:
-      return "cpu";
   }
   return "?";
 }
 
 uint32_t feature_mask(const DeviceFeatures& f) {
   uint32_t m = 0;
-  if (f.is_gpu) m |= kFeatGpu;
   if (f.is_cpu) m |= kFeatCpu;
-  if (f.fp16) m |= kFeatFp16;
-  if (f.fp64) m |= kFeatFp64;
-  if (f.khr_subgroups || f.intel_subgroups) m |= kFeatSubgroups;
-  if (f.intel_matrix) m |= kFeatIntelMatrix;
   if (f.nv_mma_f16) m |= kFeatNvMmaF16;
   if (f.nv_mma_e4m3) m |= kFeatNvMmaE4m3;
-  if (f.nv_mma_f16 && f.nv_cc_major == 9) m |= kFeatNvSm90;
   return m;
 }
 
@@ -58,45 +40,43 @@ using St = VariantStage;
 // Planned rows show the whole plan in `clquant caps`; selection never picks them.
 // clang-format off
 const std::vector<VariantRow> kTable = {
-  // op                variant        requires         kernel file                      defines pref kind         stage           max_m note
-  {"convert",          "portable",    0,               "convert/convert.cl",                    "", 10, K::kNative,   St::kImplemented, 0, "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
-  {"w4a16_gemm",       "gemv",        0,               "w4a16/gemv.cl",                 "", 20, K::kNative,   St::kImplemented, 64, "skinny M, split-K; beats tiled through M=64 on the H200 (bench/RESULTS.md)"},
-  {"w4a16_gemm",       "tiled",       0,               "w4a16/tiled.cl",           "", 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
-  {"w4a16_gemm",       "gemv",        kFeatCpu,        "w4a16/gemv.cl",                 "", 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
-  {"w4a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "w4a16/nv_mma.cl",          "", 25, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k16, fragments straight from global memory; superseded by nv_mma_tiled at every M (H200), kept selectable and tested", 33},
-  {"w4a16_gemm",       "nv_mma_tiled",  kFeatNvMmaF16, "w4a16/nv_mma_tiled.cl",        "", 28, K::kNative,   St::kImplemented, 0, "weights as the mma A operand (fragment layout), cp.async-staged local-memory tiles, ldmatrix activations; from M=17 (H200: 1.7x nv_mma_skinny at M=24, 4.7x nv_mma at 4096)", 17},
-  {"w4a16_gemm",       "nv_mma_skinny", kFeatNvMmaF16, "w4a16/nv_mma_skinny.cl",       "", 30, K::kNative,   St::kImplemented, 16, "weights as the mma A operand in a fragment-matched layout, bias-trick dequant, pipelined loads, in-kernel split-K; M <= 16"},
-  {"fp8_quant",        "portable",    0,               "fp8/quant.cl",                  "", 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
+  // op                variant        requires         pref kind         stage           max_m note
+  {"convert",          "portable",    0, 10, K::kNative,   St::kImplemented, 0, "fp16/bf16/e4m3/e5m2 encode+decode, integer bit ops"},
+  {"w4a16_gemm",       "gemv",        0, 20, K::kNative,   St::kImplemented, 64, "skinny M, split-K; beats tiled through M=64 on the H200 (bench/RESULTS.md)"},
+  {"w4a16_gemm",       "tiled",       0, 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, weights dequantized once per tile"},
+  {"w4a16_gemm",       "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
+  {"w4a16_gemm",       "nv_mma_tiled",  kFeatNvMmaF16, 28, K::kNative,   St::kImplemented, 0, "weights as the mma A operand (fragment layout), cp.async-staged local-memory tiles, ldmatrix activations; from M=17 (H200: 1.7x nv_mma_skinny at M=24, 4.7x nv_mma at 4096)", 17},
+  {"w4a16_gemm",       "nv_mma_skinny", kFeatNvMmaF16, 30, K::kNative,   St::kImplemented, 16, "weights as the mma A operand in a fragment-matched layout, bias-trick dequant, pipelined loads, in-kernel split-K; M <= 16"},
+  {"fp8_quant",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
   // One kernel pair serves block W8A8, per-tensor W8A8 and W8A16 (scales broadcast, or
   // activations left unquantized), so the three ops list the same files.
-  {"fp8_block_gemm",   "gemv",        0,               "fp8/gemv.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "e4m3 decoded by bit placement, two-level fp32 accumulation; beats tiled through M=32 on the H200"},
-  {"fp8_block_gemm",   "tiled",       0,               "fp8/tiled.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "local-memory tiles, each weight decoded once per tile"},
-  {"fp8_block_gemm",   "gemv",        kFeatCpu,        "fp8/gemv.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
-  {"fp8_block_gemm",   "nv_mma_e4m3", kFeatNvMmaE4m3,  "fp8/nv_mma_e4m3.cl", "", 30, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k32 e4m3 on the codes themselves, two-level fp32 accumulation; from M=8 (H200: gemv wins at M=1)", 8},
-  {"fp8_tensor_gemm",  "gemv",        0,               "fp8/gemv.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "per-tensor scales broadcast into the block kernel"},
-  {"fp8_tensor_gemm",  "tiled",       0,               "fp8/tiled.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "per-tensor scales broadcast into the block kernel"},
-  {"fp8_tensor_gemm",  "gemv",        kFeatCpu,        "fp8/gemv.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
-  {"fp8_tensor_gemm",  "nv_mma_e4m3", kFeatNvMmaE4m3,  "fp8/nv_mma_e4m3.cl", "", 30, K::kNative,   St::kImplemented, 0, "the block kernel with per-tensor scales broadcast; from M=8", 8},
-  {"w8a16_gemm",       "gemv",        0,               "fp8/gemv.cl",    "", 20, K::kEmulated, St::kImplemented, 32, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
-  {"w8a16_gemm",       "tiled",       0,               "fp8/tiled.cl",    "", 10, K::kEmulated, St::kImplemented, 0, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
-  {"w8a16_gemm",       "gemv",        kFeatCpu,        "fp8/gemv.cl",    "", 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
-  {"w8a16_gemm",       "nv_mma",      kFeatNvMmaF16,   "fp8/w8a16_nv_mma.cl",          "", 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
-  {"moe_routing",      "portable",    0,               "moe/topk.cl",                   "", 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
-  {"moe_align",        "portable",    0,               "moe/align.cl",                  "", 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
-  {"moe_gemm",         "portable",    0,               "moe/gemm.cl",                   "", 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
-  {"moe_gemm",         "nv_mma",      kFeatNvMmaF16,   "moe/gemm_nv_mma.cl",            "", 30, K::kNative,   St::kPlanned,     0, "mma.sync grouped GEMM for prefill"},
-  {"moe_gemm_fp8",     "emulated",    0,               "moe/gemm.cl",                   "", 10, K::kEmulated, St::kImplemented, 0, "grouped GEMMs over 128x128 block-FP8 experts, e4m3 decoded in software"},
-  {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3,  "moe/gemm_fp8_nv_mma_e4m3.cl",   "", 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
+  {"fp8_block_gemm",   "gemv",        0, 20, K::kEmulated, St::kImplemented, 32, "e4m3 decoded by bit placement, two-level fp32 accumulation; beats tiled through M=32 on the H200"},
+  {"fp8_block_gemm",   "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "local-memory tiles, each weight decoded once per tile"},
+  {"fp8_block_gemm",   "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
+  {"fp8_block_gemm",   "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k32 e4m3 on the codes themselves, two-level fp32 accumulation; from M=8 (H200: gemv wins at M=1)", 8},
+  {"fp8_tensor_gemm",  "gemv",        0, 20, K::kEmulated, St::kImplemented, 32, "per-tensor scales broadcast into the block kernel"},
+  {"fp8_tensor_gemm",  "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "per-tensor scales broadcast into the block kernel"},
+  {"fp8_tensor_gemm",  "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
+  {"fp8_tensor_gemm",  "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kImplemented, 0, "the block kernel with per-tensor scales broadcast; from M=8", 8},
+  {"w8a16_gemm",       "gemv",        0, 20, K::kEmulated, St::kImplemented, 32, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
+  {"w8a16_gemm",       "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
+  {"w8a16_gemm",       "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
+  {"w8a16_gemm",       "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
+  {"moe_routing",      "portable",    0, 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
+  {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
+  {"moe_gemm",         "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
+  {"moe_gemm",         "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync grouped GEMM for prefill"},
+  {"moe_gemm_fp8",     "emulated",    0, 10, K::kEmulated, St::kImplemented, 0, "grouped GEMMs over 128x128 block-FP8 experts, e4m3 decoded in software"},
+  {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
 };
 // clang-format on
 
+// One column per distinct set of gating features: a CPU runs the same variants (S/E) as a GPU
+// without tensor cores, only preferred differently, so they share the first column.
 const std::vector<DeviceClass> kClasses = {
-    {"generic/PoCL", kFeatCpu | kFeatFp64},
-    {"GPU+fp16", kFeatGpu | kFeatFp16 | kFeatSubgroups},
-    {"Intel-XMX", kFeatGpu | kFeatFp16 | kFeatSubgroups | kFeatIntelMatrix},
-    {"NV-sm80", kFeatGpu | kFeatFp64 | kFeatNvMmaF16},
-    {"NV-sm89", kFeatGpu | kFeatFp64 | kFeatNvMmaF16 | kFeatNvMmaE4m3},
-    {"NV-sm90", kFeatGpu | kFeatFp64 | kFeatNvMmaF16 | kFeatNvMmaE4m3 | kFeatNvSm90},
+    {"portable", 0},  // any OpenCL 1.2 device: PoCL, rusticl, GPUs without the NVIDIA probes
+    {"NV-sm80", kFeatNvMmaF16},
+    {"NV-sm89+", kFeatNvMmaF16 | kFeatNvMmaE4m3},
 };
 
 const std::vector<MatrixRow> kMatrixRows = {

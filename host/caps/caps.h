@@ -1,6 +1,7 @@
-// The capability table (DESIGN.md): data, not if-chains. Each row is one kernel variant of one op
-// with the probed features it needs; selection takes the most preferred row whose requirements
-// hold on this device and whose M range fits, unless the user names a variant.
+// The capability table (docs/design.md): data, not if-chains. Each row is one kernel variant of one
+// op with the probed features it needs; selection takes the most preferred row whose requirements
+// hold on this device and whose M range fits, unless the user names a variant. The row's
+// variant names its launcher (host/ops/launcher.h: find_launcher), which owns the kernels.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -10,19 +11,16 @@
 
 namespace clq {
 
-// Probed features a variant can require (bit mask).
+// Probed features a variant can require (bit mask). Only facts that gate a row are bits here:
+// the other probed facts (fp16, fp64, subgroups, Intel matrix engines, the NVIDIA compute
+// capability itself) are printed by `clquant caps` but decide nothing until a variant needs them,
+// so the support matrix shows no device class that only repeats another.
 enum Feature : uint32_t {
-  kFeatGpu = 1u << 0,
-  kFeatFp16 = 1u << 1,         // cl_khr_fp16
-  kFeatFp64 = 1u << 2,         // cl_khr_fp64
-  kFeatSubgroups = 1u << 3,    // cl_khr_subgroups or cl_intel_subgroups
-  kFeatIntelMatrix = 1u << 4,  // cl_intel_subgroup_matrix_multiply_accumulate
-  kFeatNvMmaF16 = 1u << 5,     // inline PTX mma.sync m16n8k16 f16 probe passed (sm80+)
-  kFeatNvMmaE4m3 = 1u << 6,    // inline PTX mma.sync m16n8k32 e4m3 probe passed (sm89+)
-  kFeatNvSm90 = 1u << 7,       // compute capability 9.x with mma working (wgmma class)
-  kFeatCpu = 1u << 8,          // CL_DEVICE_TYPE_CPU
+  kFeatCpu = 1u << 0,        // CL_DEVICE_TYPE_CPU (preference rows: register tiles at every M)
+  kFeatNvMmaF16 = 1u << 1,   // inline PTX mma.sync m16n8k16 f16 probe passed (sm80+)
+  kFeatNvMmaE4m3 = 1u << 2,  // inline PTX mma.sync m16n8k32 e4m3 probe passed (sm89+)
 };
-constexpr int kFeatureCount = 9;
+constexpr int kFeatureCount = 3;
 const char* feature_name(uint32_t bit);
 uint32_t feature_mask(const DeviceFeatures& f);
 std::string feature_list(uint32_t mask);  // "fp16+nv_mma_f16", or "none"
@@ -34,8 +32,6 @@ struct VariantRow {
   const char* op;           // "w4a16_gemm", ...
   const char* variant;      // "gemv", "tiled", ...
   uint32_t requires;        // Feature bits that must all be present
-  const char* kernel_file;  // under kernels_cl/
-  const char* defines;      // extra -D options
   int preference;           // higher wins among eligible rows
   VariantKind kind;
   VariantStage stage;

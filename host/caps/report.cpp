@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "host/caps/caps.h"
+#include "host/ops/launcher.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -133,6 +134,13 @@ void print_caps(std::ostream& out, const Context& c) {
   print_support_matrix(out, &f);
 }
 
+namespace {
+nlohmann::json launcher_files(const VariantRow& r) {
+  const Launcher* l = find_launcher(r.op, r.variant);
+  return l ? nlohmann::json(l->kernel_files()) : nlohmann::json::array();
+}
+}  // namespace
+
 nlohmann::json caps_json(const Context& c) {
   const auto& f = c.features();
   nlohmann::json j;
@@ -156,8 +164,7 @@ nlohmann::json caps_json(const Context& c) {
     table.push_back({{"op", r.op},
                      {"variant", r.variant},
                      {"requires", feature_list(r.requires)},
-                     {"kernel_file", r.kernel_file},
-                     {"defines", r.defines},
+                     {"kernel_files", launcher_files(r)},
                      {"preference", r.preference},
                      {"kind", r.kind == VariantKind::kNative ? "native" : "emulated"},
                      {"stage", r.stage == VariantStage::kImplemented ? "implemented" : "planned"},

@@ -9,14 +9,14 @@
 namespace clq {
 
 namespace {
-const W4A16Tuning kW4A16[] = {
+const GemvTuning kGemv[] = {
     {"cpu", [](const DeviceFeatures& f) { return f.is_cpu; }, 16, 16, 4, 4096, 8, 8},
     {"gpu", [](const DeviceFeatures& f) { return f.is_gpu; }, 4, 0, 1024, 0, 64, 4},
     {"default", [](const DeviceFeatures&) { return true; }, 4, 0, 256, 0, 64, 4},
 };
 }  // namespace
 
-GemvLayout gemv_layout(const W4A16Tuning& t, int64_t N) {
+GemvLayout gemv_layout(const GemvTuning& t, int64_t N) {
   GemvLayout l;
   l.cols = t.gemv_cols;
   l.max_rows = t.gemv_max_rows;
@@ -25,16 +25,23 @@ GemvLayout gemv_layout(const W4A16Tuning& t, int64_t N) {
   return l;
 }
 
-const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f) {
-  if (const char* name = std::getenv("CLQ_W4A16_TUNING"); name && *name) {
-    for (const auto& t : kW4A16)
-      if (std::strcmp(t.name, name) == 0) return t;
-    fail(Status::kInvalidArgument,
-         std::string("CLQ_W4A16_TUNING='") + name + "' names no tuning row (cpu, gpu, default)");
+const GemvTuning& gemv_tuning(const DeviceFeatures& f) {
+  // CLQ_W4A16_TUNING is the variable's name before the rows served FP8 and MoE too (deprecated,
+  // CHANGELOG); CLQ_GEMV_TUNING wins when both are set.
+  const char* var = "CLQ_GEMV_TUNING";
+  const char* name = std::getenv(var);
+  if (!name || !*name) {
+    var = "CLQ_W4A16_TUNING";
+    name = std::getenv(var);
   }
-  for (const auto& t : kW4A16)
+  if (name && *name) {
+    for (const auto& t : kGemv)
+      if (std::strcmp(t.name, name) == 0) return t;
+    fail(Status::kInvalidArgument, std::string(var) + "='" + name + "' names no tuning row (cpu, gpu, default)");
+  }
+  for (const auto& t : kGemv)
     if (t.applies(f)) return t;
-  return kW4A16[2];  // "default" always applies; unreachable
+  return kGemv[2];  // "default" always applies; unreachable
 }
 
 }  // namespace clq

@@ -7,7 +7,9 @@
 
 namespace clq {
 
-struct W4A16Tuning {
+// One row per device class: the weight layout and work split of the register-tiled (gemv) kernels,
+// which the int4, FP8 and MoE ops all use.
+struct GemvTuning {
   const char* name;
   bool (*applies)(const DeviceFeatures&);
   // Columns per gemv work-item (1, 4, 8 or 16): 4 gives a GPU one 16-byte load per word row;
@@ -35,9 +37,9 @@ struct GemvLayout {
   int cols = 4, max_rows = 4;
   int64_t Np = 0, block_n = 0;
 };
-GemvLayout gemv_layout(const W4A16Tuning& t, int64_t N);
+GemvLayout gemv_layout(const GemvTuning& t, int64_t N);
 
-// CLQ_W4A16_TUNING=cpu|gpu|default forces a row (tests run every layout on any device).
-const W4A16Tuning& w4a16_tuning(const DeviceFeatures& f);
+// CLQ_GEMV_TUNING=cpu|gpu|default forces a row (tests run every layout on any device).
+const GemvTuning& gemv_tuning(const DeviceFeatures& f);
 
 }  // namespace clq

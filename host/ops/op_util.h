@@ -44,6 +44,10 @@ inline int gemv_rows(int64_t M, int max_rows) {
   return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
 }
 
+// A launch-shape knob from an environment variable of "key=value,..." pairs (CLQ_NV_SKINNY,
+// CLQ_NV_TILED: sweeps), or `fallback` when the variable or the key is absent.
+int env_knob(const char* var, const char* key, int fallback);
+
 // Input [M][K] of xt and output [M][N] of yt must fit their buffers (InvalidArgument otherwise).
 void check_io_buffers(int64_t M, int64_t K, int64_t N, DType xt, DType yt, size_t x_bytes, size_t y_bytes);
 

@@ -42,13 +42,13 @@
 #define MBW 4  // 8-row blocks per warp
 #endif
 #ifndef WM
-#define WM 4  // warps along M
+#define WM 2  // warps along M
 #endif
 #ifndef GM
 #define GM 8  // row blocks per band of the raster order (see the kernel)
 #endif
 #ifndef STAGES
-#define STAGES 2  // chunks in local memory: STAGES - 1 in flight while one is used
+#define STAGES 3  // chunks in local memory: STAGES - 1 in flight while one is used
 #endif
 #define WARPS (WN * WM)
 #define THREADS (32 * WARPS)

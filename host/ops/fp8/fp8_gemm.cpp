@@ -11,10 +11,7 @@
 
 namespace clq {
 
-using oputil::dtype_code;
-using oputil::gemv_rows;
 using oputil::io_defines;
-using oputil::launch_splitk_reduce;
 using oputil::round_up;
 
 namespace {
@@ -158,11 +155,11 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   if (mode == Fp8Act::kBlockDynamic) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group", defs);
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
-    ev.first = ev.last = launch(c_, k, grid, local, "fp8_quant_group");
+    ev.add(launch(c_, k, grid, local, "fp8_quant_group"), "fp8_quant_group");
   } else if (mode == Fp8Act::kNone) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_widen_act", defs);
     set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
-    ev.first = ev.last = launch(c_, k, grid, local, "fp8_widen_act");
+    ev.add(launch(c_, k, grid, local, "fp8_widen_act"), "fp8_widen_act");
   } else {
     cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax", defs);
     cl::Kernel red = c_.kernel("fp8/quant.cl", "fp8_tensor_scale", defs);
@@ -172,13 +169,12 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
       c_.write(tensor_scale_, &s, 4);
     } else {
       set_args(amax, x, amax_, Mi, Ki, Kbi);
-      ev.first = launch(c_, amax, grid, local, "fp8_group_amax");
+      ev.add(launch(c_, amax, grid, local, "fp8_group_amax"), "fp8_group_amax");
       set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
-      launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
+      ev.add(launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale"), "fp8_tensor_scale");
     }
     set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi);
-    ev.last = launch(c_, qt, grid, local, "fp8_quant_tensor");
-    if (mode == Fp8Act::kTensorStatic) ev.first = ev.last;
+    ev.add(launch(c_, qt, grid, local, "fp8_quant_tensor"), "fp8_quant_tensor");
   }
   return ev;
 }
@@ -193,38 +189,37 @@ void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales)
 
 // ---- GEMM -----------------------------------------------------------------------------------
 
-Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p)
-    : c_(c),
-      N_(p.N),
-      K_(p.K),
-      Kp_(p.Kp),
-      Nb_(p.Nb),
-      Kb_(p.Kb),
-      block_(p.block),
-      input_scale_(p.input_scale),
-      quant_(c) {
+Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_scale), quant_(c) {
   if (p.qw.size() != size_t(p.Kp / 4 * p.N) || p.sw.size() != size_t(p.Nb * p.Kb) || p.Kp != p.Kb * kFp8Block)
     fail(Status::kInvalidArgument,
          "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " (use repack_fp8)");
-  const W4A16Tuning& t = w4a16_tuning(c.features());
-  const GemvLayout lay = gemv_layout(t, N_);
-  cols_ = lay.cols;
-  rows_max_ = lay.max_rows;
-  Np_ = lay.Np;
-  block_n_ = lay.block_n;
-  if (double(p.Kp / 4) * double(Np_) >= 2147483647.0)
-    fail(Status::kInvalidShape,
-         "FP8 layer N=" + std::to_string(N_) + " x K=" + std::to_string(K_) + " is too large for 32-bit word indices");
-  std::vector<uint32_t> qw = column_blocks(p.qw.data(), Kp_ / 4, N_, Np_, block_n_);
-
-  qw_ = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
-  c_.write(qw_, qw.data(), qw.size() * 4);
-  sw_ = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
-  c_.write(sw_, p.sw.data(), p.sw.size() * 4);
+  L_.N = p.N;
+  L_.K = p.K;
+  L_.Kp = p.Kp;
+  L_.Nb = p.Nb;
+  L_.Kb = p.Kb;
+  L_.block = p.block;
+  const GemvTuning& t = gemv_tuning(c.features());
+  const GemvLayout lay = gemv_layout(t, L_.N);
+  L_.cols = lay.cols;
+  L_.rows_max = lay.max_rows;
+  L_.Np = lay.Np;
+  L_.block_n = lay.block_n;
+  L_.gemv_local = t.gemv_local;
+  L_.items_per_cu = t.items_per_cu;
+  L_.max_split_floats = t.max_split_floats;
+  if (double(p.Kp / 4) * double(L_.Np) >= 2147483647.0)
+    fail(Status::kInvalidShape, "FP8 layer N=" + std::to_string(L_.N) + " x K=" + std::to_string(L_.K) +
+                                    " is too large for 32-bit word indices");
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 4, L_.N, L_.Np, L_.block_n);
+  L_.qw = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(L_.qw, qw.data(), qw.size() * 4);
+  L_.sw = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(L_.sw, p.sw.data(), p.sw.size() * 4);
 }
 
 Fp8Act Fp8Gemm::default_act() const {
-  if (block_) return Fp8Act::kBlockDynamic;
+  if (L_.block) return Fp8Act::kBlockDynamic;
   return input_scale_ ? Fp8Act::kTensorStatic : Fp8Act::kTensorDynamic;
 }
 
@@ -235,10 +230,10 @@ const char* Fp8Gemm::op_name(bool block, Fp8Act act) {
 
 void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes, Fp8Act act) const {
   if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
-  if (block_ && (act == Fp8Act::kTensorDynamic || act == Fp8Act::kTensorStatic))
+  if (L_.block && (act == Fp8Act::kTensorDynamic || act == Fp8Act::kTensorStatic))
     fail(Status::kInvalidArgument,
          std::string("activation mode '") + fp8_act_name(act) + "' does not fit block-scaled weights");
-  if (!block_ && act == Fp8Act::kBlockDynamic)
+  if (!L_.block && act == Fp8Act::kBlockDynamic)
     fail(Status::kInvalidArgument,
          "per-token-group activations need block-scaled weights; this layer has a per-tensor weight_scale");
   if (act == Fp8Act::kTensorStatic && !input_scale_)
@@ -246,40 +241,16 @@ void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_
          "static activation quantization needs the checkpoint's input_scale, which this layer lacks");
   if (act == Fp8Act::kNone && xt == DType::kF32)
     fail(Status::kInvalidArgument, "weight-only FP8 (w8a16) takes fp16 or bf16 activations, not f32");
-  if (double(M) * double(Kp_) >= 2147483647.0 || double(M) * double(N_) >= 2147483647.0)
+  if (double(M) * double(L_.Kp) >= 2147483647.0 || double(M) * double(L_.N) >= 2147483647.0)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " exceeds 32-bit element indices; split the batch");
-  oputil::check_io_buffers(M, K_, N_, xt, yt, x_bytes, y_bytes);
-  if (size_t(M) * size_t(Kp_) * 4 > c_.features().max_alloc)
+  oputil::check_io_buffers(M, L_.K, L_.N, xt, yt, x_bytes, y_bytes);
+  if (size_t(M) * size_t(L_.Kp) * 4 > c_.features().max_alloc)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) +
                                     " needs an activation scratch above the device's max allocation; split the batch");
 }
 
 const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& variant) const {
-  return select_variant(op_name(block_, act), c_.features(), M, variant);
-}
-
-int Fp8Gemm::mma_splits(int64_t M) const {
-  // ~32 warps per compute unit (w4a16's rule); splits are whole 128-blocks.
-  const int64_t cols = M >= 64 ? 32 : 64, rows = M >= 64 ? 64 : 16;
-  const int64_t warps = ((Np_ + cols - 1) / cols) * ((M + rows - 1) / rows);
-  const int64_t target = int64_t(c_.features().compute_units) * 32;
-  return int(std::max<int64_t>(1, std::min<int64_t>((target + warps - 1) / warps, Kb_)));
-}
-
-int Fp8Gemm::gemv_splits(int64_t M) const {
-  const auto& f = c_.features();
-  const W4A16Tuning& t = w4a16_tuning(f);
-  const int rows = gemv_rows(M, rows_max_);
-  const int64_t items = (Np_ / cols_) * ((M + rows - 1) / rows);
-  const int64_t target = int64_t(f.compute_units) * t.items_per_cu;
-  int64_t splits = std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / items, Kb_));
-  if (t.max_split_floats > 0) {
-    const int64_t max_blocks = std::max<int64_t>(1, t.max_split_floats / (kFp8Block * rows));
-    splits = std::max<int64_t>(splits, (Kb_ + max_blocks - 1) / max_blocks);
-  }
-  splits = std::min<int64_t>(splits, Kb_);
-  int64_t bps = (Kb_ + splits - 1) / splits;
-  return int((Kb_ + bps - 1) / bps);
+  return select_variant(op_name(L_.block, act), c_.features(), M, variant);
 }
 
 OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
@@ -290,71 +261,20 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   y.getInfo(CL_MEM_SIZE, &yb);
   can_implement(M, xt, yt, xb, yb, act);
   const VariantRow& row = choose(M, act, opt.variant);
-  const std::string variant = row.variant;
-  int splits = 1;
-  if (variant == "gemv" || variant == "nv_mma_e4m3") {
-    splits = opt.splits > 0      ? int(std::min<int64_t>(opt.splits, Kb_))
-             : variant == "gemv" ? gemv_splits(M)
-                                 : mma_splits(M);
-    int64_t bps = (Kb_ + splits - 1) / splits;
-    splits = int((Kb_ + bps - 1) / bps);
-  }
-  const int64_t bps = (Kb_ + splits - 1) / splits;
-  const int rows = gemv_rows(M, rows_max_);
-  size_t need_part = splits > 1 ? size_t(splits) * size_t(M) * size_t(N_) * 4 : 4;
-  oputil::grow_scratch(c_, part_, part_bytes_, need_part);
-  const std::string defs = io_defines(xt, yt);
-  cl::Kernel main_k, reduce;
-  if (variant == "gemv") {
-    // CLQ_FP8_DECODE=lut swaps the bit-placement decode for a 256-entry table (for measurement).
-    const char* dec = std::getenv("CLQ_FP8_DECODE");
-    const std::string opts = defs + " -DGEMV_M=" + std::to_string(rows) + " -DVEC_COLS=" + std::to_string(cols_) +
-                             (dec && std::string(dec) == "lut" ? " -DFP8_DECODE_LUT=1" : "") + " " + row.defines;
-    main_k = c_.kernel(row.kernel_file, "fp8_block_gemv", opts);
-    if (splits > 1) reduce = c_.kernel(row.kernel_file, "fp8_splitk_reduce", opts);
-  } else if (variant == "tiled") {
-    main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_tiled", defs + " " + row.defines);
-  } else if (variant == "nv_mma_e4m3") {
-    if (act == Fp8Act::kNone) fail(Status::kInternal, "the e4m3 tensor-core variant needs quantized activations");
-    main_k = c_.kernel(row.kernel_file, "fp8_block_gemm_nv_mma",
-                       defs + " -DMT=" + std::to_string(M >= 64 ? 4 : 1) + " -DNF=" + std::to_string(M >= 64 ? 4 : 8) +
-                           " " + row.defines);
-    if (splits > 1) reduce = c_.kernel("fp8/gemv.cl", "fp8_splitk_reduce", defs);
-  } else {
-    fail(Status::kInternal, std::string(row.op) + " has no launcher for variant '" + variant + "'");
-  }
-  // Kernels are built; quantize (enqueues), then the GEMM.
-  OpEvents ev = quant_.run(x, xt, M, K_, act, input_scale_, /*padded_codes=*/variant == "nv_mma_e4m3");
-  if (variant == "gemv") {
-    set_args(main_k, qw_, sw_, quant_.xq(), quant_.scales(), part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
-             cl_int(block_n_), cl_int(Kp_), cl_int(bps), cl_int(splits == 1));
-    const size_t local = size_t(w4a16_tuning(c_.features()).gemv_local);
-    ev.last = launch(c_, main_k,
-                     cl::NDRange(round_up(size_t(Np_ / cols_), local), size_t(splits), size_t((M + rows - 1) / rows)),
-                     cl::NDRange(local, 1, 1),
-                     "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
-    if (splits > 1) {
-      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "fp8_splitk_reduce");
-    }
-  } else if (variant == "nv_mma_e4m3") {
-    set_args(main_k, qw_, sw_, quant_.codes(), quant_.scales(), part_, y, cl_int(M), cl_int(N_), cl_int(Np_),
-             cl_int(block_n_), cl_int(Kp_), cl_int(bps), cl_int(splits == 1));
-    // 4 warps x NF*8 columns x 16*MT rows per work-group (kernels_cl/fp8_block_gemm_nv_mma_e4m3.cl).
-    const int64_t wg_cols = M >= 64 ? 128 : 256, wg_rows = M >= 64 ? 64 : 16;
-    ev.last = launch(
-        c_, main_k,
-        cl::NDRange(size_t((Np_ + wg_cols - 1) / wg_cols) * 128, size_t(splits), size_t((M + wg_rows - 1) / wg_rows)),
-        cl::NDRange(128, 1, 1),
-        "fp8_block_gemm_nv_mma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")");
-    if (splits > 1) {
-      ev.last = launch_splitk_reduce(c_, reduce, part_, y, M, N_, splits, "fp8_splitk_reduce");
-    }
-  } else {
-    set_args(main_k, qw_, sw_, quant_.xq(), quant_.scales(), y, cl_int(M), cl_int(N_), cl_int(Np_), cl_int(block_n_),
-             cl_int(Kp_));
-    ev.last = launch(c_, main_k, cl::NDRange(size_t((N_ + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
-                     cl::NDRange(16, 16), "fp8_block_gemm_tiled (M=" + std::to_string(M) + ")");
-  }
+  const Fp8Launcher* l = fp8_launcher(row.variant);
+  if (!l) fail(Status::kInternal, std::string(row.op) + " row '" + row.variant + "' has no launcher");
+  Fp8Call call;
+  call.x = &x;
+  call.xt = xt;
+  call.y = &y;
+  call.yt = yt;
+  call.M = M;
+  call.act = act;
+  call.input_scale = input_scale_;
+  call.splits = opt.splits;
+  l->can_implement(L_, call, c_.features()).raise_if_refused();
+  OpEvents ev = l->enqueue(c_, L_, quant_, call);
+  ev.row = &row;
   return ev;
 }
 

@@ -1,4 +1,5 @@
 #include "host/ops/moe/fused_moe.h"
+#include "host/ops/launcher.h"
 
 #include <algorithm>
 #include <cmath>
@@ -176,7 +177,7 @@ void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
 
 FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E_(m.E), H_(m.H), I_(m.I) {
   validate_moe(m);
-  const W4A16Tuning& t = w4a16_tuning(c.features());
+  const GemvTuning& t = gemv_tuning(c.features());
   const GemvLayout l1 = gemv_layout(t, 2 * I_), l2 = gemv_layout(t, H_);
   cols_ = l1.cols;
   rows_max_ = l1.max_rows;
@@ -414,9 +415,9 @@ OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
   const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
   const VariantRow& route = select_variant("moe_routing", c_.features(), T);
   cl::Kernel lk, rk;
-  if (!logits) lk = c_.kernel(route.kernel_file, "moe_router_logits", io + " -DWR_DTYPE=0 " + route.defines);
-  rk = c_.kernel(route.kernel_file, r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped",
-                 io + " " + route.defines);
+  if (!logits) lk = c_.kernel(row_kernel_file(route), "moe_router_logits", io + " -DWR_DTYPE=0 ");
+  rk = c_.kernel(row_kernel_file(route), r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped",
+                 io);
   cl::Event first;
   const cl::Buffer& lg = logits ? *logits : logits_;
   if (!logits) {
@@ -489,12 +490,12 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   const std::string gdef = wdef + " -DGEMV_M=" + i2s(rows) + " -DMOE_BS=" + i2s(bs);
   const VariantRow& al = select_variant("moe_align", c_.features(), T);
   const VariantRow& gv = select_variant(kind_ == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : "moe_gemm", c_.features(), T);
-  cl::Kernel align = c_.kernel(al.kernel_file, "moe_align", al.defines);
-  const std::string gd = gdef + " " + gv.defines;
-  cl::Kernel g1 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
-  cl::Kernel g2 = c_.kernel(gv.kernel_file, "moe_expert_gemm", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel align = c_.kernel(row_kernel_file(al), "moe_align", "");
+  const std::string gd = gdef;
+  cl::Kernel g1 = c_.kernel(row_kernel_file(gv), "moe_expert_gemm", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  cl::Kernel g2 = c_.kernel(row_kernel_file(gv), "moe_expert_gemm", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
   cl::Kernel comb =
-      c_.kernel(gv.kernel_file, "moe_combine", wdef + " " + gv.defines + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
+      c_.kernel(row_kernel_file(gv), "moe_combine", wdef + " -DOUT_DTYPE=" + i2s(dtype_code(yt)));
   // Staging of each GEMM's activations in the layout its weight kind reads (the dense ops' passes).
   const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
   cl::Kernel st1, st2;
@@ -522,7 +523,7 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   };
   // Split-K: decode gives few rows, so K is split until the device has enough work-items (the
   // dense gemv's rule); each split's range is whole K units of the weight kind.
-  const W4A16Tuning& tune = w4a16_tuning(c_.features());
+  const GemvTuning& tune = gemv_tuning(c_.features());
   auto units_of = [&](int64_t Kp) {
     return kind_ == MoeWeightKind::kInt4 ? Kp / 8 : kind_ == MoeWeightKind::kFp8 ? Kp / 128 : Kp;
   };
@@ -538,8 +539,8 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   grow(part1_, part1_b_, splits1 > 1 ? size_t(splits1) * size_t(S_max) * size_t(2 * I_) * 4 : 4);
   grow(part2_, part2_b_, splits2 > 1 ? size_t(splits2) * size_t(S_max) * size_t(H_) * 4 : 4);
   cl::Kernel red1, red2;
-  if (splits1 > 1) red1 = c_.kernel(gv.kernel_file, "moe_reduce_gate_up", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
-  if (splits2 > 1) red2 = c_.kernel(gv.kernel_file, "moe_reduce_down", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  if (splits1 > 1) red1 = c_.kernel(row_kernel_file(gv), "moe_reduce_gate_up", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
+  if (splits2 > 1) red2 = c_.kernel(row_kernel_file(gv), "moe_reduce_down", gd + " -DMODE=1 -DIN_DTYPE=0 -DOUT_DTYPE=0");
 
   auto gemm = [&](cl::Kernel& k, const cl::Buffer& w, int64_t wstride, const cl::Buffer& sc, const cl::Buffer& z,
                   int64_t gstride, const cl::Buffer& sw, int64_t swstride, const cl::Buffer& gs, const cl::Buffer& wg,
