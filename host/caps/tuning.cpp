@@ -25,6 +25,12 @@ GemvLayout gemv_layout(const GemvTuning& t, int64_t N) {
   return l;
 }
 
+GemvGeometry gemv_geometry(const DeviceFeatures& f, int64_t N) {
+  const GemvTuning& t = gemv_tuning(f);
+  const GemvLayout lay = gemv_layout(t, N);
+  return {lay.cols, lay.max_rows, lay.Np, lay.block_n, t.gemv_local, t.items_per_cu, t.max_split_floats};
+}
+
 const GemvTuning& gemv_tuning(const DeviceFeatures& f) {
   // CLQ_W4A16_TUNING is the variable's name before the rows served FP8 and MoE too (deprecated,
   // CHANGELOG); CLQ_GEMV_TUNING wins when both are set.

@@ -39,6 +39,15 @@ struct GemvLayout {
 };
 GemvLayout gemv_layout(const GemvTuning& t, int64_t N);
 
+// What a register-tiled launcher needs of the tuning row for a layer of N columns: the layout
+// and the work split, copied once when the layer is uploaded.
+struct GemvGeometry {
+  int cols = 4, rows_max = 4;
+  int64_t Np = 0, block_n = 0;
+  int gemv_local = 64, items_per_cu = 0, max_split_floats = 0;
+};
+GemvGeometry gemv_geometry(const DeviceFeatures& f, int64_t N);
+
 // CLQ_GEMV_TUNING=cpu|gpu|default forces a row (tests run every layout on any device).
 const GemvTuning& gemv_tuning(const DeviceFeatures& f);
 

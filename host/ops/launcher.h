@@ -32,13 +32,27 @@ struct Check {
 // Every launcher shares this face, so tests and `clquant caps` can list what a variant builds.
 class Launcher {
  public:
+  Launcher(const char* variant, std::vector<std::string> kernel_files)
+      : variant_(variant), files_(std::move(kernel_files)) {}
   virtual ~Launcher() = default;
   // Capability-table ops it serves (one kernel family may serve several, as FP8's does).
   virtual std::vector<std::string> ops() const = 0;
-  virtual const char* variant() const = 0;  // capability-table variant, e.g. "gemv"
+  const char* variant() const { return variant_; }  // capability-table variant, e.g. "gemv"
   // Kernel files (under kernels_cl/) this launcher builds, main kernel first.
-  virtual std::vector<std::string> kernel_files() const = 0;
+  const std::vector<std::string>& kernel_files() const { return files_; }
+
+ private:
+  const char* variant_;
+  std::vector<std::string> files_;
 };
+
+// The launcher of `variant` in one op family's list, or nullptr.
+template <class L>
+const L* find_variant(const std::vector<const L*>& list, const std::string& variant) {
+  for (auto* l : list)
+    if (variant == l->variant()) return l;
+  return nullptr;
+}
 
 struct VariantRow;
 

@@ -2,6 +2,7 @@
 #include <string>
 #include <vector>
 
+#include "host/numeric.h"
 #include "runtime/context.h"
 #include "runtime/status.h"
 
@@ -37,6 +38,22 @@ struct OpEvents {
     check_cl(first.getProfilingInfo(CL_PROFILING_COMMAND_START, &a), "clGetEventProfilingInfo(START)");
     check_cl(last.getProfilingInfo(CL_PROFILING_COMMAND_END, &b), "clGetEventProfilingInfo(END)");
     return double(b - a) * 1e-6;
+  }
+};
+
+// The activations and output of one GEMM-like call: x [M][K] of xt in, y [M][N] of yt out.
+struct GemmIo {
+  const cl::Buffer* x = nullptr;
+  DType xt = DType::kF16;
+  const cl::Buffer* y = nullptr;
+  DType yt = DType::kF16;
+  int64_t M = 1;
+  size_t x_bytes() const { return buffer_bytes(*x); }
+  size_t y_bytes() const { return buffer_bytes(*y); }
+  static size_t buffer_bytes(const cl::Buffer& b) {
+    size_t n = 0;
+    b.getInfo(CL_MEM_SIZE, &n);
+    return n;
   }
 };
 

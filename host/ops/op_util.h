@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host/numeric.h"
+#include "host/ops/op_events.h"
 #include "runtime/context.h"
 
 namespace clq::oputil {
@@ -18,12 +19,18 @@ inline bool grow_scratch(Context& c, cl::Buffer& b, size_t& have, size_t need) {
   return true;
 }
 
+// Enqueues `kernel` and records the launch under `what` in `ev`.
+inline void enqueue(Context& c, OpEvents& ev, const cl::Kernel& kernel, const cl::NDRange& global,
+                    const cl::NDRange& local, const std::string& what) {
+  ev.add(launch(c, kernel, global, local, what), what);
+}
+
 // Sums split-K partials part [splits][M][N] (fp32) into y [M][N] with one of the *_splitk_reduce
-// kernels (arguments part, y, M, N, splits); returns its event.
-inline cl::Event launch_splitk_reduce(Context& c, cl::Kernel& reduce, const cl::Buffer& part, const cl::Buffer& y,
-                                     int64_t M, int64_t N, int splits, const std::string& name) {
+// kernels (arguments part, y, M, N, splits), recorded in `ev`.
+inline void enqueue_splitk_reduce(Context& c, OpEvents& ev, cl::Kernel& reduce, const cl::Buffer& part,
+                                  const cl::Buffer& y, int64_t M, int64_t N, int splits, const std::string& name) {
   set_args(reduce, part, y, cl_int(M), cl_int(N), cl_int(splits));
-  return launch(c, reduce, cl::NDRange((size_t(N) + 63) / 64 * 64, size_t(M)), cl::NDRange(64, 1), name);
+  enqueue(c, ev, reduce, cl::NDRange((size_t(N) + 63) / 64 * 64, size_t(M)), cl::NDRange(64, 1), name);
 }
 
 inline size_t round_up(size_t v, size_t m) {

@@ -15,15 +15,11 @@ namespace {
 class FixedKernels final : public Launcher {
  public:
   FixedKernels(std::initializer_list<std::string> ops, const char* variant, std::initializer_list<std::string> files)
-      : ops_(ops), variant_(variant), files_(files) {}
+      : Launcher(variant, files), ops_(ops) {}
   std::vector<std::string> ops() const override { return ops_; }
-  const char* variant() const override { return variant_; }
-  std::vector<std::string> kernel_files() const override { return files_; }
 
  private:
   std::vector<std::string> ops_;
-  const char* variant_;
-  std::vector<std::string> files_;
 };
 }  // namespace
 

@@ -155,11 +155,11 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   if (mode == Fp8Act::kBlockDynamic) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group", defs);
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
-    ev.add(launch(c_, k, grid, local, "fp8_quant_group"), "fp8_quant_group");
+    oputil::enqueue(c_, ev, k, grid, local, "fp8_quant_group");
   } else if (mode == Fp8Act::kNone) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_widen_act", defs);
     set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
-    ev.add(launch(c_, k, grid, local, "fp8_widen_act"), "fp8_widen_act");
+    oputil::enqueue(c_, ev, k, grid, local, "fp8_widen_act");
   } else {
     cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax", defs);
     cl::Kernel red = c_.kernel("fp8/quant.cl", "fp8_tensor_scale", defs);
@@ -169,12 +169,12 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
       c_.write(tensor_scale_, &s, 4);
     } else {
       set_args(amax, x, amax_, Mi, Ki, Kbi);
-      ev.add(launch(c_, amax, grid, local, "fp8_group_amax"), "fp8_group_amax");
+      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
       set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
-      ev.add(launch(c_, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale"), "fp8_tensor_scale");
+      oputil::enqueue(c_, ev, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
     }
     set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi);
-    ev.add(launch(c_, qt, grid, local, "fp8_quant_tensor"), "fp8_quant_tensor");
+    oputil::enqueue(c_, ev, qt, grid, local, "fp8_quant_tensor");
   }
   return ev;
 }
@@ -199,19 +199,11 @@ Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_s
   L_.Nb = p.Nb;
   L_.Kb = p.Kb;
   L_.block = p.block;
-  const GemvTuning& t = gemv_tuning(c.features());
-  const GemvLayout lay = gemv_layout(t, L_.N);
-  L_.cols = lay.cols;
-  L_.rows_max = lay.max_rows;
-  L_.Np = lay.Np;
-  L_.block_n = lay.block_n;
-  L_.gemv_local = t.gemv_local;
-  L_.items_per_cu = t.items_per_cu;
-  L_.max_split_floats = t.max_split_floats;
-  if (double(p.Kp / 4) * double(L_.Np) >= 2147483647.0)
+  L_.g = gemv_geometry(c.features(), L_.N);
+  if (double(p.Kp / 4) * double(L_.g.Np) >= 2147483647.0)
     fail(Status::kInvalidShape, "FP8 layer N=" + std::to_string(L_.N) + " x K=" + std::to_string(L_.K) +
                                     " is too large for 32-bit word indices");
-  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 4, L_.N, L_.Np, L_.block_n);
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 4, L_.N, L_.g.Np, L_.g.block_n);
   L_.qw = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
   c_.write(L_.qw, qw.data(), qw.size() * 4);
   L_.sw = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
@@ -256,20 +248,13 @@ const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& vari
 OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                       const Fp8RunOptions& opt) {
   const Fp8Act act = opt.act.value_or(default_act());
-  size_t xb = 0, yb = 0;
-  x.getInfo(CL_MEM_SIZE, &xb);
-  y.getInfo(CL_MEM_SIZE, &yb);
-  can_implement(M, xt, yt, xb, yb, act);
+  Fp8Call call;
+  call.GemmIo::operator=({&x, xt, &y, yt, M});
+  call.act = act;
+  can_implement(M, xt, yt, call.x_bytes(), call.y_bytes(), act);
   const VariantRow& row = choose(M, act, opt.variant);
   const Fp8Launcher* l = fp8_launcher(row.variant);
   if (!l) fail(Status::kInternal, std::string(row.op) + " row '" + row.variant + "' has no launcher");
-  Fp8Call call;
-  call.x = &x;
-  call.xt = xt;
-  call.y = &y;
-  call.yt = yt;
-  call.M = M;
-  call.act = act;
   call.input_scale = input_scale_;
   call.splits = opt.splits;
   l->can_implement(L_, call, c_.features()).raise_if_refused();

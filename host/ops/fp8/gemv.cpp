@@ -11,12 +11,12 @@
 namespace clq {
 
 int fp8_gemv_splits(const Fp8Layer& L, const DeviceFeatures& f, int64_t M) {
-  const int rows = oputil::gemv_rows(M, L.rows_max);
-  const int64_t items = (L.Np / L.cols) * ((M + rows - 1) / rows);
-  const int64_t target = int64_t(f.compute_units) * L.items_per_cu;
+  const int rows = oputil::gemv_rows(M, L.g.rows_max);
+  const int64_t items = (L.g.Np / L.g.cols) * ((M + rows - 1) / rows);
+  const int64_t target = int64_t(f.compute_units) * L.g.items_per_cu;
   int64_t splits = std::max<int64_t>(1, std::min<int64_t>((target + items - 1) / items, L.Kb));
-  if (L.max_split_floats > 0) {
-    const int64_t max_blocks = std::max<int64_t>(1, L.max_split_floats / (kFp8Block * rows));
+  if (L.g.max_split_floats > 0) {
+    const int64_t max_blocks = std::max<int64_t>(1, L.g.max_split_floats / (kFp8Block * rows));
     splits = std::max<int64_t>(splits, (L.Kb + max_blocks - 1) / max_blocks);
   }
   splits = std::min<int64_t>(splits, L.Kb);
@@ -28,37 +28,33 @@ namespace {
 
 class Gemv final : public Fp8Launcher {
  public:
-  const char* variant() const override { return "gemv"; }
-  std::vector<std::string> kernel_files() const override { return {"fp8/gemv.cl", "fp8/quant.cl"}; }
+  Gemv() : Fp8Launcher("gemv", {"fp8/gemv.cl", "fp8/quant.cl"}) {}
 
   OpEvents enqueue(Context& c, Fp8Layer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
     const int64_t M = a.M;
-    int splits = a.splits > 0 ? int(std::min<int64_t>(a.splits, L.Kb)) : fp8_gemv_splits(L, c.features(), M);
+    const int splits = fp8_whole_splits(L, a.splits > 0 ? a.splits : fp8_gemv_splits(L, c.features(), M));
     const int64_t bps = (L.Kb + splits - 1) / splits;
-    splits = int((L.Kb + bps - 1) / bps);
-    const int rows = oputil::gemv_rows(M, L.rows_max);
+    const int rows = oputil::gemv_rows(M, L.g.rows_max);
     oputil::grow_scratch(c, L.part, L.part_bytes, splits > 1 ? size_t(splits) * size_t(M) * size_t(L.N) * 4 : 4);
     // CLQ_FP8_DECODE=lut swaps the bit-placement decode for a 256-entry table (for measurement).
     const char* dec = std::getenv("CLQ_FP8_DECODE");
     const std::string opts = oputil::io_defines(a.xt, a.yt) + " -DGEMV_M=" + std::to_string(rows) +
-                             " -DVEC_COLS=" + std::to_string(L.cols) +
+                             " -DVEC_COLS=" + std::to_string(L.g.cols) +
                              (dec && std::string(dec) == "lut" ? " -DFP8_DECODE_LUT=1" : "");
     cl::Kernel main_k = c.kernel("fp8/gemv.cl", "fp8_block_gemv", opts);
     cl::Kernel reduce;
     if (splits > 1) reduce = c.kernel("fp8/gemv.cl", "fp8_splitk_reduce", opts);
     OpEvents ev = quant.run(*a.x, a.xt, M, L.K, a.act, a.input_scale, /*padded_codes=*/false);
-    set_args(main_k, L.qw, L.sw, quant.xq(), quant.scales(), L.part, *a.y, cl_int(M), cl_int(L.N), cl_int(L.Np),
-             cl_int(L.block_n), cl_int(L.Kp), cl_int(bps), cl_int(splits == 1));
-    const size_t local = size_t(L.gemv_local);
+    set_args(main_k, L.qw, L.sw, quant.xq(), quant.scales(), L.part, *a.y, cl_int(M), cl_int(L.N), cl_int(L.g.Np),
+             cl_int(L.g.block_n), cl_int(L.Kp), cl_int(bps), cl_int(splits == 1));
+    const size_t local = size_t(L.g.gemv_local);
     const std::string what = "fp8_block_gemv (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) + ")";
-    ev.add(launch(c, main_k,
-                  cl::NDRange(oputil::round_up(size_t(L.Np / L.cols), local), size_t(splits),
+    oputil::enqueue(c, ev, main_k,
+                  cl::NDRange(oputil::round_up(size_t(L.g.Np / L.g.cols), local), size_t(splits),
                               size_t((M + rows - 1) / rows)),
-                  cl::NDRange(local, 1, 1), what),
-           what);
+                  cl::NDRange(local, 1, 1), what);
     if (splits > 1)
-      ev.add(oputil::launch_splitk_reduce(c, reduce, L.part, *a.y, M, L.N, splits, "fp8_splitk_reduce"),
-             "fp8_splitk_reduce");
+      oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *a.y, M, L.N, splits, "fp8_splitk_reduce");
     return ev;
   }
 };

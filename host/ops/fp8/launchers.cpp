@@ -15,9 +15,7 @@ const std::vector<const Fp8Launcher*>& fp8_launchers() {
 }
 
 const Fp8Launcher* fp8_launcher(const std::string& variant) {
-  for (auto* l : fp8_launchers())
-    if (variant == l->variant()) return l;
-  return nullptr;
+  return find_variant(fp8_launchers(), variant);
 }
 
 }  // namespace clq

@@ -42,8 +42,7 @@ namespace {
 
 class NvMmaSkinny final : public W4A16Launcher {
  public:
-  const char* variant() const override { return "nv_mma_skinny"; }
-  std::vector<std::string> kernel_files() const override { return {"w4a16/nv_mma_skinny.cl", "w4a16/gather.cl"}; }
+  NvMmaSkinny() : W4A16Launcher("nv_mma_skinny", {"w4a16/nv_mma_skinny.cl", "w4a16/gather.cl"}) {}
 
   Check can_implement(const W4A16Layer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
     if (!L.has_fragment_layout())
@@ -73,18 +72,16 @@ class NvMmaSkinny final : public W4A16Launcher {
       cl::Kernel gather =
           c.kernel("w4a16/gather.cl", "w4a16_gather_frag", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
       set_args(gather, *a.x, L.perm, L.xp, cl_int(M), cl_int(L.K), cl_int(L.Kp), cl_int(L.chunks));
-      ev.add(launch(c, gather, cl::NDRange(size_t(L.chunks) * 128, size_t(row_blocks * k.mb)), cl::NDRange(128, 1),
-                    "w4a16_gather_frag"),
-             "w4a16_gather_frag");
+      oputil::enqueue(c, ev, gather, cl::NDRange(size_t(L.chunks) * 128, size_t(row_blocks * k.mb)), cl::NDRange(128, 1),
+                    "w4a16_gather_frag");
     }
     const int64_t cps = (L.chunks + k.splits - 1) / k.splits;
     set_args(main_k, L.qf, L.sz, L.wgroupf, L.descf, k.direct ? *a.x : L.xp, L.part, L.count, *a.y, cl_int(M),
              cl_int(L.N), cl_int(L.K), cl_int(L.tiles), cl_int(L.chunks), cl_int(cps));
     const std::string what =
         "w4a16_gemm_nv_skinny (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")";
-    ev.add(launch(c, main_k, cl::NDRange(size_t(wg_cols) * 32 * size_t(k.kw), size_t(k.splits), size_t(row_blocks)),
-                  cl::NDRange(32 * size_t(k.kw), 1, 1), what),
-           what);
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(wg_cols) * 32 * size_t(k.kw), size_t(k.splits), size_t(row_blocks)),
+                  cl::NDRange(32 * size_t(k.kw), 1, 1), what);
     return ev;
   }
 };

@@ -48,10 +48,7 @@ namespace {
 
 class NvMmaTiled final : public W4A16Launcher {
  public:
-  const char* variant() const override { return "nv_mma_tiled"; }
-  std::vector<std::string> kernel_files() const override {
-    return {"w4a16/nv_mma_tiled.cl", "w4a16/gather.cl", "w4a16/gemv.cl"};
-  }
+  NvMmaTiled() : W4A16Launcher("nv_mma_tiled", {"w4a16/nv_mma_tiled.cl", "w4a16/gather.cl", "w4a16/gemv.cl"}) {}
 
   Check can_implement(const W4A16Layer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
     if (!L.has_fragment_layout())
@@ -78,9 +75,8 @@ class NvMmaTiled final : public W4A16Launcher {
       cl::Kernel gather =
           c.kernel("w4a16/gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
       set_args(gather, *a.x, L.perm, L.xp, cl_int(M), cl_int(L.K), cl_int(L.Kp), cl_int(ld));
-      ev.add(launch(c, gather, cl::NDRange(oputil::round_up(size_t(ld / 8), 64), size_t(M)), cl::NDRange(64, 1),
-                    "w4a16_gather_h16"),
-             "w4a16_gather_h16");
+      oputil::enqueue(c, ev, gather, cl::NDRange(oputil::round_up(size_t(ld / 8), 64), size_t(M)), cl::NDRange(64, 1),
+                    "w4a16_gather_h16");
     }
     const int64_t cps = (L.chunks + k.splits - 1) / k.splits;
     const int64_t wg_cols = (L.tiles + k.tiles() - 1) / k.tiles(), wg_rows = (M + k.rows() - 1) / k.rows();
@@ -89,13 +85,11 @@ class NvMmaTiled final : public W4A16Launcher {
     const size_t threads = size_t(k.threads());
     const std::string what =
         "w4a16_gemm_nv_tiled (M=" + std::to_string(M) + ", splits=" + std::to_string(k.splits) + ")";
-    ev.add(launch(c, main_k, cl::NDRange(size_t(wg_cols) * threads, size_t(k.splits), size_t(wg_rows)),
-                  cl::NDRange(threads, 1, 1), what),
-           what);
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(wg_cols) * threads, size_t(k.splits), size_t(wg_rows)),
+                  cl::NDRange(threads, 1, 1), what);
     if (k.splits > 1) {
       cl::Kernel reduce = c.kernel("w4a16/gemv.cl", "w4a16_splitk_reduce", defs);
-      ev.add(oputil::launch_splitk_reduce(c, reduce, L.part, *a.y, M, L.N, k.splits, "w4a16_splitk_reduce"),
-             "w4a16_splitk_reduce");
+      oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *a.y, M, L.N, k.splits, "w4a16_splitk_reduce");
     }
     return ev;
   }

@@ -95,26 +95,18 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c) {
     fail(Status::kInvalidArgument, "W4Packed arrays disagree with K=" + std::to_string(p.K) +
                                        " N=" + std::to_string(p.N) + " Kp=" + std::to_string(p.Kp) +
                                        " G=" + std::to_string(p.G) + " (use repack_w4)");
-  const GemvTuning& t = gemv_tuning(c.features());
-  const GemvLayout lay = gemv_layout(t, L_.N);
-  L_.cols = lay.cols;
-  L_.rows_max = lay.max_rows;
-  L_.Np = lay.Np;
-  L_.block_n = lay.block_n;
-  L_.gemv_local = t.gemv_local;
-  L_.items_per_cu = t.items_per_cu;
-  L_.max_split_floats = t.max_split_floats;
-  if (L_.Np % L_.block_n != 0 || L_.block_n % L_.cols != 0)
-    fail(Status::kInternal, "w4a16 tuning '" + std::string(t.name) + "' has inconsistent block " +
-                                std::to_string(L_.block_n) + " / cols " + std::to_string(L_.cols));
+  L_.g = gemv_geometry(c.features(), L_.N);
+  if (L_.g.Np % L_.g.block_n != 0 || L_.g.block_n % L_.g.cols != 0)
+    fail(Status::kInternal, "w4a16 tuning has inconsistent block " +
+                                std::to_string(L_.g.block_n) + " / cols " + std::to_string(L_.g.cols));
   // Offsets are int in the kernels: keep every index below 2^31.
-  if (double(p.Kp / 8) * double(L_.Np) >= 2147483647.0)
+  if (double(p.Kp / 8) * double(L_.g.Np) >= 2147483647.0)
     fail(Status::kInvalidShape, "int4 layer K=" + std::to_string(p.K) + " x N=" + std::to_string(p.N) +
                                     " is too large for 32-bit word indices");
   // Device layout: columns padded to Np (zero weights, unit scale), stored in column blocks.
-  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 8, L_.N, L_.Np, L_.block_n);
-  std::vector<uint16_t> scales = pad_columns<uint16_t>(p.scales.data(), L_.G, L_.N, L_.Np, 0x3C00);
-  std::vector<uint8_t> zeros = pad_columns<uint8_t>(p.zeros.data(), L_.G, L_.N, L_.Np, 0);
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 8, L_.N, L_.g.Np, L_.g.block_n);
+  std::vector<uint16_t> scales = pad_columns<uint16_t>(p.scales.data(), L_.G, L_.N, L_.g.Np, 0x3C00);
+  std::vector<uint8_t> zeros = pad_columns<uint8_t>(p.zeros.data(), L_.G, L_.N, L_.g.Np, 0);
   auto upload = [&](const void* data, size_t bytes) {
     cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
     c_.write(b, data, bytes);
@@ -159,20 +151,13 @@ const VariantRow& W4A16Gemm::choose(int64_t M, const std::string& variant) const
 
 OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                         const W4A16RunOptions& opt) {
-  size_t xb = 0, yb = 0;
-  x.getInfo(CL_MEM_SIZE, &xb);
-  y.getInfo(CL_MEM_SIZE, &yb);
-  can_implement(M, xt, yt, xb, yb);
+  W4A16Call call;
+  call.GemmIo::operator=({&x, xt, &y, yt, M});
+  call.opt = opt;
+  can_implement(M, xt, yt, call.x_bytes(), call.y_bytes());
   const VariantRow& row = choose(M, opt.variant);
   const W4A16Launcher* l = w4a16_launcher(row.variant);
   if (!l) fail(Status::kInternal, std::string("w4a16_gemm row '") + row.variant + "' has no launcher");
-  W4A16Call call;
-  call.x = &x;
-  call.xt = xt;
-  call.y = &y;
-  call.yt = yt;
-  call.M = M;
-  call.opt = opt;
   l->can_implement(L_, call, c_.features()).raise_if_refused();
   OpEvents ev = l->enqueue(c_, L_, call);
   ev.row = &row;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "host/numeric.h"
+#include "host/caps/tuning.h"
 #include "host/ops/launcher.h"
 #include "host/ops/op_events.h"
 #include "host/ops/w4a16/w4a16_config.h"
@@ -17,9 +18,7 @@ namespace clq {
 // One int4 layer on the device, in every layout its launchers read.
 struct W4A16Layer {
   int64_t K = 0, N = 0, Kp = 0, G = 0;
-  // Portable register-tiled layout (host/caps/tuning.h): columns padded to Np, blocks of block_n.
-  int64_t Np = 0, block_n = 0;
-  int cols = 4, rows_max = 4, gemv_local = 64, items_per_cu = 0, max_split_floats = 0;
+  GemvGeometry g;  // portable register-tiled layout: columns padded to g.Np, blocks of g.block_n
   cl::Buffer qw, scales, zeros, perm, gstart, wgroup;
   // Tensor-core fragment layout (nv_mma_skinny, nv_mma_tiled), uploaded where the mma probe passed.
   cl::Buffer qf, sz, wgroupf, descf;
@@ -31,17 +30,13 @@ struct W4A16Layer {
   bool has_fragment_layout() const { return tiles > 0; }
 };
 
-struct W4A16Call {
-  const cl::Buffer* x = nullptr;  // [M][K] of xt
-  DType xt = DType::kF16;
-  const cl::Buffer* y = nullptr;  // [M][N] of yt
-  DType yt = DType::kF16;
-  int64_t M = 1;
+struct W4A16Call : GemmIo {
   W4A16RunOptions opt;
 };
 
 class W4A16Launcher : public Launcher {
  public:
+  using Launcher::Launcher;
   std::vector<std::string> ops() const override { return {"w4a16_gemm"}; }
   // Rules of this variant beyond the op's own (checked by W4A16Gemm before any launch).
   virtual Check can_implement(const W4A16Layer& layer, const W4A16Call& call, const DeviceFeatures& f) const {
@@ -54,6 +49,15 @@ class W4A16Launcher : public Launcher {
 // The W4A16 launchers, one per implemented variant of the w4a16_gemm table rows.
 const std::vector<const W4A16Launcher*>& w4a16_launchers();
 const W4A16Launcher* w4a16_launcher(const std::string& variant);
+
+// The portable variants' activation pass (kernels_cl/w4a16/gather.cl, w4a16_gather_x): x in the
+// packed row order (act-order) as fp32, nibble-scaled for gemv, plus per-word sums. Prepared
+// (scratch grown, kernel built) before the variant's own kernel is built; enqueued first.
+struct GatherX {
+  cl::Kernel kernel;
+  void enqueue(Context& c, OpEvents& ev, const W4A16Layer& L, const W4A16Call& a) const;
+};
+GatherX prepare_gather_x(Context& c, W4A16Layer& L, const W4A16Call& a, bool nibble_scaled);
 
 // Launch shapes, exposed for tests and sweeps (CLQ_NV_SKINNY / CLQ_NV_TILED override them).
 int w4a16_gemv_splits(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, int requested);
