@@ -1,5 +1,7 @@
 #include "runtime/context.h"
 
+#include <cstdlib>
+
 #include "runtime/status.h"
 
 namespace clq {
@@ -12,6 +14,10 @@ Context::Context(const DeviceEntry& entry)
   queue_ = cl::CommandQueue(ctx_, dev_, CL_QUEUE_PROFILING_ENABLE, &err);
   check_cl(err, "clCreateCommandQueue(" + features_.device_name + ")");
   programs_ = std::make_unique<ProgramCache>(ctx_, dev_, features_);
+  // CLQ_KERNEL_MEMO=off: every lookup pays the program-cache path, as before the memo (to measure
+  // what the memo saves in any benchmark).
+  if (const char* m = std::getenv("CLQ_KERNEL_MEMO"); m && (std::string(m) == "off" || std::string(m) == "0"))
+    memo_on_ = false;
   probe_features(*this, features_);
 }
 
