@@ -71,7 +71,7 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   ErrorStats e = compare_output(y.data(), DType::kF16, ref);
   bool pass = e.nan_count == 0 && e.rel_mean() < W4A16Problem::kTolerance;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, "").variant, e.rel_mean(),
+  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", ev.row->variant, e.rel_mean(),
                 e.nan_count);
   return {pass, ev.ms(), buf};
 }
@@ -101,7 +101,7 @@ DemoResult check_fp8(Context& c, uint64_t seed, bool block, Fp8Act act, int64_t 
   ErrorStats e = compare_output(y.data(), DType::kBF16, fp8_gemm_reference(ck, x.data(), DType::kBF16, M, act));
   bool pass = e.nan_count == 0 && e.rel_mean() < Fp8Problem::kTolerance;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", op.choose(M, act, "").variant, e.rel_mean(),
+  std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", ev.row->variant, e.rel_mean(),
                 e.nan_count);
   return {pass, ev.ms(), buf};
 }
