@@ -15,12 +15,11 @@
 #include "host/numeric.h"
 #include "host/ops/fp8/fp8_launcher.h"
 #include "host/ops/op_events.h"
+#include "host/reference/fp8_reference.h"  // the op's fp64 reference, for its callers
 #include "runtime/context.h"
 
 namespace clq {
 
-// fp64 reference on the same quantized inputs (activations quantized by the host twin).
-std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode);
 
 struct Fp8Problem {
   int64_t M = 1, N = 0, K = 0;

@@ -4,27 +4,12 @@
 #include <optional>
 #include <vector>
 
+#include "host/formats/fp8.h"
 #include "host/numeric.h"
 #include "host/ops/op_events.h"
 #include "runtime/context.h"
 
 namespace clq {
-
-enum class Fp8Act {
-  kBlockDynamic,   // per token, per 128 columns (DeepSeek-V3)
-  kTensorDynamic,  // one scale from the whole activation tensor
-  kTensorStatic,   // the checkpoint's input_scale
-  kNone,           // weight-only (w8a16)
-};
-const char* fp8_act_name(Fp8Act a);
-
-// Host twin of fp8/quant.cl, in fp32 with correctly rounded division.
-struct Fp8ActHost {
-  int64_t M = 0, K = 0, Kb = 0;
-  std::vector<uint8_t> codes;  // [M][K]
-  std::vector<float> scales;   // [M][Kb] (per-tensor modes repeat the one scale)
-};
-Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale = 0);
 
 class Fp8Quantizer {
  public:
