@@ -47,6 +47,23 @@ cl::Kernel Context::kernel(const std::string& file, const std::string& name, con
   return k;
 }
 
+cl::Kernel Context::kernel_patched(const std::string& file, const std::string& name, const std::string& extra,
+                                   const PtxPatch& patch) {
+  if (patch.empty()) return kernel(file, name, extra);
+  std::string key;
+  key.append(file).append(1, '\0').append(name).append(1, '\0').append(extra).append(1, '\0').append(patch.key());
+  auto hit = memo_on_ ? kernels_.find(key) : kernels_.end();
+  if (hit != kernels_.end()) return hit->second;
+  std::string opts = base_options();
+  if (!extra.empty()) opts += " " + extra;
+  cl::Program prog = programs_->get_patched(file, opts, patch);
+  cl_int err = CL_SUCCESS;
+  cl::Kernel k(prog, name.c_str(), &err);
+  check_cl(err, "clCreateKernel(" + file + ":" + name + ", patched PTX)");
+  if (memo_on_) kernels_.emplace(std::move(key), k);
+  return k;
+}
+
 cl::Buffer Context::alloc(size_t bytes, cl_mem_flags flags) {
   if (bytes == 0) bytes = 4;  // zero-size buffers are invalid in OpenCL; keep a dummy word
   if (bytes > features_.max_alloc)

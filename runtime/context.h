@@ -34,6 +34,9 @@ class Context {
   // returned object, so they set every argument right before each enqueue (set_args does); a
   // Context is not meant to be used from several threads at once.
   cl::Kernel kernel(const std::string& file, const std::string& name, const std::string& extra_options = "");
+  // The same for a kernel whose PTX is rewritten by `patch` (NVIDIA only; runtime/ptx_patch.h).
+  cl::Kernel kernel_patched(const std::string& file, const std::string& name, const std::string& extra_options,
+                            const PtxPatch& patch);
   // Kernels built so far in this context (for tests of the memo).
   size_t kernels_memoized() const { return kernels_.size(); }
   // Off: every kernel() call goes through the program cache again (source expansion, SHA-256 of
