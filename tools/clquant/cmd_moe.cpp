@@ -3,8 +3,7 @@
 #include <cmath>
 #include <iostream>
 
-#include "host/formats/moe.h"
-#include "host/formats/quant_config.h"
+#include "host/formats/loader.h"
 #include "host/ops/fused_moe.h"
 #include "host/safetensors.h"
 #include "runtime/status.h"
@@ -40,21 +39,11 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
 }
 
 int run_moe(Context& c, const MoeArgs& a) {
-  Checkpoint ck = Checkpoint::open(a.weights);
-  std::optional<W4Format> fmt;
-  int gs = a.group_size;
-  auto cfg = read_quant_config(ck.dir());
-  if (!a.format.empty()) {
-    W4Format f;
-    if (!w4_format_from_name(a.format, &f))
-      fail(Status::kInvalidArgument, "--format '" + a.format + "' is not one of gptq, gptq_v2, awq");
-    fmt = f;
-  } else if (cfg && cfg->format) {
-    fmt = cfg->format;
-  }
-  if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
-  MoeCheckpoint m = moe_from_checkpoint(ck, a.prefix, fmt, gs);
-  if (!m.router) fail(Status::kFormatError, "checkpoint has no router '" + a.prefix + ".gate.weight'");
+  LoadOptions lo;
+  lo.format = a.format;
+  lo.group_size = a.group_size;
+  const MoeLayer layer = load_moe(a.weights, a.prefix, lo);
+  const MoeCheckpoint& m = layer.moe;
 
   auto xf = SafetensorsFile::open(a.input);
   const StTensor* x = xf->find("input");
