@@ -1,5 +1,6 @@
 // clquant moe: one fused mixture-of-experts layer from a Hugging Face checkpoint.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 
@@ -80,6 +81,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   }
   MoeRunOptions o;
   o.block_size = a.block_size;
+  const auto t_setup = std::chrono::steady_clock::now();
   FusedMoe op(c, m);
   const size_t ybytes = size_t(T * m.H) * dtype_size(xt);
   op.can_implement(T, xt, xt, x->nbytes, ybytes, r, o);
@@ -87,12 +89,16 @@ int run_moe(Context& c, const MoeArgs& a) {
   c.write(dx, x->data, x->nbytes);
   OpEvents ev = op.run(dx, xt, dy, xt, T, r, o);
   c.finish();
+  const double setup_ms = std::max(
+      0.0, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_setup).count() - ev.ms());
   std::vector<uint8_t> y(ybytes);
   c.read(dy, y.data(), ybytes);
   std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
             << " experts, T=" << T << " top-" << r.top_k << " " << (a.routing == "grouped" ? "grouped" : "softmax")
             << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", " << ev.ms()
-            << " ms\n";
+            << " ms device\n";
+  std::cerr << "setup: " << setup_ms
+            << " ms wall apart from the op (expert repack and upload, kernel build or cache load)\n";
   int rc = 0;
   if (a.check) {
     std::vector<float> logits, hw;
