@@ -116,6 +116,8 @@ TEST(CApi, GptqLayerOnHostArraysAndClMem) {
   EXPECT_EQ(clq_linear_run_cl(l, bx, CLQ_F16, nullptr, CLQ_F16, M), CLQ_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(clq_linear_run_host(l, x.data(), clq_dtype(7), y.data(), CLQ_F32, M), CLQ_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(last().find("xt = 7"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, int64_t(1) << 40), CLQ_ERROR_INVALID_SHAPE);
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, 0), CLQ_ERROR_INVALID_SHAPE);
   // A buffer from another OpenCL context.
   cl_device_id dev = nullptr;
   ASSERT_EQ(clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof(dev), &dev, nullptr), CL_SUCCESS);

@@ -1,6 +1,7 @@
 // The C API (include/clquant/clquant.h) over the C++ classes. Every entry point runs inside
 // guard(): a clq::Error becomes its status and this thread's last-error message, anything else
 // becomes CLQ_ERROR_INTERNAL; no exception crosses into C.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -109,6 +110,15 @@ cl::Buffer wrap(clq_context& c, clq_cl_mem m, const char* what, size_t* bytes) {
   clq::check_cl(clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof(*bytes), bytes, nullptr),
                 std::string("clGetMemObjectInfo(") + what + ")");
   return cl::Buffer(m, /*retainObject=*/true);
+}
+
+// Rows x cols before any size is computed from them: a huge count must be an error, not a wrap.
+void check_rows(int64_t rows, int64_t cols, const char* what) {
+  if (rows < 1)
+    clq::fail(clq::Status::kInvalidShape, std::string(what) + " = " + std::to_string(rows) + " must be >= 1");
+  if (double(rows) * double(cols) >= 2147483647.0)
+    clq::fail(clq::Status::kInvalidShape, std::string(what) + " = " + std::to_string(rows) + " with " +
+                                              std::to_string(cols) + " columns exceeds 32-bit element indices");
 }
 
 void stage(clq::Context& c, cl::Buffer& b, size_t& have, size_t need_bytes) {
@@ -284,7 +294,7 @@ clq_status clq_linear_run_host(clq_linear* layer, const void* x, clq_dtype xt, v
     need(x, "x");
     need(y, "y");
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
-    if (M < 1) clq::fail(clq::Status::kInvalidShape, "M = " + std::to_string(M) + " must be >= 1");
+    check_rows(M, std::max(layer->layer.K(), layer->layer.N()), "M");
     clq::Context& c = *layer->ctx;
     const size_t xb = size_t(M * layer->layer.K()) * clq::dtype_size(dxt);
     const size_t yb = size_t(M * layer->layer.N()) * clq::dtype_size(dyt);
@@ -355,7 +365,7 @@ clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y
     need(y, "y");
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
     const clq::MoeRouting r = routing_of(routing);
-    if (T < 1) clq::fail(clq::Status::kInvalidShape, "T = " + std::to_string(T) + " must be >= 1");
+    check_rows(T, layer->layer.moe.H, "T");
     clq::Context& c = *layer->ctx;
     const int64_t H = layer->layer.moe.H;
     const size_t xb = size_t(T * H) * clq::dtype_size(dxt), yb = size_t(T * H) * clq::dtype_size(dyt);
