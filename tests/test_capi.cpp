@@ -3,7 +3,9 @@
 // a message, never an exception.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include "clquant/clquant.h"
@@ -227,4 +229,43 @@ TEST(CApi, MoeBlockMatchesTheReference) {
   EXPECT_GT(last().size(), 0u);
   EXPECT_EQ(clq_moe_run_host(m, x.data(), CLQ_BF16, y.data(), CLQ_BF16, T, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
   clq_moe_release(m);
+}
+
+TEST(CApi, ThreadsShareAContext) {
+  TempDir d;
+  W4SynthSpec s;
+  s.format = W4Format::kGptqV2;
+  s.K = 256;
+  s.N = 128;
+  s.group_size = 64;
+  s.seed = test::seed();
+  W4Synth syn(s);
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(d.path + "/model.safetensors");
+  Ctx ctx;
+  clq_linear* l[2] = {nullptr, nullptr};
+  for (auto& p : l) ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), "gptq_v2", 0, &p), CLQ_SUCCESS);
+  const int kRuns = 12;
+  std::vector<std::vector<uint8_t>> xs, want(kRuns), got(kRuns);
+  for (int i = 0; i < kRuns; ++i) {
+    const int64_t M = 1 + i % 4;
+    xs.push_back(random_activations(M, 256, DType::kF16, test::seed() + uint64_t(i)));
+    want[size_t(i)].assign(size_t(M * 128) * 2, 0xFF);
+    got[size_t(i)].assign(size_t(M * 128) * 2, 0xFF);
+    ASSERT_EQ(clq_linear_run_host(l[0], xs.back().data(), CLQ_F16, want[size_t(i)].data(), CLQ_F16, M), CLQ_SUCCESS);
+  }
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = t; i < kRuns; i += 4)
+        if (clq_linear_run_host(l[t % 2], xs[size_t(i)].data(), CLQ_F16, got[size_t(i)].data(), CLQ_F16,
+                                1 + i % 4) != CLQ_SUCCESS)
+          ++failures;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int i = 0; i < kRuns; ++i) EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "run " << i;
+  for (auto* p : l) clq_linear_release(p);
 }

@@ -19,12 +19,21 @@
 #include "runtime/context.h"
 #include "runtime/status.h"
 
-struct clq_context {
+namespace clq_capi {
+// One opened device and the lock its handles share: a Context (its program cache, its queue's
+// scratch) is not safe for concurrent use, so calls on the layers of one context take turns.
+struct Device {
   std::shared_ptr<clq::Context> ctx;
+  std::mutex mu;
+};
+}  // namespace clq_capi
+
+struct clq_context {
+  std::shared_ptr<clq_capi::Device> dev;
 };
 
 struct clq_linear {
-  std::shared_ptr<clq::Context> ctx;  // the ops hold a Context&: keep it alive
+  std::shared_ptr<clq_capi::Device> dev;  // the ops hold a Context&: keep it alive
   clq::LinearLayer layer;
   std::string description, last_variant;
   std::unique_ptr<clq::W4A16Gemm> w4;
@@ -34,7 +43,7 @@ struct clq_linear {
 };
 
 struct clq_moe {
-  std::shared_ptr<clq::Context> ctx;
+  std::shared_ptr<clq_capi::Device> dev;
   clq::MoeLayer layer;
   std::unique_ptr<clq::FusedMoe> op;
   cl::Buffer dx, dy;
@@ -99,12 +108,12 @@ clq::LoadOptions load_options(const char* format, int group_size) {
 }
 
 // A caller's cl_mem: on our context, and its size (checked against the op's needs).
-cl::Buffer wrap(clq_context& c, clq_cl_mem m, const char* what, size_t* bytes) {
+cl::Buffer wrap(clq::Context& c, clq_cl_mem m, const char* what, size_t* bytes) {
   need(m, what);
   cl_context owner = nullptr;
   clq::check_cl(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(owner), &owner, nullptr),
                 std::string("clGetMemObjectInfo(") + what + ")");
-  if (owner != c.ctx->cl_context()())
+  if (owner != c.cl_context()())
     clq::fail(clq::Status::kInvalidArgument,
               std::string(what) + " belongs to another OpenCL context than the layer's (clq_context_cl_context)");
   clq::check_cl(clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof(*bytes), bytes, nullptr),
@@ -213,7 +222,8 @@ clq_status clq_context_open(const char* selector, clq_context** out) {
     need(out, "out");
     *out = nullptr;
     auto c = std::make_unique<clq_context>();
-    c->ctx = clq::Context::open(selector ? selector : "");
+    c->dev = std::make_shared<clq_capi::Device>();
+    c->dev->ctx = clq::Context::open(selector ? selector : "");
     *out = c.release();
   });
 }
@@ -223,28 +233,34 @@ void clq_context_release(clq_context* ctx) {
 }
 
 const char* clq_context_device_name(const clq_context* ctx) {
-  return ctx ? ctx->ctx->features().device_name.c_str() : "";
+  return ctx ? ctx->dev->ctx->features().device_name.c_str() : "";
 }
 
 clq_status clq_context_capabilities_json(clq_context* ctx, char* buf, size_t size, size_t* needed) {
   return guard([&] {
     need(ctx, "ctx");
-    copy_out(clq::caps_json(*ctx->ctx).dump(2), buf, size, needed);
+    std::string s;
+    {
+      std::lock_guard<std::mutex> lock(ctx->dev->mu);
+      s = clq::caps_json(*ctx->dev->ctx).dump(2);
+    }
+    copy_out(s, buf, size, needed);
   });
 }
 
 clq_cl_context clq_context_cl_context(clq_context* ctx) {
-  return ctx ? ctx->ctx->cl_context()() : nullptr;
+  return ctx ? ctx->dev->ctx->cl_context()() : nullptr;
 }
 
 clq_cl_command_queue clq_context_cl_queue(clq_context* ctx) {
-  return ctx ? ctx->ctx->queue()() : nullptr;
+  return ctx ? ctx->dev->ctx->queue()() : nullptr;
 }
 
 clq_status clq_context_finish(clq_context* ctx) {
   return guard([&] {
     need(ctx, "ctx");
-    ctx->ctx->finish();
+    std::lock_guard<std::mutex> lock(ctx->dev->mu);
+    ctx->dev->ctx->finish();
   });
 }
 
@@ -257,13 +273,14 @@ clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefi
     need(path, "path");
     need(prefix, "prefix");
     auto l = std::make_unique<clq_linear>();
-    l->ctx = ctx->ctx;
+    l->dev = ctx->dev;
     l->layer = clq::load_linear(path, prefix, load_options(format, group_size));
     l->description = l->layer.describe();
+    std::lock_guard<std::mutex> lock(l->dev->mu);
     if (l->layer.is_int4())
-      l->w4 = std::make_unique<clq::W4A16Gemm>(*l->ctx, clq::repack_w4(l->layer.w4().ck));
+      l->w4 = std::make_unique<clq::W4A16Gemm>(*l->dev->ctx, clq::repack_w4(l->layer.w4().ck));
     else
-      l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->ctx, clq::repack_fp8(l->layer.fp8().ck));
+      l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
     *out = l.release();
   });
 }
@@ -295,7 +312,8 @@ clq_status clq_linear_run_host(clq_linear* layer, const void* x, clq_dtype xt, v
     need(y, "y");
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
     check_rows(M, std::max(layer->layer.K(), layer->layer.N()), "M");
-    clq::Context& c = *layer->ctx;
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    clq::Context& c = *layer->dev->ctx;
     const size_t xb = size_t(M * layer->layer.K()) * clq::dtype_size(dxt);
     const size_t yb = size_t(M * layer->layer.N()) * clq::dtype_size(dyt);
     stage(c, layer->dx, layer->dx_bytes, xb);
@@ -310,9 +328,9 @@ clq_status clq_linear_run_cl(clq_linear* layer, clq_cl_mem x, clq_dtype xt, clq_
   return guard([&] {
     need(layer, "layer");
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
-    clq_context c{layer->ctx};
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
     size_t xb = 0, yb = 0;
-    cl::Buffer bx = wrap(c, x, "x", &xb), by = wrap(c, y, "y", &yb);
+    cl::Buffer bx = wrap(*layer->dev->ctx, x, "x", &xb), by = wrap(*layer->dev->ctx, y, "y", &yb);
     linear_enqueue(*layer, bx, xb, dxt, by, yb, dyt, M);
   });
 }
@@ -337,9 +355,10 @@ clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, 
     need(path, "path");
     need(prefix, "prefix");
     auto m = std::make_unique<clq_moe>();
-    m->ctx = ctx->ctx;
+    m->dev = ctx->dev;
     m->layer = clq::load_moe(path, prefix, load_options(format, group_size));
-    m->op = std::make_unique<clq::FusedMoe>(*m->ctx, m->layer.moe);
+    std::lock_guard<std::mutex> lock(m->dev->mu);
+    m->op = std::make_unique<clq::FusedMoe>(*m->dev->ctx, m->layer.moe);
     *out = m.release();
   });
 }
@@ -366,7 +385,8 @@ clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
     const clq::MoeRouting r = routing_of(routing);
     check_rows(T, layer->layer.moe.H, "T");
-    clq::Context& c = *layer->ctx;
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    clq::Context& c = *layer->dev->ctx;
     const int64_t H = layer->layer.moe.H;
     const size_t xb = size_t(T * H) * clq::dtype_size(dxt), yb = size_t(T * H) * clq::dtype_size(dyt);
     layer->op->can_implement(T, dxt, dyt, xb, yb, r, {});
@@ -384,9 +404,9 @@ clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem
     need(layer, "layer");
     const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
     const clq::MoeRouting r = routing_of(routing);
-    clq_context c{layer->ctx};
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
     size_t xb = 0, yb = 0;
-    cl::Buffer bx = wrap(c, x, "x", &xb), by = wrap(c, y, "y", &yb);
+    cl::Buffer bx = wrap(*layer->dev->ctx, x, "x", &xb), by = wrap(*layer->dev->ctx, y, "y", &yb);
     layer->op->can_implement(T, dxt, dyt, xb, yb, r, {});
     layer->op->run(bx, dxt, by, dyt, T, r);
   });

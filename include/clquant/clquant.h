@@ -8,8 +8,9 @@
  *
  * Handles: a clq_context is one opened OpenCL device (context, in-order profiling queue, program
  * cache). clq_linear and clq_moe are layers loaded from a checkpoint on that device; each keeps
- * its context alive, so handles may be released in any order. A handle may be used by one thread
- * at a time.
+ * its context alive, so handles may be released in any order. Any thread may call any handle: the
+ * calls on one context (its layers included) take turns on a lock that context holds. Releasing
+ * a handle while another thread uses it is the caller's error.
  *
  * Buffers: the *_run_host functions take host arrays, copy them in, run, and copy the result out
  * (blocking). The *_run_cl functions take caller-owned cl_mem buffers created on the context

@@ -8,7 +8,7 @@
 Inputs are 2-D numpy arrays of float16, float32 or (with ml_dtypes installed) bfloat16; the
 output has the input's dtype. Errors from the library raise clquant.Error, whose message starts
 with the status name ("[InvalidShape] ..."). A device is opened once per selector and shared by
-the layers on it; use a layer from one thread at a time.
+the layers on it; calls from several threads take turns on that device.
 """
 import json as _json
 

@@ -5,7 +5,9 @@
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "host/formats/loader.h"
@@ -59,6 +61,18 @@ clq::LoadOptions options(const std::string& format, int group_size) {
   return o;
 }
 
+// A Context is not safe for concurrent use and the GIL is released during runs: the layers of
+// one context take turns on its lock (kept beside it, keyed by the Context's address).
+std::shared_ptr<std::mutex> lock_for(const clq::Context* c) {
+  static std::mutex registry_mu;
+  static std::map<const clq::Context*, std::weak_ptr<std::mutex>> registry;
+  std::lock_guard<std::mutex> g(registry_mu);
+  auto& w = registry[c];
+  auto m = w.lock();
+  if (!m) w = m = std::make_shared<std::mutex>();
+  return m;
+}
+
 struct Staging {
   cl::Buffer dx, dy;
   size_t x_bytes = 0, y_bytes = 0;
@@ -72,7 +86,10 @@ class PyLinear {
  public:
   PyLinear(std::shared_ptr<clq::Context> c, const std::string& path, const std::string& prefix,
            const std::string& format, int group_size)
-      : ctx_(std::move(c)), layer_(clq::load_linear(path, prefix, options(format, group_size))) {
+      : ctx_(std::move(c)),
+        mu_(lock_for(ctx_.get())),
+        layer_(clq::load_linear(path, prefix, options(format, group_size))) {
+    std::lock_guard<std::mutex> lock(*mu_);
     if (layer_.is_int4())
       w4_ = std::make_unique<clq::W4A16Gemm>(*ctx_, clq::repack_w4(layer_.w4().ck));
     else
@@ -89,6 +106,7 @@ class PyLinear {
     check_array(x, "x", M, K(), xt);
     check_array(y, "y", M, N(), yt);
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(*mu_);
     clq::Context& c = *ctx_;
     const size_t xb = nbytes(x), yb = nbytes(y);
     st_.grow(c, xb, yb);
@@ -109,6 +127,7 @@ class PyLinear {
 
  private:
   std::shared_ptr<clq::Context> ctx_;  // the ops hold a Context&
+  std::shared_ptr<std::mutex> mu_;
   clq::LinearLayer layer_;
   std::unique_ptr<clq::W4A16Gemm> w4_;
   std::unique_ptr<clq::Fp8Gemm> fp8_;
@@ -120,7 +139,10 @@ class PyMoe {
  public:
   PyMoe(std::shared_ptr<clq::Context> c, const std::string& path, const std::string& prefix, const std::string& format,
         int group_size)
-      : ctx_(std::move(c)), layer_(clq::load_moe(path, prefix, options(format, group_size))), op_(*ctx_, layer_.moe) {}
+      : ctx_(std::move(c)),
+        mu_(lock_for(ctx_.get())),
+        layer_(clq::load_moe(path, prefix, options(format, group_size))),
+        op_(make_op()) {}
   int64_t E() const { return layer_.moe.E; }
   int64_t H() const { return layer_.moe.H; }
   int64_t I() const { return layer_.moe.I; }
@@ -141,6 +163,7 @@ class PyMoe {
     r.routed_scaling = routed_scaling;
     r.softmax_scores = softmax_scores;
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(*mu_);
     clq::Context& c = *ctx_;
     const size_t xb = nbytes(x), yb = nbytes(y);
     op_.can_implement(T, xt, yt, xb, yb, r, {});
@@ -151,7 +174,12 @@ class PyMoe {
   }
 
  private:
+  clq::FusedMoe make_op() {
+    std::lock_guard<std::mutex> lock(*mu_);
+    return clq::FusedMoe(*ctx_, layer_.moe);
+  }
   std::shared_ptr<clq::Context> ctx_;
+  std::shared_ptr<std::mutex> mu_;
   clq::MoeLayer layer_;
   clq::FusedMoe op_;
   Staging st_;

@@ -145,3 +145,27 @@ def test_example_script_runs(make_checkpoint):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "rel err" in r.stdout
+
+
+def test_threads_share_a_device(make_checkpoint):
+    """Layers of one device called from several threads (the GIL is released during runs) give
+    the results of sequential calls."""
+    import threading
+    d = make_checkpoint("gptq", 512, 264, 128, 1, 3, "f16", 11)
+    a = clquant.Linear.from_checkpoint(d, P)
+    b = clquant.Linear.from_checkpoint(d, P)
+    xs = [np.random.default_rng(i).uniform(-1, 1, (1 + i % 5, 512)).astype(np.float16) for i in range(16)]
+    want = [a(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(layer, idx):
+        for i in idx:
+            got[i] = layer(xs[i])
+
+    ts = [threading.Thread(target=work, args=(a if k % 2 else b, range(k, len(xs), 4))) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(bits(w), bits(g))
