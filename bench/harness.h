@@ -52,8 +52,8 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
 int reps_for(const Context& c, double approx_flops, int requested);
 
 // Times one case of an op (`run`), fills a Row, and when asked times the same-run CLBlast
-// baseline: GEMV at M = 1, the M x N x K GEMM above (fp32, or fp16 where the device has it and it
-// is faster).
+// baseline: the faster of CLBlast's GEMM and (at M = 1) GEMV, in fp32 or, where the device has
+// fp16, fp16.
 Row measure_case(Context& c, const std::string& op, const std::string& label, const std::string& variant, int64_t M,
                  int64_t N, int64_t K, double flops, double bytes, const std::function<OpEvents()>& run, bool baseline,
                  int requested_reps, std::ostream* progress);
