@@ -224,6 +224,25 @@ TEST(CApi, MoeBlockMatchesTheReference) {
   ErrorStats e = compare_output(y.data(), DType::kBF16, ref);
   EXPECT_TRUE(MoeProblem::within_tolerance(e))
       << "rel " << e.rel_mean() << " max " << e.max_abs_err << " NaN " << e.nan_count;
+  // The same block on caller-owned cl_mem gives the host-array result bit for bit.
+  cl_int err = 0;
+  cl_context cc = clq_context_cl_context(ctx.c);
+  cl_command_queue q = clq_context_cl_queue(ctx.c);
+  cl_mem bx = clCreateBuffer(cc, CL_MEM_READ_ONLY, x.size(), nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  cl_mem by = clCreateBuffer(cc, CL_MEM_READ_WRITE, x.size(), nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  std::vector<uint16_t> y2(y.size(), 0x7FC0);
+  ASSERT_EQ(clEnqueueWriteBuffer(q, bx, CL_TRUE, 0, x.size(), x.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clEnqueueWriteBuffer(q, by, CL_TRUE, 0, y2.size() * 2, y2.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clq_moe_run_cl(m, bx, CLQ_BF16, by, CLQ_BF16, T, &r), CLQ_SUCCESS) << last();
+  ASSERT_EQ(clq_context_finish(ctx.c), CLQ_SUCCESS);
+  ASSERT_EQ(clEnqueueReadBuffer(q, by, CL_TRUE, 0, y2.size() * 2, y2.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  EXPECT_EQ(y2, y);
+  EXPECT_EQ(clq_moe_run_cl(m, bx, CLQ_BF16, by, CLQ_BF16, T + 1, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("input buffer holds"), std::string::npos) << last();
+  clReleaseMemObject(bx);
+  clReleaseMemObject(by);
   r.top_k = 0;
   EXPECT_NE(clq_moe_run_host(m, x.data(), CLQ_BF16, y.data(), CLQ_BF16, T, &r), CLQ_SUCCESS);
   EXPECT_GT(last().size(), 0u);
