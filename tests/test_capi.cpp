@@ -163,6 +163,7 @@ TEST(CApi, LoadFailuresAreStatusesWithMessages) {
   w.write(d.path + "/model.safetensors");
   EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(last().find("cannot be told apart"), std::string::npos) << last();
+  EXPECT_NE(last().find("the format argument \"gptq_v2\""), std::string::npos) << last();
   EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), "int3", 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(last().find("'int3' is not one of"), std::string::npos) << last();
   EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), "nope", "gptq", 0, &l), CLQ_ERROR_FORMAT);

@@ -103,7 +103,7 @@ clq::LoadOptions load_options(const char* format, int group_size) {
   clq::LoadOptions o;
   o.format = format ? format : "";
   o.group_size = group_size;
-  o.format_option = "format";
+  o.format_option = "the format argument";
   return o;
 }
 

@@ -6,10 +6,13 @@ namespace clq {
 
 namespace {
 
-// How to tell the reader to pass a value: "--format gptq" or "format='gptq'".
+// How to tell the reader to pass a value: "--format gptq", "format='gptq'" (Python) or
+// "the format argument \"gptq\"" (C).
 std::string spell(const LoadOptions& o, const std::string& value) {
-  if (!o.format_option.empty() && o.format_option.back() == '=') return o.format_option + "'" + value + "'";
-  return o.format_option + " " + value;
+  const std::string& f = o.format_option;
+  if (!f.empty() && f.back() == '=') return f + "'" + value + "'";
+  if (f.rfind("--", 0) == 0) return f + " " + value;
+  return f + " \"" + value + "\"";
 }
 
 // What sits under a prefix, for the message when the expected tensors are not there.
