@@ -146,7 +146,8 @@ TEST(Loader, RefusalsNameWhatWasFound) {
   w.add(kP + ".qweight", c.qweight->dtype, c.qweight->shape, c.qweight->data, c.qweight->nbytes);
   w.add(kP + ".scales", c.scales->dtype, c.scales->shape, c.scales->data, c.scales->nbytes);
   w.write(m.path + "/model.safetensors");
-  expect_refusal(m.path, LoadOptions{"gptq", 0}, Status::kFormatError, {kP + ".qzeros"});
+  expect_refusal(m.path, LoadOptions{"gptq", 0}, Status::kFormatError,
+                 {kP + ".qzeros", "found under it: " + kP + ".qweight, " + kP + ".scales"});
 }
 
 TEST(Loader, Fp8BlockAndPerTensorDenseRefused) {

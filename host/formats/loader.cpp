@@ -26,6 +26,14 @@ std::string found_under(const Checkpoint& ck, const std::string& prefix) {
   return s;
 }
 
+// A tensor the layer's format requires; its absence names what the prefix does hold.
+const StTensor& require(const Checkpoint& ck, const std::string& prefix, const std::string& suffix,
+                        const char* because) {
+  if (const StTensor* t = ck.find(prefix + suffix)) return *t;
+  fail(Status::kFormatError,
+       "checkpoint has no tensor '" + prefix + suffix + "', which " + because + " (" + found_under(ck, prefix) + ")");
+}
+
 std::optional<W4Format> explicit_format(const LoadOptions& opt) {
   if (opt.format.empty()) return std::nullopt;
   W4Format f;
@@ -111,8 +119,8 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
   }
   W4Layer l;
   l.ck.qweight = qweight;
-  l.ck.qzeros = &ck.require(P + ".qzeros");
-  l.ck.scales = &ck.require(P + ".scales");
+  l.ck.qzeros = &require(ck, P, ".qzeros", "an int4 layer with a '.qweight' needs");
+  l.ck.scales = &require(ck, P, ".scales", "an int4 layer with a '.qweight' needs");
   l.ck.g_idx = ck.find(P + ".g_idx");
   // The config is read only for int4 layers: an FP8 checkpoint's config holds nothing we use.
   auto cfg = read_quant_config(ck.dir());
@@ -144,7 +152,8 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
   const std::string e0 = P + ".experts.0.gate_proj";
   if (const StTensor* q = ck.find(e0 + ".qweight")) {
     auto cfg = read_quant_config(ck.dir());
-    fmt = decide_w4_format(*q, ck.require(e0 + ".scales"), e0, opt, cfg, &out.format_source);
+    fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
+                           &out.format_source);
     if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
   } else {
     // Dense or FP8 experts: an int4 format override is a mistake worth naming.
