@@ -104,6 +104,7 @@ clq::LoadOptions load_options(const char* format, int group_size) {
   o.format = format ? format : "";
   o.group_size = group_size;
   o.format_option = "the format argument";
+  o.prefix_option = "the prefix";
   return o;
 }
 

@@ -114,8 +114,8 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
     if (dense)
       fail(Status::kNotSupported, "layer '" + P + "' holds a " + std::string(st_dtype_name(dense->dtype)) +
                                       " '.weight': clquant runs int4 (GPTQ/AWQ) and FP8 layers");
-    fail(Status::kFormatError, "checkpoint has no tensor '" + P + ".qweight' or '" + P +
-                                   ".weight' (is the prefix right? " + found_under(ck, P) + ")");
+    fail(Status::kFormatError, "checkpoint has no tensor '" + P + ".qweight' or '" + P + ".weight' (is " +
+                                   opt.prefix_option + " right? " + found_under(ck, P) + ")");
   }
   W4Layer l;
   l.ck.qweight = qweight;

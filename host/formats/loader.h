@@ -24,6 +24,7 @@ struct LoadOptions {
   // How the caller spells the format option in its own interface ("--format" on the command
   // line, "format=" in Python, "the format argument" in C), so a refusal says what to pass.
   std::string format_option = "--format";
+  std::string prefix_option = "--prefix";  // likewise for the layer prefix
 };
 
 // An int4 layer: the checkpoint's tensors (views) with the format decided and the shape validated.

@@ -58,6 +58,7 @@ clq::LoadOptions options(const std::string& format, int group_size) {
   o.format = format;
   o.group_size = group_size;
   o.format_option = "format=";
+  o.prefix_option = "the prefix";
   return o;
 }
 
