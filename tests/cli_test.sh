@@ -19,6 +19,8 @@ else echo "ok   unknown device -> exit 3 with message"; fi
 check "bad usage" 2 "$clq" --no-such-flag
 check "help" 0 "$clq" --help
 "$clq" --help | grep -q "Exit codes" || { echo "FAIL --help has no exit codes"; fail=1; }
+check "version" 0 "$clq" --version
+"$clq" --version | grep -Eq "^clquant [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]{12}(-dirty)?|unknown)\)$" || { echo "FAIL --version: $("$clq" --version)"; fail=1; }
 [ -n "${CLI_EXTRA:-}" ] && source "$CLI_EXTRA"
 if [ $fail -ne 0 ]; then echo "0 passed, 1 failed"; exit 1; fi
 echo "cli: all checks passed"

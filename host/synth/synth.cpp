@@ -189,4 +189,109 @@ std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t 
   return out;
 }
 
+namespace {
+const char* kMoeProj[3] = {"gate_proj", "up_proj", "down_proj"};
+}  // namespace
+
+MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
+  const int64_t E = spec.E, H = spec.H, I = spec.I;
+  ck_.kind = spec.kind;
+  ck_.E = E;
+  ck_.H = H;
+  ck_.I = I;
+  std::mt19937_64 rng(spec.seed);
+  // Reserve first: the checkpoint keeps pointers into these vectors.
+  dense_.reserve(size_t(3 * E));
+  dense_t_.reserve(size_t(3 * E));
+  w4_.reserve(size_t(3 * E));
+  f8_.reserve(size_t(3 * E));
+  for (int64_t e = 0; e < E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const int64_t out_dim = p == 2 ? H : I, in_dim = p == 2 ? I : H;
+      const uint64_t seed = spec.seed * 1000003u + uint64_t(e * 3 + p);
+      if (spec.share_expert_weights && e > 0) {
+        if (spec.kind == MoeWeightKind::kDense)
+          (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_[size_t(p)]);
+        else if (spec.kind == MoeWeightKind::kInt4)
+          (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_[size_t(p)].checkpoint());
+        else
+          (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_[size_t(p)].checkpoint());
+        continue;
+      }
+      if (spec.kind == MoeWeightKind::kDense) {
+        std::normal_distribution<float> nd(0.0f, 0.05f);
+        std::vector<uint16_t> v(static_cast<size_t>(out_dim * in_dim));
+        for (auto& x : v) {
+          float f = nd(rng);
+          x = spec.dense_dtype == DType::kF16 ? f32_to_fp16(f) : f32_to_bf16(f);
+        }
+        dense_.push_back(std::move(v));
+        StTensor t;
+        t.name = kMoeProj[p] + std::string(".weight");
+        t.dtype = spec.dense_dtype == DType::kF16 ? StDType::kF16 : StDType::kBF16;
+        t.shape = {out_dim, in_dim};
+        t.data = reinterpret_cast<const uint8_t*>(dense_.back().data());
+        t.nbytes = dense_.back().size() * 2;
+        dense_t_.push_back(t);
+        (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_.back());
+      } else if (spec.kind == MoeWeightKind::kInt4) {
+        W4SynthSpec s;
+        s.format = spec.int4_format;
+        s.K = in_dim;
+        s.N = out_dim;
+        s.group_size = spec.group_size;
+        s.seed = seed;
+        w4_.emplace_back(s);
+        (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_.back().checkpoint());
+      } else {
+        Fp8SynthSpec s;
+        s.N = out_dim;
+        s.K = in_dim;
+        s.seed = seed;
+        f8_.emplace_back(s);
+        (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_.back().checkpoint());
+      }
+    }
+  if (spec.router) {
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(H)));
+    router_.resize(size_t(E * H));
+    for (auto& x : router_) x = f32_to_bf16(nd(rng));
+    router_t_.name = "gate.weight";
+    router_t_.dtype = StDType::kBF16;
+    router_t_.shape = {E, H};
+    router_t_.data = reinterpret_cast<const uint8_t*>(router_.data());
+    router_t_.nbytes = router_.size() * 2;
+    ck_.router = &router_t_;
+  }
+  if (spec.bias) {
+    std::uniform_real_distribution<float> ud(-0.1f, 0.1f);
+    bias_.resize(size_t(E));
+    for (auto& x : bias_) x = ud(rng);
+    bias_t_.name = "gate.e_score_correction_bias";
+    bias_t_.dtype = StDType::kF32;
+    bias_t_.shape = {E};
+    bias_t_.data = reinterpret_cast<const uint8_t*>(bias_.data());
+    bias_t_.nbytes = bias_.size() * 4;
+    ck_.bias = &bias_t_;
+  }
+}
+
+void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
+  if (ck_.router) w.add(P + ".gate.weight", ck_.router->dtype, ck_.router->shape, ck_.router->data, ck_.router->nbytes);
+  if (ck_.bias)
+    w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
+  for (int64_t e = 0; e < ck_.E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const std::string base = P + ".experts." + std::to_string(e) + "." + kMoeProj[p];
+      if (ck_.kind == MoeWeightKind::kDense) {
+        const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
+        w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
+      } else if (ck_.kind == MoeWeightKind::kInt4) {
+        w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+      } else {
+        f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+      }
+    }
+}
+
 }  // namespace clq

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "host/formats/fp8.h"
+#include "host/formats/moe.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
 #include "host/io/safetensors.h"
@@ -61,6 +62,39 @@ class Fp8Synth {
   std::vector<float> scale_;
   float input_scale_ = 0;
   StTensor t_weight_, t_scale_, t_input_scale_;
+};
+
+struct MoeSynthSpec {
+  MoeWeightKind kind = MoeWeightKind::kDense;
+  int64_t E = 8, H = 256, I = 128;
+  W4Format int4_format = W4Format::kGptq;
+  int group_size = 64;
+  DType dense_dtype = DType::kBF16;
+  bool router = true, bias = false;
+  // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
+  // change the speed; generating 256 DeepSeek experts would take minutes).
+  bool share_expert_weights = false;
+  uint64_t seed = 1;
+};
+
+// A synthetic MoE layer in the real formats (router ~ N(0, 1/sqrt(H)), dense experts ~ N(0, 0.05),
+// int4 via W4Synth, FP8 via Fp8Synth), writable under Hugging Face names.
+class MoeSynth {
+ public:
+  explicit MoeSynth(const MoeSynthSpec& spec);
+  const MoeCheckpoint& checkpoint() const { return ck_; }
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+
+ private:
+  MoeSynthSpec spec_;
+  MoeCheckpoint ck_;
+  std::vector<std::vector<uint16_t>> dense_;  // per expert and projection
+  std::vector<StTensor> dense_t_;
+  std::vector<W4Synth> w4_;
+  std::vector<Fp8Synth> f8_;
+  std::vector<uint16_t> router_;
+  std::vector<float> bias_;
+  StTensor router_t_, bias_t_;
 };
 
 // Seeded random activations in [-1, 1), stored as `t` (raw bytes), never all zeros.

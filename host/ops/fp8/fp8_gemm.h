@@ -53,12 +53,12 @@ class Fp8Gemm {
   const VariantRow& choose(int64_t M, Fp8Act act, const std::string& variant) const;
   OpEvents run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const Fp8RunOptions& opt = {});
   const Fp8Quantizer& quantizer() const { return quant_; }
-  const Fp8Layer& layer() const { return L_; }
+  const Fp8DeviceLayer& layer() const { return L_; }
 
  private:
   Context& c_;
   std::optional<float> input_scale_;
-  Fp8Layer L_;
+  Fp8DeviceLayer L_;
   Fp8Quantizer quant_;
 };
 

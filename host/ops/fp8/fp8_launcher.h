@@ -15,7 +15,7 @@
 namespace clq {
 
 // One e4m3 layer on the device in the portable register-tiled layout (host/caps/tuning.h).
-struct Fp8Layer {
+struct Fp8DeviceLayer {
   int64_t N = 0, K = 0, Kp = 0, Nb = 0, Kb = 0;
   bool block = true;  // 128x128 block scales (else one per-tensor scale, broadcast)
   GemvGeometry g;  // portable register-tiled layout: columns padded to g.Np, blocks of g.block_n
@@ -34,21 +34,21 @@ class Fp8Launcher : public Launcher {
  public:
   using Launcher::Launcher;
   std::vector<std::string> ops() const override { return {"fp8_block_gemm", "fp8_tensor_gemm", "w8a16_gemm"}; }
-  virtual Check can_implement(const Fp8Layer& layer, const Fp8Call& call, const DeviceFeatures& f) const {
+  virtual Check can_implement(const Fp8DeviceLayer& layer, const Fp8Call& call, const DeviceFeatures& f) const {
     return Check::pass();
   }
   // Builds its kernels first (a build failure leaves nothing enqueued), quantizes, then enqueues.
-  virtual OpEvents enqueue(Context& c, Fp8Layer& layer, Fp8Quantizer& quant, const Fp8Call& call) const = 0;
+  virtual OpEvents enqueue(Context& c, Fp8DeviceLayer& layer, Fp8Quantizer& quant, const Fp8Call& call) const = 0;
 };
 
 const std::vector<const Fp8Launcher*>& fp8_launchers();
 const Fp8Launcher* fp8_launcher(const std::string& variant);
 
 // Split-K ranges (whole 128-blocks of K) the launchers use; exposed for tests.
-int fp8_gemv_splits(const Fp8Layer& L, const DeviceFeatures& f, int64_t M);
-int fp8_mma_splits(const Fp8Layer& L, const DeviceFeatures& f, int64_t M);
+int fp8_gemv_splits(const Fp8DeviceLayer& L, const DeviceFeatures& f, int64_t M);
+int fp8_mma_splits(const Fp8DeviceLayer& L, const DeviceFeatures& f, int64_t M);
 // `splits` rounded to ranges of whole 128-blocks that all hold work (at most Kb of them).
-inline int fp8_whole_splits(const Fp8Layer& L, int splits) {
+inline int fp8_whole_splits(const Fp8DeviceLayer& L, int splits) {
   splits = int(std::min<int64_t>(std::max(splits, 1), L.Kb));
   const int64_t bps = (L.Kb + splits - 1) / splits;
   return int((L.Kb + bps - 1) / bps);

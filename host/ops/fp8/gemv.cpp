@@ -10,7 +10,7 @@
 
 namespace clq {
 
-int fp8_gemv_splits(const Fp8Layer& L, const DeviceFeatures& f, int64_t M) {
+int fp8_gemv_splits(const Fp8DeviceLayer& L, const DeviceFeatures& f, int64_t M) {
   const int rows = oputil::gemv_rows(M, L.g.rows_max);
   const int64_t items = (L.g.Np / L.g.cols) * ((M + rows - 1) / rows);
   const int64_t target = int64_t(f.compute_units) * L.g.items_per_cu;
@@ -30,7 +30,7 @@ class Gemv final : public Fp8Launcher {
  public:
   Gemv() : Fp8Launcher("gemv", {"fp8/gemv.cl", "fp8/quant.cl"}) {}
 
-  OpEvents enqueue(Context& c, Fp8Layer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
+  OpEvents enqueue(Context& c, Fp8DeviceLayer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
     const int64_t M = a.M;
     const int splits = fp8_whole_splits(L, a.splits > 0 ? a.splits : fp8_gemv_splits(L, c.features(), M));
     const int64_t bps = (L.Kb + splits - 1) / splits;

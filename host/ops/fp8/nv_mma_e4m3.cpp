@@ -8,7 +8,7 @@
 
 namespace clq {
 
-int fp8_mma_splits(const Fp8Layer& L, const DeviceFeatures& f, int64_t M) {
+int fp8_mma_splits(const Fp8DeviceLayer& L, const DeviceFeatures& f, int64_t M) {
   // ~32 warps per compute unit (w4a16's rule); splits are whole 128-blocks.
   const int64_t cols = M >= 64 ? 32 : 64, rows = M >= 64 ? 64 : 16;
   const int64_t warps = ((L.g.Np + cols - 1) / cols) * ((M + rows - 1) / rows);
@@ -22,14 +22,14 @@ class NvMmaE4m3 final : public Fp8Launcher {
  public:
   NvMmaE4m3() : Fp8Launcher("nv_mma_e4m3", {"fp8/nv_mma_e4m3.cl", "fp8/quant.cl", "fp8/gemv.cl"}) {}
 
-  Check can_implement(const Fp8Layer& L, const Fp8Call& a, const DeviceFeatures& f) const override {
+  Check can_implement(const Fp8DeviceLayer& L, const Fp8Call& a, const DeviceFeatures& f) const override {
     if (a.act == Fp8Act::kNone)
       return Check::refuse(Status::kNotSupported,
                            "nv_mma_e4m3 multiplies e4m3 codes: it needs quantized activations, not weight-only (w8a16)");
     return Check::pass();
   }
 
-  OpEvents enqueue(Context& c, Fp8Layer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
+  OpEvents enqueue(Context& c, Fp8DeviceLayer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
     const int64_t M = a.M;
     const int splits = fp8_whole_splits(L, a.splits > 0 ? a.splits : fp8_mma_splits(L, c.features(), M));
     const int64_t bps = (L.Kb + splits - 1) / splits;

@@ -11,7 +11,7 @@ class Tiled final : public Fp8Launcher {
  public:
   Tiled() : Fp8Launcher("tiled", {"fp8/tiled.cl", "fp8/quant.cl"}) {}
 
-  OpEvents enqueue(Context& c, Fp8Layer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
+  OpEvents enqueue(Context& c, Fp8DeviceLayer& L, Fp8Quantizer& quant, const Fp8Call& a) const override {
     const int64_t M = a.M;
     cl::Kernel main_k = c.kernel("fp8/tiled.cl", "fp8_block_gemm_tiled", oputil::io_defines(a.xt, a.yt));
     OpEvents ev = quant.run(*a.x, a.xt, M, L.K, a.act, a.input_scale, /*padded_codes=*/false);

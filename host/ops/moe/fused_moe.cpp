@@ -176,7 +176,7 @@ void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
 }
 
 FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c), kind_(m.kind), E_(m.E), H_(m.H), I_(m.I) {
-  validate_moe(m);
+  if (!m.validated) validate_moe(m);
   const GemvTuning& t = gemv_tuning(c.features());
   const GemvLayout l1 = gemv_layout(t, 2 * I_), l2 = gemv_layout(t, H_);
   cols_ = l1.cols;

@@ -13,7 +13,7 @@ using oputil::grow_scratch;
 using oputil::io_defines;
 using oputil::round_up;
 
-int w4a16_gemv_splits(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, int requested) {
+int w4a16_gemv_splits(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, int requested) {
   const int64_t words = L.Kp / 8;
   int64_t splits = requested;
   if (splits <= 0) {
@@ -39,7 +39,7 @@ class Gemv final : public W4A16Launcher {
  public:
   Gemv() : W4A16Launcher("gemv", {"w4a16/gemv.cl", "w4a16/gather.cl"}) {}
 
-  OpEvents enqueue(Context& c, W4A16Layer& L, const W4A16Call& a) const override {
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
     const int64_t M = a.M, words = L.Kp / 8;
     const int splits = w4a16_gemv_splits(L, c.features(), M, a.opt.splits);
     const int64_t wps = (words + splits - 1) / splits;

@@ -9,14 +9,14 @@ const W4A16Launcher& w4a16_tiled_launcher();
 const W4A16Launcher& w4a16_nv_mma_skinny_launcher();
 const W4A16Launcher& w4a16_nv_mma_tiled_launcher();
 
-GatherX prepare_gather_x(Context& c, W4A16Layer& L, const W4A16Call& a, bool nibble_scaled) {
+GatherX prepare_gather_x(Context& c, W4A16DeviceLayer& L, const W4A16Call& a, bool nibble_scaled) {
   oputil::grow_scratch(c, L.xp, L.xp_bytes, size_t(a.M) * size_t(L.Kp) * 4);
   oputil::grow_scratch(c, L.xw, L.xw_bytes, size_t(a.M) * size_t(L.Kp / 8) * 4);
   const std::string defs = oputil::io_defines(a.xt, a.yt) + (nibble_scaled ? " -DNIBBLE_SCALED=1" : "");
   return {c.kernel("w4a16/gather.cl", "w4a16_gather_x", defs)};
 }
 
-void GatherX::enqueue(Context& c, OpEvents& ev, const W4A16Layer& L, const W4A16Call& a) const {
+void GatherX::enqueue(Context& c, OpEvents& ev, const W4A16DeviceLayer& L, const W4A16Call& a) const {
   cl::Kernel k = kernel;
   set_args(k, *a.x, L.perm, L.xp, L.xw, cl_int(a.M), cl_int(L.K), cl_int(L.Kp));
   oputil::enqueue(c, ev, k, cl::NDRange(oputil::round_up(size_t(L.Kp / 8), 64), size_t(a.M)), cl::NDRange(64, 1),

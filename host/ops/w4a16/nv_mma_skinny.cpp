@@ -16,7 +16,7 @@ int skinny_env(const char* key, int fallback) {
 }
 }  // namespace
 
-NvSkinnyConfig nv_skinny_config(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested) {
+NvSkinnyConfig nv_skinny_config(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested) {
   NvSkinnyConfig k;
   k.mb = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
   k.nt = std::clamp(skinny_env("nt", k.mb >= 4 ? 2 : k.nt), 1, 4);
@@ -44,14 +44,14 @@ class NvMmaSkinny final : public W4A16Launcher {
  public:
   NvMmaSkinny() : W4A16Launcher("nv_mma_skinny", {"w4a16/nv_mma_skinny.cl", "w4a16/gather.cl"}) {}
 
-  Check can_implement(const W4A16Layer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
+  Check can_implement(const W4A16DeviceLayer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
     if (!L.has_fragment_layout())
       return Check::refuse(Status::kNotSupported, "nv_mma_skinny needs the fragment layout, which is uploaded only "
                                                   "where the mma.sync f16 probe passed");
     return Check::pass();
   }
 
-  OpEvents enqueue(Context& c, W4A16Layer& L, const W4A16Call& a) const override {
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
     const int64_t M = a.M;
     const NvSkinnyConfig k = nv_skinny_config(L, c.features(), M, a.xt, a.opt.splits);
     const int64_t wg_cols = (L.tiles + k.nt - 1) / k.nt, row_blocks = (M + 8 * k.mb - 1) / (8 * k.mb);

@@ -14,7 +14,7 @@ int tiled_env(const char* key, int fallback) {
 }
 }  // namespace
 
-NvTiledConfig nv_tiled_config(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested) {
+NvTiledConfig nv_tiled_config(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested) {
   NvTiledConfig k;
   auto pick = [](int v, int fallback) { return v == 1 || v == 2 || v == 4 || v == 8 ? v : fallback; };
   k.tn = pick(tiled_env("tn", k.tn), k.tn);
@@ -50,14 +50,14 @@ class NvMmaTiled final : public W4A16Launcher {
  public:
   NvMmaTiled() : W4A16Launcher("nv_mma_tiled", {"w4a16/nv_mma_tiled.cl", "w4a16/gather.cl", "w4a16/gemv.cl"}) {}
 
-  Check can_implement(const W4A16Layer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
+  Check can_implement(const W4A16DeviceLayer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
     if (!L.has_fragment_layout())
       return Check::refuse(Status::kNotSupported, "nv_mma_tiled needs the fragment layout, which is uploaded only "
                                                   "where the mma.sync f16 probe passed");
     return Check::pass();
   }
 
-  OpEvents enqueue(Context& c, W4A16Layer& L, const W4A16Call& a) const override {
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
     const int64_t M = a.M;
     const NvTiledConfig k = nv_tiled_config(L, c.features(), M, a.xt, a.opt.splits);
     const int64_t ld = L.chunks * 64;

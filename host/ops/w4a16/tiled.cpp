@@ -11,7 +11,7 @@ class Tiled final : public W4A16Launcher {
  public:
   Tiled() : W4A16Launcher("tiled", {"w4a16/tiled.cl", "w4a16/gather.cl"}) {}
 
-  OpEvents enqueue(Context& c, W4A16Layer& L, const W4A16Call& a) const override {
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
     const int64_t M = a.M;
     const GatherX gather = prepare_gather_x(c, L, a, /*nibble_scaled=*/false);
     cl::Kernel main_k = c.kernel("w4a16/tiled.cl", "w4a16_gemm_tiled", oputil::io_defines(a.xt, a.yt));

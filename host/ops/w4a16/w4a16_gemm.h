@@ -52,11 +52,11 @@ class W4A16Gemm {
 
   // Where the tensor-core variants are available (their weight layout was uploaded).
   bool has_fragment_layout() const { return L_.has_fragment_layout(); }
-  const W4A16Layer& layer() const { return L_; }
+  const W4A16DeviceLayer& layer() const { return L_; }
 
  private:
   Context& c_;
-  W4A16Layer L_;
+  W4A16DeviceLayer L_;
 };
 
 }  // namespace clq

@@ -16,7 +16,7 @@
 namespace clq {
 
 // One int4 layer on the device, in every layout its launchers read.
-struct W4A16Layer {
+struct W4A16DeviceLayer {
   int64_t K = 0, N = 0, Kp = 0, G = 0;
   GemvGeometry g;  // portable register-tiled layout: columns padded to g.Np, blocks of g.block_n
   cl::Buffer qw, scales, zeros, perm, gstart, wgroup;
@@ -39,11 +39,11 @@ class W4A16Launcher : public Launcher {
   using Launcher::Launcher;
   std::vector<std::string> ops() const override { return {"w4a16_gemm"}; }
   // Rules of this variant beyond the op's own (checked by W4A16Gemm before any launch).
-  virtual Check can_implement(const W4A16Layer& layer, const W4A16Call& call, const DeviceFeatures& f) const {
+  virtual Check can_implement(const W4A16DeviceLayer& layer, const W4A16Call& call, const DeviceFeatures& f) const {
     return Check::pass();
   }
   // Allocates its scratch first (so a failed allocation leaves nothing enqueued), then enqueues.
-  virtual OpEvents enqueue(Context& c, W4A16Layer& layer, const W4A16Call& call) const = 0;
+  virtual OpEvents enqueue(Context& c, W4A16DeviceLayer& layer, const W4A16Call& call) const = 0;
 };
 
 // The W4A16 launchers, one per implemented variant of the w4a16_gemm table rows.
@@ -55,13 +55,13 @@ const W4A16Launcher* w4a16_launcher(const std::string& variant);
 // (scratch grown, kernel built) before the variant's own kernel is built; enqueued first.
 struct GatherX {
   cl::Kernel kernel;
-  void enqueue(Context& c, OpEvents& ev, const W4A16Layer& L, const W4A16Call& a) const;
+  void enqueue(Context& c, OpEvents& ev, const W4A16DeviceLayer& L, const W4A16Call& a) const;
 };
-GatherX prepare_gather_x(Context& c, W4A16Layer& L, const W4A16Call& a, bool nibble_scaled);
+GatherX prepare_gather_x(Context& c, W4A16DeviceLayer& L, const W4A16Call& a, bool nibble_scaled);
 
 // Launch shapes, exposed for tests and sweeps (CLQ_NV_SKINNY / CLQ_NV_TILED override them).
-int w4a16_gemv_splits(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, int requested);
-NvSkinnyConfig nv_skinny_config(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested);
-NvTiledConfig nv_tiled_config(const W4A16Layer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested);
+int w4a16_gemv_splits(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, int requested);
+NvSkinnyConfig nv_skinny_config(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested);
+NvTiledConfig nv_tiled_config(const W4A16DeviceLayer& L, const DeviceFeatures& f, int64_t M, DType xt, int requested);
 
 }  // namespace clq
