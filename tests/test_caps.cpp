@@ -158,7 +158,7 @@ TEST(Caps, ProbesOnThisDevice) {
   if (f.nv_cc_major < 0) {
     EXPECT_FALSE(f.nv_mma_f16);
     EXPECT_FALSE(f.nv_mma_e4m3);
-    EXPECT_EQ(feature_mask(f) & (kFeatNvMmaF16 | kFeatNvMmaE4m3), 0u);
+    EXPECT_EQ(feature_mask(f) & (kFeatNvMmaF16 | kFeatNvMmaE4m3 | kFeatNvWgmma), 0u);
   } else {
     // NVIDIA: sm80+ must pass the f16 probe, sm89+ the e4m3 probe (GPU.md: both pass on sm90).
     if (f.nv_sm() >= 80) {
@@ -166,6 +166,10 @@ TEST(Caps, ProbesOnThisDevice) {
     }
     if (f.nv_sm() >= 89) {
       EXPECT_TRUE(f.nv_mma_e4m3) << f.probe_notes;
+    }
+    // sm90: the PTX patch path reaches wgmma and 200 KiB of shared memory (GPU.md's recipe).
+    if (f.nv_sm() >= 90) {
+      EXPECT_TRUE(f.nv_wgmma) << f.probe_notes;
     }
   }
 }

@@ -15,6 +15,8 @@ const char* feature_name(uint32_t bit) {
       return "nv_mma_f16";
     case kFeatNvMmaE4m3:
       return "nv_mma_e4m3";
+    case kFeatNvWgmma:
+      return "nv_wgmma";
   }
   return "?";
 }
@@ -24,6 +26,7 @@ uint32_t feature_mask(const DeviceFeatures& f) {
   if (f.is_cpu) m |= kFeatCpu;
   if (f.nv_mma_f16) m |= kFeatNvMmaF16;
   if (f.nv_mma_e4m3) m |= kFeatNvMmaE4m3;
+  if (f.nv_wgmma) m |= kFeatNvWgmma;
   return m;
 }
 
@@ -47,6 +50,7 @@ const std::vector<VariantRow> kTable = {
   {"w4a16_gemm",       "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
   {"w4a16_gemm",       "nv_mma_tiled",  kFeatNvMmaF16, 28, K::kNative,   St::kImplemented, 0, "weights as the mma A operand (fragment layout), cp.async-staged local-memory tiles, ldmatrix activations; from M=17 (H200: 1.7x nv_mma_skinny at M=24, 4.7x nv_mma at 4096)", 17},
   {"w4a16_gemm",       "nv_mma_skinny", kFeatNvMmaF16, 30, K::kNative,   St::kImplemented, 16, "weights as the mma A operand in a fragment-matched layout, bias-trick dequant, pipelined loads, in-kernel split-K; M <= 16"},
+  {"w4a16_gemm",       "nv_wgmma",    kFeatNvWgmma, 32, K::kNative,   St::kPlanned,     0, "prefill: wgmma from shared-memory descriptors, up to 227 KiB of stages (issue: prefill on the tensor cores)", 256},
   {"fp8_quant",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
   // One kernel pair serves block W8A8, per-tensor W8A8 and W8A16 (scales broadcast, or
   // activations left unquantized), so the three ops list the same files.
@@ -54,6 +58,7 @@ const std::vector<VariantRow> kTable = {
   {"fp8_block_gemm",   "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "local-memory tiles, each weight decoded once per tile"},
   {"fp8_block_gemm",   "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
   {"fp8_block_gemm",   "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k32 e4m3 on the codes themselves, two-level fp32 accumulation; from M=8 (H200: gemv wins at M=1)", 8},
+  {"fp8_block_gemm",   "nv_wgmma_e4m3", kFeatNvWgmma | kFeatNvMmaE4m3, 32, K::kNative, St::kPlanned, 0, "prefill: wgmma e4m3, block scales folded per 128-K step", 128},
   {"fp8_tensor_gemm",  "gemv",        0, 20, K::kEmulated, St::kImplemented, 32, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},

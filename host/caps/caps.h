@@ -19,8 +19,9 @@ enum Feature : uint32_t {
   kFeatCpu = 1u << 0,        // CL_DEVICE_TYPE_CPU (preference rows: register tiles at every M)
   kFeatNvMmaF16 = 1u << 1,   // inline PTX mma.sync m16n8k16 f16 probe passed (sm80+)
   kFeatNvMmaE4m3 = 1u << 2,  // inline PTX mma.sync m16n8k32 e4m3 probe passed (sm89+)
+  kFeatNvWgmma = 1u << 3,    // sm_90a through the PTX patch path: wgmma and 200 KiB of .shared (probe)
 };
-constexpr int kFeatureCount = 3;
+constexpr int kFeatureCount = 4;
 const char* feature_name(uint32_t bit);
 uint32_t feature_mask(const DeviceFeatures& f);
 std::string feature_list(uint32_t mask);  // "fp16+nv_mma_f16", or "none"

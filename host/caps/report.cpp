@@ -51,6 +51,7 @@ nlohmann::json features_json(const DeviceFeatures& f) {
           {"nv_compute_capability", f.nv_cc_major < 0 ? nlohmann::json(nullptr) : nlohmann::json(nv_cc(f))},
           {"nv_mma_f16", f.nv_mma_f16},
           {"nv_mma_e4m3", f.nv_mma_e4m3},
+          {"nv_wgmma", f.nv_wgmma},
           {"probe_notes", f.probe_notes},
           {"features", feature_list(feature_mask(f))}};
 }
@@ -115,7 +116,8 @@ void print_caps(std::ostream& out, const Context& c) {
   out << "  compute units " << f.compute_units << ", local mem " << mib(f.local_mem) << ", max alloc "
       << mib(f.max_alloc) << ", global mem " << mib(f.global_mem) << "\n";
   out << "  NVIDIA compute capability " << nv_cc(f) << ", mma.sync f16 probe " << (f.nv_mma_f16 ? "pass" : "absent")
-      << ", mma.sync e4m3 probe " << (f.nv_mma_e4m3 ? "pass" : "absent") << "\n";
+      << ", mma.sync e4m3 probe " << (f.nv_mma_e4m3 ? "pass" : "absent") << ", wgmma (sm_90a PTX patch) probe "
+      << (f.nv_wgmma ? "pass" : "absent") << "\n";
   if (!f.probe_notes.empty()) out << "  probe notes: " << f.probe_notes << "\n";
   out << "  features: " << feature_list(feature_mask(f)) << "\n\n";
   out << "variant chosen per op (M = 1 / M = 4096):\n";
