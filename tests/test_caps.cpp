@@ -144,6 +144,12 @@ TEST(Caps, OverridesAreValidated) {
     EXPECT_EQ(e.status(), Status::kNotSupported);
   }
   {
+    // The removed nv_mma variant is a deprecated alias of nv_mma_tiled for one release.
+    DeviceFeatures nv;
+    nv.nv_mma_f16 = true;
+    EXPECT_STREQ(select_variant("w4a16_gemm", nv, 1, "nv_mma").variant, "nv_mma_tiled");
+  }
+  {
     test::ScopedEnv env("CLQ_VARIANT", "w4a16_gemm=tiled");
     EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "tiled");
   }

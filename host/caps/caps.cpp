@@ -149,6 +149,13 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
   for (auto& r : kTable)
     if (op == r.op) names += std::string(names.empty() ? "" : ", ") + r.variant;
   if (names.empty()) fail(Status::kInternal, "capability table has no op '" + op + "'");
+  // Removed variants keep their name for one release as an alias of their successor (CHANGELOG).
+  struct Alias {
+    const char *op, *old_name, *new_name;
+  };
+  static const Alias kAliases[] = {{"w4a16_gemm", "nv_mma", "nv_mma_tiled"}};
+  for (const Alias& a : kAliases)
+    if (op == a.op && forced == a.old_name) forced = a.new_name;
   if (!forced.empty()) {
     for (auto& r : kTable) {
       if (op != r.op || forced != r.variant) continue;
