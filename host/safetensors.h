@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/safe_file.h"
+
 namespace clq {
 
 enum class StDType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool, kF8E4M3, kF8E5M2 };
@@ -43,12 +45,14 @@ class SafetensorsFile {
   const StTensor* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
+  const FileId& id() const { return id_; }  // which file was opened (outputs must differ)
 
   static constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 
  private:
   SafetensorsFile() = default;
   std::string path_;
+  FileId id_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::vector<StTensor> tensors_;
@@ -66,7 +70,9 @@ class SafetensorsWriter {
   void add(const std::string& name, StDType dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes);
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // Writes to a temporary file beside `path`, then renames: a reader never sees half a file.
-  void write(const std::string& path) const;
+  // Refused (InvalidArgument) when `path` is one of `inputs` or exists and is not a regular file
+  // (runtime/safe_file.h).
+  void write(const std::string& path, const std::vector<FileId>& inputs = {}) const;
 
  private:
   struct Entry {
@@ -88,11 +94,14 @@ class Checkpoint {
   const StTensor& require(const std::string& name) const;  // FormatError naming the tensor if absent
   std::vector<std::string> names_with_prefix(const std::string& prefix) const;
   const std::string& dir() const { return dir_; }  // folder of the checkpoint (for quantize_config.json)
+  // Every file this checkpoint read (index and shards), for the output-is-not-an-input check.
+  const std::vector<FileId>& file_ids() const { return ids_; }
 
  private:
   std::string dir_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const StTensor*> by_name_;
+  std::vector<FileId> ids_;
 };
 
 }  // namespace clq

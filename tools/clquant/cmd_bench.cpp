@@ -1,6 +1,5 @@
 // clquant bench: throughput of an op over the standard shapes, with the device's copy ceiling
 // and a same-run baseline, as a table or JSON.
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -23,7 +22,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--variant", a.variant, "force a kernel variant");
   cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
   cmd->add_option("--ms", a.ms, "M list (tokens T for moe), e.g. 1,16,4096");
-  cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
+  cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)")->check(integer_in(1, 1000000));
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   return cmd;
@@ -90,9 +89,8 @@ int run_bench(Context& c, const BenchArgs& a) {
   }
   auto j = bench::to_json(c, rows, copy);
   if (!a.json_out.empty()) {
-    std::ofstream out(a.json_out);
-    if (!out) fail(Status::kIoError, "cannot write '" + a.json_out + "'");
-    out << j.dump(2) << "\n";
+    const std::string text = j.dump(2) + "\n";
+    write_file_atomic(a.json_out, {{text.data(), text.size()}}, {});
   }
   if (a.json)
     std::cout << j.dump(2) << "\n";

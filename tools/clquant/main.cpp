@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
 
   uint64_t seed = 0;
   auto* demo = app.add_subcommand("demo", "run every op once on the device against its host reference");
-  demo->add_option("--seed", seed, "random seed (default: time based, printed)");
+  demo->add_option("--seed", seed, "random seed (default: time based, printed)")->check(clq::cli::unsigned_integer());
 
   clq::cli::GemmArgs gemm_args;
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
