@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "host/caps.h"
 #include "host/demo.h"
 #include "host/report.h"
 #include "runtime/context.h"
@@ -109,6 +110,7 @@ int main(int argc, char** argv) {
         clq::print_devices(std::cout, all);
       return 0;
     }
+    clq::check_variant_env();
     auto ctx = clq::Context::open(device);
     if (*caps) {
       if (caps_json)
