@@ -150,6 +150,7 @@ DeviceFeatures query_features(const cl::Platform& p, const cl::Device& d) {
   f.max_clock_mhz = info<cl_uint>(d, CL_DEVICE_MAX_CLOCK_FREQUENCY, 0);
   f.vendor_id = info<cl_uint>(d, CL_DEVICE_VENDOR_ID, 0);
   f.max_work_group = info<size_t>(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, 0);
+  f.native_float_width = info<cl_uint>(d, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, 1);
   if (f.has_extension("cl_nv_device_attribute_query")) {
     f.nv_cc_major = int(info<cl_uint>(d, 0x4000 /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV */, 0));
     f.nv_cc_minor = int(info<cl_uint>(d, 0x4001 /* CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV */, 0));

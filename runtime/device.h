@@ -24,6 +24,9 @@ struct DeviceFeatures {
   uint64_t local_mem = 0, max_alloc = 0, global_mem = 0;
   uint32_t compute_units = 0, max_clock_mhz = 0, vendor_id = 0;
   size_t max_work_group = 0;
+  // CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 or 8 where a work-item's vectors map onto SIMD
+  // registers (PoCL); 1 where the compiler vectorizes across work-items instead (Mesa llvmpipe).
+  uint32_t native_float_width = 1;
   std::string extensions;
   // NVIDIA (cl_nv_device_attribute_query); -1 when the query is absent.
   int nv_cc_major = -1, nv_cc_minor = -1;
