@@ -1,11 +1,14 @@
 // safetensors reading (memory-mapped, fully validated) and writing (atomic), plus sharded
 // checkpoints through model.safetensors.index.json.
 //
-// Validation, each with its own message: file shorter than 8 bytes; header length past the end
-// of the file or above 100 MB; header not valid UTF-8 JSON or not an object; duplicate names;
-// unknown dtype; shape not a list of non-negative integers; data_offsets not [begin, end] with
-// begin <= end; byte size != product(shape) * dtype size (with overflow checks); offsets not
-// contiguous from 0 or not covering the whole data section; __metadata__ not string -> string.
+// Validation, each with its own message (the full list: docs/robustness.md): file shorter than
+// 8 bytes; header length past the end of the file or above 100 MB; header not strict UTF-8, with
+// a byte-order mark, not one JSON object, or followed by anything but spaces; nesting deeper than
+// 64; duplicate tensor names, fields or metadata keys; unknown dtype; shape not a list of
+// non-negative 64-bit integers; data_offsets not [begin, end] with begin <= end; byte size !=
+// product(shape) * dtype size (every product overflow-checked); offsets not contiguous from 0 or
+// not covering the whole data section; __metadata__ not string -> string. Linear in the header.
+// Files are opened only when regular (runtime/safe_file.h): a FIFO is refused, never waited on.
 #pragma once
 #include <cstddef>
 #include <cstdint>
