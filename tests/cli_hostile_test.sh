@@ -7,9 +7,9 @@ clq="$1"; gen="$2"; corpus="$3"
 fail=0
 tmp=$(mktemp -d /tmp/clq-cli-hostile-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-expect() {  # name want_rc needle command...  (10 s limit: a hang is a failure, exit 124)
+expect() {  # name want_rc needle command...  (60 s limit: a hang is a failure, exit 124)
   local name=$1 want=$2 needle=$3; shift 3
-  out=$(timeout 10 "$@" 2>&1 </dev/null); rc=$?
+  out=$(timeout 60 "$@" 2>&1 </dev/null); rc=$?
   if [ "$rc" != "$want" ] || { [ -n "$needle" ] && ! echo "$out" | grep -q -- "$needle"; }; then
     echo "FAIL $name: exit $rc (want $want), looking for '$needle':"; echo "$out" | head -20; fail=1
   else echo "ok   $name"; fi

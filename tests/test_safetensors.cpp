@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <random>
 
@@ -38,6 +39,14 @@ void expect_bad(const std::string& img, const std::string& needle) {
 }
 
 const char* kOne = R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
+
+// CPU seconds of this thread: the time limits below are about the parser's complexity, and the
+// wall clock on a shared 2-core machine also counts other people's builds.
+double thread_cpu_s() {
+  timespec ts;
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 }  // namespace
 
 TEST(Safetensors, MalformedFilesEachGetTheirOwnError) {
@@ -241,13 +250,13 @@ TEST(Safetensors, LargeHeadersParseInLinearTime) {
   const std::string good = image(h + "}", size_t(n));
   const std::string dup = image(h + ",\"model.layers.7.weight\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}",
                                 size_t(n));
-  auto t0 = std::chrono::steady_clock::now();
+  const double t0 = thread_cpu_s();
   std::vector<StTensor> t;
   parse_safetensors(reinterpret_cast<const uint8_t*>(good.data()), good.size(), "big", &t, nullptr);
   EXPECT_EQ(t.size(), size_t(n));
   expect_bad(dup, "'model.layers.7.weight' appears twice");
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(s, 2.0) << "two 80k-entry headers took " << s << " s";
+  const double s = thread_cpu_s() - t0;
+  EXPECT_LT(s, 1.0) << "two 80k-entry headers took " << s << " CPU s";
 }
 
 // Every file of tests/corpus/safetensors: bad-* rejected with FormatError within a second through
@@ -263,6 +272,7 @@ TEST(Safetensors, CorpusFilesAreRejectedQuickly) {
   for (auto& n : names) {
     const bool is_bad = n.rfind("bad-", 0) == 0, is_good = n.rfind("good-", 0) == 0;
     if (!is_bad && !is_good) continue;
+    const double c0 = thread_cpu_s();
     auto t0 = std::chrono::steady_clock::now();
     try {
       auto f = SafetensorsFile::open(dir + "/" + n);
@@ -274,8 +284,10 @@ TEST(Safetensors, CorpusFilesAreRejectedQuickly) {
       EXPECT_LT(std::strlen(e.what()), 600u) << n << ": the message prints a whole value";
       ++bad_files;
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_LT(s, 1.0) << n << " took " << s << " s";
+    const double cpu = thread_cpu_s() - c0;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(cpu, 1.0) << n << " took " << cpu << " CPU s";
+    EXPECT_LT(wall, 10.0) << n << " took " << wall << " s (blocked?)";
   }
   EXPECT_GE(bad_files, 40);
   EXPECT_GE(good_files, 5);
@@ -303,7 +315,7 @@ TEST(Safetensors, SpecialFilesAreRefusedWithoutBlocking) {
   ::unlink((dir + "/model.safetensors.index.json").c_str());
   ASSERT_EQ(::mkfifo((dir + "/model.safetensors.index.json").c_str(), 0600), 0);
   EXPECT_THROW(Checkpoint::open(dir), Error);
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0) << "blocked?";
 }
 
 TEST(Safetensors, OutputsNeverReplaceInputsLinksOrDevices) {
