@@ -12,9 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <unordered_set>
-#include <sstream>
+#include <vector>
 
 #include "host/json_file.h"
 #include "runtime/status.h"
