@@ -173,6 +173,14 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
   need_rank(sc, 2);
   W4Shape s;
   const bool awq = ck.format == W4Format::kAwq;
+  // K and N index 32-bit kernel arithmetic; checking the packed dims first also keeps the
+  // products below in range (a [2^60, 0] qweight is a valid empty tensor, not a layer).
+  constexpr int64_t kMaxDim = int64_t(1) << 31;
+  for (const StTensor* t : {&qw, &qz, &sc})
+    for (int64_t d : t->shape)
+      if (d > kMaxDim / 8)
+        fail(Status::kInvalidShape, "tensor '" + t->name + "' shape " + t->shape_str() +
+                                        " has a dimension above 2^28: K and N must stay below 2^31");
   if (awq) {
     s.K = qw.shape[0];
     s.N = qw.shape[1] * 8;
@@ -232,6 +240,16 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
     // Without g_idx the last group would read past the last row of scales/zeros (a peer's bug).
     fail(Status::kInvalidShape,
          "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
+  }
+  // A NaN or infinite scale turns a whole output column into NaN; refuse it (any sign is a
+  // well-defined layer: s * (q - z) is linear in s).
+  const int64_t n_scales = std::min<int64_t>(G * s.N, int64_t(sc.nbytes / 2));
+  for (int64_t i = 0; i < n_scales; ++i) {
+    const uint16_t v = rd_u16(sc, size_t(i));
+    if ((v & 0x7C00) == 0x7C00)
+      fail(Status::kInvalidArgument, "scales '" + sc.name + "'[" + i2s(i / s.N) + "][" + i2s(i % s.N) + "] is " +
+                                         ((v & 0x03FF) ? "NaN" : (v & 0x8000) ? "-Inf" : "+Inf") +
+                                         "; int4 group scales must be finite");
   }
   return s;
 }
