@@ -13,7 +13,7 @@ expect() {  # name want_rc needle command...
   else echo "ok   $name"; fi
 }
 P=model.layers.0.mlp.down_proj
-for spec in "gptq 512 264 128 1 3 f16" "gptq_v2 256 128 64 0 17 bf16" "awq 256 136 32 0 2 f16" "gptq 4104 576 128 1 1 bf16"; do
+for spec in "compressed-tensors 512 264 128 1 3 bf16" "compressed-tensors 256 128 -1 0 5 f16" "gptq 512 264 128 1 3 f16" "gptq_v2 256 128 64 0 17 bf16" "awq 256 136 32 0 2 f16" "gptq 4104 576 128 1 1 bf16"; do
   set -- $spec
   d="$tmp/$1-$2-$3"; mkdir -p "$d"
   "$gen" "$d" "$1" "$2" "$3" "$4" "$5" "$6" "$7" 11 || { echo "FAIL generator"; fail=1; continue; }

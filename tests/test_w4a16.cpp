@@ -120,6 +120,17 @@ TEST(W4A16, FormatGroupMatrix) {
 
 // Non-power-of-two and tile-edge shapes: N and K of 576 and 4104, K = 8, 40, 96 (the tiled
 // kernel steps K by 32), N not a multiple of the 64-column tile.
+// compressed-tensors pack-quantized: symmetric and asymmetric, group and channel, act-order,
+// bf16 scales, both activation types, on every variant.
+TEST(W4A16, CompressedTensors) {
+  const W4Format ct = W4Format::kCompressedTensors;
+  int i = 0;
+  for (const Case& c : {Case{ct, 1, 264, 512, 128, false, false, DType::kF16}, Case{ct, 3, 128, 256, 32, true, false, DType::kBF16},
+                        Case{ct, 17, 136, 384, -1, false, true, DType::kBF16}, Case{ct, 33, 64, 512, 64, true, true, DType::kF16},
+                        Case{ct, 129, 72, 256, 128, false, false, DType::kBF16}})
+    run_case(c, test::seed() + 500 + uint64_t(i++));
+}
+
 TEST(W4A16, AwkwardShapes) {
   const uint64_t s = test::seed() + 1000;
   run_case({W4Format::kGptq, 33, 576, 4104, 128, true, false, DType::kF16}, s);  // K % 128 != 0 with g_idx

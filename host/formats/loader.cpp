@@ -1,5 +1,7 @@
 #include "host/formats/loader.h"
 
+#include <cstring>
+
 #include "runtime/status.h"
 
 namespace clq {
@@ -104,6 +106,55 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
   LinearLayer out;
   out.checkpoint = ckp;
   out.prefix = P;
+  if (const StTensor* packed = ck.find(P + ".weight_packed")) {
+    // compressed-tensors pack-quantized int4: the tensor names say the format.
+    auto cfg = read_quant_config(ck.dir());
+    if (cfg && cfg->ignores(P))
+      fail(Status::kInvalidArgument, "layer '" + P + "' has a '.weight_packed' but " + cfg->source +
+                                         " lists it under 'ignore' (left unquantized)");
+    if (auto f = explicit_format(opt); f && *f != W4Format::kCompressedTensors)
+      fail(Status::kInvalidArgument, "layer '" + P + "' holds compressed-tensors tensors ('.weight_packed'), not " +
+                                         w4_format_name(*f) + " (" + opt.format_option + ")");
+    W4Layer l;
+    l.ck.format = W4Format::kCompressedTensors;
+    l.ck.qweight = packed;
+    l.ck.scales = &require(ck, P, ".weight_scale", "a compressed-tensors int4 layer needs");
+    l.ck.qzeros = ck.find(P + ".weight_zero_point");
+    l.ck.g_idx = ck.find(P + ".weight_g_idx");
+    if (cfg && cfg->symmetric && !*cfg->symmetric && !l.ck.qzeros)
+      fail(Status::kFormatError, cfg->source + " says the weights are asymmetric, but '" + P +
+                                     ".weight_zero_point' is missing");
+    l.format_source = cfg && cfg->format == W4Format::kCompressedTensors ? cfg->source
+                                                                           : std::string("tensor names (weight_packed)");
+    if (opt.group_size != 0)
+      l.ck.group_size = opt.group_size;
+    else if (cfg && cfg->group_size)
+      l.ck.group_size = *cfg->group_size;
+    l.shape = validate_w4(l.ck);
+    if (const StTensor* ws = ck.find(P + ".weight_shape")) {
+      // The logical [N, K]; the packing rounds K up to whole words, so they must agree exactly here.
+      if (ws->shape.size() != 1 || ws->shape[0] != 2 || (ws->dtype != StDType::kI64 && ws->dtype != StDType::kI32))
+        fail(Status::kFormatError, "'" + ws->name + "' must be an I64 or I32 vector of 2 (N, K), not " +
+                                       st_dtype_name(ws->dtype) + " " + ws->shape_str());
+      int64_t nk[2];
+      for (int i = 0; i < 2; ++i) {
+        if (ws->dtype == StDType::kI64) {
+          std::memcpy(&nk[i], ws->data + 8 * i, 8);
+        } else {
+          int32_t v;
+          std::memcpy(&v, ws->data + 4 * i, 4);
+          nk[i] = v;
+        }
+      }
+      if (nk[0] != l.shape.N || nk[1] != l.shape.K)
+        fail(Status::kInvalidShape, "'" + ws->name + "' says [" + std::to_string(nk[0]) + ", " + std::to_string(nk[1]) +
+                                        "], but '" + packed->name + "' " + packed->shape_str() + " holds [" +
+                                        std::to_string(l.shape.N) + ", " + std::to_string(l.shape.K) +
+                                        "] (K must be a multiple of 8)");
+    }
+    out.weights = std::move(l);
+    return out;
+  }
   const StTensor* qweight = ck.find(P + ".qweight");
   if (!qweight) {
     const StTensor* dense = ck.find(P + ".weight");

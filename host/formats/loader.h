@@ -19,7 +19,7 @@
 namespace clq {
 
 struct LoadOptions {
-  std::string format;  // "" = decide (config, else shapes); else gptq | gptq_v2 | awq (int4 only)
+  std::string format;  // "" = decide (config, else shapes); else gptq | gptq_v2 | awq | compressed-tensors (int4 only)
   int group_size = 0;  // 0 = from the config, else from the shapes; -1 = one group over K
   // How the caller spells the format option in its own interface ("--format" on the command
   // line, "format=" in Python, "the format argument" in C), so a refusal says what to pass.

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <climits>
+#include <regex>
 
 #include "host/io/json_file.h"
 #include "runtime/status.h"
@@ -55,6 +56,69 @@ std::string lower(std::string s) {
   return s;
 }
 
+// compressed-tensors: the weights' scheme is per config group. clquant reads the group that
+// targets Linear layers (the only one llm-compressor writes for W4A16) and takes pack-quantized
+// 4-bit int weights; other schemes are refused by name. `ignore` lists layers left unquantized.
+std::optional<QuantConfig> parse_compressed_tensors(const nlohmann::json& q, const Fields& f, QuantConfig c) {
+  const std::string& source = f.source;
+  const std::string top_format = lower(f.str("format").value_or(""));
+  const nlohmann::json* groups = f.get("config_groups");
+  if (!groups) fail(Status::kFormatError, source + ": " + f.prefix + "config_groups is missing (compressed-tensors)");
+  if (!groups->is_object()) f.wrong("config_groups", "an object");
+  const nlohmann::json* chosen = nullptr;
+  std::string chosen_name;
+  for (auto it = groups->begin(); it != groups->end(); ++it) {
+    if (!it->is_object())
+      fail(Status::kFormatError, source + ": " + f.prefix + "config_groups." + it.key() + " is not an object");
+    chosen = &*it;
+    chosen_name = it.key();
+    bool linear = false;
+    auto t = it->find("targets");
+    if (t != it->end() && t->is_array())
+      for (auto& x : *t) linear |= x.is_string() && x.get<std::string>() == "Linear";
+    if (linear) break;
+  }
+  if (!chosen) fail(Status::kFormatError, source + ": " + f.prefix + "config_groups is empty");
+  {
+    const std::string gp = f.prefix + "config_groups." + chosen_name + ".";
+    Fields g{*chosen, source, gp};
+    const std::string fmt = lower(g.str("format").value_or(top_format));
+    const nlohmann::json* w = g.get("weights");
+    if (!w || !w->is_object()) fail(Status::kFormatError, source + ": " + gp + "weights is missing or not an object");
+    Fields wf{*w, source, gp + "weights."};
+    const std::string type = lower(wf.str("type").value_or("int"));
+    const int64_t bits = wf.integer("num_bits").value_or(0);
+    c.ct_format = fmt;
+    if (fmt == "pack-quantized" && type == "int" && bits == 4) {
+      c.format = W4Format::kCompressedTensors;
+    } else if (fmt == "float-quantized" || type == "float") {
+      c.ct_float = true;  // FP8 weights: the tensor names decide the layout
+    } else {
+      fail(Status::kNotSupported, source + ": compressed-tensors " + gp + " is format '" + fmt + "', " + type + " " +
+                                      std::to_string(bits) + "-bit weights; clquant reads pack-quantized 4-bit int and "
+                                      "float-quantized FP8");
+    }
+    const std::string strategy = lower(wf.str("strategy").value_or("group"));
+    if (auto gs = wf.integer("group_size")) {
+      if (*gs <= 0)
+        fail(Status::kFormatError, source + ": " + gp + "weights.group_size = " + std::to_string(*gs) + " is not positive");
+      c.group_size = int(*gs);
+    } else if (strategy == "channel") {
+      c.group_size = -1;
+    }
+    c.symmetric = wf.boolean("symmetric");
+    if (auto ao = wf.get("actorder")) c.desc_act = !ao->is_boolean() || ao->get<bool>();
+  }
+  if (const nlohmann::json* ig = f.get("ignore")) {
+    if (!ig->is_array()) f.wrong("ignore", "a list of layer names");
+    for (auto& x : *ig) {
+      if (!x.is_string()) fail(Status::kFormatError, source + ": " + f.prefix + "ignore holds a non-string entry");
+      c.ignore.push_back(x.get<std::string>());
+    }
+  }
+  return c;
+}
+
 std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& source, const std::string& prefix) {
   QuantConfig c;
   c.source = source;
@@ -78,6 +142,7 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
     c.group_size = int(*gs);
   }
   c.desc_act = f.boolean("desc_act");
+  if (c.quant_method == "compressed-tensors") return parse_compressed_tensors(q, f, c);
   if (c.quant_method == "awq") {
     std::string version = lower(f.str("version").value_or("gemm"));
     if (version != "gemm")
@@ -93,6 +158,21 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
   return c;
 }
 }  // namespace
+
+bool QuantConfig::ignores(const std::string& layer) const {
+  for (const std::string& pat : ignore) {
+    if (pat.rfind("re:", 0) == 0) {
+      try {
+        if (std::regex_match(layer, std::regex(pat.substr(3)))) return true;
+      } catch (const std::regex_error&) {
+        fail(Status::kFormatError, source + ": ignore pattern '" + pat + "' is not a valid regular expression");
+      }
+    } else if (pat == layer) {
+      return true;
+    }
+  }
+  return false;
+}
 
 std::optional<QuantConfig> read_quant_config(const std::string& dir) {
   for (const char* name : {"quantize_config.json", "config.json"}) {

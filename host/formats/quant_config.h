@@ -2,6 +2,7 @@
 // (AutoGPTQ/GPTQModel), else the "quantization_config" of config.json (transformers, AutoAWQ).
 #pragma once
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "host/formats/w4.h"
@@ -14,6 +15,13 @@ struct QuantConfig {
   std::optional<W4Format> format;
   std::optional<int> group_size;
   std::optional<bool> desc_act;
+  // compressed-tensors only:
+  std::string ct_format;            // "pack-quantized", "float-quantized", ...
+  bool ct_float = false;            // the Linear group quantizes weights to FP8
+  std::optional<bool> symmetric;    // weights.symmetric
+  std::vector<std::string> ignore;  // layers left unquantized (names, or "re:" patterns)
+  // True when `layer` (a prefix such as model.layers.0.mlp.down_proj) is on the ignore list.
+  bool ignores(const std::string& layer) const;
 };
 
 // Returns nothing when neither file exists; throws FormatError on a malformed file.

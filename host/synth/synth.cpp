@@ -60,6 +60,37 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
     for (int64_t k = 0; k < K; ++k) group[size_t(k)] = int32_t(gs == -1 ? 0 : k / gs);
   }
 
+  if (spec.format == W4Format::kCompressedTensors) {
+    // pack-quantized: [N, K/8] packed along K, zero points [N/8, G] packed along N, bf16 scales
+    // [N, G] (what llm-compressor writes), no zero-point tensor when symmetric.
+    qweight_.assign(size_t(N * (K / 8)), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        qweight_[size_t(n * (K / 8) + k / 8)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * (k % 8)));
+    qzeros_.assign(size_t(N / 8 * G), 0);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n)
+        qzeros_[size_t(n / 8 * G + g)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * (n % 8)));
+    // bf16 scales that fp16 holds exactly (the kernels' scale type): the fp16 values above, widened.
+    std::vector<uint16_t> bf(size_t(N * G));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = fp16_to_f32(scales_[size_t(g * N + n)]);
+        uint16_t b = f32_to_bf16(v);
+        // Round the scale to a value both types hold, so the checkpoint is exactly what both read.
+        const uint16_t h = f32_to_fp16(bf16_to_f32(b));
+        if (fp16_to_f32(h) != bf16_to_f32(b)) b = f32_to_bf16(fp16_to_f32(h));
+        bf[size_t(n * G + g)] = b;
+      }
+    scales_ = bf;
+    t_qweight_ = view("weight_packed", StDType::kI32, {N, K / 8}, qweight_.data(), qweight_.size() * 4);
+    t_qzeros_ = view("weight_zero_point", StDType::kI32, {N / 8, G}, qzeros_.data(), qzeros_.size() * 4);
+    t_scales_ = view("weight_scale", StDType::kBF16, {N, G}, scales_.data(), scales_.size() * 2);
+    shape_ = {N, K};
+    t_shape_ = view("weight_shape", StDType::kI64, {2}, shape_.data(), shape_.size() * 8);
+    if (!g_idx_.empty()) t_g_idx_ = view("weight_g_idx", StDType::kI32, {K}, g_idx_.data(), g_idx_.size() * 4);
+    return;
+  }
   if (spec.format == W4Format::kAwq) {
     qweight_.assign(size_t(K * (N / 8)), 0);
     for (int64_t k = 0; k < K; ++k)
@@ -94,10 +125,18 @@ W4Checkpoint W4Synth::checkpoint() const {
   ck.qzeros = &t_qzeros_;
   ck.scales = &t_scales_;
   ck.g_idx = g_idx_.empty() ? nullptr : &t_g_idx_;
+  if (spec_.format == W4Format::kCompressedTensors && spec_.symmetric) ck.qzeros = nullptr;
   return ck;
 }
 
 void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
+  if (spec_.format == W4Format::kCompressedTensors) {
+    for (const StTensor* t : {&t_qweight_, &t_scales_, &t_shape_})
+      w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
+    if (!spec_.symmetric) w.add(prefix + "." + t_qzeros_.name, t_qzeros_.dtype, t_qzeros_.shape, t_qzeros_.data, t_qzeros_.nbytes);
+    if (!g_idx_.empty()) w.add(prefix + ".weight_g_idx", t_g_idx_.dtype, t_g_idx_.shape, t_g_idx_.data, t_g_idx_.nbytes);
+    return;
+  }
   for (const StTensor* t : {&t_qweight_, &t_qzeros_, &t_scales_})
     w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
   if (!g_idx_.empty()) w.add(prefix + ".g_idx", t_g_idx_.dtype, t_g_idx_.shape, t_g_idx_.data, t_g_idx_.nbytes);
@@ -105,6 +144,21 @@ void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
 
 std::string W4Synth::quantize_config_json() const {
   nlohmann::ordered_json j;
+  if (spec_.format == W4Format::kCompressedTensors) {
+    // What config.json's quantization_config holds for a W4A16 llm-compressor checkpoint.
+    nlohmann::ordered_json weights = {{"num_bits", 4},
+                                      {"type", "int"},
+                                      {"symmetric", spec_.symmetric},
+                                      {"strategy", spec_.group_size == -1 ? "channel" : "group"},
+                                      {"group_size", spec_.group_size == -1 ? nlohmann::ordered_json(nullptr)
+                                                                            : nlohmann::ordered_json(spec_.group_size)},
+                                      {"actorder", spec_.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json(nullptr)}};
+    j = {{"quant_method", "compressed-tensors"},
+         {"format", "pack-quantized"},
+         {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", weights}, {"format", "pack-quantized"}}}}},
+         {"ignore", {"lm_head"}}};
+    return j.dump(2);
+  }
   if (spec_.format == W4Format::kAwq) {
     j = {{"quant_method", "awq"},
          {"bits", 4},

@@ -19,7 +19,7 @@ struct W4SynthSpec {
   W4Format format = W4Format::kGptq;
   int64_t K = 256, N = 256;
   int group_size = 128;    // -1: one group
-  bool act_order = false;  // GPTQ only: g_idx from a random permutation of K
+  bool act_order = false;  // GPTQ / compressed-tensors: g_idx from a random permutation of K
   bool symmetric = false;  // zero point 8 everywhere
   uint64_t seed = 1;
 };
@@ -38,7 +38,8 @@ class W4Synth {
   W4SynthSpec spec_;
   std::vector<int32_t> qweight_, qzeros_, g_idx_;
   std::vector<uint16_t> scales_;
-  StTensor t_qweight_, t_qzeros_, t_scales_, t_g_idx_;
+  StTensor t_qweight_, t_qzeros_, t_scales_, t_g_idx_, t_shape_;
+  std::vector<int64_t> shape_;  // compressed-tensors weight_shape
 };
 
 // An FP8 layer the way DeepSeek-V3's converter makes one: normal(0, 0.02) weights, a scale per

@@ -22,7 +22,8 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [M, K] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write tensor 'output' [M, N] (input's dtype)")->required();
   cmd->add_option("--format", a.format,
-                  "gptq | gptq_v2 | awq (default: quantize_config.json / config.json beside the weights, "
+                  "gptq | gptq_v2 | awq | compressed-tensors (default: the tensor names for compressed-tensors, "
+                  "else quantize_config.json / config.json beside the weights, "
                   "else the tensor shapes where unambiguous)");
   cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)")
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
