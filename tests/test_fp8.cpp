@@ -50,6 +50,7 @@ struct GemmCase {
   bool block;
   Fp8Act act;
   DType xt, yt;
+  bool e8m0 = false;  // block scales stored as F8_E8M0
 };
 
 void run_gemm_case(const GemmCase& g, uint64_t seed) {
@@ -62,9 +63,13 @@ void run_gemm_case(const GemmCase& g, uint64_t seed) {
   spec.K = g.K;
   spec.block = g.block;
   spec.with_input_scale = g.act == Fp8Act::kTensorStatic;
+  spec.e8m0_scales = g.e8m0;
   spec.seed = seed;
   Fp8Synth synth(spec);
   Fp8Checkpoint ck = synth.checkpoint();
+  if (g.e8m0) {
+    ASSERT_EQ(ck.weight_scale_inv->dtype, StDType::kF8E8M0);
+  }
   Fp8Packed packed = repack_fp8(ck);
   auto x = random_activations(g.M, g.K, g.xt, seed ^ 0x77);
   auto ref = fp8_gemm_reference(ck, x.data(), g.xt, g.M, g.act);
@@ -192,6 +197,25 @@ TEST(Fp8Gemm, BlockScaledRaggedShapes) {
   run_gemm_case({256, 576, 256, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16}, s + 4);
   run_gemm_case({3, 200, 136, true, Fp8Act::kBlockDynamic, DType::kF32, DType::kF32},
                 s + 5);  // N, K not multiples of 8
+}
+
+// ue8m0 block scales (newer DeepSeek-V3 checkpoints): F8_E8M0 bytes decoded exactly to 2^(e-127),
+// the reference reading the same bytes; the decoded values must equal the powers of two written.
+TEST(Fp8Gemm, E8m0BlockScales) {
+  Fp8SynthSpec spec;
+  spec.N = 200;
+  spec.K = 300;
+  spec.e8m0_scales = true;
+  Fp8Synth synth(spec);
+  const Fp8Checkpoint ck = synth.checkpoint();
+  const Fp8Packed p = repack_fp8(ck);
+  for (size_t i = 0; i < p.sw.size(); ++i) {
+    EXPECT_EQ(p.sw[i], std::ldexp(1.0f, int(ck.weight_scale_inv->data[i]) - 127)) << i;
+    int e = 0;
+    EXPECT_EQ(std::frexp(p.sw[i], &e), 0.5f) << "not a power of two: " << p.sw[i];
+  }
+  run_gemm_case({5, 200, 300, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16, true}, test::seed() + 91);
+  run_gemm_case({33, 136, 256, true, Fp8Act::kBlockDynamic, DType::kF16, DType::kF16, true}, test::seed() + 92);
 }
 
 TEST(Fp8Gemm, PerTensorAndWeightOnly) {

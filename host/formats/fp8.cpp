@@ -1,6 +1,7 @@
 #include "host/formats/fp8.h"
 
 #include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "host/numeric.h"
@@ -34,6 +35,17 @@ float scalar_f32(const StTensor& t, const char* what) {
 }
 }  // namespace
 
+// A block scale as stored: F32, or F8_E8M0 (ue8m0: the byte is a biased exponent, the value
+// 2^(e - 127) exactly, 0xFF is NaN). 2^-127 is an fp32 subnormal and still exact.
+static float block_scale(const StTensor& t, size_t i) {
+  if (t.dtype == StDType::kF8E8M0) {
+    const uint8_t e = t.data[i];
+    if (e == 0xFF) return std::numeric_limits<float>::quiet_NaN();
+    return std::ldexp(1.0f, int(e) - 127);
+  }
+  return rd_f32(t, i);
+}
+
 Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
   if (!ck.weight) fail(Status::kFormatError, "FP8 layer has no weight tensor");
   const StTensor& w = *ck.weight;
@@ -57,15 +69,15 @@ Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
          "weight '" + w.name + "' has neither weight_scale_inv (block scales) nor weight_scale (per-tensor)");
   if (ck.weight_scale_inv) {
     const StTensor& sc = *ck.weight_scale_inv;
-    if (sc.dtype != StDType::kF32)
-      fail(Status::kFormatError,
-           "weight_scale_inv '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) + ", expected F32");
+    if (sc.dtype != StDType::kF32 && sc.dtype != StDType::kF8E8M0)
+      fail(Status::kFormatError, "weight_scale_inv '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) +
+                                     ", expected F32 or F8_E8M0");
     if (sc.shape.size() != 2 || sc.shape[0] != s.Nb || sc.shape[1] != s.Kb)
       fail(Status::kInvalidShape, "weight_scale_inv '" + sc.name + "' has shape " + sc.shape_str() + ", but weight " +
                                       w.shape_str() + " with 128x128 blocks needs [ceil(N/128), ceil(K/128)] = [" +
                                       i2s(s.Nb) + ", " + i2s(s.Kb) + "]");
     for (int64_t i = 0; i < s.Nb * s.Kb; ++i) {
-      float v = rd_f32(sc, size_t(i));
+      float v = block_scale(sc, size_t(i));
       // Block scales multiply the e4m3 codes (SPEC section 3); writers derive them from the
       // block's absolute maximum, so 0, a negative value or a non-finite one is a broken file.
       if (!std::isfinite(v) || v <= 0)
@@ -96,7 +108,7 @@ uint8_t fp8_weight_code(const Fp8Checkpoint& ck, int64_t n, int64_t k) {
 }
 
 float fp8_weight_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t nb, int64_t kb) {
-  if (ck.weight_scale_inv) return rd_f32(*ck.weight_scale_inv, size_t(nb * s.Kb + kb));
+  if (ck.weight_scale_inv) return block_scale(*ck.weight_scale_inv, size_t(nb * s.Kb + kb));
   return rd_f32(*ck.weight_scale, 0);
 }
 

@@ -32,6 +32,7 @@ const DTypeInfo kDTypes[] = {
     {StDType::kI16, "I16", 2},   {StDType::kI8, "I8", 1},          {StDType::kU64, "U64", 8},
     {StDType::kU32, "U32", 4},   {StDType::kU16, "U16", 2},        {StDType::kU8, "U8", 1},
     {StDType::kBool, "BOOL", 1}, {StDType::kF8E4M3, "F8_E4M3", 1}, {StDType::kF8E5M2, "F8_E5M2", 1},
+    {StDType::kF8E8M0, "F8_E8M0", 1},  // unsigned power-of-two scales (DeepSeek-V3 ue8m0)
 };
 
 [[noreturn]] void bad(const std::string& label, const std::string& msg) {

@@ -21,7 +21,7 @@
 
 namespace clq {
 
-enum class StDType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool, kF8E4M3, kF8E5M2 };
+enum class StDType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool, kF8E4M3, kF8E5M2, kF8E8M0 };
 const char* st_dtype_name(StDType t);
 size_t st_dtype_size(StDType t);
 bool st_dtype_from_name(const std::string& s, StDType* out);

@@ -193,7 +193,12 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
   if (spec.block) {
     scale_.resize(size_t(Nb * Kb));
     for (int64_t nb = 0; nb < Nb; ++nb)
-      for (int64_t kb = 0; kb < Kb; ++kb) scale_[size_t(nb * Kb + kb)] = std::max(block_amax(nb, kb), 1e-12f) / 448.0f;
+      for (int64_t kb = 0; kb < Kb; ++kb) {
+        float sc = std::max(block_amax(nb, kb), 1e-12f) / 448.0f;
+        // ue8m0: the next power of two up, so the block still fits e4m3's range.
+        if (spec.e8m0_scales) sc = std::ldexp(1.0f, int(std::ceil(std::log2(sc))));
+        scale_[size_t(nb * Kb + kb)] = sc;
+      }
   } else {
     float a = 0;
     for (float v : w) a = std::max(a, std::fabs(v));
@@ -207,7 +212,11 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
       weight_[size_t(n * K + k)] = f32_to_e4m3(w[size_t(n * K + k)] / s);
     }
   t_weight_ = view("weight", StDType::kF8E4M3, {N, K}, weight_.data(), weight_.size());
-  if (spec.block)
+  if (spec.block && spec.e8m0_scales) {
+    e8m0_.resize(scale_.size());
+    for (size_t i = 0; i < scale_.size(); ++i) e8m0_[i] = uint8_t(std::ilogb(scale_[i]) + 127);
+    t_scale_ = view("weight_scale_inv", StDType::kF8E8M0, {Nb, Kb}, e8m0_.data(), e8m0_.size());
+  } else if (spec.block)
     t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
   else
     t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);

@@ -48,10 +48,12 @@ struct Fp8SynthSpec {
   int64_t N = 256, K = 256;
   bool block = true;
   bool with_input_scale = false;  // per-tensor only: a static activation scale
+  bool e8m0_scales = false;       // block only: power-of-two scales stored as F8_E8M0 (ue8m0)
   uint64_t seed = 1;
 };
 
 class Fp8Synth {
+  std::vector<uint8_t> e8m0_;  // F8_E8M0 copy of the block scales (e8m0_scales)
  public:
   explicit Fp8Synth(const Fp8SynthSpec& spec);
   Fp8Checkpoint checkpoint() const;
