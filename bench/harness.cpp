@@ -27,6 +27,32 @@ Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int 
   return summarize(t);
 }
 
+HarnessOptions& harness_options() {
+  static HarnessOptions o;
+  return o;
+}
+
+std::vector<LaunchTime> launch_times(const std::vector<LaunchRecord>& launches) {
+  std::vector<LaunchTime> out;
+  cl_ulong t0 = 0;
+  for (size_t i = 0; i < launches.size(); ++i) {
+    cl_ulong a = 0, b = 0;
+    check_cl(launches[i].event.getProfilingInfo(CL_PROFILING_COMMAND_START, &a), "clGetEventProfilingInfo(START)");
+    check_cl(launches[i].event.getProfilingInfo(CL_PROFILING_COMMAND_END, &b), "clGetEventProfilingInfo(END)");
+    if (i == 0) t0 = a;
+    out.push_back({launches[i].name, double(b - a) * 1e-6, double(int64_t(a - t0)) * 1e-6});
+  }
+  return out;
+}
+
+double wall_ms_per_call(Context& c, const std::function<OpEvents()>& fn, int reps) {
+  c.finish();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) fn();
+  c.finish();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
 double measure_copy_gbps(Context& c) {
   const auto& f = c.features();
   size_t bytes = f.is_gpu ? size_t(1) << 30 : size_t(256) << 20;
@@ -124,6 +150,21 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
   r.ms = t.median_ms;
   r.bytes = bytes;
   r.flops = flops;
+  r.wall_ms = wall_ms_per_call(c, run, reps);
+  if (harness_options().breakdown) {
+    std::vector<LaunchRecord> log;
+    c.finish();
+    c.set_launch_log(&log);
+    try {
+      run();
+    } catch (...) {
+      c.set_launch_log(nullptr);
+      throw;
+    }
+    c.set_launch_log(nullptr);
+    c.finish();
+    r.launches = launch_times(log);
+  }
   if (baseline) {
     // fp32 SGEMM on dequantized weights: what a device without a quantized kernel would run.
     Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
@@ -138,7 +179,8 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
     }
   }
   if (progress) {
-    *progress << "  " << op << " " << r.label << ": " << r.ms << " ms (" << r.variant << ")";
+    *progress << "  " << op << " " << r.label << ": " << r.ms << " ms device, " << r.wall_ms << " ms wall ("
+              << r.variant << ")";
     if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms";
     *progress << "\n";
   }
@@ -148,17 +190,32 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
 void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
   out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
   out << std::left << std::setw(58) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"
-      << std::setw(10) << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms"
+      << std::setw(10) << "wall ms" << std::setw(10) << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms"
       << std::setw(10) << "vs base"
       << "  baseline\n";
   for (auto& r : rows) {
     out << std::left << std::setw(58) << r.label << std::setw(8) << r.variant << std::right << std::fixed
-        << std::setprecision(4) << std::setw(11) << r.ms << std::setprecision(1) << std::setw(10) << r.gbps()
+        << std::setprecision(4) << std::setw(11) << r.ms << std::setw(10) << r.wall_ms << std::setprecision(1)
+        << std::setw(10) << r.gbps()
         << std::setw(8) << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
     if (r.base_ms > 0)
       out << std::setprecision(4) << std::setw(12) << r.base_ms << std::setprecision(2) << std::setw(9)
           << r.base_ms / r.ms << "x  " << r.base_name;
     out << "\n";
+  }
+  bool any = false;
+  for (auto& r : rows) any |= !r.launches.empty();
+  if (!any) return;
+  out << "\nbreakdown (one call; start after the call's first launch, device time of each launch):\n";
+  for (auto& r : rows) {
+    if (r.launches.empty()) continue;
+    double sum = 0;
+    for (auto& l : r.launches) sum += l.ms;
+    out << r.label << ": " << r.launches.size() << " launches, " << std::setprecision(4) << sum
+        << " ms busy of " << r.ms << " ms device, " << r.wall_ms << " ms wall\n";
+    for (auto& l : r.launches)
+      out << "    " << std::left << std::setw(28) << l.name << std::right << std::setprecision(1) << std::setw(10)
+          << l.start_ms * 1e3 << " us" << std::setw(10) << l.ms * 1e3 << " us\n";
   }
 }
 
@@ -167,7 +224,9 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
   j["device"] = features_json(c.features());
   j["copy_gbps"] = copy_gbps;
   nlohmann::json a = nlohmann::json::array();
-  for (auto& r : rows)
+  for (auto& r : rows) {
+    nlohmann::json bd = nlohmann::json::array();
+    for (auto& l : r.launches) bd.push_back({{"name", l.name}, {"start_ms", l.start_ms}, {"ms", l.ms}});
     a.push_back({{"op", r.op},
                  {"case", r.label},
                  {"variant", r.variant},
@@ -175,6 +234,7 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"N", r.N},
                  {"K", r.K},
                  {"median_ms", r.ms},
+                 {"wall_ms", r.wall_ms},
                  {"bytes", r.bytes},
                  {"flops", r.flops},
                  {"gbps", r.gbps()},
@@ -182,7 +242,9 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"tflops", r.tflops()},
                  {"baseline", r.base_name},
                  {"baseline_ms", r.base_ms},
-                 {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0}});
+                 {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0},
+                 {"breakdown", bd}});
+  }
   j["rows"] = a;
   return j;
 }

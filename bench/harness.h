@@ -17,6 +17,25 @@ struct Timing {
   int reps = 0;
 };
 
+// Harness-wide switches set by the CLI before any case runs.
+struct HarnessOptions {
+  bool breakdown = false;  // record every launch of one call per case (Row::launches)
+};
+HarnessOptions& harness_options();
+
+// One launch of a call: its name, its own device time, and its start after the call's first start.
+struct LaunchTime {
+  std::string name;
+  double ms = 0, start_ms = 0;
+};
+// The per-launch times of a finished call whose launches were recorded.
+std::vector<LaunchTime> launch_times(const std::vector<LaunchRecord>& launches);
+
+// Wall time per call: the host clock around `reps` back-to-back calls and the clFinish after
+// them, divided by reps. That is what a caller issuing calls one after another sees: the
+// device time plus whatever the host adds (enqueue cost, blocking reads, gaps it leaves).
+double wall_ms_per_call(Context& c, const std::function<OpEvents()>& fn, int reps);
+
 // Runs `fn` warmup times (compilation and first-touch stay out), then reps times, each timed by
 // its events; returns the median.
 Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int reps);
@@ -33,6 +52,8 @@ struct Row {
   std::string op, label, variant;
   int64_t M = 0, N = 0, K = 0;
   double ms = 0, bytes = 0, flops = 0;
+  double wall_ms = 0;                // host clock per call (wall_ms_per_call), 0 when not measured
+  std::vector<LaunchTime> launches;  // --breakdown: each launch of one call
   double base_ms = 0;  // 0 when no baseline ran
   std::string base_name;
   double gbps() const { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0; }

@@ -5,6 +5,7 @@
 // logits (softmax is monotonic), so no rounding in exp can reorder them; the weights use the
 // softmax values. Grouped routing ranks by the biased sigmoid (or softmax) scores.
 #include "common/act_io.clh"
+#include "common/moe_align.clh"
 
 #ifndef MAX_EXPERTS
 #define MAX_EXPERTS 1024  // bound of the private "taken" bit masks
@@ -37,10 +38,8 @@ __kernel void moe_router_logits(__global const clq_in_t* restrict x, __global co
 #define TAKE(m, e) ((m)[(e) >> 5] |= 1u << ((e) & 31))
 
 // Mixtral / Qwen-MoE: p = softmax(l); top-k by p; weights p[top], renormalized if asked.
-__kernel void moe_topk_softmax(__global const float* restrict logits, __global int* restrict ids,
-                               __global float* restrict weights, int T, int E, int K, int renormalize) {
-  const int t = get_global_id(0);
-  if (t >= T) return;
+inline void clq_topk_softmax(int t, __global const float* logits, __global int* ids, __global float* weights, int E,
+                             int K, int renormalize) {
   __global const float* l = logits + (size_t)t * E;
   float mx = l[0];
   for (int e = 1; e < E; ++e) mx = fmax(mx, l[e]);
@@ -63,6 +62,12 @@ __kernel void moe_topk_softmax(__global const float* restrict logits, __global i
     for (int j = 0; j < K; ++j) weights[(size_t)t * K + j] /= wsum;
 }
 
+__kernel void moe_topk_softmax(__global const float* restrict logits, __global int* restrict ids,
+                               __global float* restrict weights, int T, int E, int K, int renormalize) {
+  const int t = get_global_id(0);
+  if (t < T) clq_topk_softmax(t, logits, ids, weights, E, K, renormalize);
+}
+
 // DeepSeek-V3 (noaux_tc): s = sigmoid(l) (or softmax), b = s + bias; groups of E / n_group
 // experts scored by the sum of their two largest b; the topk_group best groups stay; top-k by b
 // among them; weights = s of the chosen, renormalized if asked, times routed_scaling.
@@ -70,12 +75,9 @@ inline float clq_score(__global const float* l, int e, int use_softmax, float mx
   return use_softmax ? exp(l[e] - mx) / sum : 1.0f / (1.0f + exp(-l[e]));
 }
 
-__kernel void moe_topk_grouped(__global const float* restrict logits, __global const float* restrict bias,
-                               int has_bias, __global int* restrict ids, __global float* restrict weights, int T,
-                               int E, int K, int n_group, int topk_group, int renormalize, float routed_scaling,
-                               int use_softmax) {
-  const int t = get_global_id(0);
-  if (t >= T) return;
+inline void clq_topk_grouped(int t, __global const float* logits, __global const float* bias, int has_bias,
+                             __global int* ids, __global float* weights, int E, int K, int n_group, int topk_group,
+                             int renormalize, float routed_scaling, int use_softmax) {
   __global const float* l = logits + (size_t)t * E;
   float mx = 0.0f, sum = 1.0f;
   if (use_softmax) {
@@ -126,4 +128,36 @@ __kernel void moe_topk_grouped(__global const float* restrict logits, __global c
     if (renormalize) w /= wsum;
     weights[(size_t)t * K + j] = w * routed_scaling;
   }
+}
+
+__kernel void moe_topk_grouped(__global const float* restrict logits, __global const float* restrict bias,
+                               int has_bias, __global int* restrict ids, __global float* restrict weights, int T,
+                               int E, int K, int n_group, int topk_group, int renormalize, float routed_scaling,
+                               int use_softmax) {
+  const int t = get_global_id(0);
+  if (t < T)
+    clq_topk_grouped(t, logits, bias, has_bias, ids, weights, E, K, n_group, topk_group, renormalize, routed_scaling,
+                     use_softmax);
+}
+
+// Decode: top-k of every token and the alignment in one work-group (one launch, no host step
+// between them). grouped = 0: softmax routing (bias .. use_softmax unused).
+#define TOPK_ALIGN_WG 256
+__kernel __attribute__((reqd_work_group_size(TOPK_ALIGN_WG, 1, 1)))
+void moe_topk_align(__global const float* restrict logits, int grouped, __global const float* restrict bias,
+                    int has_bias, __global int* restrict ids, __global float* restrict weights, int T, int E, int K,
+                    int n_group, int topk_group, int renormalize, float routed_scaling, int use_softmax,
+                    int block_size, __global int* restrict counts, __global int* restrict sorted_ids,
+                    __global int* restrict expert_ids, __global int* restrict num_post_padded) {
+  const int lid = get_local_id(0);
+  for (int t = lid; t < T; t += TOPK_ALIGN_WG) {
+    if (grouped)
+      clq_topk_grouped(t, logits, bias, has_bias, ids, weights, E, K, n_group, topk_group, renormalize,
+                       routed_scaling, use_softmax);
+    else
+      clq_topk_softmax(t, logits, ids, weights, E, K, renormalize);
+  }
+  barrier(CLK_GLOBAL_MEM_FENCE);
+  clq_moe_align(lid, TOPK_ALIGN_WG, ids, ids, 0, T * K, E, block_size, counts, sorted_ids, expert_ids,
+                num_post_padded);
 }

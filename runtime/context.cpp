@@ -87,6 +87,7 @@ cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global
     throw Error(static_cast<Status>(err), "enqueue of " + what + " (global " + dims(global) + ", local " + dims(local) +
                                               ") failed: " + cl_error_name(err));
   }
+  if (auto* log = c.launch_log()) log->push_back({what, ev});
   return ev;
 }
 

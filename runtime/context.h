@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/cl.h"
 #include "runtime/device.h"
@@ -10,6 +11,12 @@
 #include "runtime/status.h"
 
 namespace clq {
+
+// One enqueued kernel and the name its launcher gave it (for per-launch breakdowns).
+struct LaunchRecord {
+  std::string name;
+  cl::Event event;
+};
 
 class Context {
  public:
@@ -41,6 +48,11 @@ class Context {
   // show both costs in one run.
   void set_kernel_memo(bool on) { memo_on_ = on; }
 
+  // While set, launch() appends every kernel it enqueues on this context to *log (bench
+  // --breakdown); nullptr stops recording. The caller owns the vector.
+  void set_launch_log(std::vector<LaunchRecord>* log) { launch_log_ = log; }
+  std::vector<LaunchRecord>* launch_log() const { return launch_log_; }
+
   cl::Buffer alloc(size_t bytes, cl_mem_flags flags = CL_MEM_READ_WRITE);
   void write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset = 0);
   void read(const cl::Buffer& buf, void* dst, size_t bytes, size_t offset = 0);
@@ -58,6 +70,7 @@ class Context {
   std::unique_ptr<ProgramCache> programs_;
   std::unordered_map<std::string, cl::Kernel> kernels_;  // key: file, options and entry name
   bool memo_on_ = true;
+  std::vector<LaunchRecord>* launch_log_ = nullptr;
 };
 
 // Sets every argument of `kernel` in order, checking each: a wrong type or size names the kernel

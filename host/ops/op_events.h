@@ -1,4 +1,6 @@
 #pragma once
+#include <vector>
+
 #include "runtime/context.h"
 #include "runtime/status.h"
 
@@ -7,6 +9,9 @@ namespace clq {
 // to the end of the last (event profiling), so gathers and reductions are counted.
 struct OpEvents {
   cl::Event first, last;
+  // Every launch of the call in order, with its name (Context::set_launch_log records them; only
+  // filled when a caller asked for the breakdown, so an ordinary call pays nothing).
+  std::vector<LaunchRecord> launches;
   double ms() const {
     cl_ulong a = 0, b = 0;
     check_cl(first.getProfilingInfo(CL_PROFILING_COMMAND_START, &a), "clGetEventProfilingInfo(START)");

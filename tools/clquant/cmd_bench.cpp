@@ -29,6 +29,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
+  cmd->add_flag("--breakdown", a.breakdown,
+                "also list each launch of one call per case (name, start, device time) in the table and JSON");
   return cmd;
 }
 
@@ -70,6 +72,7 @@ int run_bench(Context& c, const BenchArgs& a) {
     }
   }
   std::cerr << "device: " << c.features().device_name << "\n";
+  bench::harness_options().breakdown = a.breakdown;
   if (a.op == "lookup") {
     const auto shape = cfg.shapes.empty() ? std::pair<int64_t, int64_t>{4096, 4096} : cfg.shapes.front();
     auto r = bench::bench_lookup(c, shape.first, shape.second, a.reps > 0 ? a.reps : 200, &std::cerr);

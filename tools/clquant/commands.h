@@ -34,7 +34,7 @@ int run_moe(Context& c, const MoeArgs& args);
 
 struct BenchArgs {
   std::string op = "w4a16";
-  bool quick = false, json = false, act_order = false, no_baseline = false;
+  bool quick = false, json = false, act_order = false, no_baseline = false, breakdown = false;
   std::string json_out, variant, shapes, ms;
   int reps = 0;
 };
