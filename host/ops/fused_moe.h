@@ -69,6 +69,10 @@ class FusedMoe {
   MoeWeightKind kind() const { return kind_; }
   bool has_router() const { return has_router_; }
   int block_size_for(int64_t T, int top_k) const;
+  // Whether run() with these options takes the decode path (o.decode == 1: it does or fails).
+  bool decode_applies(int64_t T, int top_k, const MoeRunOptions& o) const {
+    return o.decode > 0 || use_decode(T, top_k, o);
+  }
   // Bytes of expert weights one expert's GEMMs read (both projections, scales included).
   double expert_bytes() const { return expert_bytes_; }
 

@@ -87,6 +87,7 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.quick = cfg.quick;
     m.ts = cfg.ms;
     m.reps = cfg.reps;
+    m.variant = cfg.variant;
     rows = bench::bench_moe(c, m, &std::cerr);
   } else if (a.op == "fp8") {
     bench::Fp8BenchConfig f;
