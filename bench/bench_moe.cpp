@@ -35,6 +35,7 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
   else if (cfg.variant == "general") opt.decode = -1;
   else if (!cfg.variant.empty())
     fail(Status::kInvalidArgument, "moe --variant '" + cfg.variant + "': use decode or general");
+  opt.block_size = cfg.block_size;
   std::vector<Row> rows;
   for (const Model& md : models) {
     MoeSynthSpec s;

@@ -13,6 +13,7 @@ struct MoeBenchConfig {
   int reps = 0;
   // "decode" or "general" forces that path of FusedMoe (MoeRunOptions::decode); empty = its choice.
   std::string variant;
+  int block_size = 0;  // MoeRunOptions::block_size
 };
 
 // Mixtral-8x7B (E 8, k 2, H 4096, I 14336, bf16), Qwen3-30B-A3B (E 128, k 8, H 2048, I 768, bf16),

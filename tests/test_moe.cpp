@@ -129,7 +129,8 @@ TEST(MoeRouting, TiesGoToTheLowerExpertId) {
   cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(T * 64 * 2), dy = c.alloc(T * 64 * 2);
   c.write(dl, logits.data(), logits.size() * 4);
   c.fill_u32(dx, 0x3F803F80u, T * 64 * 2);
-  for (int grouped = 0; grouped < 2; ++grouped) {
+  for (int path = 0; path < 4; ++path) {  // serial kernels, then the decode path's team top-k
+    const int grouped = path % 2;
     MoeRouting r;
     r.top_k = 4;
     if (grouped) {
@@ -137,7 +138,9 @@ TEST(MoeRouting, TiesGoToTheLowerExpertId) {
       r.n_group = 4;
       r.topk_group = 2;
     }
-    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, {}, &dl);
+    MoeRunOptions o;
+    o.decode = path < 2 ? -1 : 1;
+    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, o, &dl);
     std::vector<int> ids;
     std::vector<float> w;
     op.read_routing(&ids, &w);

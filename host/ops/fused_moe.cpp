@@ -590,6 +590,7 @@ bool FusedMoe::use_decode(int64_t T, int K, const MoeRunOptions& o) const {
   std::string why;
   if (kind_ == MoeWeightKind::kInt4) why = "int4 experts";
   else if (!o.expert_map.empty()) why = "an expert_map (skipped slots never reach the combine)";
+  else if (E_ > 1024) why = "E = " + i2s(E_) + " > 1024 (moe_topk_align keeps a token's scores in local memory)";
   else if (T * K > 512) why = "T * top_k = " + i2s(T * K) + " > 512";
   else if (H_ % 4 != 0 || I_ % 4 != 0) why = "H = " + i2s(H_) + ", I = " + i2s(I_) + " (both must be multiples of 4)";
   else if (kind_ == MoeWeightKind::kFp8 && I_ % 128 != 0) why = "FP8 experts with I = " + i2s(I_) + " % 128 != 0";

@@ -29,6 +29,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
+  cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
   cmd->add_flag("--breakdown", a.breakdown,
                 "also list each launch of one call per case (name, start, device time) in the table and JSON");
   return cmd;
@@ -88,6 +89,7 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.ts = cfg.ms;
     m.reps = cfg.reps;
     m.variant = cfg.variant;
+    m.block_size = a.block_size;
     rows = bench::bench_moe(c, m, &std::cerr);
   } else if (a.op == "fp8") {
     bench::Fp8BenchConfig f;
