@@ -275,6 +275,8 @@ void moe_topk_align(__global const float* restrict logits, int grouped, __global
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   barrier(CLK_GLOBAL_MEM_FENCE);
-  clq_moe_align(lid, TOPK_ALIGN_WG, ids, ids, 0, T * K, E, block_size, counts, sorted_ids, expert_ids,
-                num_post_padded);
+  // The ids are this group's own writes (the routing makes only ids in [0, E)).
+  __local int* cnt_l = (__local int*)key_sh;  // free again: E <= MAX_EXPERTS ints
+  clq_moe_align_local(lid, TOPK_ALIGN_WG, ids, T * K, E, block_size, cnt_l, sorted_ids, expert_ids,
+                      num_post_padded);
 }
