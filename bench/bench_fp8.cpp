@@ -1,7 +1,7 @@
 #include "bench/bench_fp8.h"
 
-#include "host/ops/fp8_gemm.h"
-#include "host/synth.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/synth/synth.h"
 
 namespace clq::bench {
 

@@ -5,8 +5,8 @@
 #include <iomanip>
 #include <vector>
 
-#include "host/ops/w4a16_gemm.h"
-#include "host/synth.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/synth/synth.h"
 
 namespace clq::bench {
 
@@ -26,7 +26,7 @@ LookupResult bench_lookup(Context& c, int64_t N, int64_t K, int reps, std::ostre
   r.K = K;
   reps = std::max(reps, 5);
   // The decode kernel's own file and options, so the hashed source is a real one.
-  const std::string file = "w4a16_gemv.cl", entry = "w4a16_gemv";
+  const std::string file = "w4a16/gemv.cl", entry = "w4a16_gemv";
   const std::string opts = "-DX_F16=1 -DY_F16=1 -DGEMV_M=1 -DVEC_COLS=4";
   auto time_lookups = [&](bool memo) {
     c.set_kernel_memo(memo);

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "host/formats/moe.h"
-#include "host/ops/fused_moe.h"
-#include "host/synth.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 
 namespace clq::bench {

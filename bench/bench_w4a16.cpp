@@ -2,8 +2,8 @@
 
 #include <iostream>
 
-#include "host/ops/w4a16_gemm.h"
-#include "host/synth.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/synth/synth.h"
 
 namespace clq::bench {
 

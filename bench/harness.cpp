@@ -6,7 +6,7 @@
 #include <chrono>
 #include <iomanip>
 
-#include "host/report.h"
+#include "host/caps/report.h"
 #include "runtime/status.h"
 
 namespace clq::bench {
@@ -32,7 +32,7 @@ HarnessOptions& harness_options() {
   return o;
 }
 
-std::vector<LaunchTime> launch_times(const std::vector<LaunchRecord>& launches) {
+std::vector<LaunchTime> launch_times(const std::vector<OpLaunch>& launches) {
   std::vector<LaunchTime> out;
   cl_ulong t0 = 0;
   for (size_t i = 0; i < launches.size(); ++i) {
@@ -60,7 +60,7 @@ double measure_copy_gbps(Context& c) {
   const size_t n = bytes / 16;
   cl::Buffer a = c.alloc(bytes), b = c.alloc(bytes);
   c.fill_u32(a, 0x3f800000u, bytes);
-  cl::Kernel k = c.kernel("bench_copy.cl", "bench_copy");
+  cl::Kernel k = c.kernel("bench/copy.cl", "bench_copy");
   set_args(k, a, b, cl_uint(n));
   auto fn = [&] {
     OpEvents e;
@@ -118,7 +118,48 @@ Timing clblast_gemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int
   }
   return summarize(t);
 }
+
+// CLBlast's GEMV, timed like the GEMM above. A is W [K][N] row-major, used transposed: y = W^T x.
+template <typename T>
+Timing clblast_gemv(Context& c, int64_t N, int64_t K, int warmup, int reps, uint32_t fill) {
+  cl::Buffer a = c.alloc(size_t(K * N) * sizeof(T)), x = c.alloc(size_t(K) * sizeof(T) + 4),
+             y = c.alloc(size_t(N) * sizeof(T) + 4);
+  c.fill_u32(a, fill, size_t(K * N) * sizeof(T) / 4 * 4);
+  c.fill_u32(x, fill, size_t(K) * sizeof(T) / 4 * 4);
+  cl_command_queue q = c.queue()();
+  auto call = [&] {
+    T one, zero;
+    if constexpr (sizeof(T) == 2) {
+      one = 0x3C00;
+      zero = 0;
+    } else {
+      one = 1.0f;
+      zero = 0.0f;
+    }
+    auto st = clblast::Gemv<T>(clblast::Layout::kRowMajor, clblast::Transpose::kYes, size_t(K), size_t(N), one, a(), 0,
+                               size_t(N), x(), 0, 1, zero, y(), 0, 1, &q, nullptr);
+    if (st != clblast::StatusCode::kSuccess)
+      fail(Status::kInternal, "CLBlast GEMV failed with status " + std::to_string(int(st)));
+    c.finish();
+  };
+  for (int i = 0; i < warmup; ++i) call();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    call();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return summarize(t);
+}
 }  // namespace
+
+Timing clblast_sgemv(Context& c, int64_t N, int64_t K, int warmup, int reps) {
+  return clblast_gemv<float>(c, N, K, warmup, reps, 0x3c23d70au);
+}
+Timing clblast_hgemv(Context& c, int64_t N, int64_t K, int warmup, int reps) {
+  if (!c.features().fp16) fail(Status::kNotSupported, "CLBlast HGEMV needs cl_khr_fp16");
+  return clblast_gemv<cl_half>(c, N, K, warmup, reps, 0x211f211fu);
+}
 
 Timing clblast_sgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps) {
   return clblast_gemm<float>(c, M, N, K, warmup, reps, 0x3c23d70au /* 0.01f */);
@@ -148,40 +189,44 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
   r.N = N;
   r.K = K;
   r.ms = t.median_ms;
+  r.min_ms = t.min_ms;
+  r.max_ms = t.max_ms;
+  r.reps = t.reps;
   r.bytes = bytes;
   r.flops = flops;
   r.wall_ms = wall_ms_per_call(c, run, reps);
   if (harness_options().breakdown) {
-    std::vector<LaunchRecord> log;
     c.finish();
-    c.set_launch_log(&log);
-    try {
-      run();
-    } catch (...) {
-      c.set_launch_log(nullptr);
-      throw;
-    }
-    c.set_launch_log(nullptr);
+    OpEvents ev = run();
     c.finish();
-    r.launches = launch_times(log);
+    r.launches = launch_times(ev.launches);
   }
+  std::string base_tried;
   if (baseline) {
-    // fp32 SGEMM on dequantized weights: what a device without a quantized kernel would run.
-    Timing b = clblast_sgemm(c, M, N, K, 1, std::max(3, reps / 2));
-    r.base_ms = b.median_ms;
-    r.base_name = "CLBlast SGEMM fp32 (wall)";
+    // Dense fp32 (or fp16) on dequantized weights: what a device without a quantized kernel
+    // would run, and the faster of what CLBlast offers for the shape: at M = 1 its GEMV and its
+    // GEMM both run and the faster is the baseline (either alone can flatter the ratio).
+    const int breps = std::max(3, reps / 2);
+    std::string& tried = base_tried;
+    auto take = [&](const Timing& b, const char* name) {
+      tried += std::string(tried.empty() ? "" : ", ") + name + " " + std::to_string(b.median_ms) + " ms";
+      if (r.base_ms > 0 && b.median_ms >= r.base_ms) return;
+      r.base_ms = b.median_ms;
+      r.base_min_ms = b.min_ms;
+      r.base_max_ms = b.max_ms;
+      r.base_name = name;
+    };
+    take(clblast_sgemm(c, M, N, K, 1, breps), "CLBlast SGEMM fp32 (wall)");
+    if (M == 1) take(clblast_sgemv(c, N, K, 1, breps), "CLBlast SGEMV fp32 (wall)");
     if (c.features().fp16) {
-      Timing h = clblast_hgemm(c, M, N, K, 1, std::max(3, reps / 2));
-      if (h.median_ms < r.base_ms) {
-        r.base_ms = h.median_ms;
-        r.base_name = "CLBlast HGEMM fp16 (wall)";
-      }
+      take(clblast_hgemm(c, M, N, K, 1, breps), "CLBlast HGEMM fp16 (wall)");
+      if (M == 1) take(clblast_hgemv(c, N, K, 1, breps), "CLBlast HGEMV fp16 (wall)");
     }
   }
   if (progress) {
-    *progress << "  " << op << " " << r.label << ": " << r.ms << " ms device, " << r.wall_ms << " ms wall ("
-              << r.variant << ")";
-    if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms";
+    *progress << "  " << op << " " << r.label << ": " << r.ms << " ms median, " << r.min_ms << "-" << r.max_ms
+              << " ms over " << r.reps << ", " << r.wall_ms << " ms wall (" << r.variant << ")";
+    if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms (of " << base_tried << ")";
     *progress << "\n";
   }
   return r;
@@ -189,15 +234,18 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
 
 void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
   out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
-  out << std::left << std::setw(58) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "median ms"
-      << std::setw(10) << "wall ms" << std::setw(10) << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms"
-      << std::setw(10) << "vs base"
+  out << "times: event-timed repetitions after two warm-up runs (kernel builds stay out); GB/s, TFLOP/s and 'vs base' "
+         "use the median; wall: host clock per call around back-to-back calls and the finish\n";
+  out << std::left << std::setw(58) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "min ms"
+      << std::setw(11) << "median ms" << std::setw(11) << "max ms" << std::setw(10) << "wall ms" << std::setw(10)
+      << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms" << std::setw(10)
+      << "vs base"
       << "  baseline\n";
   for (auto& r : rows) {
     out << std::left << std::setw(58) << r.label << std::setw(8) << r.variant << std::right << std::fixed
-        << std::setprecision(4) << std::setw(11) << r.ms << std::setw(10) << r.wall_ms << std::setprecision(1)
-        << std::setw(10) << r.gbps()
-        << std::setw(8) << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
+        << std::setprecision(4) << std::setw(11) << r.min_ms << std::setw(11) << r.ms << std::setw(11) << r.max_ms
+        << std::setw(10) << r.wall_ms << std::setprecision(1) << std::setw(10) << r.gbps() << std::setw(8)
+        << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
     if (r.base_ms > 0)
       out << std::setprecision(4) << std::setw(12) << r.base_ms << std::setprecision(2) << std::setw(9)
           << r.base_ms / r.ms << "x  " << r.base_name;
@@ -234,6 +282,9 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"N", r.N},
                  {"K", r.K},
                  {"median_ms", r.ms},
+                 {"min_ms", r.min_ms},
+                 {"max_ms", r.max_ms},
+                 {"reps", r.reps},
                  {"wall_ms", r.wall_ms},
                  {"bytes", r.bytes},
                  {"flops", r.flops},
@@ -242,6 +293,8 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"tflops", r.tflops()},
                  {"baseline", r.base_name},
                  {"baseline_ms", r.base_ms},
+                 {"baseline_min_ms", r.base_min_ms},
+                 {"baseline_max_ms", r.base_max_ms},
                  {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0},
                  {"breakdown", bd}});
   }

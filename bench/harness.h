@@ -28,8 +28,8 @@ struct LaunchTime {
   std::string name;
   double ms = 0, start_ms = 0;
 };
-// The per-launch times of a finished call whose launches were recorded.
-std::vector<LaunchTime> launch_times(const std::vector<LaunchRecord>& launches);
+// The per-launch times of a finished call (OpEvents::launches, in order).
+std::vector<LaunchTime> launch_times(const std::vector<OpLaunch>& launches);
 
 // Wall time per call: the host clock around `reps` back-to-back calls and the clFinish after
 // them, divided by reps. That is what a caller issuing calls one after another sees: the
@@ -47,14 +47,21 @@ double measure_copy_gbps(Context& c);
 // Operand values do not change GEMM speed, so the buffers hold a constant.
 Timing clblast_sgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps);
 Timing clblast_hgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int reps);  // needs fp16
+// y[N] = x[K] W[K][N] (row-major W, transposed GEMV): the fair baseline at M = 1, where a GEMM
+// call pays for a matrix-matrix kernel shape it does not need.
+Timing clblast_sgemv(Context& c, int64_t N, int64_t K, int warmup, int reps);
+Timing clblast_hgemv(Context& c, int64_t N, int64_t K, int warmup, int reps);  // needs fp16
 
 struct Row {
   std::string op, label, variant;
   int64_t M = 0, N = 0, K = 0;
-  double ms = 0, bytes = 0, flops = 0;
+  double ms = 0, bytes = 0, flops = 0;  // ms: median of the event-timed repetitions
+  double min_ms = 0, max_ms = 0;
+  int reps = 0;
   double wall_ms = 0;                // host clock per call (wall_ms_per_call), 0 when not measured
   std::vector<LaunchTime> launches;  // --breakdown: each launch of one call
-  double base_ms = 0;  // 0 when no baseline ran
+  double base_ms = 0;  // median; 0 when no baseline ran
+  double base_min_ms = 0, base_max_ms = 0;
   std::string base_name;
   double gbps() const { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0; }
   double tflops() const { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }
@@ -66,7 +73,8 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
 int reps_for(const Context& c, double approx_flops, int requested);
 
 // Times one case of an op (`run`), fills a Row, and when asked times the same-run CLBlast
-// baseline for the M x N x K GEMM (SGEMM, or HGEMM where the device has fp16 and it is faster).
+// baseline: the faster of CLBlast's GEMM and (at M = 1) GEMV, in fp32 or, where the device has
+// fp16, fp16.
 Row measure_case(Context& c, const std::string& op, const std::string& label, const std::string& variant, int64_t M,
                  int64_t N, int64_t K, double flops, double bytes, const std::function<OpEvents()>& run, bool baseline,
                  int requested_reps, std::ostream* progress);

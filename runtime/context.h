@@ -3,7 +3,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #include "runtime/cl.h"
 #include "runtime/device.h"
@@ -11,12 +10,6 @@
 #include "runtime/status.h"
 
 namespace clq {
-
-// One enqueued kernel and the name its launcher gave it (for per-launch breakdowns).
-struct LaunchRecord {
-  std::string name;
-  cl::Event event;
-};
 
 class Context {
  public:
@@ -41,17 +34,15 @@ class Context {
   // returned object, so they set every argument right before each enqueue (set_args does); a
   // Context is not meant to be used from several threads at once.
   cl::Kernel kernel(const std::string& file, const std::string& name, const std::string& extra_options = "");
+  // The same for a kernel whose PTX is rewritten by `patch` (NVIDIA only; runtime/ptx_patch.h).
+  cl::Kernel kernel_patched(const std::string& file, const std::string& name, const std::string& extra_options,
+                            const PtxPatch& patch);
   // Kernels built so far in this context (for tests of the memo).
   size_t kernels_memoized() const { return kernels_.size(); }
   // Off: every kernel() call goes through the program cache again (source expansion, SHA-256 of
   // source and options, clCreateKernel), as before the memo; kept so `clquant bench lookup` can
   // show both costs in one run.
   void set_kernel_memo(bool on) { memo_on_ = on; }
-
-  // While set, launch() appends every kernel it enqueues on this context to *log (bench
-  // --breakdown); nullptr stops recording. The caller owns the vector.
-  void set_launch_log(std::vector<LaunchRecord>* log) { launch_log_ = log; }
-  std::vector<LaunchRecord>* launch_log() const { return launch_log_; }
 
   cl::Buffer alloc(size_t bytes, cl_mem_flags flags = CL_MEM_READ_WRITE);
   void write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset = 0);
@@ -70,7 +61,6 @@ class Context {
   std::unique_ptr<ProgramCache> programs_;
   std::unordered_map<std::string, cl::Kernel> kernels_;  // key: file, options and entry name
   bool memo_on_ = true;
-  std::vector<LaunchRecord>* launch_log_ = nullptr;
 };
 
 // Sets every argument of `kernel` in order, checking each: a wrong type or size names the kernel

@@ -30,6 +30,7 @@ struct DeviceFeatures {
   // Compile-and-run known-answer probes (filled by probe_features); false when not run.
   bool nv_mma_f16 = false;   // mma.sync m16n8k16 f32.f16.f16.f32
   bool nv_mma_e4m3 = false;  // mma.sync m16n8k32 f32.e4m3.e4m3.f32
+  bool nv_wgmma = false;     // sm_90a through the PTX patch path: wgmma m64n8k16 and 200 KiB of .shared
   std::string probe_notes;   // why a probe reported absent (empty when all passed)
 
   bool has_extension(const std::string& ext) const;

@@ -118,6 +118,57 @@ cl::Program ProgramCache::get_source(const std::string& label, const std::string
   return prog;
 }
 
+cl::Program ProgramCache::get_patched(const std::string& file, const std::string& base_options,
+                                      const PtxPatch& patch) {
+  if (patch.empty()) return get(file, base_options);
+  std::string options = base_options;
+  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
+  const std::string source = expanded_kernel_source(file);
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string key = key_hex(source, options + "\n" + patch.key());
+  auto it = memory_.find(key);
+  if (it != memory_.end()) {
+    ++stats_.memory_hits;
+    return it->second;
+  }
+  const std::string dir = cache_dir();
+  const std::string path = dir.empty() ? "" : dir + "/" + key + ".clbin";
+  cl::Program prog;
+  if (!path.empty() && load_from_disk(path, key, file, options, &prog)) {
+    ++stats_.disk_hits;
+  } else {
+    prog = build_patched(file, source, options, patch);
+    ++stats_.builds;
+    if (!path.empty()) store_to_disk(path, key, prog);
+  }
+  memory_[key] = prog;
+  return prog;
+}
+
+cl::Program ProgramCache::build_patched(const std::string& label, const std::string& source,
+                                        const std::string& options, const PtxPatch& patch) {
+  cl::Program first = build_from_source(label, source, options);
+  std::vector<std::vector<unsigned char>> bins;
+  if (first.getInfo(CL_PROGRAM_BINARIES, &bins) != CL_SUCCESS || bins.empty() || bins[0].empty())
+    throw Error(Status::kBuildFailed, "kernel file '" + label + "': the driver returned no program binary to patch");
+  std::string ptx(bins[0].begin(), bins[0].end());
+  while (!ptx.empty() && ptx.back() == '\0') ptx.pop_back();
+  const std::string patched = apply_ptx_patch(ptx, patch);
+  cl::Program::Binaries pb{std::vector<unsigned char>(patched.begin(), patched.end())};
+  std::vector<cl_int> bin_status;
+  cl_int err = CL_SUCCESS;
+  cl::Program prog(ctx_, {dev_}, pb, &bin_status, &err);
+  if (err == CL_SUCCESS && !bin_status.empty() && bin_status[0] != CL_SUCCESS) err = bin_status[0];
+  if (err == CL_SUCCESS) err = prog.build({dev_}, options.c_str());
+  if (err != CL_SUCCESS) {
+    std::string log;
+    if (prog()) prog.getBuildInfo(dev_, CL_PROGRAM_BUILD_LOG, &log);
+    throw Error(Status::kBuildFailed, "loading the patched PTX of kernel file '" + label + "' with options [" + options +
+                                          "] failed: " + cl_error_name(err) + "\n--- build log ---\n" + log);
+  }
+  return prog;
+}
+
 cl::Program ProgramCache::build_from_source(const std::string& label, const std::string& source,
                                             const std::string& options) {
   cl_int err = CL_SUCCESS;

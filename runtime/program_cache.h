@@ -14,6 +14,7 @@
 
 #include "runtime/cl.h"
 #include "runtime/device.h"
+#include "runtime/ptx_patch.h"
 
 namespace clq {
 
@@ -35,6 +36,9 @@ class ProgramCache {
   // Builds (or fetches) kernels_cl/<file> with `options`. Throws BuildFailed with the file,
   // the options and the full build log.
   cl::Program get(const std::string& file, const std::string& options);
+  // Same, then the PTX the driver returns rewritten by `patch` and reloaded as a binary (NVIDIA
+  // only: runtime/ptx_patch.h). The patch is part of the cache key.
+  cl::Program get_patched(const std::string& file, const std::string& options, const PtxPatch& patch);
   // Same, from a source string (used by probes and tests).
   cl::Program get_source(const std::string& label, const std::string& source, const std::string& options);
 
@@ -51,6 +55,8 @@ class ProgramCache {
                       const std::string& options, cl::Program* out);
   void store_to_disk(const std::string& path, const std::string& key, const cl::Program& prog);
   cl::Program build_from_source(const std::string& label, const std::string& source, const std::string& options);
+  cl::Program build_patched(const std::string& label, const std::string& source, const std::string& options,
+                            const PtxPatch& patch);
 
   cl::Context ctx_;
   cl::Device dev_;

@@ -17,9 +17,9 @@
 #include <iostream>
 
 #include "host/formats/moe.h"
-#include "host/ops/fp8_gemm.h"
-#include "host/safetensors.h"
-#include "host/synth.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/io/safetensors.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 
 using namespace clq;

@@ -6,11 +6,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/fp8.h"
-#include "host/ops/fp8_gemm.h"
-#include "host/reference.h"
-#include "host/synth.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/reference/reference.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -76,7 +76,7 @@ void run_gemm_case(const GemmCase& g, uint64_t seed) {
   runs.push_back({"gemv", 2});
   ASSERT_GE(runs.size(), 3u);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     Fp8Gemm op(c, packed);
     for (auto& [variant, splits] : runs) {
       SCOPED_TRACE(std::string("tuning ") + tuning + ", variant " + variant + ", splits " + std::to_string(splits));
@@ -137,7 +137,7 @@ TEST(Fp8Quant, ZeroRowGivesZeroCodesAndAClampedScale) {
   EXPECT_EQ(scales[3], 1e-10f / 448.0f);
 }
 
-// Inf/NaN policy (fp8_quant.cl): a group with NaN gets a NaN scale and NaN codes; a group with
+// Inf/NaN policy (fp8/quant.cl): a group with NaN gets a NaN scale and NaN codes; a group with
 // Inf gets an Inf scale, finite values 0 and the infinities NaN. The token's outputs are NaN;
 // other tokens are untouched.
 TEST(Fp8Quant, InfAndNanPolicy) {
@@ -255,7 +255,7 @@ TEST(Fp8Gemm, EveryWeightCodeDecodesExactly) {
   cl::Buffer dx = c.alloc(K * 2), dy = c.alloc(N * 4);
   c.write(dx, x.data(), K * 2);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     Fp8Gemm op(c, packed);
     for (auto* v : supported_variants("w8a16_gemm", c.features())) {
       Fp8RunOptions opt;

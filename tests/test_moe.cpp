@@ -9,8 +9,8 @@
 #include <random>
 
 #include "host/formats/moe.h"
-#include "host/ops/fused_moe.h"
-#include "host/synth.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -230,7 +230,7 @@ TEST(MoeLayer, Int4ExpertsAgainstFp64) {
     s.int4_format = f;
     MoeSynth syn(s);
     for (const char* tuning : {"cpu", "gpu"}) {
-      test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+      test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
       FusedMoe op(c, syn.checkpoint());
       MoeRouting r;
       r.top_k = 2;
@@ -248,7 +248,7 @@ TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
   s.bias = true;  // DeepSeek's e_score_correction_bias: chooses experts, never weights them
   MoeSynth syn(s);
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     FusedMoe op(c, syn.checkpoint());
     MoeRouting r;
     r.kind = MoeRouting::Kind::kGrouped;
@@ -358,7 +358,7 @@ TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
   }
 }
 
-// The decode path (moe_decode.cl: routing stage, top-k + alignment, gate_up, down + combine),
+// The decode path (moe/decode.cl: routing stage, top-k + alignment, gate_up, down + combine),
 // forced on whatever device runs the tests: split-K hand-over through the last work-group of a
 // tile, the combine through the last slot of a token, counters reused across calls.
 TEST(MoeDecode, DenseAndFp8AgainstFp64) {

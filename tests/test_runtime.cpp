@@ -2,10 +2,13 @@
 // registry, and the on-disk program cache surviving corrupt, truncated and foreign entries.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
 #include "runtime/kernel_sources.h"
+#include "runtime/ptx_patch.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -92,18 +95,19 @@ TEST(Runtime, BuildFailureReportsFileOptionsAndLog) {
 
 TEST(Runtime, EmbeddedKernelsExpandIncludes) {
   auto names = embedded_kernel_names();
-  EXPECT_NE(std::find(names.begin(), names.end(), "convert.cl"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "convert/convert.cl"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "common/numeric.clh"), names.end());
-  std::string src = expanded_kernel_source("convert.cl");
+  std::string src = expanded_kernel_source("convert/convert.cl");
   EXPECT_EQ(src.find("#include"), std::string::npos);
   EXPECT_NE(src.find("clq_round_to_format"), std::string::npos);
 }
 
 TEST(Runtime, KernelDirOverridesEmbeddedSources) {
   std::string dir = test::temp_dir("kdir");
-  write_all(dir + "/convert.cl", "// from the override folder\n__kernel void x() {}\n");
+  ::mkdir((dir + "/convert").c_str(), 0755);
+  write_all(dir + "/convert/convert.cl", "// from the override folder\n__kernel void x() {}\n");
   test::ScopedEnv env("CLQ_KERNEL_DIR", dir.c_str());
-  EXPECT_NE(kernel_file_text("convert.cl").find("from the override folder"), std::string::npos);
+  EXPECT_NE(kernel_file_text("convert/convert.cl").find("from the override folder"), std::string::npos);
   try {
     kernel_file_text("missing.cl");
     FAIL();
@@ -205,15 +209,72 @@ TEST(Status, NamesAndClErrors) {
 TEST(Runtime, KernelLookupsAreMemoizedPerContext) {
   auto& c = test::ctx();
   const size_t before = c.kernels_memoized();
-  cl::Kernel a = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+  cl::Kernel a = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
   const int after_first = c.programs().stats().memory_hits;
   for (int i = 0; i < 5; ++i) {
-    cl::Kernel again = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
+    cl::Kernel again = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_A=1");
     EXPECT_EQ(again(), a());
   }
   EXPECT_EQ(c.programs().stats().memory_hits, after_first);
   EXPECT_EQ(c.kernels_memoized(), before + 1);
-  cl::Kernel b = c.kernel("convert.cl", "decode_fp16", "-DMEMO_TEST_B=1");
+  cl::Kernel b = c.kernel("convert/convert.cl", "decode_fp16", "-DMEMO_TEST_B=1");
   EXPECT_NE(b(), a());
   EXPECT_EQ(c.kernels_memoized(), before + 2);
+}
+
+// The PTX rewrite is text in, text out: checked here on any device.
+TEST(PtxPatch, RewritesTargetMarkersAndDeclarations) {
+  const std::string ptx =
+      "//\n.version 8.5\n.target sm_90\n.address_size 64\n\n.entry k(\n)\n{\n"
+      "\t// begin inline asm\n\t// CLQ_MMA %f1 %f2 %r7 %rd3\n\t// end inline asm\n"
+      "\t// CLQ_FENCE\n\tret;\n}\n";
+  PtxPatch p;
+  p.target = "sm_90a";
+  p.markers = {{"CLQ_MMA", "op.x {{0}, {1}}, {2}, {3};"}, {"CLQ_FENCE", "fence.a;\nfence.b;"}};
+  p.module_decls = {".shared .align 128 .b8 big[4096];"};
+  const std::string out = apply_ptx_patch(ptx, p);
+  EXPECT_NE(out.find(".target sm_90a\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find(".target sm_90\n"), std::string::npos);
+  EXPECT_NE(out.find("op.x {%f1, %f2}, %r7, %rd3;"), std::string::npos) << out;
+  EXPECT_NE(out.find("fence.a;\nfence.b;\n"), std::string::npos);
+  EXPECT_EQ(out.find("CLQ_"), std::string::npos);
+  EXPECT_NE(out.find(".address_size 64\n.shared .align 128 .b8 big[4096];\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("// begin inline asm"), std::string::npos);  // other comments stay
+  // A different patch is a different program: the key must differ.
+  PtxPatch q = p;
+  q.module_decls[0] = ".shared .align 128 .b8 big[8192];";
+  EXPECT_NE(p.key(), q.key());
+}
+
+TEST(PtxPatch, RefusesWhatItCannotRewrite) {
+  PtxPatch p;
+  p.target = "sm_90a";
+  p.markers = {{"CLQ_MMA", "op {0} {3};"}};
+  auto status_of = [&](const std::string& text) {
+    try {
+      apply_ptx_patch(text, p);
+    } catch (const Error& e) {
+      return e.status();
+    }
+    return Status::kSuccess;
+  };
+  EXPECT_EQ(status_of("not ptx at all\n// CLQ_MMA a b c d\n"), Status::kBuildFailed);     // no .target
+  EXPECT_EQ(status_of(".target sm_90\n// CLQ_MMA a b\n"), Status::kBuildFailed);          // operand {3} missing
+  EXPECT_EQ(status_of(".target sm_90\n// something else\n"), Status::kBuildFailed);       // marker never occurs
+  EXPECT_EQ(status_of(".target sm_90\n\t// CLQ_MMA a b c d\n"), Status::kSuccess);
+}
+
+// Off NVIDIA the program binary is not PTX: the patched build says so instead of loading junk.
+TEST(PtxPatch, NonPtxDevicesGetAClearBuildError) {
+  auto& c = test::ctx();
+  if (c.features().nv_cc_major >= 0) GTEST_SKIP() << "NVIDIA returns PTX; the wgmma probe covers it there";
+  PtxPatch p;
+  p.target = "sm_90a";
+  try {
+    c.kernel_patched("convert/convert.cl", "decode_fp16", "-DPATCH_TEST=1", p);
+    FAIL() << "a non-PTX binary was patched";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kBuildFailed);
+    EXPECT_NE(std::string(e.what()).find(".target"), std::string::npos) << e.what();
+  }
 }

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <random>
 
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 

@@ -6,12 +6,12 @@
 #include <cstring>
 #include <set>
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/formats/w4.h"
 #include "host/ops/op_util.h"
-#include "host/ops/w4a16_gemm.h"
-#include "host/reference.h"
-#include "host/synth.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/reference/reference.h"
+#include "host/synth/synth.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
 
@@ -59,13 +59,12 @@ void run_case(const Case& cs, uint64_t seed) {
   runs.push_back({"gemv", 3});  // split-K with ranges that start and end inside groups
   if (c.features().nv_mma_f16) {
     runs.push_back({"nv_mma_skinny", 3});  // in-kernel split-K: the last work-group sums
-    runs.push_back({"nv_mma", 3});
     runs.push_back({"nv_mma_tiled", 3});  // partials summed by w4a16_splitk_reduce
   }
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
   // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
   for (const char* tuning : {"cpu", "gpu"}) {
-    test::ScopedEnv env("CLQ_W4A16_TUNING", tuning);
+    test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     W4A16Gemm op(c, packed);
     for (auto& [variant, splits] : runs) {
       SCOPED_TRACE(std::string("tuning ") + tuning + ", variant " + variant + ", splits " + std::to_string(splits));
@@ -141,7 +140,7 @@ std::vector<int32_t> shuffled_perm(int64_t K, int64_t Kp) {
   return perm;
 }
 
-// Runs one of the tensor-core activation gathers of w4a16_gather.cl, whose arguments are
+// Runs one of the tensor-core activation gathers of w4a16/gather.cl, whose arguments are
 // (x, perm, out, M, K, Kp, extra), into an output poisoned first; returns it as 16-bit values.
 std::vector<uint16_t> run_gather(const char* name, DType dt, const std::vector<uint8_t>& x, int64_t M, int64_t K,
                                  const std::vector<int32_t>& perm, int extra, size_t out_bytes,
@@ -151,7 +150,7 @@ std::vector<uint16_t> run_gather(const char* name, DType dt, const std::vector<u
   c.write(dx, x.data(), x.size());
   c.write(dperm, perm.data(), perm.size() * 4);
   c.fill_u32(dout, 0xDEADBEEFu, out_bytes);
-  cl::Kernel k = c.kernel("w4a16_gather.cl", name,
+  cl::Kernel k = c.kernel("w4a16/gather.cl", name,
                           oputil::io_defines(dt, dt) + (dt == DType::kBF16 ? " -DHALF_BF16=1" : " -DHALF_BF16=0"));
   set_args(k, dx, dperm, dout, cl_int(M), cl_int(K), cl_int(perm.size()), cl_int(extra));
   launch(c, k, global, local, name);
@@ -416,5 +415,5 @@ TEST(W4A16BadInput, RunArgumentsLeaveOutputUntouched) {
   cl::Buffer tiny = c.alloc(64);
   expect_fail(1, tiny, "", Status::kInvalidArgument, "input buffer holds");
   expect_fail(4, dx, "bogus", Status::kInvalidArgument, "unknown variant");
-  if (!c.features().nv_mma_f16) expect_fail(4, dx, "nv_mma", Status::kNotSupported, "nv_mma");  // probe absent here
+  if (!c.features().nv_mma_f16) expect_fail(4, dx, "nv_mma_tiled", Status::kNotSupported, "nv_mma_tiled");  // probe absent here
 }

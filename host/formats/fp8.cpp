@@ -120,4 +120,18 @@ Fp8Packed repack_fp8(const Fp8Checkpoint& ck) {
   return p;
 }
 
+const char* fp8_act_name(Fp8Act a) {
+  switch (a) {
+    case Fp8Act::kBlockDynamic:
+      return "per-token-group dynamic";
+    case Fp8Act::kTensorDynamic:
+      return "per-tensor dynamic";
+    case Fp8Act::kTensorStatic:
+      return "per-tensor static";
+    case Fp8Act::kNone:
+      return "weight-only (w8a16)";
+  }
+  return "?";
+}
+
 }  // namespace clq

@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 
 namespace clq {
 
@@ -46,5 +46,14 @@ Fp8Packed repack_fp8(const Fp8Checkpoint& ck);
 // Weight code and scale as the checkpoint states them (the reference reads these).
 uint8_t fp8_weight_code(const Fp8Checkpoint& ck, int64_t n, int64_t k);
 float fp8_weight_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t nb, int64_t kb);
+
+// How activations meet an FP8 layer (docs/numerics.md).
+enum class Fp8Act {
+  kBlockDynamic,   // per token, per 128 columns (DeepSeek-V3)
+  kTensorDynamic,  // one scale from the whole activation tensor
+  kTensorStatic,   // the checkpoint's input_scale
+  kNone,           // weight-only (w8a16)
+};
+const char* fp8_act_name(Fp8Act a);
 
 }  // namespace clq

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 
 #include "runtime/status.h"
 
@@ -86,15 +85,18 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
     m.H = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[0] : 0;
     m.I = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[1] : 0;
   } else if (m.kind == MoeWeightKind::kInt4) {
-    W4Shape s = validate_w4(m.down_q[0]);
-    m.H = s.N;
-    m.I = s.K;
+    // Read off the shapes (scales [G, N]; qweight [K/8, N] GPTQ, [K, N/8] AWQ) rather than
+    // validating expert 0 twice: validate_moe checks them against every rule below.
+    const W4Checkpoint& d = m.down_q[0];
+    m.H = d.scales->shape.size() == 2 ? d.scales->shape[1] : 0;
+    m.I = d.qweight->shape.size() == 2 ? d.qweight->shape[0] * (d.format == W4Format::kAwq ? 1 : 8) : 0;
   } else {
-    Fp8Shape s = validate_fp8(m.down_f[0]);
-    m.H = s.N;
-    m.I = s.K;
+    const StTensor* d = m.down_f[0].weight;
+    m.H = d->shape.size() == 2 ? d->shape[0] : 0;
+    m.I = d->shape.size() == 2 ? d->shape[1] : 0;
   }
   validate_moe(m);
+  m.validated = true;
   return m;
 }
 
@@ -117,6 +119,7 @@ void validate_moe(const MoeCheckpoint& m) {
   if (m.bias && (m.bias->dtype != StDType::kF32 || m.bias->shape != std::vector<int64_t>{E}))
     fail(Status::kInvalidShape, "e_score_correction_bias '" + m.bias->name + "' must be F32 [" + i2s(E) + "], has " +
                                     st_dtype_name(m.bias->dtype) + " " + m.bias->shape_str());
+  int group_gate = 0, group_down = 0;
   for (int64_t e = 0; e < E; ++e) {
     const std::string who = "expert " + i2s(e);
     if (m.kind == MoeWeightKind::kDense) {
@@ -145,14 +148,15 @@ void validate_moe(const MoeCheckpoint& m) {
       }
     } else if (m.kind == MoeWeightKind::kInt4) {
       const W4Checkpoint* w[3] = {&m.gate_q[size_t(e)], &m.up_q[size_t(e)], &m.down_q[size_t(e)]};
-      W4Shape ref = validate_w4(m.gate_q[0]);
       for (int p = 0; p < 3; ++p) {
+        // Each projection is validated once; expert 0's group sizes are the reference for the rest.
         W4Shape s = validate_w4(*w[p]);
+        if (e == 0) (p == 2 ? group_down : group_gate) = s.group_size;
         const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
         if (s.K != K || s.N != N)
           fail(Status::kInvalidShape, who + " " + kProj[p] + " is K=" + i2s(s.K) + " x N=" + i2s(s.N) +
                                           ", expected K=" + i2s(K) + " x N=" + i2s(N));
-        if (s.group_size != (p == 2 ? validate_w4(m.down_q[0]).group_size : ref.group_size))
+        if (s.group_size != (p == 2 ? group_down : group_gate))
           fail(Status::kInvalidShape,
                who + " " + kProj[p] + " has group size " + i2s(s.group_size) + ", unlike expert 0");
         if (w[p]->g_idx) {
@@ -206,107 +210,6 @@ std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which)
             double(e4m3_to_f32(fp8_weight_code(f, o, i))) * double(fp8_weight_scale(f, s, o / 128, i / 128));
   }
   return w;
-}
-
-MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
-  const int64_t E = spec.E, H = spec.H, I = spec.I;
-  ck_.kind = spec.kind;
-  ck_.E = E;
-  ck_.H = H;
-  ck_.I = I;
-  std::mt19937_64 rng(spec.seed);
-  // Reserve first: the checkpoint keeps pointers into these vectors.
-  dense_.reserve(size_t(3 * E));
-  dense_t_.reserve(size_t(3 * E));
-  w4_.reserve(size_t(3 * E));
-  f8_.reserve(size_t(3 * E));
-  for (int64_t e = 0; e < E; ++e)
-    for (int p = 0; p < 3; ++p) {
-      const int64_t out_dim = p == 2 ? H : I, in_dim = p == 2 ? I : H;
-      const uint64_t seed = spec.seed * 1000003u + uint64_t(e * 3 + p);
-      if (spec.share_expert_weights && e > 0) {
-        if (spec.kind == MoeWeightKind::kDense)
-          (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_[size_t(p)]);
-        else if (spec.kind == MoeWeightKind::kInt4)
-          (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_[size_t(p)].checkpoint());
-        else
-          (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_[size_t(p)].checkpoint());
-        continue;
-      }
-      if (spec.kind == MoeWeightKind::kDense) {
-        std::normal_distribution<float> nd(0.0f, 0.05f);
-        std::vector<uint16_t> v(static_cast<size_t>(out_dim * in_dim));
-        for (auto& x : v) {
-          float f = nd(rng);
-          x = spec.dense_dtype == DType::kF16 ? f32_to_fp16(f) : f32_to_bf16(f);
-        }
-        dense_.push_back(std::move(v));
-        StTensor t;
-        t.name = kProj[p] + std::string(".weight");
-        t.dtype = spec.dense_dtype == DType::kF16 ? StDType::kF16 : StDType::kBF16;
-        t.shape = {out_dim, in_dim};
-        t.data = reinterpret_cast<const uint8_t*>(dense_.back().data());
-        t.nbytes = dense_.back().size() * 2;
-        dense_t_.push_back(t);
-        (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_.back());
-      } else if (spec.kind == MoeWeightKind::kInt4) {
-        W4SynthSpec s;
-        s.format = spec.int4_format;
-        s.K = in_dim;
-        s.N = out_dim;
-        s.group_size = spec.group_size;
-        s.seed = seed;
-        w4_.emplace_back(s);
-        (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_.back().checkpoint());
-      } else {
-        Fp8SynthSpec s;
-        s.N = out_dim;
-        s.K = in_dim;
-        s.seed = seed;
-        f8_.emplace_back(s);
-        (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_.back().checkpoint());
-      }
-    }
-  if (spec.router) {
-    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(H)));
-    router_.resize(size_t(E * H));
-    for (auto& x : router_) x = f32_to_bf16(nd(rng));
-    router_t_.name = "gate.weight";
-    router_t_.dtype = StDType::kBF16;
-    router_t_.shape = {E, H};
-    router_t_.data = reinterpret_cast<const uint8_t*>(router_.data());
-    router_t_.nbytes = router_.size() * 2;
-    ck_.router = &router_t_;
-  }
-  if (spec.bias) {
-    std::uniform_real_distribution<float> ud(-0.1f, 0.1f);
-    bias_.resize(size_t(E));
-    for (auto& x : bias_) x = ud(rng);
-    bias_t_.name = "gate.e_score_correction_bias";
-    bias_t_.dtype = StDType::kF32;
-    bias_t_.shape = {E};
-    bias_t_.data = reinterpret_cast<const uint8_t*>(bias_.data());
-    bias_t_.nbytes = bias_.size() * 4;
-    ck_.bias = &bias_t_;
-  }
-}
-
-void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
-  if (ck_.router) w.add(P + ".gate.weight", ck_.router->dtype, ck_.router->shape, ck_.router->data, ck_.router->nbytes);
-  if (ck_.bias)
-    w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
-  for (int64_t e = 0; e < ck_.E; ++e)
-    for (int p = 0; p < 3; ++p) {
-      const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
-      if (ck_.kind == MoeWeightKind::kDense) {
-        const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
-        w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
-      } else if (ck_.kind == MoeWeightKind::kInt4) {
-        w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
-      } else {
-        f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
-      }
-    }
 }
 
 }  // namespace clq

@@ -11,8 +11,7 @@
 #include "host/formats/fp8.h"
 #include "host/formats/w4.h"
 #include "host/numeric.h"
-#include "host/safetensors.h"
-#include "host/synth.h"
+#include "host/io/safetensors.h"
 
 namespace clq {
 
@@ -28,6 +27,9 @@ struct MoeCheckpoint {
   std::vector<const StTensor*> gate_d, up_d, down_d;  // dense .weight
   std::vector<W4Checkpoint> gate_q, up_q, down_q;     // int4
   std::vector<Fp8Checkpoint> gate_f, up_f, down_f;    // e4m3
+  // Set by moe_from_checkpoint once validate_moe passed, so FusedMoe does not check every expert
+  // a second time; code that edits the views afterwards must reset it.
+  bool validated = false;
 };
 
 // Reads P.gate.* and P.experts.{0..E-1}.*; the int4 format must be given (never guessed: pass the
@@ -43,38 +45,5 @@ void validate_moe(const MoeCheckpoint& m);
 
 // fp64 dequantized weights of one projection, as [out][in] (HF layout).
 std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which /*0 gate, 1 up, 2 down*/);
-
-struct MoeSynthSpec {
-  MoeWeightKind kind = MoeWeightKind::kDense;
-  int64_t E = 8, H = 256, I = 128;
-  W4Format int4_format = W4Format::kGptq;
-  int group_size = 64;
-  DType dense_dtype = DType::kBF16;
-  bool router = true, bias = false;
-  // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
-  // change the speed; generating 256 DeepSeek experts would take minutes).
-  bool share_expert_weights = false;
-  uint64_t seed = 1;
-};
-
-// A synthetic MoE layer in the real formats (router ~ N(0, 1/sqrt(H)), dense experts ~ N(0, 0.05),
-// int4 via W4Synth, FP8 via Fp8Synth), writable under Hugging Face names.
-class MoeSynth {
- public:
-  explicit MoeSynth(const MoeSynthSpec& spec);
-  const MoeCheckpoint& checkpoint() const { return ck_; }
-  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
-
- private:
-  MoeSynthSpec spec_;
-  MoeCheckpoint ck_;
-  std::vector<std::vector<uint16_t>> dense_;  // per expert and projection
-  std::vector<StTensor> dense_t_;
-  std::vector<W4Synth> w4_;
-  std::vector<Fp8Synth> f8_;
-  std::vector<uint16_t> router_;
-  std::vector<float> bias_;
-  StTensor router_t_, bias_t_;
-};
 
 }  // namespace clq

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "host/safetensors.h"
+#include "host/io/safetensors.h"
 
 namespace clq {
 

@@ -1,6 +1,7 @@
 #include "host/ops/convert.h"
+#include "host/ops/launcher.h"
 
-#include "host/caps.h"
+#include "host/caps/caps.h"
 #include "host/numeric.h"
 #include "runtime/status.h"
 
@@ -47,7 +48,7 @@ std::vector<uint32_t> run(Context& c, NumFormat f, const std::vector<uint32_t>& 
   // Poison: a kernel that skipped an element leaves this pattern, never a plausible value.
   c.fill_u32(dout, 0xA5A5A5A5u, round_up(n * out_elem, 4));
   std::string name = std::string(decode ? "decode_" : "encode_") + num_format_name(f);
-  cl::Kernel k = c.kernel(row.kernel_file, name, row.defines);
+  cl::Kernel k = c.kernel(row_kernel_file(row), name);
   set_args(k, din, dout, cl_uint(n));
   launch(c, k, cl::NDRange(round_up(n, 64)), cl::NDRange(64), name);
   std::vector<uint8_t> raw(n * out_elem);

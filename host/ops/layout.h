@@ -1,4 +1,4 @@
-// The device layout every register-tiled kernel reads (host/tuning.h): a K-major matrix
+// The device layout every register-tiled kernel reads (host/caps/tuning.h): a K-major matrix
 // [rows][N] becomes column blocks [Np/block_n][rows][block_n], columns padded to Np with `pad`.
 #pragma once
 #include <cstdint>

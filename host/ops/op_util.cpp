@@ -1,5 +1,7 @@
 #include "host/ops/op_util.h"
 
+#include <cstdlib>
+
 #include "runtime/status.h"
 
 namespace clq::oputil {
@@ -12,6 +14,20 @@ void check_io_buffers(int64_t M, int64_t K, int64_t N, DType xt, DType yt, size_
   if (y_bytes < need_y)
     fail(Status::kInvalidArgument, "output buffer holds " + std::to_string(y_bytes) + " bytes but M=" + i2s(M) +
                                        " x N=" + i2s(N) + " " + dtype_name(yt) + " needs " + std::to_string(need_y));
+}
+
+int env_knob(const char* var, const char* key, int fallback) {
+  const char* e = std::getenv(var);
+  if (!e) return fallback;
+  std::string s(e), k = std::string(key) + "=";
+  size_t at = 0;
+  while (at < s.size()) {
+    size_t end = s.find(',', at);
+    if (end == std::string::npos) end = s.size();
+    if (s.compare(at, k.size(), k) == 0) return std::atoi(s.c_str() + at + k.size());
+    at = end + 1;
+  }
+  return fallback;
 }
 
 }  // namespace clq::oputil

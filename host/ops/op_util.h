@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host/numeric.h"
+#include "host/ops/op_events.h"
 #include "runtime/context.h"
 
 namespace clq::oputil {
@@ -18,12 +19,18 @@ inline bool grow_scratch(Context& c, cl::Buffer& b, size_t& have, size_t need) {
   return true;
 }
 
+// Enqueues `kernel` and records the launch under `what` in `ev`.
+inline void enqueue(Context& c, OpEvents& ev, const cl::Kernel& kernel, const cl::NDRange& global,
+                    const cl::NDRange& local, const std::string& what) {
+  ev.add(launch(c, kernel, global, local, what), what);
+}
+
 // Sums split-K partials part [splits][M][N] (fp32) into y [M][N] with one of the *_splitk_reduce
-// kernels (arguments part, y, M, N, splits); returns its event.
-inline cl::Event launch_splitk_reduce(Context& c, cl::Kernel& reduce, const cl::Buffer& part, const cl::Buffer& y,
-                                     int64_t M, int64_t N, int splits, const std::string& name) {
+// kernels (arguments part, y, M, N, splits), recorded in `ev`.
+inline void enqueue_splitk_reduce(Context& c, OpEvents& ev, cl::Kernel& reduce, const cl::Buffer& part,
+                                  const cl::Buffer& y, int64_t M, int64_t N, int splits, const std::string& name) {
   set_args(reduce, part, y, cl_int(M), cl_int(N), cl_int(splits));
-  return launch(c, reduce, cl::NDRange((size_t(N) + 63) / 64 * 64, size_t(M)), cl::NDRange(64, 1), name);
+  enqueue(c, ev, reduce, cl::NDRange((size_t(N) + 63) / 64 * 64, size_t(M)), cl::NDRange(64, 1), name);
 }
 
 inline size_t round_up(size_t v, size_t m) {
@@ -43,6 +50,10 @@ inline std::string io_defines(DType xt, DType yt) {
 inline int gemv_rows(int64_t M, int max_rows) {
   return M == 1 ? 1 : M == 2 ? 2 : (M <= 4 || max_rows <= 4) ? 4 : max_rows;
 }
+
+// A launch-shape knob from an environment variable of "key=value,..." pairs (CLQ_NV_SKINNY,
+// CLQ_NV_TILED: sweeps), or `fallback` when the variable or the key is absent.
+int env_knob(const char* var, const char* key, int fallback);
 
 // Input [M][K] of xt and output [M][N] of yt must fit their buffers (InvalidArgument otherwise).
 void check_io_buffers(int64_t M, int64_t K, int64_t N, DType xt, DType yt, size_t x_bytes, size_t y_bytes);

@@ -1,13 +1,13 @@
 // clquant gemm: one quantized linear layer from a checkpoint, applied to activations from a file.
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 
-#include "host/formats/fp8.h"
-#include "host/formats/quant_config.h"
-#include "host/formats/w4.h"
-#include "host/ops/fp8_gemm.h"
-#include "host/ops/w4a16_gemm.h"
-#include "host/reference.h"
-#include "host/safetensors.h"
+#include "host/formats/loader.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/reference/reference.h"
+#include "host/io/safetensors.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
 
@@ -64,6 +64,14 @@ StDType st_of(DType t) {
   return t == DType::kF16 ? StDType::kF16 : t == DType::kBF16 ? StDType::kBF16 : StDType::kF32;
 }
 
+// The op time printed is the device's (events); the host's one-time work (repack, upload, kernel
+// build or cache load) is printed apart so a first run cannot pass it off as op time.
+void print_setup(std::chrono::steady_clock::time_point t0, const OpEvents& ev) {
+  const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "setup: " << std::max(0.0, wall - ev.ms())
+            << " ms wall apart from the op (weight repack and upload, kernel build or cache load)\n";
+}
+
 struct Input {
   std::shared_ptr<SafetensorsFile> file;
   const StTensor* x = nullptr;
@@ -85,16 +93,10 @@ Input read_input(const std::string& path) {
 }
 
 // One FP8 layer: W8A8 (block or per-tensor) or, with --act-dtype, weight-only.
-int run_fp8_gemm(Context& c, const GemmArgs& a, const Checkpoint& ck) {
-  const std::string P = a.prefix;
-  Fp8Checkpoint w;
-  w.weight = &ck.require(P + ".weight");
-  w.weight_scale_inv = ck.find(P + ".weight_scale_inv");
-  w.weight_scale = ck.find(P + ".weight_scale");
-  w.input_scale = ck.find(P + ".input_scale");
-  if (!a.format.empty())
-    fail(Status::kInvalidArgument, "--format names an int4 format, but '" + P + ".weight' is an FP8 layer");
-  Fp8Shape shape = validate_fp8(w);
+int run_fp8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
+  const std::string& P = layer.prefix;
+  const Fp8Checkpoint& w = layer.fp8().ck;
+  const Fp8Shape& shape = layer.fp8().shape;
   Input in = read_input(a.input);
   if (in.K != shape.K)
     fail(Status::kInvalidShape,
@@ -115,6 +117,7 @@ int run_fp8_gemm(Context& c, const GemmArgs& a, const Checkpoint& ck) {
     }
     opt.act = Fp8Act::kNone;
   }
+  const auto t_setup = std::chrono::steady_clock::now();
   Fp8Gemm op(c, repack_fp8(w));
   const Fp8Act act = opt.act.value_or(op.default_act());
   const DType yt = in.dt;
@@ -127,9 +130,10 @@ int run_fp8_gemm(Context& c, const GemmArgs& a, const Checkpoint& ck) {
   c.finish();
   std::vector<uint8_t> y(ybytes);
   c.read(dy, y.data(), ybytes);
-  std::cerr << "gemm: " << P << " fp8 e4m3 " << (shape.block ? "128x128 block scales" : "per-tensor scale")
-            << ", activations " << fp8_act_name(act) << ", M=" << in.M << " K=" << shape.K << " N=" << shape.N << " "
-            << dtype_name(yt) << ", " << row.op << "/" << row.variant << ", " << ev.ms() << " ms\n";
+  std::cerr << "gemm: " << P << " " << layer.describe() << ", activations " << fp8_act_name(act) << ", M=" << in.M
+            << " K=" << shape.K << " N=" << shape.N << " " << dtype_name(yt) << ", " << row.op << "/" << row.variant
+            << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
   int rc = 0;
   if (a.check) {
     auto ref = fp8_gemm_reference(w, xbytes.data(), xt, in.M, act);
@@ -171,56 +175,15 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
 }
 
 int run_gemm(Context& c, const GemmArgs& a) {
-  Checkpoint ck = Checkpoint::open(a.weights);
-  const std::string P = a.prefix;
-  W4Checkpoint w;
-  w.qweight = ck.find(P + ".qweight");
-  if (!w.qweight) {
-    const StTensor* dense = ck.find(P + ".weight");
-    if (dense && (dense->dtype == StDType::kF8E4M3 || dense->dtype == StDType::kF8E5M2)) return run_fp8_gemm(c, a, ck);
-    if (dense)
-      fail(Status::kNotSupported, "layer '" + P + "' holds a " + std::string(st_dtype_name(dense->dtype)) +
-                                      " '.weight': clquant gemm runs int4 (GPTQ/AWQ) and FP8 layers");
-    fail(Status::kFormatError,
-         "checkpoint has no tensor '" + P + ".qweight' or '" + P + ".weight' (is --prefix right?)");
-  }
+  LoadOptions lo;
+  lo.format = a.format;
+  lo.group_size = a.group_size;
+  const LinearLayer layer = load_linear(a.weights, a.prefix, lo);
+  if (!layer.is_int4()) return run_fp8_gemm(c, a, layer);
+  const std::string& P = layer.prefix;
   if (!a.act_dtype.empty()) fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is int4");
-  w.qzeros = &ck.require(P + ".qzeros");
-  w.scales = &ck.require(P + ".scales");
-  w.g_idx = ck.find(P + ".g_idx");
-
-  // Format: --format, else the config beside the weights, else the shapes where they decide it.
-  std::string how;
-  auto cfg = read_quant_config(ck.dir());
-  if (!a.format.empty()) {
-    if (!w4_format_from_name(a.format, &w.format))
-      fail(Status::kInvalidArgument, "--format '" + a.format + "' is not one of gptq, gptq_v2, awq");
-    how = "--format";
-  } else if (cfg && cfg->format) {
-    w.format = *cfg->format;
-    how = cfg->source;
-  } else {
-    const auto& qs = w.qweight->shape;
-    const auto& ss = w.scales->shape;
-    if (qs.size() == 2 && ss.size() == 2 && qs[1] * 8 == ss[1]) {
-      w.format = W4Format::kAwq;
-      how = "shapes (qweight packed along N)";
-    } else if (qs.size() == 2 && ss.size() == 2 && qs[1] == ss[1]) {
-      fail(Status::kInvalidArgument,
-           "'" + P + ".qweight' " + w.qweight->shape_str() +
-               " is GPTQ-packed, but v1 (zero-1 stored) and v2 cannot be told apart by shapes: "
-               "pass --format gptq or --format gptq_v2, or put quantize_config.json beside the weights");
-    } else {
-      fail(Status::kInvalidShape, "cannot recognise the int4 format from qweight " + w.qweight->shape_str() +
-                                      " and scales " + w.scales->shape_str() + "; pass --format");
-    }
-  }
-  if (w.format == W4Format::kAwq) w.g_idx = nullptr;  // AWQ files carry no g_idx; a stray one is ignored
-  if (a.group_size != 0)
-    w.group_size = a.group_size;
-  else if (cfg && cfg->group_size)
-    w.group_size = *cfg->group_size;
-  W4Shape shape = validate_w4(w);
+  const W4Checkpoint& w = layer.w4().ck;
+  const W4Shape& shape = layer.w4().shape;
 
   Input in = read_input(a.input);
   const StTensor* x = in.x;
@@ -230,6 +193,7 @@ int run_gemm(Context& c, const GemmArgs& a) {
   const DType xt = in.dt;
   const int64_t M = in.M;
 
+  const auto t_setup = std::chrono::steady_clock::now();
   W4A16Gemm op(c, repack_w4(w));
   op.can_implement(M, xt, xt, x->nbytes, size_t(M * shape.N) * dtype_size(xt));
   W4A16RunOptions opt;
@@ -245,9 +209,9 @@ int run_gemm(Context& c, const GemmArgs& a) {
   c.read(dy, y.data(), ybytes);
 
   int rc = 0;
-  std::cerr << "gemm: " << P << " " << w4_format_name(w.format) << " (from " << how << "), group " << shape.group_size
-            << (shape.has_g_idx ? ", g_idx" : "") << ", M=" << M << " K=" << shape.K << " N=" << shape.N << " "
-            << dtype_name(xt) << ", variant " << row.variant << ", " << ev.ms() << " ms\n";
+  std::cerr << "gemm: " << P << " " << layer.describe() << ", M=" << M << " K=" << shape.K << " N=" << shape.N << " "
+            << dtype_name(xt) << ", variant " << row.variant << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
   if (a.check) {
     auto ref = gemm_reference(x->data, xt, M, shape.K, dequantize_w4(w), shape.N);
     ErrorStats e = compare_output(y.data(), xt, ref);

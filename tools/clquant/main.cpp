@@ -5,8 +5,9 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "host/demo.h"
-#include "host/report.h"
+#include "host/demo/demo.h"
+#include "host/caps/report.h"
+#include "host/version.h"
 #include "runtime/context.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
   app.footer(std::string(kExitCodes) +
              "\nEnvironment: CLQ_DEVICE (device index or name substring), CLQ_VARIANT (op=variant,...),\n"
              "  CLQ_KERNEL_DIR (load kernels from a folder), CLQ_CACHE=off, CLQ_CACHE_DIR, CLQ_CACHE_TRACE=1\n");
+  app.set_version_flag("--version", std::string("clquant ") + clq::version() + " (git " + clq::git_revision() + ")",
+                       "print the version and the git revision it was built from, then exit");
   app.require_subcommand(1);
   std::string device;
   app.add_option(

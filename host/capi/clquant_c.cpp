@@ -1,0 +1,416 @@
+// The C API (include/clquant/clquant.h) over the C++ classes. Every entry point runs inside
+// guard(): a clq::Error becomes its status and this thread's last-error message, anything else
+// becomes CLQ_ERROR_INTERNAL; no exception crosses into C.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "clquant/clquant.h"
+#include "host/formats/loader.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/caps/report.h"
+#include "host/version.h"
+#include "runtime/context.h"
+#include "runtime/status.h"
+
+namespace clq_capi {
+// One opened device and the lock its handles share: a Context (its program cache, its queue's
+// scratch) is not safe for concurrent use, so calls on the layers of one context take turns.
+struct Device {
+  std::shared_ptr<clq::Context> ctx;
+  std::mutex mu;
+};
+}  // namespace clq_capi
+
+struct clq_context {
+  std::shared_ptr<clq_capi::Device> dev;
+};
+
+struct clq_linear {
+  std::shared_ptr<clq_capi::Device> dev;  // the ops hold a Context&: keep it alive
+  clq::LinearLayer layer;
+  std::string description, last_variant;
+  std::unique_ptr<clq::W4A16Gemm> w4;
+  std::unique_ptr<clq::Fp8Gemm> fp8;
+  cl::Buffer dx, dy;  // staging for the host-array entry points, grown on demand
+  size_t dx_bytes = 0, dy_bytes = 0;
+};
+
+struct clq_moe {
+  std::shared_ptr<clq_capi::Device> dev;
+  clq::MoeLayer layer;
+  std::unique_ptr<clq::FusedMoe> op;
+  cl::Buffer dx, dy;
+  size_t dx_bytes = 0, dy_bytes = 0;
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+template <typename F>
+clq_status guard(F&& f) {
+  try {
+    f();
+    return CLQ_SUCCESS;
+  } catch (const clq::Error& e) {
+    g_last_error = e.what();
+    return static_cast<int>(e.status());
+  } catch (const std::bad_alloc&) {
+    g_last_error = "out of host memory";
+  } catch (const std::exception& e) {
+    g_last_error = std::string("internal error: ") + e.what();
+  } catch (...) {
+    g_last_error = "internal error: unknown exception";
+  }
+  return CLQ_ERROR_INTERNAL;
+}
+
+void need(const void* p, const char* what) {
+  if (!p) clq::fail(clq::Status::kInvalidArgument, std::string(what) + " is NULL");
+}
+
+clq::DType dtype_of(clq_dtype t, const char* what) {
+  switch (t) {
+    case CLQ_F32:
+      return clq::DType::kF32;
+    case CLQ_F16:
+      return clq::DType::kF16;
+    case CLQ_BF16:
+      return clq::DType::kBF16;
+  }
+  clq::fail(clq::Status::kInvalidArgument,
+            std::string(what) + " = " + std::to_string(int(t)) + " is not CLQ_F32, CLQ_F16 or CLQ_BF16");
+}
+
+void copy_out(const std::string& s, char* buf, size_t size, size_t* needed) {
+  if (needed) *needed = s.size();
+  if (size == 0 && !buf) return;
+  need(buf, "buf");
+  if (size < s.size() + 1)
+    clq::fail(clq::Status::kInvalidArgument,
+              "buffer of " + std::to_string(size) + " bytes is too small: " + std::to_string(s.size() + 1) + " needed");
+  std::memcpy(buf, s.c_str(), s.size() + 1);
+}
+
+clq::LoadOptions load_options(const char* format, int group_size) {
+  clq::LoadOptions o;
+  o.format = format ? format : "";
+  o.group_size = group_size;
+  o.format_option = "the format argument";
+  o.prefix_option = "the prefix";
+  return o;
+}
+
+// A caller's cl_mem: on our context, and its size (checked against the op's needs).
+cl::Buffer wrap(clq::Context& c, clq_cl_mem m, const char* what, size_t* bytes) {
+  need(m, what);
+  cl_context owner = nullptr;
+  clq::check_cl(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(owner), &owner, nullptr),
+                std::string("clGetMemObjectInfo(") + what + ")");
+  if (owner != c.cl_context()())
+    clq::fail(clq::Status::kInvalidArgument,
+              std::string(what) + " belongs to another OpenCL context than the layer's (clq_context_cl_context)");
+  clq::check_cl(clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof(*bytes), bytes, nullptr),
+                std::string("clGetMemObjectInfo(") + what + ")");
+  return cl::Buffer(m, /*retainObject=*/true);
+}
+
+// Rows x cols before any size is computed from them: a huge count must be an error, not a wrap.
+void check_rows(int64_t rows, int64_t cols, const char* what) {
+  if (rows < 1)
+    clq::fail(clq::Status::kInvalidShape, std::string(what) + " = " + std::to_string(rows) + " must be >= 1");
+  if (double(rows) * double(cols) >= 2147483647.0)
+    clq::fail(clq::Status::kInvalidShape, std::string(what) + " = " + std::to_string(rows) + " with " +
+                                              std::to_string(cols) + " columns exceeds 32-bit element indices");
+}
+
+void stage(clq::Context& c, cl::Buffer& b, size_t& have, size_t need_bytes) {
+  if (need_bytes <= have) return;
+  b = c.alloc(need_bytes);
+  have = need_bytes;
+}
+
+void linear_enqueue(clq_linear& l, const cl::Buffer& x, size_t xb, clq::DType xt, const cl::Buffer& y, size_t yb,
+                    clq::DType yt, int64_t M) {
+  if (l.w4) {
+    l.w4->can_implement(M, xt, yt, xb, yb);
+    const clq::VariantRow& row = l.w4->choose(M, "");
+    l.w4->run(x, xt, y, yt, M);
+    l.last_variant = row.variant;
+  } else {
+    const clq::Fp8Act act = l.fp8->default_act();
+    l.fp8->can_implement(M, xt, yt, xb, yb, act);
+    const clq::VariantRow& row = l.fp8->choose(M, act, "");
+    l.fp8->run(x, xt, y, yt, M);
+    l.last_variant = row.variant;
+  }
+}
+
+clq::MoeRouting routing_of(const clq_moe_routing* r) {
+  need(r, "routing");
+  clq::MoeRouting m;
+  m.top_k = r->top_k;
+  m.renormalize = r->renormalize != 0;
+  m.kind = r->grouped ? clq::MoeRouting::Kind::kGrouped : clq::MoeRouting::Kind::kSoftmax;
+  m.n_group = r->n_group;
+  m.topk_group = r->topk_group;
+  m.routed_scaling = r->routed_scaling;
+  m.softmax_scores = r->softmax_scores != 0;
+  return m;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* clq_version(void) {
+  return clq::version();
+}
+const char* clq_git_revision(void) {
+  return clq::git_revision();
+}
+const char* clq_last_error(void) {
+  return g_last_error.c_str();
+}
+
+const char* clq_status_name(clq_status s) {
+  switch (s) {
+    case CLQ_SUCCESS:
+      return "CLQ_SUCCESS";
+    case CLQ_ERROR_INVALID_ARGUMENT:
+      return "CLQ_ERROR_INVALID_ARGUMENT";
+    case CLQ_ERROR_INVALID_SHAPE:
+      return "CLQ_ERROR_INVALID_SHAPE";
+    case CLQ_ERROR_NOT_SUPPORTED:
+      return "CLQ_ERROR_NOT_SUPPORTED";
+    case CLQ_ERROR_DEVICE_NOT_FOUND:
+      return "CLQ_ERROR_DEVICE_NOT_FOUND";
+    case CLQ_ERROR_BUILD_FAILED:
+      return "CLQ_ERROR_BUILD_FAILED";
+    case CLQ_ERROR_IO:
+      return "CLQ_ERROR_IO";
+    case CLQ_ERROR_FORMAT:
+      return "CLQ_ERROR_FORMAT";
+    case CLQ_ERROR_CACHE:
+      return "CLQ_ERROR_CACHE";
+    case CLQ_ERROR_VERIFICATION_FAILED:
+      return "CLQ_ERROR_VERIFICATION_FAILED";
+    case CLQ_ERROR_INTERNAL:
+      return "CLQ_ERROR_INTERNAL";
+  }
+  // OpenCL codes: names built once per code and kept, so the pointer stays valid.
+  static std::mutex mu;
+  static std::map<int, std::string> names;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = names.find(s);
+  if (it == names.end()) it = names.emplace(s, clq::cl_error_name(s)).first;
+  return it->second.c_str();
+}
+
+clq_status clq_devices_json(char* buf, size_t size, size_t* needed) {
+  return guard([&] { copy_out(clq::devices_json(clq::list_devices()).dump(2), buf, size, needed); });
+}
+
+clq_status clq_context_open(const char* selector, clq_context** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    auto c = std::make_unique<clq_context>();
+    c->dev = std::make_shared<clq_capi::Device>();
+    c->dev->ctx = clq::Context::open(selector ? selector : "");
+    *out = c.release();
+  });
+}
+
+void clq_context_release(clq_context* ctx) {
+  delete ctx;
+}
+
+const char* clq_context_device_name(const clq_context* ctx) {
+  return ctx ? ctx->dev->ctx->features().device_name.c_str() : "";
+}
+
+clq_status clq_context_capabilities_json(clq_context* ctx, char* buf, size_t size, size_t* needed) {
+  return guard([&] {
+    need(ctx, "ctx");
+    std::string s;
+    {
+      std::lock_guard<std::mutex> lock(ctx->dev->mu);
+      s = clq::caps_json(*ctx->dev->ctx).dump(2);
+    }
+    copy_out(s, buf, size, needed);
+  });
+}
+
+clq_cl_context clq_context_cl_context(clq_context* ctx) {
+  return ctx ? ctx->dev->ctx->cl_context()() : nullptr;
+}
+
+clq_cl_command_queue clq_context_cl_queue(clq_context* ctx) {
+  return ctx ? ctx->dev->ctx->queue()() : nullptr;
+}
+
+clq_status clq_context_finish(clq_context* ctx) {
+  return guard([&] {
+    need(ctx, "ctx");
+    std::lock_guard<std::mutex> lock(ctx->dev->mu);
+    ctx->dev->ctx->finish();
+  });
+}
+
+clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
+                           clq_linear** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(ctx, "ctx");
+    need(path, "path");
+    need(prefix, "prefix");
+    auto l = std::make_unique<clq_linear>();
+    l->dev = ctx->dev;
+    l->layer = clq::load_linear(path, prefix, load_options(format, group_size));
+    l->description = l->layer.describe();
+    std::lock_guard<std::mutex> lock(l->dev->mu);
+    if (l->layer.is_int4())
+      l->w4 = std::make_unique<clq::W4A16Gemm>(*l->dev->ctx, clq::repack_w4(l->layer.w4().ck));
+    else
+      l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
+    *out = l.release();
+  });
+}
+
+void clq_linear_release(clq_linear* layer) {
+  delete layer;
+}
+
+clq_status clq_linear_shape(const clq_linear* layer, int64_t* K, int64_t* N) {
+  return guard([&] {
+    need(layer, "layer");
+    if (K) *K = layer->layer.K();
+    if (N) *N = layer->layer.N();
+  });
+}
+
+const char* clq_linear_describe(const clq_linear* layer) {
+  return layer ? layer->description.c_str() : "";
+}
+
+const char* clq_linear_last_variant(const clq_linear* layer) {
+  return layer ? layer->last_variant.c_str() : "";
+}
+
+clq_status clq_linear_run_host(clq_linear* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t M) {
+  return guard([&] {
+    need(layer, "layer");
+    need(x, "x");
+    need(y, "y");
+    const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
+    check_rows(M, std::max(layer->layer.K(), layer->layer.N()), "M");
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    clq::Context& c = *layer->dev->ctx;
+    const size_t xb = size_t(M * layer->layer.K()) * clq::dtype_size(dxt);
+    const size_t yb = size_t(M * layer->layer.N()) * clq::dtype_size(dyt);
+    stage(c, layer->dx, layer->dx_bytes, xb);
+    stage(c, layer->dy, layer->dy_bytes, yb);
+    c.write(layer->dx, x, xb);
+    linear_enqueue(*layer, layer->dx, xb, dxt, layer->dy, yb, dyt, M);
+    c.read(layer->dy, y, yb);  // blocking read on the in-order queue: the run has finished
+  });
+}
+
+clq_status clq_linear_run_cl(clq_linear* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t M) {
+  return guard([&] {
+    need(layer, "layer");
+    const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    size_t xb = 0, yb = 0;
+    cl::Buffer bx = wrap(*layer->dev->ctx, x, "x", &xb), by = wrap(*layer->dev->ctx, y, "y", &yb);
+    linear_enqueue(*layer, bx, xb, dxt, by, yb, dyt, M);
+  });
+}
+
+void clq_moe_routing_init(clq_moe_routing* r) {
+  if (!r) return;
+  r->top_k = 2;
+  r->renormalize = 0;
+  r->grouped = 0;
+  r->n_group = 1;
+  r->topk_group = 1;
+  r->routed_scaling = 1.0f;
+  r->softmax_scores = 0;
+}
+
+clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
+                        clq_moe** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(ctx, "ctx");
+    need(path, "path");
+    need(prefix, "prefix");
+    auto m = std::make_unique<clq_moe>();
+    m->dev = ctx->dev;
+    m->layer = clq::load_moe(path, prefix, load_options(format, group_size));
+    std::lock_guard<std::mutex> lock(m->dev->mu);
+    m->op = std::make_unique<clq::FusedMoe>(*m->dev->ctx, m->layer.moe);
+    *out = m.release();
+  });
+}
+
+void clq_moe_release(clq_moe* layer) {
+  delete layer;
+}
+
+clq_status clq_moe_shape(const clq_moe* layer, int64_t* E, int64_t* H, int64_t* I) {
+  return guard([&] {
+    need(layer, "layer");
+    if (E) *E = layer->layer.moe.E;
+    if (H) *H = layer->layer.moe.H;
+    if (I) *I = layer->layer.moe.I;
+  });
+}
+
+clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t T,
+                            const clq_moe_routing* routing) {
+  return guard([&] {
+    need(layer, "layer");
+    need(x, "x");
+    need(y, "y");
+    const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
+    const clq::MoeRouting r = routing_of(routing);
+    check_rows(T, layer->layer.moe.H, "T");
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    clq::Context& c = *layer->dev->ctx;
+    const int64_t H = layer->layer.moe.H;
+    const size_t xb = size_t(T * H) * clq::dtype_size(dxt), yb = size_t(T * H) * clq::dtype_size(dyt);
+    layer->op->can_implement(T, dxt, dyt, xb, yb, r, {});
+    stage(c, layer->dx, layer->dx_bytes, xb);
+    stage(c, layer->dy, layer->dy_bytes, yb);
+    c.write(layer->dx, x, xb);
+    layer->op->run(layer->dx, dxt, layer->dy, dyt, T, r);
+    c.read(layer->dy, y, yb);
+  });
+}
+
+clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t T,
+                          const clq_moe_routing* routing) {
+  return guard([&] {
+    need(layer, "layer");
+    const clq::DType dxt = dtype_of(xt, "xt"), dyt = dtype_of(yt, "yt");
+    const clq::MoeRouting r = routing_of(routing);
+    std::lock_guard<std::mutex> lock(layer->dev->mu);
+    size_t xb = 0, yb = 0;
+    cl::Buffer bx = wrap(*layer->dev->ctx, x, "x", &xb), by = wrap(*layer->dev->ctx, y, "y", &yb);
+    layer->op->can_implement(T, dxt, dyt, xb, yb, r, {});
+    layer->op->run(bx, dxt, by, dyt, T, r);
+  });
+}
+
+}  // extern "C"

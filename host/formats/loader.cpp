@@ -1,0 +1,170 @@
+#include "host/formats/loader.h"
+
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+
+// How to tell the reader to pass a value: "--format gptq", "format='gptq'" (Python) or
+// "the format argument \"gptq\"" (C).
+std::string spell(const LoadOptions& o, const std::string& value) {
+  const std::string& f = o.format_option;
+  if (!f.empty() && f.back() == '=') return f + "'" + value + "'";
+  if (f.rfind("--", 0) == 0) return f + " " + value;
+  return f + " \"" + value + "\"";
+}
+
+// What sits under a prefix, for the message when the expected tensors are not there.
+std::string found_under(const Checkpoint& ck, const std::string& prefix) {
+  auto names = ck.names_with_prefix(prefix + ".");
+  if (names.empty()) return "no tensor name starts with '" + prefix + ".'";
+  std::string s = "found under it: ";
+  const size_t show = 6;
+  for (size_t i = 0; i < names.size() && i < show; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > show) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
+}
+
+// A tensor the layer's format requires; its absence names what the prefix does hold.
+const StTensor& require(const Checkpoint& ck, const std::string& prefix, const std::string& suffix,
+                        const char* because) {
+  if (const StTensor* t = ck.find(prefix + suffix)) return *t;
+  fail(Status::kFormatError,
+       "checkpoint has no tensor '" + prefix + suffix + "', which " + because + " (" + found_under(ck, prefix) + ")");
+}
+
+std::optional<W4Format> explicit_format(const LoadOptions& opt) {
+  if (opt.format.empty()) return std::nullopt;
+  W4Format f;
+  if (!w4_format_from_name(opt.format, &f))
+    fail(Status::kInvalidArgument, opt.format_option + " '" + opt.format + "' is not one of gptq, gptq_v2, awq");
+  return f;
+}
+
+Fp8Layer fp8_layer(const Checkpoint& ck, const std::string& P, const LoadOptions& opt) {
+  if (!opt.format.empty())
+    fail(Status::kInvalidArgument, opt.format_option + " names an int4 format, but '" + P + ".weight' is an FP8 layer");
+  Fp8Layer l;
+  l.ck.weight = &ck.require(P + ".weight");
+  l.ck.weight_scale_inv = ck.find(P + ".weight_scale_inv");
+  l.ck.weight_scale = ck.find(P + ".weight_scale");
+  l.ck.input_scale = ck.find(P + ".input_scale");
+  l.shape = validate_fp8(l.ck);
+  return l;
+}
+
+}  // namespace
+
+W4Format decide_w4_format(const StTensor& qweight, const StTensor& scales, const std::string& P, const LoadOptions& opt,
+                          const std::optional<QuantConfig>& cfg, std::string* source) {
+  if (auto f = explicit_format(opt)) {
+    *source = opt.format_option;
+    return *f;
+  }
+  if (cfg && cfg->format) {
+    *source = cfg->source;
+    return *cfg->format;
+  }
+  const auto& qs = qweight.shape;
+  const auto& ss = scales.shape;
+  if (qs.size() == 2 && ss.size() == 2 && qs[1] * 8 == ss[1]) {
+    *source = "shapes (qweight packed along N)";
+    return W4Format::kAwq;
+  }
+  if (qs.size() == 2 && ss.size() == 2 && qs[1] == ss[1])
+    fail(Status::kInvalidArgument,
+         "'" + P + ".qweight' " + qweight.shape_str() +
+             " is GPTQ-packed, but v1 (zero-1 stored) and v2 cannot be told apart by shapes: pass " +
+             spell(opt, "gptq") + " or " + spell(opt, "gptq_v2") + ", or put quantize_config.json beside the weights" +
+             (cfg ? " (" + cfg->source + " names no int4 format" +
+                        (cfg->quant_method.empty() ? "" : ", quant_method '" + cfg->quant_method + "'") + ")"
+                  : ""));
+  fail(Status::kInvalidShape, "cannot recognise the int4 format from qweight " + qweight.shape_str() + " and scales " +
+                                  scales.shape_str() + "; pass " + opt.format_option);
+}
+
+std::string LinearLayer::describe() const {
+  if (!is_int4()) {
+    const Fp8Shape& s = fp8().shape;
+    return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale");
+  }
+  const W4Layer& l = w4();
+  return std::string(w4_format_name(l.ck.format)) + " (from " + l.format_source + "), group " +
+         std::to_string(l.shape.group_size) + (l.shape.has_g_idx ? ", g_idx" : "");
+}
+
+LinearLayer load_linear(const std::string& path, const std::string& prefix, const LoadOptions& opt) {
+  return load_linear(std::make_shared<const Checkpoint>(Checkpoint::open(path)), prefix, opt);
+}
+
+LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string& P, const LoadOptions& opt) {
+  if (!ckp) fail(Status::kInvalidArgument, "load_linear: no checkpoint");
+  const Checkpoint& ck = *ckp;
+  LinearLayer out;
+  out.checkpoint = ckp;
+  out.prefix = P;
+  const StTensor* qweight = ck.find(P + ".qweight");
+  if (!qweight) {
+    const StTensor* dense = ck.find(P + ".weight");
+    if (dense && (dense->dtype == StDType::kF8E4M3 || dense->dtype == StDType::kF8E5M2)) {
+      out.weights = fp8_layer(ck, P, opt);
+      return out;
+    }
+    if (dense)
+      fail(Status::kNotSupported, "layer '" + P + "' holds a " + std::string(st_dtype_name(dense->dtype)) +
+                                      " '.weight': clquant runs int4 (GPTQ/AWQ) and FP8 layers");
+    fail(Status::kFormatError, "checkpoint has no tensor '" + P + ".qweight' or '" + P + ".weight' (is " +
+                                   opt.prefix_option + " right? " + found_under(ck, P) + ")");
+  }
+  W4Layer l;
+  l.ck.qweight = qweight;
+  l.ck.qzeros = &require(ck, P, ".qzeros", "an int4 layer with a '.qweight' needs");
+  l.ck.scales = &require(ck, P, ".scales", "an int4 layer with a '.qweight' needs");
+  l.ck.g_idx = ck.find(P + ".g_idx");
+  // The config is read only for int4 layers: an FP8 checkpoint's config holds nothing we use.
+  auto cfg = read_quant_config(ck.dir());
+  l.ck.format = decide_w4_format(*l.ck.qweight, *l.ck.scales, P, opt, cfg, &l.format_source);
+  if (l.ck.format == W4Format::kAwq) l.ck.g_idx = nullptr;  // AWQ files carry no g_idx; a stray one is ignored
+  if (opt.group_size != 0)
+    l.ck.group_size = opt.group_size;
+  else if (cfg && cfg->group_size)
+    l.ck.group_size = *cfg->group_size;
+  l.shape = validate_w4(l.ck);
+  out.weights = std::move(l);
+  return out;
+}
+
+MoeLayer load_moe(const std::string& path, const std::string& prefix, const LoadOptions& opt) {
+  return load_moe(std::make_shared<const Checkpoint>(Checkpoint::open(path)), prefix, opt);
+}
+
+MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, const LoadOptions& opt) {
+  if (!ckp) fail(Status::kInvalidArgument, "load_moe: no checkpoint");
+  const Checkpoint& ck = *ckp;
+  MoeLayer out;
+  out.checkpoint = ckp;
+  out.prefix = P;
+  // Int4 experts: one format decision for the block, from expert 0's gate projection (every
+  // expert is then validated against it).
+  std::optional<W4Format> fmt;
+  int gs = opt.group_size;
+  const std::string e0 = P + ".experts.0.gate_proj";
+  if (const StTensor* q = ck.find(e0 + ".qweight")) {
+    auto cfg = read_quant_config(ck.dir());
+    fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
+                           &out.format_source);
+    if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
+  } else {
+    // Dense or FP8 experts: an int4 format override is a mistake worth naming.
+    explicit_format(opt);
+    if (!opt.format.empty() && ck.find(e0 + ".weight"))
+      fail(Status::kInvalidArgument,
+           opt.format_option + " names an int4 format, but '" + e0 + ".weight' is not an int4 layer");
+  }
+  out.moe = moe_from_checkpoint(ck, P, fmt, gs);
+  if (!out.moe.router) fail(Status::kFormatError, "checkpoint has no router '" + P + ".gate.weight'");
+  return out;
+}
+
+}  // namespace clq

@@ -1,0 +1,82 @@
+// The one place that turns a checkpoint on disk into a layer description: finds a layer's
+// tensors by prefix, reads quantize_config.json / config.json beside them, decides the format
+// (GPTQ v1/v2, AWQ, FP8 block or per-tensor) or refuses with a message that names what it found.
+// The command line, the C API and the Python package all load through here, so a format rule
+// lives once. Nothing here touches a device.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "host/formats/fp8.h"
+#include "host/formats/moe.h"
+#include "host/formats/quant_config.h"
+#include "host/formats/w4.h"
+#include "host/io/safetensors.h"
+
+namespace clq {
+
+struct LoadOptions {
+  std::string format;  // "" = decide (config, else shapes); else gptq | gptq_v2 | awq (int4 only)
+  int group_size = 0;  // 0 = from the config, else from the shapes; -1 = one group over K
+  // How the caller spells the format option in its own interface ("--format" on the command
+  // line, "format=" in Python, "the format argument" in C), so a refusal says what to pass.
+  std::string format_option = "--format";
+  std::string prefix_option = "--prefix";  // likewise for the layer prefix
+};
+
+// An int4 layer: the checkpoint's tensors (views) with the format decided and the shape validated.
+struct W4Layer {
+  W4Checkpoint ck;
+  W4Shape shape;
+  std::string format_source;  // "--format", the config file's path, or "shapes (...)"
+};
+
+// An FP8 e4m3 layer (block scales or one per-tensor scale), validated.
+struct Fp8Layer {
+  Fp8Checkpoint ck;
+  Fp8Shape shape;
+};
+
+// A linear layer y = x @ W. Holds the checkpoint open: the tensor views point into its mapping.
+struct LinearLayer {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::string prefix;
+  std::variant<W4Layer, Fp8Layer> weights;
+
+  bool is_int4() const { return std::holds_alternative<W4Layer>(weights); }
+  const W4Layer& w4() const { return std::get<W4Layer>(weights); }
+  const Fp8Layer& fp8() const { return std::get<Fp8Layer>(weights); }
+  int64_t K() const { return is_int4() ? w4().shape.K : fp8().shape.K; }
+  int64_t N() const { return is_int4() ? w4().shape.N : fp8().shape.N; }
+  // "gptq (from quantize_config.json), group 128, g_idx" / "fp8 e4m3 128x128 block scales".
+  std::string describe() const;
+};
+
+// A fused-MoE block: router and experts, every expert validated once (validate_moe).
+struct MoeLayer {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::string prefix;
+  MoeCheckpoint moe;
+  std::string format_source;  // int4 experts: where the format came from; empty otherwise
+};
+
+// path: a .safetensors file, a model.safetensors.index.json (sharded) or a folder holding either.
+// Throws clq::Error: FormatError (tensor missing, malformed file or config), InvalidArgument (a
+// format that cannot be decided or does not apply), InvalidShape, NotSupported (a dense layer).
+LinearLayer load_linear(const std::string& path, const std::string& prefix, const LoadOptions& opt = {});
+LinearLayer load_linear(std::shared_ptr<const Checkpoint> ck, const std::string& prefix, const LoadOptions& opt = {});
+
+// P.gate.weight (+ P.gate.e_score_correction_bias) and P.experts.{e}.{gate,up,down}_proj.
+MoeLayer load_moe(const std::string& path, const std::string& prefix, const LoadOptions& opt = {});
+MoeLayer load_moe(std::shared_ptr<const Checkpoint> ck, const std::string& prefix, const LoadOptions& opt = {});
+
+// The int4 format of one layer from (in order) opt.format, the config, or the packing shapes
+// where they decide it (AWQ packs qweight along N; GPTQ v1 and v2 have the same shapes and are
+// refused). `source` receives where the answer came from.
+W4Format decide_w4_format(const StTensor& qweight, const StTensor& scales, const std::string& prefix,
+                          const LoadOptions& opt, const std::optional<QuantConfig>& cfg, std::string* source);
+
+}  // namespace clq

@@ -1,0 +1,171 @@
+#include "host/ops/fp8/fp8_gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "host/ops/layout.h"
+#include "host/ops/op_util.h"
+#include "host/caps/tuning.h"
+#include "runtime/status.h"
+
+namespace clq {
+
+using oputil::io_defines;
+using oputil::round_up;
+
+double Fp8Problem::bytes() const {
+  int64_t Nb = (N + 127) / 128, Kb = (K + 127) / 128;
+  return double(N) * double(K) + double(Nb * Kb) * 4 + double(M) * double(K + N) * double(dtype_size(act_dtype));
+}
+
+std::string Fp8Problem::label() const {
+  return std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M);
+}
+
+// ---- quantizer ------------------------------------------------------------------------------
+
+void Fp8Quantizer::grow(cl::Buffer& b, size_t& have, size_t need) {
+  oputil::grow_scratch(c_, b, have, need);
+}
+
+OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode,
+                           std::optional<float> static_scale, bool padded_codes) {
+  if (M < 1 || K < 1)
+    fail(Status::kInvalidArgument, "activation shape [" + std::to_string(M) + ", " + std::to_string(K) + "] is empty");
+  size_t xb = 0;
+  x.getInfo(CL_MEM_SIZE, &xb);
+  if (xb < size_t(M * K) * dtype_size(xt))
+    fail(Status::kInvalidArgument, "input buffer holds " + std::to_string(xb) + " bytes but [" + std::to_string(M) +
+                                       ", " + std::to_string(K) + "] " + dtype_name(xt) + " needs " +
+                                       std::to_string(size_t(M * K) * dtype_size(xt)));
+  if (mode == Fp8Act::kTensorStatic && !(static_scale && std::isfinite(*static_scale) && *static_scale > 0))
+    fail(Status::kInvalidArgument, "static per-tensor quantization needs a positive finite input_scale");
+  if (double(M) * double(K) >= 2147483647.0)
+    fail(Status::kInvalidShape, "activation [M, K] exceeds 32-bit indices; split the batch");
+  M_ = M;
+  K_ = K;
+  Kb_ = (K + kFp8Block - 1) / kFp8Block;
+  const size_t Kp = size_t(Kb_) * kFp8Block;
+  padded_ = padded_codes;
+  grow(codes_, codes_bytes_, padded_codes ? size_t(M) * Kp : round_up(size_t(M * K), 4));
+  grow(scales_, scales_bytes_, size_t(M * Kb_) * 4);
+  grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
+  grow(tensor_scale_, tensor_scale_bytes_, 4);
+  if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
+  const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "");
+  const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
+  const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
+  OpEvents ev;
+  if (mode == Fp8Act::kBlockDynamic) {
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group", defs);
+    set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
+    oputil::enqueue(c_, ev, k, grid, local, "fp8_quant_group");
+  } else if (mode == Fp8Act::kNone) {
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_widen_act", defs);
+    set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
+    oputil::enqueue(c_, ev, k, grid, local, "fp8_widen_act");
+  } else {
+    cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax", defs);
+    cl::Kernel red = c_.kernel("fp8/quant.cl", "fp8_tensor_scale", defs);
+    cl::Kernel qt = c_.kernel("fp8/quant.cl", "fp8_quant_tensor", defs);
+    if (mode == Fp8Act::kTensorStatic) {
+      float s = *static_scale;
+      c_.write(tensor_scale_, &s, 4);
+    } else {
+      set_args(amax, x, amax_, Mi, Ki, Kbi);
+      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
+      set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
+      oputil::enqueue(c_, ev, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
+    }
+    set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi);
+    oputil::enqueue(c_, ev, qt, grid, local, "fp8_quant_tensor");
+  }
+  return ev;
+}
+
+void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
+  if (padded_) fail(Status::kInternal, "Fp8Quantizer::read after a padded-codes run");
+  codes->resize(size_t(M_ * K_));
+  scales->resize(size_t(M_ * Kb_));
+  c_.read(codes_, codes->data(), codes->size());
+  c_.read(scales_, scales->data(), scales->size() * 4);
+}
+
+// ---- GEMM -----------------------------------------------------------------------------------
+
+Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_scale), quant_(c) {
+  if (p.qw.size() != size_t(p.Kp / 4 * p.N) || p.sw.size() != size_t(p.Nb * p.Kb) || p.Kp != p.Kb * kFp8Block)
+    fail(Status::kInvalidArgument,
+         "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " (use repack_fp8)");
+  L_.N = p.N;
+  L_.K = p.K;
+  L_.Kp = p.Kp;
+  L_.Nb = p.Nb;
+  L_.Kb = p.Kb;
+  L_.block = p.block;
+  L_.g = gemv_geometry(c.features(), L_.N);
+  if (double(p.Kp / 4) * double(L_.g.Np) >= 2147483647.0)
+    fail(Status::kInvalidShape, "FP8 layer N=" + std::to_string(L_.N) + " x K=" + std::to_string(L_.K) +
+                                    " is too large for 32-bit word indices");
+  std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 4, L_.N, L_.g.Np, L_.g.block_n);
+  L_.qw = c_.alloc(qw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(L_.qw, qw.data(), qw.size() * 4);
+  L_.sw = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
+  c_.write(L_.sw, p.sw.data(), p.sw.size() * 4);
+}
+
+Fp8Act Fp8Gemm::default_act() const {
+  if (L_.block) return Fp8Act::kBlockDynamic;
+  return input_scale_ ? Fp8Act::kTensorStatic : Fp8Act::kTensorDynamic;
+}
+
+const char* Fp8Gemm::op_name(bool block, Fp8Act act) {
+  if (act == Fp8Act::kNone) return "w8a16_gemm";
+  return block ? "fp8_block_gemm" : "fp8_tensor_gemm";
+}
+
+void Fp8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes, Fp8Act act) const {
+  if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
+  if (L_.block && (act == Fp8Act::kTensorDynamic || act == Fp8Act::kTensorStatic))
+    fail(Status::kInvalidArgument,
+         std::string("activation mode '") + fp8_act_name(act) + "' does not fit block-scaled weights");
+  if (!L_.block && act == Fp8Act::kBlockDynamic)
+    fail(Status::kInvalidArgument,
+         "per-token-group activations need block-scaled weights; this layer has a per-tensor weight_scale");
+  if (act == Fp8Act::kTensorStatic && !input_scale_)
+    fail(Status::kInvalidArgument,
+         "static activation quantization needs the checkpoint's input_scale, which this layer lacks");
+  if (act == Fp8Act::kNone && xt == DType::kF32)
+    fail(Status::kInvalidArgument, "weight-only FP8 (w8a16) takes fp16 or bf16 activations, not f32");
+  if (double(M) * double(L_.Kp) >= 2147483647.0 || double(M) * double(L_.N) >= 2147483647.0)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " exceeds 32-bit element indices; split the batch");
+  oputil::check_io_buffers(M, L_.K, L_.N, xt, yt, x_bytes, y_bytes);
+  if (size_t(M) * size_t(L_.Kp) * 4 > c_.features().max_alloc)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) +
+                                    " needs an activation scratch above the device's max allocation; split the batch");
+}
+
+const VariantRow& Fp8Gemm::choose(int64_t M, Fp8Act act, const std::string& variant) const {
+  return select_variant(op_name(L_.block, act), c_.features(), M, variant);
+}
+
+OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                      const Fp8RunOptions& opt) {
+  const Fp8Act act = opt.act.value_or(default_act());
+  Fp8Call call;
+  call.GemmIo::operator=({&x, xt, &y, yt, M});
+  call.act = act;
+  can_implement(M, xt, yt, call.x_bytes(), call.y_bytes(), act);
+  const VariantRow& row = choose(M, act, opt.variant);
+  const Fp8Launcher* l = fp8_launcher(row.variant);
+  if (!l) fail(Status::kInternal, std::string(row.op) + " row '" + row.variant + "' has no launcher");
+  call.input_scale = input_scale_;
+  call.splits = opt.splits;
+  l->can_implement(L_, call, c_.features()).raise_if_refused();
+  OpEvents ev = l->enqueue(c_, L_, quant_, call);
+  ev.row = &row;
+  return ev;
+}
+
+}  // namespace clq

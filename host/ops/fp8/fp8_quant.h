@@ -1,0 +1,35 @@
+// FP8 activation quantization on the device (kernels_cl/fp8/quant.cl) and its host twin.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "host/formats/fp8.h"
+#include "host/numeric.h"
+#include "host/ops/op_events.h"
+#include "runtime/context.h"
+
+namespace clq {
+
+class Fp8Quantizer {
+ public:
+  explicit Fp8Quantizer(Context& c) : c_(c) {}
+  // Quantizes x [M][K] (fp16/bf16/fp32). kTensorStatic needs static_scale; kNone widens x.
+  // padded_codes: code rows Kp = ceil(K/128)*128 long, +0 padded (the tensor-core GEMM's A operand).
+  OpEvents run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode, std::optional<float> static_scale,
+               bool padded_codes = false);
+  void read(std::vector<uint8_t>* codes, std::vector<float>* scales) const;  // unpadded runs only
+  const cl::Buffer& codes() const { return codes_; }
+  const cl::Buffer& xq() const { return xq_; }
+  const cl::Buffer& scales() const { return scales_; }
+
+ private:
+  void grow(cl::Buffer& b, size_t& have, size_t need);
+  Context& c_;
+  int64_t M_ = 0, K_ = 0, Kb_ = 0;
+  bool padded_ = false;
+  cl::Buffer codes_, scales_, xq_, amax_, tensor_scale_;
+  size_t codes_bytes_ = 0, scales_bytes_ = 0, xq_bytes_ = 0, amax_bytes_ = 0, tensor_scale_bytes_ = 0;
+};
+
+}  // namespace clq

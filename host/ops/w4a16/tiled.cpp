@@ -1,0 +1,36 @@
+// w4a16_gemm/tiled: 64x64 output tiles per work-group of 16x16, weights dequantized once per
+// tile into local memory (kernels_cl/w4a16/tiled.cl); activations gathered into fp32 first.
+#include "host/ops/op_util.h"
+#include "host/ops/w4a16/w4a16_launcher.h"
+
+namespace clq {
+
+namespace {
+
+class Tiled final : public W4A16Launcher {
+ public:
+  Tiled() : W4A16Launcher("tiled", {"w4a16/tiled.cl", "w4a16/gather.cl"}) {}
+
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
+    const int64_t M = a.M;
+    const GatherX gather = prepare_gather_x(c, L, a, /*nibble_scaled=*/false);
+    cl::Kernel main_k = c.kernel("w4a16/tiled.cl", "w4a16_gemm_tiled", oputil::io_defines(a.xt, a.yt));
+    OpEvents ev;
+    gather.enqueue(c, ev, L, a);
+    set_args(main_k, L.qw, L.scales, L.zeros, L.wgroup, L.xp, *a.y, cl_int(M), cl_int(L.N), cl_int(L.g.Np),
+             cl_int(L.g.block_n), cl_int(L.Kp));
+    const std::string what = "w4a16_gemm_tiled (M=" + std::to_string(M) + ")";
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t((L.N + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
+                  cl::NDRange(16, 16), what);
+    return ev;
+  }
+};
+
+}  // namespace
+
+const W4A16Launcher& w4a16_tiled_launcher() {
+  static const Tiled l;
+  return l;
+}
+
+}  // namespace clq

@@ -1,0 +1,297 @@
+#include "host/synth/synth.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "runtime/status.h"
+
+namespace clq {
+
+namespace {
+const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+StTensor view(const std::string& name, StDType dt, std::vector<int64_t> shape, const void* data, size_t bytes) {
+  StTensor t;
+  t.name = name;
+  t.dtype = dt;
+  t.shape = std::move(shape);
+  t.data = static_cast<const uint8_t*>(data);
+  t.nbytes = bytes;
+  return t;
+}
+}  // namespace
+
+W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
+  const int64_t K = spec.K, N = spec.N;
+  if (K % 8 || N % 8) fail(Status::kInvalidArgument, "synthetic int4 layer needs K and N multiples of 8");
+  const int gs = spec.group_size;
+  const int64_t G = gs == -1 ? 1 : (K + gs - 1) / gs;
+  std::mt19937_64 rng(spec.seed);
+  std::uniform_int_distribution<uint32_t> nib(0, 15);
+  std::uniform_real_distribution<float> sc(0.002f, 0.02f);
+
+  // Quantized weights q[k][n], zero points (as stored), scales.
+  std::vector<uint8_t> q(static_cast<size_t>(K * N));
+  for (auto& v : q) v = uint8_t(nib(rng));
+  std::vector<uint8_t> zs(static_cast<size_t>(G * N));
+  for (auto& v : zs) {
+    if (!spec.symmetric)
+      v = uint8_t(nib(rng));
+    else
+      v = spec.format == W4Format::kGptq ? 7 : 8;  // symmetric v1 stores zero - 1 = 7
+  }
+  scales_.resize(size_t(G * N));
+  for (auto& v : scales_) v = f32_to_fp16(sc(rng));
+
+  // Group of each row: k / gs, or for act-order the group of the row's rank in a random order
+  // (GPTQ quantizes columns in descending Hessian order, then stores g_idx by original row).
+  std::vector<int32_t> group(static_cast<size_t>(K));
+  if (spec.act_order) {
+    if (spec.format == W4Format::kAwq) fail(Status::kInvalidArgument, "AWQ has no act-order");
+    std::vector<int64_t> order(static_cast<size_t>(K));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t i = 0; i < K; ++i) group[size_t(order[size_t(i)])] = int32_t(gs == -1 ? 0 : i / gs);
+    g_idx_ = group;
+  } else {
+    for (int64_t k = 0; k < K; ++k) group[size_t(k)] = int32_t(gs == -1 ? 0 : k / gs);
+  }
+
+  if (spec.format == W4Format::kAwq) {
+    qweight_.assign(size_t(K * (N / 8)), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        qweight_[size_t(k * (N / 8) + n / 8)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * kAwqNibble[n % 8]));
+    qzeros_.assign(size_t(G * (N / 8)), 0);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n)
+        qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * kAwqNibble[n % 8]));
+    t_qweight_ = view("qweight", StDType::kI32, {K, N / 8}, qweight_.data(), qweight_.size() * 4);
+  } else {
+    qweight_.assign(size_t(K / 8 * N), 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        qweight_[size_t(k / 8 * N + n)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * (k % 8)));
+    qzeros_.assign(size_t(G * (N / 8)), 0);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n)
+        qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * (n % 8)));
+    t_qweight_ = view("qweight", StDType::kI32, {K / 8, N}, qweight_.data(), qweight_.size() * 4);
+  }
+  t_qzeros_ = view("qzeros", StDType::kI32, {G, N / 8}, qzeros_.data(), qzeros_.size() * 4);
+  t_scales_ = view("scales", StDType::kF16, {G, N}, scales_.data(), scales_.size() * 2);
+  if (!g_idx_.empty()) t_g_idx_ = view("g_idx", StDType::kI32, {K}, g_idx_.data(), g_idx_.size() * 4);
+}
+
+W4Checkpoint W4Synth::checkpoint() const {
+  W4Checkpoint ck;
+  ck.format = spec_.format;
+  ck.group_size = spec_.group_size;
+  ck.qweight = &t_qweight_;
+  ck.qzeros = &t_qzeros_;
+  ck.scales = &t_scales_;
+  ck.g_idx = g_idx_.empty() ? nullptr : &t_g_idx_;
+  return ck;
+}
+
+void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
+  for (const StTensor* t : {&t_qweight_, &t_qzeros_, &t_scales_})
+    w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
+  if (!g_idx_.empty()) w.add(prefix + ".g_idx", t_g_idx_.dtype, t_g_idx_.shape, t_g_idx_.data, t_g_idx_.nbytes);
+}
+
+std::string W4Synth::quantize_config_json() const {
+  nlohmann::ordered_json j;
+  if (spec_.format == W4Format::kAwq) {
+    j = {{"quant_method", "awq"},
+         {"bits", 4},
+         {"group_size", spec_.group_size},
+         {"zero_point", !spec_.symmetric},
+         {"version", "gemm"}};
+  } else {
+    j = {{"bits", 4},
+         {"group_size", spec_.group_size},
+         {"desc_act", spec_.act_order},
+         {"sym", spec_.symmetric},
+         {"quant_method", "gptq"},
+         {"checkpoint_format", w4_format_name(spec_.format)}};
+  }
+  return j.dump(2);
+}
+
+Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
+  const int64_t N = spec.N, K = spec.K;
+  const int64_t Nb = (N + kFp8Block - 1) / kFp8Block, Kb = (K + kFp8Block - 1) / kFp8Block;
+  std::mt19937_64 rng(spec.seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(static_cast<size_t>(N * K));
+  for (auto& v : w) v = nd(rng);
+  auto block_amax = [&](int64_t nb, int64_t kb) {
+    float a = 0;
+    for (int64_t n = nb * kFp8Block; n < std::min(N, (nb + 1) * kFp8Block); ++n)
+      for (int64_t k = kb * kFp8Block; k < std::min(K, (kb + 1) * kFp8Block); ++k)
+        a = std::max(a, std::fabs(w[size_t(n * K + k)]));
+    return a;
+  };
+  if (spec.block) {
+    scale_.resize(size_t(Nb * Kb));
+    for (int64_t nb = 0; nb < Nb; ++nb)
+      for (int64_t kb = 0; kb < Kb; ++kb) scale_[size_t(nb * Kb + kb)] = std::max(block_amax(nb, kb), 1e-12f) / 448.0f;
+  } else {
+    float a = 0;
+    for (float v : w) a = std::max(a, std::fabs(v));
+    scale_ = {std::max(a, 1e-12f) / 448.0f};
+    input_scale_ = 1.0f / 448.0f;  // activations in [-1, 1): a static scale covering that range
+  }
+  weight_.resize(size_t(N * K));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      float s = spec.block ? scale_[size_t((n / kFp8Block) * Kb + k / kFp8Block)] : scale_[0];
+      weight_[size_t(n * K + k)] = f32_to_e4m3(w[size_t(n * K + k)] / s);
+    }
+  t_weight_ = view("weight", StDType::kF8E4M3, {N, K}, weight_.data(), weight_.size());
+  if (spec.block)
+    t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
+  else
+    t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);
+  t_input_scale_ = view("input_scale", StDType::kF32, {}, &input_scale_, 4);
+}
+
+Fp8Checkpoint Fp8Synth::checkpoint() const {
+  Fp8Checkpoint ck;
+  ck.weight = &t_weight_;
+  if (spec_.block)
+    ck.weight_scale_inv = &t_scale_;
+  else
+    ck.weight_scale = &t_scale_;
+  if (!spec_.block && spec_.with_input_scale) ck.input_scale = &t_input_scale_;
+  return ck;
+}
+
+void Fp8Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
+  Fp8Checkpoint ck = checkpoint();
+  for (const StTensor* t : {ck.weight, ck.weight_scale_inv, ck.weight_scale, ck.input_scale})
+    if (t) w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
+}
+
+std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<uint8_t> out(size_t(M * K) * dtype_size(t));
+  for (int64_t i = 0; i < M * K; ++i) {
+    float v = u(rng);
+    if (v == 0.0f) v = 0.5f;
+    store_from_f32(out.data(), size_t(i), t, v);
+  }
+  return out;
+}
+
+namespace {
+const char* kMoeProj[3] = {"gate_proj", "up_proj", "down_proj"};
+}  // namespace
+
+MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
+  const int64_t E = spec.E, H = spec.H, I = spec.I;
+  ck_.kind = spec.kind;
+  ck_.E = E;
+  ck_.H = H;
+  ck_.I = I;
+  std::mt19937_64 rng(spec.seed);
+  // Reserve first: the checkpoint keeps pointers into these vectors.
+  dense_.reserve(size_t(3 * E));
+  dense_t_.reserve(size_t(3 * E));
+  w4_.reserve(size_t(3 * E));
+  f8_.reserve(size_t(3 * E));
+  for (int64_t e = 0; e < E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const int64_t out_dim = p == 2 ? H : I, in_dim = p == 2 ? I : H;
+      const uint64_t seed = spec.seed * 1000003u + uint64_t(e * 3 + p);
+      if (spec.share_expert_weights && e > 0) {
+        if (spec.kind == MoeWeightKind::kDense)
+          (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_[size_t(p)]);
+        else if (spec.kind == MoeWeightKind::kInt4)
+          (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_[size_t(p)].checkpoint());
+        else
+          (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_[size_t(p)].checkpoint());
+        continue;
+      }
+      if (spec.kind == MoeWeightKind::kDense) {
+        std::normal_distribution<float> nd(0.0f, 0.05f);
+        std::vector<uint16_t> v(static_cast<size_t>(out_dim * in_dim));
+        for (auto& x : v) {
+          float f = nd(rng);
+          x = spec.dense_dtype == DType::kF16 ? f32_to_fp16(f) : f32_to_bf16(f);
+        }
+        dense_.push_back(std::move(v));
+        StTensor t;
+        t.name = kMoeProj[p] + std::string(".weight");
+        t.dtype = spec.dense_dtype == DType::kF16 ? StDType::kF16 : StDType::kBF16;
+        t.shape = {out_dim, in_dim};
+        t.data = reinterpret_cast<const uint8_t*>(dense_.back().data());
+        t.nbytes = dense_.back().size() * 2;
+        dense_t_.push_back(t);
+        (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_.back());
+      } else if (spec.kind == MoeWeightKind::kInt4) {
+        W4SynthSpec s;
+        s.format = spec.int4_format;
+        s.K = in_dim;
+        s.N = out_dim;
+        s.group_size = spec.group_size;
+        s.seed = seed;
+        w4_.emplace_back(s);
+        (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_.back().checkpoint());
+      } else {
+        Fp8SynthSpec s;
+        s.N = out_dim;
+        s.K = in_dim;
+        s.seed = seed;
+        f8_.emplace_back(s);
+        (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_.back().checkpoint());
+      }
+    }
+  if (spec.router) {
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(H)));
+    router_.resize(size_t(E * H));
+    for (auto& x : router_) x = f32_to_bf16(nd(rng));
+    router_t_.name = "gate.weight";
+    router_t_.dtype = StDType::kBF16;
+    router_t_.shape = {E, H};
+    router_t_.data = reinterpret_cast<const uint8_t*>(router_.data());
+    router_t_.nbytes = router_.size() * 2;
+    ck_.router = &router_t_;
+  }
+  if (spec.bias) {
+    std::uniform_real_distribution<float> ud(-0.1f, 0.1f);
+    bias_.resize(size_t(E));
+    for (auto& x : bias_) x = ud(rng);
+    bias_t_.name = "gate.e_score_correction_bias";
+    bias_t_.dtype = StDType::kF32;
+    bias_t_.shape = {E};
+    bias_t_.data = reinterpret_cast<const uint8_t*>(bias_.data());
+    bias_t_.nbytes = bias_.size() * 4;
+    ck_.bias = &bias_t_;
+  }
+}
+
+void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
+  if (ck_.router) w.add(P + ".gate.weight", ck_.router->dtype, ck_.router->shape, ck_.router->data, ck_.router->nbytes);
+  if (ck_.bias)
+    w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
+  for (int64_t e = 0; e < ck_.E; ++e)
+    for (int p = 0; p < 3; ++p) {
+      const std::string base = P + ".experts." + std::to_string(e) + "." + kMoeProj[p];
+      if (ck_.kind == MoeWeightKind::kDense) {
+        const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
+        w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
+      } else if (ck_.kind == MoeWeightKind::kInt4) {
+        w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+      } else {
+        f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+      }
+    }
+}
+
+}  // namespace clq

@@ -1,0 +1,103 @@
+// Synthetic checkpoints in the real on-disk formats, from seeded random weights: used by the
+// tests, the benchmark and `clquant` round trips. Nothing here is a shortcut around the format
+// code: the tensors are packed exactly as GPTQ/AWQ writers pack them, then read back through
+// validate_w4/repack_w4 like any checkpoint.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "host/formats/fp8.h"
+#include "host/formats/moe.h"
+#include "host/formats/w4.h"
+#include "host/numeric.h"
+#include "host/io/safetensors.h"
+
+namespace clq {
+
+struct W4SynthSpec {
+  W4Format format = W4Format::kGptq;
+  int64_t K = 256, N = 256;
+  int group_size = 128;    // -1: one group
+  bool act_order = false;  // GPTQ only: g_idx from a random permutation of K
+  bool symmetric = false;  // zero point 8 everywhere
+  uint64_t seed = 1;
+};
+
+class W4Synth {
+ public:
+  explicit W4Synth(const W4SynthSpec& spec);
+  const W4SynthSpec& spec() const { return spec_; }
+  // Views onto the tensors (valid while this object lives), as a checkpoint would give them.
+  W4Checkpoint checkpoint() const;
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+  // quantize_config.json content as GPTQModel / AutoAWQ write it.
+  std::string quantize_config_json() const;
+
+ private:
+  W4SynthSpec spec_;
+  std::vector<int32_t> qweight_, qzeros_, g_idx_;
+  std::vector<uint16_t> scales_;
+  StTensor t_qweight_, t_qzeros_, t_scales_, t_g_idx_;
+};
+
+// An FP8 layer the way DeepSeek-V3's converter makes one: normal(0, 0.02) weights, a scale per
+// 128x128 block (or one per tensor) = amax / 448, codes = e4m3(w / scale).
+struct Fp8SynthSpec {
+  int64_t N = 256, K = 256;
+  bool block = true;
+  bool with_input_scale = false;  // per-tensor only: a static activation scale
+  uint64_t seed = 1;
+};
+
+class Fp8Synth {
+ public:
+  explicit Fp8Synth(const Fp8SynthSpec& spec);
+  Fp8Checkpoint checkpoint() const;
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+
+ private:
+  Fp8SynthSpec spec_;
+  std::vector<uint8_t> weight_;
+  std::vector<float> scale_;
+  float input_scale_ = 0;
+  StTensor t_weight_, t_scale_, t_input_scale_;
+};
+
+struct MoeSynthSpec {
+  MoeWeightKind kind = MoeWeightKind::kDense;
+  int64_t E = 8, H = 256, I = 128;
+  W4Format int4_format = W4Format::kGptq;
+  int group_size = 64;
+  DType dense_dtype = DType::kBF16;
+  bool router = true, bias = false;
+  // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
+  // change the speed; generating 256 DeepSeek experts would take minutes).
+  bool share_expert_weights = false;
+  uint64_t seed = 1;
+};
+
+// A synthetic MoE layer in the real formats (router ~ N(0, 1/sqrt(H)), dense experts ~ N(0, 0.05),
+// int4 via W4Synth, FP8 via Fp8Synth), writable under Hugging Face names.
+class MoeSynth {
+ public:
+  explicit MoeSynth(const MoeSynthSpec& spec);
+  const MoeCheckpoint& checkpoint() const { return ck_; }
+  void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+
+ private:
+  MoeSynthSpec spec_;
+  MoeCheckpoint ck_;
+  std::vector<std::vector<uint16_t>> dense_;  // per expert and projection
+  std::vector<StTensor> dense_t_;
+  std::vector<W4Synth> w4_;
+  std::vector<Fp8Synth> f8_;
+  std::vector<uint16_t> router_;
+  std::vector<float> bias_;
+  StTensor router_t_, bias_t_;
+};
+
+// Seeded random activations in [-1, 1), stored as `t` (raw bytes), never all zeros.
+std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t seed);
+
+}  // namespace clq

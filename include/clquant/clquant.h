@@ -1,0 +1,133 @@
+/* clquant C API: for other languages and for C programs. The C++ API (clquant/clquant.hpp) stays
+ * the main one; this is a thin layer over it that never lets an exception out.
+ *
+ * Every function that can fail returns a clq_status: CLQ_SUCCESS (0), one of clquant's own codes
+ * below, or an OpenCL error code (negative, -1 .. -72, e.g. -5 CL_OUT_OF_RESOURCES) passed
+ * through unchanged. After a failure clq_last_error() holds the message naming the rule and the
+ * values (thread-local: each thread sees its own last call).
+ *
+ * Handles: a clq_context is one opened OpenCL device (context, in-order profiling queue, program
+ * cache). clq_linear and clq_moe are layers loaded from a checkpoint on that device; each keeps
+ * its context alive, so handles may be released in any order. Any thread may call any handle: the
+ * calls on one context (its layers included) take turns on a lock that context holds. Releasing
+ * a handle while another thread uses it is the caller's error.
+ *
+ * Buffers: the *_run_host functions take host arrays, copy them in, run, and copy the result out
+ * (blocking). The *_run_cl functions take caller-owned cl_mem buffers created on the context
+ * returned by clq_context_cl_context(); they enqueue on clq_context_cl_queue() and return
+ * without waiting (call clq_context_finish() or wait on the queue). Their sizes are checked
+ * before anything is enqueued.
+ *
+ * Layout: x is [M][K] row-major, y is [M][N] row-major, in the dtype given. */
+#ifndef CLQUANT_C_H
+#define CLQUANT_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clquant/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The same pointer types as cl_mem, cl_context and cl_command_queue of <CL/cl.h>, so this header
+ * does not need the OpenCL headers and OpenCL users pass their handles unchanged. */
+typedef struct _cl_mem* clq_cl_mem;
+typedef struct _cl_context* clq_cl_context;
+typedef struct _cl_command_queue* clq_cl_command_queue;
+
+typedef int clq_status;
+enum {
+  CLQ_SUCCESS = 0,
+  CLQ_ERROR_INVALID_ARGUMENT = -2000,    /* a value the caller passed breaks a documented rule */
+  CLQ_ERROR_INVALID_SHAPE = -2001,       /* tensor shapes disagree with each other or the format */
+  CLQ_ERROR_NOT_SUPPORTED = -2002,       /* the device or clquant lacks what the request needs */
+  CLQ_ERROR_DEVICE_NOT_FOUND = -2003,    /* no OpenCL device, or none matches the selector */
+  CLQ_ERROR_BUILD_FAILED = -2004,        /* a kernel failed to compile; the message holds the log */
+  CLQ_ERROR_IO = -2005,                  /* a file could not be opened, read or written */
+  CLQ_ERROR_FORMAT = -2006,              /* a file is malformed (safetensors, JSON, checkpoint) */
+  CLQ_ERROR_CACHE = -2007,               /* the program cache could not be used */
+  CLQ_ERROR_VERIFICATION_FAILED = -2008, /* a result disagreed with its reference */
+  CLQ_ERROR_INTERNAL = -2099             /* a bug in clquant (or out of host memory) */
+};
+
+typedef enum clq_dtype { CLQ_F32 = 0, CLQ_F16 = 1, CLQ_BF16 = 2 } clq_dtype;
+
+typedef struct clq_context clq_context;
+typedef struct clq_linear clq_linear;
+typedef struct clq_moe clq_moe;
+
+/* "0.1.0": the library's version (CLQ_VERSION_STRING is the version compiled against). */
+const char* clq_version(void);
+/* The git revision the library was configured from, or "unknown". */
+const char* clq_git_revision(void);
+/* This thread's last error message ("" before any failure). Valid until the next failing call. */
+const char* clq_last_error(void);
+/* "CLQ_ERROR_INVALID_SHAPE", "CL_OUT_OF_RESOURCES", ...: a static string for any status. */
+const char* clq_status_name(clq_status status);
+
+/* Every OpenCL device as JSON (the output of `clquant devices --json`). Writes at most `size`
+ * bytes including the terminating 0 into buf (buf may be NULL when size is 0) and the full
+ * length without the 0 into *needed (when not NULL); CLQ_ERROR_INVALID_ARGUMENT if it did not fit. */
+clq_status clq_devices_json(char* buf, size_t size, size_t* needed);
+
+/* selector: NULL or "" = CLQ_DEVICE, else the first GPU, else the first CPU; digits = a device
+ * index; otherwise a case-insensitive substring of the platform or device name. */
+clq_status clq_context_open(const char* selector, clq_context** out);
+void clq_context_release(clq_context* ctx); /* NULL is ignored */
+/* The device's name (valid while ctx lives). */
+const char* clq_context_device_name(const clq_context* ctx);
+/* Features, the variant chosen per op and the support matrix as JSON (`clquant caps --json`);
+ * buffer rules as clq_devices_json. */
+clq_status clq_context_capabilities_json(clq_context* ctx, char* buf, size_t size, size_t* needed);
+clq_cl_context clq_context_cl_context(clq_context* ctx);
+clq_cl_command_queue clq_context_cl_queue(clq_context* ctx);
+clq_status clq_context_finish(clq_context* ctx);
+
+/* A linear layer y = x @ W from a checkpoint (a .safetensors file, a sharded
+ * model.safetensors.index.json, or a folder holding either) and a layer prefix
+ * ("model.layers.0.mlp.down_proj"). format: NULL or "" to decide it from quantize_config.json /
+ * config.json or the tensor shapes; else "gptq", "gptq_v2" or "awq" (int4 layers). group_size: 0
+ * for the config's (else the shapes'), -1 for one group. FP8 layers run W8A8 with their default
+ * activation quantization. The weights are uploaded once, here. */
+clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefix, const char* format,
+                           int group_size, clq_linear** out);
+void clq_linear_release(clq_linear* layer);
+clq_status clq_linear_shape(const clq_linear* layer, int64_t* K, int64_t* N);
+/* "gptq (from .../quantize_config.json), group 128" or "fp8 e4m3 128x128 block scales". */
+const char* clq_linear_describe(const clq_linear* layer);
+/* The kernel variant the last run used ("gemv", "tiled", ...); "" before any run. */
+const char* clq_linear_last_variant(const clq_linear* layer);
+clq_status clq_linear_run_host(clq_linear* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t M);
+clq_status clq_linear_run_cl(clq_linear* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t M);
+
+/* MoE routing (SPEC section 5). Fill with clq_moe_routing_init, then set what differs. */
+typedef struct clq_moe_routing {
+  int top_k;            /* experts per token (default 2) */
+  int renormalize;      /* divide the chosen weights by their sum (default 0) */
+  int grouped;          /* 0: softmax (Mixtral, Qwen-MoE); 1: grouped (DeepSeek-V3 noaux_tc) */
+  int n_group;          /* grouped: expert groups (default 1) */
+  int topk_group;       /* grouped: groups kept (default 1) */
+  float routed_scaling; /* grouped: routed_scaling_factor (default 1) */
+  int softmax_scores;   /* grouped: 0 sigmoid scores (default), 1 softmax */
+} clq_moe_routing;
+void clq_moe_routing_init(clq_moe_routing* r);
+
+/* A fused MoE block: P.gate.weight (+ P.gate.e_score_correction_bias) and
+ * P.experts.{e}.{gate,up,down}_proj, dense fp16/bf16, int4 (format as for clq_linear_load) or
+ * block FP8 experts. x and y are [T][H]. */
+clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
+                        clq_moe** out);
+void clq_moe_release(clq_moe* layer);
+clq_status clq_moe_shape(const clq_moe* layer, int64_t* E, int64_t* H, int64_t* I);
+clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t T,
+                            const clq_moe_routing* routing);
+clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t T,
+                          const clq_moe_routing* routing);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLQUANT_C_H */

@@ -1,0 +1,144 @@
+// FP8 activation quantization (SPEC section 4), on the device before the GEMM.
+//
+//   per token m and 128-column group j (the ragged last group uses only the columns that exist):
+//     amax = max |x[m][128j .. 128j+127]|, clamped below at 1e-10
+//     s    = amax / 448                       (fp32, correctly rounded where the device allows)
+//     q    = e4m3(clamp(x / s, -448, 448))    (round to nearest even)
+//
+// Inf/NaN: a group holding NaN gets s = NaN and NaN codes; a group holding +-Inf (and no NaN)
+// gets s = Inf, so its finite values become 0 and its infinities NaN. Either way every output of
+// that token is NaN, never a silently wrong number. Host twin: host/ops/fp8/fp8_gemm.cpp.
+//
+// Outputs: codes [M][K] (what `clquant quant-fp8` writes), scales [M][Kb], and for the GEMM the
+// decoded codes as fp32 xq [M][Kp] (Kp = Kb * 128, padding zeroed).
+#include "common/act_io.clh"
+
+#define FP8_GROUP 128
+#define E4M3_MAX 448.0f
+#ifndef CODES_PADDED
+#define CODES_PADDED 0  // 1: codes rows are Kp long with +0 padding (the mma variant reads 32 bits)
+#endif
+#if CODES_PADDED
+#define CODE_AT(m, k) ((size_t)(m) * Kb * FP8_GROUP + (k))
+#else
+#define CODE_AT(m, k) ((size_t)(m) * K + (k))
+#endif
+
+inline float clq_group_scale(float amax, int has_nan) {
+  if (has_nan) return as_float(0x7FC00000u);
+  return fmax(amax, 1e-10f) / E4M3_MAX;
+}
+
+inline uchar clq_quant_e4m3(float v, float s) {
+  const float r = v / s;
+  if (isnan(r)) return (uchar)0x7Fu;
+  return clq_f32_to_e4m3(clamp(r, -E4M3_MAX, E4M3_MAX));
+}
+
+// amax |x| over group j of row m (ragged last group: only the columns that exist); NaN noted.
+inline float clq_group_amax(__global const clq_in_t* x, int m, int K, int j, int* has_nan) {
+  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
+  float amax = 0.0f;
+  int nan = 0;
+  for (int k = k0; k < k1; ++k) {
+    const float v = clq_load_in(x, (size_t)m * K + k);
+    nan |= isnan(v);
+    amax = fmax(amax, fabs(v));
+  }
+  *has_nan = nan;
+  return amax;
+}
+
+// Quantizes group j of row m with scale s: codes, and the decoded fp32 GEMM operand padded to
+// whole groups with zeros (and +0 codes when CODES_PADDED).
+inline void clq_quant_group(__global const clq_in_t* x, float s, __global uchar* codes, __global float* xq, int m,
+                            int K, int Kb, int j) {
+  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
+  const size_t Kp = (size_t)Kb * FP8_GROUP;
+  for (int k = k0; k < k1; ++k) {
+    const uchar q = clq_quant_e4m3(clq_load_in(x, (size_t)m * K + k), s);
+    codes[CODE_AT(m, k)] = q;
+    xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
+  }
+  for (int k = k1; k < k0 + FP8_GROUP; ++k) {
+    xq[(size_t)m * Kp + k] = 0.0f;
+#if CODES_PADDED
+    codes[CODE_AT(m, k)] = 0;
+#endif
+  }
+}
+
+// One work-item per (group j, token m): amax over the group, then quantize it.
+__kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
+                              __global uchar* restrict codes,       // [M][K]
+                              __global float* restrict scales,      // [M][Kb]
+                              __global float* restrict xq,          // [M][Kp]
+                              int M, int K, int Kb) {
+  const int j = get_global_id(0), m = get_global_id(1);
+  if (j >= Kb || m >= M) return;
+  int has_nan;
+  const float amax = clq_group_amax(x, m, K, j, &has_nan);
+  const float s = clq_group_scale(amax, has_nan);
+  scales[(size_t)m * Kb + j] = s;
+  clq_quant_group(x, s, codes, xq, m, K, Kb, j);
+}
+
+// Per-tensor dynamic scale, pass 1: amax of each (group, token), NaN recorded as NaN.
+__kernel void fp8_group_amax(__global const clq_in_t* restrict x, __global float* restrict amax_out, int M, int K,
+                             int Kb) {
+  const int j = get_global_id(0), m = get_global_id(1);
+  if (j >= Kb || m >= M) return;
+  int has_nan;
+  const float amax = clq_group_amax(x, m, K, j, &has_nan);
+  amax_out[(size_t)m * Kb + j] = has_nan ? as_float(0x7FC00000u) : amax;
+}
+
+// Pass 2: one work-group folds every partial amax into the tensor's scale (scale_out[0]).
+#define REDUCE_WG 256
+__kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
+void fp8_tensor_scale(__global const float* restrict amax_in, __global float* restrict scale_out, int n) {
+  __local float red_sh[REDUCE_WG];
+  __local int nan_sh[REDUCE_WG];
+  const int t = get_local_id(0);
+  float a = 0.0f;
+  int has_nan = 0;
+  for (int i = t; i < n; i += REDUCE_WG) {
+    has_nan |= isnan(amax_in[i]);
+    a = fmax(a, amax_in[i]);
+  }
+  red_sh[t] = a;
+  nan_sh[t] = has_nan;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = REDUCE_WG / 2; s > 0; s >>= 1) {
+    if (t < s) {
+      red_sh[t] = fmax(red_sh[t], red_sh[t + s]);
+      nan_sh[t] |= nan_sh[t + s];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (t == 0) scale_out[0] = clq_group_scale(red_sh[0], nan_sh[0]);
+}
+
+// Per-tensor quantization with one scale (static input_scale, or pass 2's result). Writes the
+// scale into every (token, group) slot so the GEMM reads one layout for both scale kinds.
+__kernel void fp8_quant_tensor(__global const clq_in_t* restrict x, __global const float* restrict scale_in,
+                               __global uchar* restrict codes, __global float* restrict scales,
+                               __global float* restrict xq, int M, int K, int Kb) {
+  const int j = get_global_id(0), m = get_global_id(1);
+  if (j >= Kb || m >= M) return;
+  const float s = scale_in[0];
+  scales[(size_t)m * Kb + j] = s;
+  clq_quant_group(x, s, codes, xq, m, K, Kb, j);
+}
+
+// Weight-only (w8a16): activations stay fp16/bf16, widened to fp32 with unit scales.
+__kernel void fp8_widen_act(__global const clq_in_t* restrict x, __global float* restrict scales,
+                            __global float* restrict xq, int M, int K, int Kb) {
+  const int j = get_global_id(0), m = get_global_id(1);
+  if (j >= Kb || m >= M) return;
+  const int k0 = j * FP8_GROUP, k1 = min(K, k0 + FP8_GROUP);
+  const size_t Kp = (size_t)Kb * FP8_GROUP;
+  scales[(size_t)m * Kb + j] = 1.0f;
+  for (int k = k0; k < k1; ++k) xq[(size_t)m * Kp + k] = clq_load_in(x, (size_t)m * K + k);
+  for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
+}

@@ -1,0 +1,87 @@
+// Block-scaled FP8 GEMM for larger M, local-memory tiles, e4m3 decoded in software once per
+// tile element. Same math and weight layout as fp8/gemv.cl.
+//
+//   xq_gl [M][Kp] fp32                     qw_gl [Kp/4][Np] e4m3 quads (column blocks)
+//   x_sh[TILE_K][TILE_M]  <- transposed     w_sh[TILE_K][TILE_N] <- decoded e4m3
+//
+// Work-group 16 x 16, each work-item 4 x 4 outputs (rows ty + 16i, columns tx + 16j). A 128-wide
+// scale block is four TILE_K = 32 steps: blk[][] accumulates them in fp32, then
+// acc += blk * sa[m][j] * sw[n/128][j] (two-level accumulation). TILE_N = 64 divides 128, so a
+// work-group's columns share one weight scale block.
+#include "common/act_io.clh"
+
+#define TILE_M 64
+#define TILE_N 64
+#define TILE_K 32
+#define WG_X 16
+#define WG_Y 16
+#define RM (TILE_M / WG_Y)
+#define RN (TILE_N / WG_X)
+
+__kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
+void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
+                          __global const float* restrict sw_gl,
+                          __global const float* restrict xq_gl,
+                          __global const float* restrict sa_gl,
+                          __global clq_out_t* restrict y_gl,
+                          int M, int N, int Np, int block_n, int Kp) {
+  __local float x_sh[TILE_K][TILE_M];
+  __local float w_sh[TILE_K][TILE_N];
+  const int tx = get_local_id(0), ty = get_local_id(1);
+  const int lid = ty * WG_X + tx;
+  const int n_base = get_group_id(0) * TILE_N;
+  const int m_base = get_group_id(1) * TILE_M;
+  const int Kb = Kp / 128, words = Kp / 4;
+  const __global float* sw_rd = sw_gl + (size_t)(n_base / 128) * Kb;
+
+  float acc[RM][RN], blk[RM][RN];
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
+
+  for (int kb = 0; kb < Kb; ++kb) {
+    for (int i = 0; i < RM; ++i)
+      for (int j = 0; j < RN; ++j) blk[i][j] = 0.0f;
+    for (int k0 = kb * 128; k0 < (kb + 1) * 128; k0 += TILE_K) {
+      for (int e = lid; e < TILE_M * (TILE_K / 4); e += WG_X * WG_Y) {
+        const int r = e / (TILE_K / 4), c = (e % (TILE_K / 4)) * 4;
+        const int m = m_base + r;
+        const float4 v = m < M ? vload4(0, xq_gl + (size_t)m * Kp + k0 + c) : (float4)(0.0f);
+        x_sh[c + 0][r] = v.s0; x_sh[c + 1][r] = v.s1; x_sh[c + 2][r] = v.s2; x_sh[c + 3][r] = v.s3;
+      }
+      for (int e = lid; e < (TILE_K / 4) * TILE_N; e += WG_X * WG_Y) {
+        const int wr = e / TILE_N, c = e % TILE_N;
+        const int n = n_base + c;
+        const int w = k0 / 4 + wr;
+        uint q = 0u;
+        if (n < N) q = qw_gl[(size_t)(n / block_n) * words * block_n + (size_t)w * block_n + n % block_n];
+        w_sh[wr * 4 + 0][c] = clq_e4m3_to_f32((uchar)(q & 0xFFu));
+        w_sh[wr * 4 + 1][c] = clq_e4m3_to_f32((uchar)((q >> 8) & 0xFFu));
+        w_sh[wr * 4 + 2][c] = clq_e4m3_to_f32((uchar)((q >> 16) & 0xFFu));
+        w_sh[wr * 4 + 3][c] = clq_e4m3_to_f32((uchar)(q >> 24));
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+      for (int kk = 0; kk < TILE_K; ++kk) {
+        float a[RM], b[RN];
+        for (int i = 0; i < RM; ++i) a[i] = x_sh[kk][ty + WG_Y * i];
+        for (int j = 0; j < RN; ++j) b[j] = w_sh[kk][tx + WG_X * j];
+        for (int i = 0; i < RM; ++i)
+          for (int j = 0; j < RN; ++j) blk[i][j] = fma(a[i], b[j], blk[i][j]);
+      }
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float swk = sw_rd[kb];
+    for (int i = 0; i < RM; ++i) {
+      const int m = min(m_base + ty + WG_Y * i, M - 1);
+      const float sak = sa_gl[(size_t)m * Kb + kb];
+      for (int j = 0; j < RN; ++j) acc[i][j] += blk[i][j] * sak * swk;
+    }
+  }
+  for (int i = 0; i < RM; ++i) {
+    const int m = m_base + ty + WG_Y * i;
+    if (m >= M) continue;
+    for (int j = 0; j < RN; ++j) {
+      const int n = n_base + tx + WG_X * j;
+      if (n < N) clq_store_out(y_gl, (size_t)m * N + n, acc[i][j]);
+    }
+  }
+}

@@ -1,0 +1,154 @@
+"""clquant: quantized LLM kernels (int4 W4A16, FP8 W8A8, fused MoE) on any OpenCL device.
+
+    import clquant, numpy as np
+    print(clquant.devices())
+    layer = clquant.Linear.from_checkpoint("ckpt/", "model.layers.0.mlp.down_proj")
+    y = layer(np.random.rand(4, layer.K).astype(np.float16))    # [4, N] float16
+
+Inputs are 2-D numpy arrays of float16, float32 or (with ml_dtypes installed) bfloat16; the
+output has the input's dtype. Errors from the library raise clquant.Error, whose message starts
+with the status name ("[InvalidShape] ..."). A device is opened once per selector and shared by
+the layers on it; calls from several threads take turns on that device.
+"""
+import json as _json
+
+import numpy as _np
+
+from . import _clquant
+
+Error = _clquant.Error
+__version__ = _clquant.version()
+git_revision = _clquant.git_revision()
+
+try:  # bfloat16 arrays are ml_dtypes' dtype; without it only float16/float32 are accepted
+    import ml_dtypes as _ml_dtypes
+
+    _BF16 = _np.dtype(_ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - depends on the environment
+    _BF16 = None
+
+_F32, _F16, _BF16_CODE = 0, 1, 2
+_contexts = {}
+
+
+def _selector(device):
+    if device is None:
+        return ""
+    if isinstance(device, bool) or not isinstance(device, (int, str)):
+        raise TypeError(f"device must be None, an index or a name substring, not {type(device).__name__}")
+    return str(device)
+
+
+def _context(device):
+    key = _selector(device)
+    ctx = _contexts.get(key)
+    if ctx is None:
+        ctx = _clquant.Context.open(key)
+        _contexts[key] = ctx
+    return ctx
+
+
+def devices():
+    """Every OpenCL device of every platform, as a list of dicts (index order)."""
+    return _json.loads(_clquant.devices_json())
+
+
+def capabilities(device=None):
+    """The device's features, the kernel variant chosen per op and the support matrix, as a dict
+    (the same content as `clquant caps --json`)."""
+    return _json.loads(_context(device).capabilities_json())
+
+
+def _prepare(x, what="x"):
+    """A C-contiguous 2-D array, its raw 16/32-bit view and clquant's dtype code."""
+    x = _np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be 2-D [rows, features], has shape {x.shape}")
+    x = _np.ascontiguousarray(x)
+    if x.dtype == _np.float32:
+        return x, x, _F32
+    if x.dtype == _np.float16:
+        return x, x.view(_np.uint16), _F16
+    if _BF16 is not None and x.dtype == _BF16:
+        return x, x.view(_np.uint16), _BF16_CODE
+    allowed = "float16, float32" + (", bfloat16" if _BF16 is not None else " (bfloat16 needs ml_dtypes)")
+    raise TypeError(f"{what} has dtype {x.dtype}; clquant takes {allowed}")
+
+
+def _empty_like_rows(x, rows, cols):
+    y = _np.empty((rows, cols), dtype=x.dtype)
+    return y, (y.view(_np.uint16) if x.dtype.itemsize == 2 else y)
+
+
+class Linear:
+    """A quantized linear layer y = x @ W (GPTQ v1/v2 or AWQ int4, FP8 e4m3 block or per-tensor)."""
+
+    def __init__(self, native):
+        self._native = native
+
+    @classmethod
+    def from_checkpoint(cls, path, prefix, device=None, format=None, group_size=0):
+        """Loads `prefix` from a .safetensors file, a sharded model.safetensors.index.json, or a
+        folder holding either. The int4 format comes from `format` ("gptq", "gptq_v2", "awq"),
+        else quantize_config.json / config.json beside the weights, else the tensor shapes where
+        they decide it; GPTQ v1 and v2 cannot be told apart by shapes and are refused."""
+        native = _clquant.Linear(_context(device), str(path), prefix, format or "", int(group_size))
+        return cls(native)
+
+    K = property(lambda self: self._native.K, doc="input features")
+    N = property(lambda self: self._native.N, doc="output features")
+    description = property(lambda self: self._native.description)
+    last_variant = property(lambda self: self._native.last_variant, doc="kernel variant of the last call")
+
+    def __call__(self, x):
+        x, raw, code = _prepare(x)
+        if x.shape[1] != self.K:
+            raise ValueError(f"x has shape {x.shape}; this layer takes [M, {self.K}]")
+        y, yraw = _empty_like_rows(x, x.shape[0], self.N)
+        self._native.run(raw, code, yraw, code, x.shape[0])
+        return y
+
+    def __repr__(self):
+        return f"clquant.Linear(K={self.K}, N={self.N}, {self.description})"
+
+
+class MoE:
+    """A fused mixture-of-experts block: routing, expert GEMMs with SwiGLU, weighted combine."""
+
+    def __init__(self, native, routing):
+        self._native = native
+        self._routing = routing
+
+    @classmethod
+    def from_checkpoint(cls, path, prefix, top_k, device=None, format=None, group_size=0, renormalize=False,
+                        routing="softmax", n_group=1, topk_group=1, routed_scaling=1.0, scoring="sigmoid"):
+        """Loads prefix.gate.weight and prefix.experts.{e}.{gate,up,down}_proj (dense, int4 or block
+        FP8 experts). routing="softmax" (Mixtral, Qwen-MoE) or "grouped" (DeepSeek-V3 noaux_tc,
+        with n_group, topk_group, routed_scaling and scoring "sigmoid" or "softmax")."""
+        if routing not in ("softmax", "grouped"):
+            raise ValueError(f"routing must be 'softmax' or 'grouped', not {routing!r}")
+        if scoring not in ("sigmoid", "softmax"):
+            raise ValueError(f"scoring must be 'sigmoid' or 'softmax', not {scoring!r}")
+        native = _clquant.MoE(_context(device), str(path), prefix, format or "", int(group_size))
+        r = (int(top_k), bool(renormalize), routing == "grouped", int(n_group), int(topk_group),
+             float(routed_scaling), scoring == "softmax")
+        return cls(native, r)
+
+    E = property(lambda self: self._native.E, doc="experts")
+    H = property(lambda self: self._native.H, doc="hidden size")
+    I = property(lambda self: self._native.I, doc="intermediate size")  # noqa: E741
+    kind = property(lambda self: self._native.kind)
+
+    def __call__(self, x):
+        x, raw, code = _prepare(x)
+        if x.shape[1] != self.H:
+            raise ValueError(f"x has shape {x.shape}; this block takes [T, {self.H}]")
+        y, yraw = _empty_like_rows(x, x.shape[0], self.H)
+        self._native.run(raw, code, yraw, code, x.shape[0], *self._routing)
+        return y
+
+    def __repr__(self):
+        return f"clquant.MoE(E={self.E}, H={self.H}, I={self.I}, {self.kind} experts)"
+
+
+__all__ = ["Error", "Linear", "MoE", "capabilities", "devices", "git_revision", "__version__"]

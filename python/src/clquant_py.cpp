@@ -1,0 +1,233 @@
+// clquant._clquant: the native half of the Python package. Thin: the C++ classes with their
+// checks; dtype handling, device caching and the public names live in python/clquant/__init__.py.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "host/formats/loader.h"
+#include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/caps/report.h"
+#include "host/version.h"
+#include "runtime/context.h"
+#include "runtime/status.h"
+
+namespace nb = nanobind;
+// Inputs may be read-only (np.frombuffer, memory maps); outputs are written.
+using InArray = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;
+using OutArray = nb::ndarray<nb::device::cpu, nb::c_contig>;
+
+namespace {
+
+clq::DType dtype_of(int code) {
+  switch (code) {
+    case 0:
+      return clq::DType::kF32;
+    case 1:
+      return clq::DType::kF16;
+    case 2:
+      return clq::DType::kBF16;
+  }
+  clq::fail(clq::Status::kInvalidArgument, "dtype code " + std::to_string(code) + " is not 0 (f32), 1 (f16), 2 (bf16)");
+}
+
+template <typename A>
+size_t nbytes(const A& a) {
+  return a.size() * a.itemsize();
+}
+
+// The host array must hold exactly rows x cols elements of `t`: checked here, before any copy.
+template <typename A>
+void check_array(const A& a, const char* what, int64_t rows, int64_t cols, clq::DType t) {
+  const size_t want = size_t(rows * cols) * clq::dtype_size(t);
+  if (nbytes(a) != want)
+    clq::fail(clq::Status::kInvalidShape, std::string(what) + " holds " + std::to_string(nbytes(a)) + " bytes; [" +
+                                              std::to_string(rows) + ", " + std::to_string(cols) + "] of " +
+                                              clq::dtype_name(t) + " is " + std::to_string(want));
+}
+
+clq::LoadOptions options(const std::string& format, int group_size) {
+  clq::LoadOptions o;
+  o.format = format;
+  o.group_size = group_size;
+  o.format_option = "format=";
+  o.prefix_option = "the prefix";
+  return o;
+}
+
+// A Context is not safe for concurrent use and the GIL is released during runs: the layers of
+// one context take turns on its lock (kept beside it, keyed by the Context's address).
+std::shared_ptr<std::mutex> lock_for(const clq::Context* c) {
+  static std::mutex registry_mu;
+  static std::map<const clq::Context*, std::weak_ptr<std::mutex>> registry;
+  std::lock_guard<std::mutex> g(registry_mu);
+  auto& w = registry[c];
+  auto m = w.lock();
+  if (!m) w = m = std::make_shared<std::mutex>();
+  return m;
+}
+
+struct Staging {
+  cl::Buffer dx, dy;
+  size_t x_bytes = 0, y_bytes = 0;
+  void grow(clq::Context& c, size_t xb, size_t yb) {
+    if (xb > x_bytes) dx = c.alloc(xb, CL_MEM_READ_ONLY), x_bytes = xb;
+    if (yb > y_bytes) dy = c.alloc(yb), y_bytes = yb;
+  }
+};
+
+class PyLinear {
+ public:
+  PyLinear(std::shared_ptr<clq::Context> c, const std::string& path, const std::string& prefix,
+           const std::string& format, int group_size)
+      : ctx_(std::move(c)),
+        mu_(lock_for(ctx_.get())),
+        layer_(clq::load_linear(path, prefix, options(format, group_size))) {
+    std::lock_guard<std::mutex> lock(*mu_);
+    if (layer_.is_int4())
+      w4_ = std::make_unique<clq::W4A16Gemm>(*ctx_, clq::repack_w4(layer_.w4().ck));
+    else
+      fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
+  }
+  int64_t K() const { return layer_.K(); }
+  int64_t N() const { return layer_.N(); }
+  std::string description() const { return layer_.describe(); }
+  std::string last_variant() const { return last_variant_; }
+
+  void run(const InArray& x, int xcode, const OutArray& y, int ycode, int64_t M) {
+    const clq::DType xt = dtype_of(xcode), yt = dtype_of(ycode);
+    if (M < 1) clq::fail(clq::Status::kInvalidShape, "x has " + std::to_string(M) + " rows; at least 1 is needed");
+    check_array(x, "x", M, K(), xt);
+    check_array(y, "y", M, N(), yt);
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(*mu_);
+    clq::Context& c = *ctx_;
+    const size_t xb = nbytes(x), yb = nbytes(y);
+    st_.grow(c, xb, yb);
+    if (w4_) {
+      w4_->can_implement(M, xt, yt, xb, yb);
+      last_variant_ = w4_->choose(M, "").variant;
+    } else {
+      fp8_->can_implement(M, xt, yt, xb, yb, fp8_->default_act());
+      last_variant_ = fp8_->choose(M, fp8_->default_act(), "").variant;
+    }
+    c.write(st_.dx, x.data(), xb);
+    if (w4_)
+      w4_->run(st_.dx, xt, st_.dy, yt, M);
+    else
+      fp8_->run(st_.dx, xt, st_.dy, yt, M);
+    c.read(st_.dy, y.data(), yb);
+  }
+
+ private:
+  std::shared_ptr<clq::Context> ctx_;  // the ops hold a Context&
+  std::shared_ptr<std::mutex> mu_;
+  clq::LinearLayer layer_;
+  std::unique_ptr<clq::W4A16Gemm> w4_;
+  std::unique_ptr<clq::Fp8Gemm> fp8_;
+  Staging st_;
+  std::string last_variant_;
+};
+
+class PyMoe {
+ public:
+  PyMoe(std::shared_ptr<clq::Context> c, const std::string& path, const std::string& prefix, const std::string& format,
+        int group_size)
+      : ctx_(std::move(c)),
+        mu_(lock_for(ctx_.get())),
+        layer_(clq::load_moe(path, prefix, options(format, group_size))),
+        op_(make_op()) {}
+  int64_t E() const { return layer_.moe.E; }
+  int64_t H() const { return layer_.moe.H; }
+  int64_t I() const { return layer_.moe.I; }
+  std::string kind() const { return clq::moe_kind_name(layer_.moe.kind); }
+
+  void run(const InArray& x, int xcode, const OutArray& y, int ycode, int64_t T, int top_k, bool renormalize,
+           bool grouped, int n_group, int topk_group, float routed_scaling, bool softmax_scores) {
+    const clq::DType xt = dtype_of(xcode), yt = dtype_of(ycode);
+    if (T < 1) clq::fail(clq::Status::kInvalidShape, "x has " + std::to_string(T) + " rows; at least 1 is needed");
+    check_array(x, "x", T, H(), xt);
+    check_array(y, "y", T, H(), yt);
+    clq::MoeRouting r;
+    r.top_k = top_k;
+    r.renormalize = renormalize;
+    r.kind = grouped ? clq::MoeRouting::Kind::kGrouped : clq::MoeRouting::Kind::kSoftmax;
+    r.n_group = n_group;
+    r.topk_group = topk_group;
+    r.routed_scaling = routed_scaling;
+    r.softmax_scores = softmax_scores;
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(*mu_);
+    clq::Context& c = *ctx_;
+    const size_t xb = nbytes(x), yb = nbytes(y);
+    op_.can_implement(T, xt, yt, xb, yb, r, {});
+    st_.grow(c, xb, yb);
+    c.write(st_.dx, x.data(), xb);
+    op_.run(st_.dx, xt, st_.dy, yt, T, r);
+    c.read(st_.dy, y.data(), yb);
+  }
+
+ private:
+  clq::FusedMoe make_op() {
+    std::lock_guard<std::mutex> lock(*mu_);
+    return clq::FusedMoe(*ctx_, layer_.moe);
+  }
+  std::shared_ptr<clq::Context> ctx_;
+  std::shared_ptr<std::mutex> mu_;
+  clq::MoeLayer layer_;
+  clq::FusedMoe op_;
+  Staging st_;
+};
+
+}  // namespace
+
+NB_MODULE(_clquant, m) {
+  m.doc() = "clquant native module (use the clquant package)";
+  static nb::exception<clq::Error> error(m, "Error", PyExc_RuntimeError);
+  // Messages carry the status name, e.g. "[InvalidShape] input [3, 100] must be ...".
+  nb::register_exception_translator(
+      [](const std::exception_ptr& p, void* payload) {
+        try {
+          std::rethrow_exception(p);
+        } catch (const clq::Error& e) {
+          std::string msg = std::string("[") + clq::status_name(e.status()) + "] " + e.what();
+          PyErr_SetString(static_cast<PyObject*>(payload), msg.c_str());
+        }
+      },
+      error.ptr());
+
+  m.def("version", [] { return std::string(clq::version()); });
+  m.def("git_revision", [] { return std::string(clq::git_revision()); });
+  m.def("devices_json", [] { return clq::devices_json(clq::list_devices()).dump(); });
+
+  nb::class_<clq::Context>(m, "Context")
+      .def_static("open", [](const std::string& selector) { return clq::Context::open(selector); })
+      .def_prop_ro("device_name", [](const clq::Context& c) { return c.features().device_name; })
+      .def_prop_ro("device_index", &clq::Context::device_index)
+      .def("capabilities_json", [](const clq::Context& c) { return clq::caps_json(c).dump(); });
+
+  nb::class_<PyLinear>(m, "Linear")
+      .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int>(),
+           nb::arg("context"), nb::arg("path"), nb::arg("prefix"), nb::arg("format"), nb::arg("group_size"))
+      .def_prop_ro("K", &PyLinear::K)
+      .def_prop_ro("N", &PyLinear::N)
+      .def_prop_ro("description", &PyLinear::description)
+      .def_prop_ro("last_variant", &PyLinear::last_variant)
+      .def("run", &PyLinear::run);
+
+  nb::class_<PyMoe>(m, "MoE")
+      .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int>(),
+           nb::arg("context"), nb::arg("path"), nb::arg("prefix"), nb::arg("format"), nb::arg("group_size"))
+      .def_prop_ro("E", &PyMoe::E)
+      .def_prop_ro("H", &PyMoe::H)
+      .def_prop_ro("I", &PyMoe::I)
+      .def_prop_ro("kind", &PyMoe::kind)
+      .def("run", &PyMoe::run);
+}

@@ -1,0 +1,171 @@
+"""The Python package against the command line on the same files, plus its own contract."""
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import clquant
+from conftest import ROOT, read_safetensors
+
+P = "model.layers.0.mlp.down_proj"
+MOE = "model.layers.3.mlp"
+
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover
+    ml_dtypes = None
+
+
+def bits(a):
+    """Raw bits, so two outputs are compared exactly (NaN included)."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint16) if a.dtype.itemsize == 2 else a.view(np.uint32)
+
+
+def as_numpy(arr, st_dtype):
+    if st_dtype == "BF16":
+        assert ml_dtypes is not None
+        return arr.view(ml_dtypes.bfloat16)
+    return arr
+
+
+def test_version_matches_cmake():
+    want = re.search(r"project\(clquant VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
+    assert clquant.__version__ == want
+    assert clquant.git_revision
+
+
+def test_devices_and_capabilities():
+    devs = clquant.devices()
+    assert isinstance(devs, list) and devs
+    assert all("device" in d for d in devs)
+    caps = clquant.capabilities()
+    assert {"device", "chosen", "support_matrix", "table"} <= set(caps)
+    assert "w4a16_gemm" in caps["chosen"]
+    assert caps["support_matrix"]["rows"]
+    # By index too, and a selector that matches nothing raises clquant.Error.
+    assert clquant.capabilities(0)["device"]["device"] == devs[0]["device"]
+    with pytest.raises(clquant.Error, match="DeviceNotFound"):
+        clquant.capabilities("no-such-device-anywhere")
+
+
+@pytest.mark.parametrize("spec", [
+    ("gptq", 512, 264, 128, 1, 3, "f16"),      # act-order, fp16
+    ("gptq_v2", 256, 128, 64, 0, 17, "f32"),   # fp32 activations
+    ("awq", 256, 136, 32, 0, 2, "bf16"),       # AWQ, bfloat16 through ml_dtypes
+    ("fp8_block", 300, 200, 0, 0, 3, "bf16"),  # FP8 block W8A8
+])
+def test_linear_matches_cli(make_checkpoint, run_cli, spec):
+    if spec[-1] == "bf16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    d = make_checkpoint(*spec, 11)
+    x, xdt = read_safetensors(d / "input.safetensors")["input"]
+    x = as_numpy(x, xdt)
+    layer = clquant.Linear.from_checkpoint(d, P)
+    assert (layer.K, layer.N) == (spec[1], spec[2])
+    y = layer(x)
+    assert y.dtype == x.dtype and y.shape == (x.shape[0], layer.N)
+    run_cli("gemm", "--weights", d, "--prefix", P, "--input", d / "input.safetensors", "--output", d / "y.safetensors")
+    ref, rdt = read_safetensors(d / "y.safetensors")["output"]
+    # Same files, same device, same kernel: the same bits.
+    np.testing.assert_array_equal(bits(y), bits(ref))
+    assert np.isfinite(y.astype(np.float32)).all() and np.abs(y.astype(np.float32)).sum() > 0
+
+
+def test_linear_input_handling(make_checkpoint):
+    d = make_checkpoint("gptq", 256, 64, 64, 0, 4, "f16", 5)
+    layer = clquant.Linear.from_checkpoint(d, P, format="gptq")
+    x = np.random.default_rng(1).uniform(-1, 1, (5, 2 * layer.K)).astype(np.float16)
+    # A strided view is made contiguous first; the result equals the contiguous call.
+    np.testing.assert_array_equal(layer(x[:, ::2]), layer(np.ascontiguousarray(x[:, ::2])))
+    with pytest.raises(ValueError, match="2-D"):
+        layer(x[0])
+    with pytest.raises(ValueError, match=r"\[M, 256\]"):
+        layer(x)
+    with pytest.raises(TypeError, match="float16, float32"):
+        layer(x[:, :256].astype(np.int32))
+    with pytest.raises(TypeError):
+        clquant.Linear.from_checkpoint(d, P, device=1.5)
+
+
+def test_format_refusals_name_the_python_spelling(make_checkpoint):
+    d = make_checkpoint("gptq_v2", 256, 64, 64, 0, 4, "f16", 5, "noconfig")
+    with pytest.raises(clquant.Error, match=r"\[InvalidArgument\].*format='gptq'.*format='gptq_v2'"):
+        clquant.Linear.from_checkpoint(d, P)
+    with pytest.raises(clquant.Error, match="'int4' is not one of"):
+        clquant.Linear.from_checkpoint(d, P, format="int4")
+    with pytest.raises(clquant.Error, match="FormatError.*found under it"):
+        clquant.Linear.from_checkpoint(d, "model.layers.0.mlp")
+    v1 = clquant.Linear.from_checkpoint(d, P, format="gptq")
+    v2 = clquant.Linear.from_checkpoint(d, P, format="gptq_v2")
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 256)).astype(np.float32)
+    assert not np.array_equal(v1(x), v2(x)), "v1 and v2 readings of the same tensors must differ"
+
+
+@pytest.mark.parametrize("kind,args", [
+    ("moe_int4", ["--top-k", "2"]),
+    ("moe_dense", ["--top-k", "2", "--renormalize"]),
+])
+def test_moe_matches_cli(make_checkpoint, run_cli, kind, args):
+    d = make_checkpoint(kind, 256, 128, 8, 0, 5, "f16", 3)
+    x, _ = read_safetensors(d / "input.safetensors")["input"]
+    moe = clquant.MoE.from_checkpoint(d, MOE, top_k=2, renormalize="--renormalize" in args)
+    assert (moe.E, moe.H, moe.I) == (8, 256, 128)
+    y = moe(x)
+    run_cli("moe", "--weights", d, "--prefix", MOE, "--input", d / "input.safetensors", "--output",
+            d / "y.safetensors", *args)
+    ref, _ = read_safetensors(d / "y.safetensors")["output"]
+    np.testing.assert_array_equal(bits(y), bits(ref))
+    assert np.abs(y.astype(np.float32)).sum() > 0
+
+
+def test_moe_grouped_routing_and_errors(make_checkpoint, run_cli):
+    d = make_checkpoint("moe_fp8", 256, 128, 16, 1, 4, "f32", 5)
+    x, _ = read_safetensors(d / "input.safetensors")["input"]
+    moe = clquant.MoE.from_checkpoint(d, MOE, top_k=6, routing="grouped", n_group=4, topk_group=2,
+                                      routed_scaling=2.5, renormalize=True)
+    y = moe(x)
+    run_cli("moe", "--weights", d, "--prefix", MOE, "--input", d / "input.safetensors", "--output",
+            d / "y.safetensors", "--top-k", "6", "--routing", "grouped", "--n-group", "4", "--topk-group", "2",
+            "--routed-scaling", "2.5", "--renormalize")
+    np.testing.assert_array_equal(bits(y), bits(read_safetensors(d / "y.safetensors")["output"][0]))
+    bad = clquant.MoE.from_checkpoint(d, MOE, top_k=2, routing="grouped", n_group=3)
+    with pytest.raises(clquant.Error, match="must divide E"):
+        bad(x)
+    with pytest.raises(ValueError):
+        clquant.MoE.from_checkpoint(d, MOE, top_k=2, routing="topk")
+
+
+def test_example_script_runs(make_checkpoint):
+    import subprocess
+    import sys
+    d = make_checkpoint("gptq", 256, 64, 64, 0, 4, "f16", 5)
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "python" / "linear_layer.py"), str(d), P],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rel err" in r.stdout
+
+
+def test_threads_share_a_device(make_checkpoint):
+    """Layers of one device called from several threads (the GIL is released during runs) give
+    the results of sequential calls."""
+    import threading
+    d = make_checkpoint("gptq", 512, 264, 128, 1, 3, "f16", 11)
+    a = clquant.Linear.from_checkpoint(d, P)
+    b = clquant.Linear.from_checkpoint(d, P)
+    xs = [np.random.default_rng(i).uniform(-1, 1, (1 + i % 5, 512)).astype(np.float16) for i in range(16)]
+    want = [a(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(layer, idx):
+        for i in idx:
+            got[i] = layer(xs[i])
+
+    ts = [threading.Thread(target=work, args=(a if k % 2 else b, range(k, len(xs), 4))) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(bits(w), bits(g))

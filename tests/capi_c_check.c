@@ -1,0 +1,10 @@
+/* Compiled as C: the C API header must stay valid C (no C++ in it) and link from a C object. */
+#include "clquant/clquant.h"
+
+#include <string.h>
+
+int clq_c_check_version(void) {
+  clq_moe_routing r;
+  clq_moe_routing_init(&r);
+  return strcmp(clq_version(), CLQ_VERSION_STRING) == 0 && r.top_k == 2 && clq_linear_describe(NULL)[0] == 0;
+}

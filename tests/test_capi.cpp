@@ -1,0 +1,291 @@
+// The C API (include/clquant/clquant.h): layers loaded from checkpoints on disk and run on host
+// arrays and on caller-owned cl_mem, against the fp64 references; failures as status codes with
+// a message, never an exception.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+#include <fstream>
+
+#include "clquant/clquant.h"
+#include "host/formats/loader.h"
+#include "host/ops/moe/fused_moe.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/reference/reference.h"
+#include "host/synth/synth.h"
+#include "test_util.h"
+
+using namespace clq;
+
+extern "C" int clq_c_check_version(void);
+
+namespace {
+
+const std::string kP = "model.layers.0.mlp.down_proj";
+
+struct TempDir {
+  std::string path = test::temp_dir("capi");
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+struct Ctx {
+  clq_context* c = nullptr;
+  Ctx() { EXPECT_EQ(clq_context_open(nullptr, &c), CLQ_SUCCESS) << clq_last_error(); }
+  ~Ctx() { clq_context_release(c); }
+};
+
+std::string last() {
+  return clq_last_error();
+}
+
+}  // namespace
+
+TEST(CApi, VersionStatusNamesAndCHeader) {
+  EXPECT_STREQ(clq_version(), CLQ_VERSION_STRING);
+  EXPECT_GT(std::strlen(clq_git_revision()), 0u);
+  EXPECT_EQ(clq_c_check_version(), 1);
+  EXPECT_STREQ(clq_status_name(CLQ_ERROR_INVALID_SHAPE), "CLQ_ERROR_INVALID_SHAPE");
+  EXPECT_STREQ(clq_status_name(-5), "CL_OUT_OF_RESOURCES");
+  EXPECT_EQ(int(CLQ_ERROR_FORMAT), int(Status::kFormatError));
+  EXPECT_EQ(int(CLQ_ERROR_INTERNAL), int(Status::kInternal));
+  size_t need = 0;
+  ASSERT_EQ(clq_devices_json(nullptr, 0, &need), CLQ_SUCCESS) << last();
+  std::string buf(need + 1, '\0');
+  ASSERT_EQ(clq_devices_json(buf.data(), buf.size(), nullptr), CLQ_SUCCESS) << last();
+  EXPECT_NE(buf.find("device"), std::string::npos);
+  EXPECT_EQ(clq_devices_json(buf.data(), 3, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("too small"), std::string::npos) << last();
+}
+
+TEST(CApi, GptqLayerOnHostArraysAndClMem) {
+  TempDir d;
+  W4SynthSpec s;
+  s.format = W4Format::kGptq;
+  s.K = 264;
+  s.N = 72;
+  s.group_size = 64;
+  s.act_order = true;
+  s.seed = test::seed();
+  W4Synth syn(s);
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(d.path + "/model.safetensors");
+  std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+
+  Ctx ctx;
+  ASSERT_NE(ctx.c, nullptr);
+  clq_linear* l = nullptr;
+  ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_SUCCESS) << last();
+  int64_t K = 0, N = 0;
+  ASSERT_EQ(clq_linear_shape(l, &K, &N), CLQ_SUCCESS);
+  EXPECT_EQ(K, 264);
+  EXPECT_EQ(N, 72);
+  EXPECT_NE(std::string(clq_linear_describe(l)).find("gptq"), std::string::npos);
+
+  const int64_t M = 3;
+  auto x = random_activations(M, K, DType::kF16, test::seed() + 1);
+  auto ref = gemm_reference(x.data(), DType::kF16, M, K, dequantize_w4(syn.checkpoint()), N);
+  // Host arrays in, fp32 out (poisoned first: a run that writes nothing fails).
+  std::vector<float> y(size_t(M * N), std::nanf(""));
+  ASSERT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, M), CLQ_SUCCESS) << last();
+  ErrorStats e = compare_output(y.data(), DType::kF32, ref);
+  EXPECT_EQ(e.nan_count, 0u);
+  EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance);
+  EXPECT_GT(std::strlen(clq_linear_last_variant(l)), 0u);
+
+  // Caller-owned cl_mem on the context's queue.
+  cl_int err = 0;
+  cl_context cc = clq_context_cl_context(ctx.c);
+  cl_command_queue q = clq_context_cl_queue(ctx.c);
+  cl_mem bx = clCreateBuffer(cc, CL_MEM_READ_ONLY, x.size(), nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  cl_mem by = clCreateBuffer(cc, CL_MEM_READ_WRITE, size_t(M * N) * 2, nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  std::vector<uint16_t> yh(size_t(M * N), 0x7E00);  // fp16 NaN poison
+  ASSERT_EQ(clEnqueueWriteBuffer(q, bx, CL_TRUE, 0, x.size(), x.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clEnqueueWriteBuffer(q, by, CL_TRUE, 0, yh.size() * 2, yh.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clq_linear_run_cl(l, bx, CLQ_F16, by, CLQ_F16, M), CLQ_SUCCESS) << last();
+  ASSERT_EQ(clq_context_finish(ctx.c), CLQ_SUCCESS);
+  ASSERT_EQ(clEnqueueReadBuffer(q, by, CL_TRUE, 0, yh.size() * 2, yh.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  e = compare_output(yh.data(), DType::kF16, ref);
+  EXPECT_EQ(e.nan_count, 0u);
+  EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance);
+
+  // A cl_mem too small for M rows is refused before anything is enqueued, naming the sizes.
+  EXPECT_EQ(clq_linear_run_cl(l, bx, CLQ_F16, by, CLQ_F16, M + 1), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("input buffer holds"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_run_cl(l, bx, CLQ_F16, nullptr, CLQ_F16, M), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), clq_dtype(7), y.data(), CLQ_F32, M), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("xt = 7"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, int64_t(1) << 40), CLQ_ERROR_INVALID_SHAPE);
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, 0), CLQ_ERROR_INVALID_SHAPE);
+  // A buffer from another OpenCL context.
+  cl_device_id dev = nullptr;
+  ASSERT_EQ(clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof(dev), &dev, nullptr), CL_SUCCESS);
+  cl_context other = clCreateContext(nullptr, 1, &dev, nullptr, nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, x.size(), nullptr, &err);
+  EXPECT_EQ(clq_linear_run_cl(l, foreign, CLQ_F16, by, CLQ_F16, M), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("another OpenCL context"), std::string::npos) << last();
+  clReleaseMemObject(foreign);
+  clReleaseContext(other);
+  clReleaseMemObject(bx);
+  clReleaseMemObject(by);
+  // The layer keeps the device alive: release the context first.
+  clq_context_release(ctx.c);
+  ctx.c = nullptr;
+  std::fill(y.begin(), y.end(), std::nanf(""));
+  EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, M), CLQ_SUCCESS) << last();
+  EXPECT_LT(compare_output(y.data(), DType::kF32, ref).rel_mean(), W4A16Problem::kTolerance);
+  clq_linear_release(l);
+}
+
+TEST(CApi, LoadFailuresAreStatusesWithMessages) {
+  Ctx ctx;
+  clq_linear* l = reinterpret_cast<clq_linear*>(1);
+  EXPECT_EQ(clq_linear_load(ctx.c, "/nonexistent/ckpt.safetensors", kP.c_str(), nullptr, 0, &l), CLQ_ERROR_IO);
+  EXPECT_EQ(l, nullptr);
+  EXPECT_NE(last().find("/nonexistent/ckpt.safetensors"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_load(ctx.c, nullptr, kP.c_str(), nullptr, 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("path is NULL"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_load(nullptr, "x", "y", nullptr, 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
+
+  TempDir d;
+  W4SynthSpec s;
+  s.format = W4Format::kGptqV2;
+  s.K = 128;
+  s.N = 64;
+  s.group_size = 64;
+  s.seed = test::seed();
+  SafetensorsWriter w;
+  W4Synth(s).add_to(w, kP);
+  w.write(d.path + "/model.safetensors");
+  EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("cannot be told apart"), std::string::npos) << last();
+  EXPECT_NE(last().find("the format argument \"gptq_v2\""), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), "int3", 0, &l), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("'int3' is not one of"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), "nope", "gptq", 0, &l), CLQ_ERROR_FORMAT);
+  ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), "gptq_v2", 0, &l), CLQ_SUCCESS) << last();
+  clq_linear_release(l);
+  clq_context* bad = nullptr;
+  EXPECT_EQ(clq_context_open("no-such-device-anywhere", &bad), CLQ_ERROR_DEVICE_NOT_FOUND);
+  EXPECT_NE(last().find("no-such-device-anywhere"), std::string::npos) << last();
+}
+
+TEST(CApi, MoeBlockMatchesTheReference) {
+  const std::string M = "model.layers.3.mlp";
+  MoeSynthSpec s;
+  s.kind = MoeWeightKind::kInt4;
+  s.E = 8;
+  s.H = 256;
+  s.I = 128;
+  s.seed = test::seed();
+  MoeSynth syn(s);
+  TempDir d;
+  SafetensorsWriter w;
+  syn.add_to(w, M);
+  w.write(d.path + "/model.safetensors");
+  std::ofstream(d.path + "/quantize_config.json") << R"({"bits": 4, "group_size": 64, "quant_method": "gptq"})";
+
+  Ctx ctx;
+  clq_moe* m = nullptr;
+  ASSERT_EQ(clq_moe_load(ctx.c, d.path.c_str(), M.c_str(), nullptr, 0, &m), CLQ_SUCCESS) << last();
+  int64_t E = 0, H = 0, I = 0;
+  ASSERT_EQ(clq_moe_shape(m, &E, &H, &I), CLQ_SUCCESS);
+  EXPECT_EQ(E, 8);
+  EXPECT_EQ(H, 256);
+  EXPECT_EQ(I, 128);
+  const int64_t T = 3;
+  auto x = random_activations(T, H, DType::kBF16, test::seed() + 7);
+  clq_moe_routing r;
+  clq_moe_routing_init(&r);
+  r.top_k = 2;
+  r.renormalize = 1;
+  std::vector<uint16_t> y(size_t(T * H), 0x7FC0);  // bf16 NaN poison
+  ASSERT_EQ(clq_moe_run_host(m, x.data(), CLQ_BF16, y.data(), CLQ_BF16, T, &r), CLQ_SUCCESS) << last();
+
+  // Reference: the same layer loaded through the C++ API on the test's context gives the logits
+  // (the router GEMM is the device's); the host twin routes them and fp64 does the rest.
+  MoeLayer layer = load_moe(d.path, M);
+  FusedMoe op(test::ctx(), layer.moe);
+  auto& c = test::ctx();
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
+  c.write(dx, x.data(), x.size());
+  MoeRouting mr;
+  mr.top_k = 2;
+  mr.renormalize = true;
+  op.run(dx, DType::kBF16, dy, DType::kBF16, T, mr);
+  std::vector<float> logits, hw;
+  std::vector<int> ids;
+  op.read_logits(&logits);
+  moe_route_host(logits, T, E, mr, nullptr, &ids, &hw);
+  auto ref = moe_reference(layer.moe, x.data(), DType::kBF16, T, ids, hw, 2);
+  ErrorStats e = compare_output(y.data(), DType::kBF16, ref);
+  EXPECT_TRUE(MoeProblem::within_tolerance(e))
+      << "rel " << e.rel_mean() << " max " << e.max_abs_err << " NaN " << e.nan_count;
+  // The same block on caller-owned cl_mem gives the host-array result bit for bit.
+  cl_int err = 0;
+  cl_context cc = clq_context_cl_context(ctx.c);
+  cl_command_queue q = clq_context_cl_queue(ctx.c);
+  cl_mem bx = clCreateBuffer(cc, CL_MEM_READ_ONLY, x.size(), nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  cl_mem by = clCreateBuffer(cc, CL_MEM_READ_WRITE, x.size(), nullptr, &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  std::vector<uint16_t> y2(y.size(), 0x7FC0);
+  ASSERT_EQ(clEnqueueWriteBuffer(q, bx, CL_TRUE, 0, x.size(), x.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clEnqueueWriteBuffer(q, by, CL_TRUE, 0, y2.size() * 2, y2.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  ASSERT_EQ(clq_moe_run_cl(m, bx, CLQ_BF16, by, CLQ_BF16, T, &r), CLQ_SUCCESS) << last();
+  ASSERT_EQ(clq_context_finish(ctx.c), CLQ_SUCCESS);
+  ASSERT_EQ(clEnqueueReadBuffer(q, by, CL_TRUE, 0, y2.size() * 2, y2.data(), 0, nullptr, nullptr), CL_SUCCESS);
+  EXPECT_EQ(y2, y);
+  EXPECT_EQ(clq_moe_run_cl(m, bx, CLQ_BF16, by, CLQ_BF16, T + 1, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("input buffer holds"), std::string::npos) << last();
+  clReleaseMemObject(bx);
+  clReleaseMemObject(by);
+  r.top_k = 0;
+  EXPECT_NE(clq_moe_run_host(m, x.data(), CLQ_BF16, y.data(), CLQ_BF16, T, &r), CLQ_SUCCESS);
+  EXPECT_GT(last().size(), 0u);
+  EXPECT_EQ(clq_moe_run_host(m, x.data(), CLQ_BF16, y.data(), CLQ_BF16, T, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
+  clq_moe_release(m);
+}
+
+TEST(CApi, ThreadsShareAContext) {
+  TempDir d;
+  W4SynthSpec s;
+  s.format = W4Format::kGptqV2;
+  s.K = 256;
+  s.N = 128;
+  s.group_size = 64;
+  s.seed = test::seed();
+  W4Synth syn(s);
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(d.path + "/model.safetensors");
+  Ctx ctx;
+  clq_linear* l[2] = {nullptr, nullptr};
+  for (auto& p : l) ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), "gptq_v2", 0, &p), CLQ_SUCCESS);
+  const int kRuns = 12;
+  std::vector<std::vector<uint8_t>> xs, want(kRuns), got(kRuns);
+  for (int i = 0; i < kRuns; ++i) {
+    const int64_t M = 1 + i % 4;
+    xs.push_back(random_activations(M, 256, DType::kF16, test::seed() + uint64_t(i)));
+    want[size_t(i)].assign(size_t(M * 128) * 2, 0xFF);
+    got[size_t(i)].assign(size_t(M * 128) * 2, 0xFF);
+    ASSERT_EQ(clq_linear_run_host(l[0], xs.back().data(), CLQ_F16, want[size_t(i)].data(), CLQ_F16, M), CLQ_SUCCESS);
+  }
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = t; i < kRuns; i += 4)
+        if (clq_linear_run_host(l[t % 2], xs[size_t(i)].data(), CLQ_F16, got[size_t(i)].data(), CLQ_F16,
+                                1 + i % 4) != CLQ_SUCCESS)
+          ++failures;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int i = 0; i < kRuns; ++i) EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "run " << i;
+  for (auto* p : l) clq_linear_release(p);
+}
