@@ -437,6 +437,33 @@ TEST(MoeDecode, RouterWeightAndIdenticalTokens) {
   }
 }
 
+TEST(MoeDecode, HostRoutedAgainstFp64) {
+  auto& c = test::ctx();
+  for (MoeWeightKind kind : {MoeWeightKind::kDense, MoeWeightKind::kFp8}) {
+    MoeSynth syn(spec(kind, 8, test::seed() + 15));
+    FusedMoe op(c, syn.checkpoint());
+    const int64_t T = 5;
+    const std::vector<int> ids = {6, 1, 6, 3, 1, 6, 6, 3, 6, 1};  // experts 1, 3, 6 only
+    const std::vector<float> w = {0.7f, 0.3f, 0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.1f, 0.2f, 0.8f};
+    auto x = random_activations(T, 256, DType::kBF16, test::seed() + 3);
+    cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(T * 256) * 2);
+    c.write(dx, x.data(), x.size());
+    for (int splits : {1, 2}) {
+      c.fill_u32(dy, 0xFFFFFFFFu, size_t(T * 256) * 2);
+      MoeRunOptions o;
+      o.decode = 1;
+      o.splits = splits;
+      op.run_routed(dx, DType::kBF16, dy, DType::kBF16, T, ids, w, 2, o);  // the alignment alone routes
+      std::vector<uint8_t> y(size_t(T * 256) * 2);
+      c.read(dy, y.data(), y.size());
+      ErrorStats e = compare_output(y.data(), DType::kBF16, moe_reference(syn.checkpoint(), x.data(), DType::kBF16, T,
+                                                                          ids, w, 2));
+      EXPECT_TRUE(MoeProblem::within_tolerance(e))
+          << moe_kind_name(kind) << " splits " << splits << ": max abs " << e.max_abs_err << ", NaN " << e.nan_count;
+    }
+  }
+}
+
 TEST(MoeDecode, RefusedWhereItDoesNotApply) {
   auto& c = test::ctx();
   MoeSynth syn(spec(MoeWeightKind::kInt4, 8, test::seed() + 14));
