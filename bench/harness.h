@@ -15,6 +15,7 @@ namespace clq::bench {
 struct Timing {
   double median_ms = 0, min_ms = 0, max_ms = 0;
   int reps = 0;
+  bool host_timed = false;  // event profiling gave zero or unusable timestamps (Mesa rusticl)
 };
 
 // Harness-wide switches set by the CLI before any case runs.
@@ -37,7 +38,9 @@ std::vector<LaunchTime> launch_times(const std::vector<OpLaunch>& launches);
 double wall_ms_per_call(Context& c, const std::function<OpEvents()>& fn, int reps);
 
 // Runs `fn` warmup times (compilation and first-touch stay out), then reps times, each timed by
-// its events; returns the median.
+// its events; returns the median. Where the device's event timestamps are unusable (a duration
+// of zero, or under 1 us while the host saw far longer), every repetition is timed on the host
+// around the enqueue and the wait instead, and the Timing says so.
 Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int reps);
 
 // float4 copy over a buffer sized for the device; GB/s counts bytes read plus bytes written.
@@ -63,6 +66,7 @@ struct Row {
   double base_ms = 0;  // median; 0 when no baseline ran
   double base_min_ms = 0, base_max_ms = 0;
   std::string base_name;
+  bool host_timed = false;  // see Timing
   double gbps() const { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0; }
   double tflops() const { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }
 };

@@ -46,6 +46,11 @@ cl::Kernel Context::kernel(const std::string& file, const std::string& name, con
   cl::Program prog = programs_->get(file, opts);
   cl_int err = CL_SUCCESS;
   cl::Kernel k(prog, name.c_str(), &err);
+  if (err == CL_INVALID_KERNEL_NAME && programs_->came_from_disk(file, opts)) {
+    // The cached binary is not this source's program: a bad entry costs a rebuild, never a failure.
+    prog = programs_->rebuild(file, opts);
+    k = cl::Kernel(prog, name.c_str(), &err);
+  }
   check_cl(err, "clCreateKernel(" + file + ":" + name + ")");
   if (memo_on_) kernels_.emplace(std::move(key), k);
   return k;

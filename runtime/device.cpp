@@ -1,10 +1,15 @@
 #include "runtime/device.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <sstream>
 
+#include "runtime/safe_file.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -35,12 +40,82 @@ std::string str_info(const cl::Device& d, cl_device_info what) {
   std::string v;
   return d.getInfo(what, &v) == CL_SUCCESS ? trim(v) : std::string();
 }
+
+// Whether an installed ICD names PoCL (OCL_ICD_VENDORS, else the system vendor folder).
+bool pocl_icd_registered() {
+  std::string where = "/etc/OpenCL/vendors";
+  if (const char* v = std::getenv("OCL_ICD_VENDORS"); v && *v) where = v;
+  std::vector<std::string> files;
+  struct stat st;
+  if (::stat(where.c_str(), &st) != 0) return false;
+  if (S_ISDIR(st.st_mode)) {
+    if (DIR* d = ::opendir(where.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.size() > 4 && n.compare(n.size() - 4, 4, ".icd") == 0) files.push_back(where + "/" + n);
+      }
+      ::closedir(d);
+    }
+  } else {
+    files.push_back(where);
+  }
+  for (auto& f : files) {
+    std::string why;
+    OpenedFile of = try_open_regular_file(f, &why);
+    if (of.fd < 0) continue;
+    char buf[512];
+    ssize_t n = ::read(of.fd, buf, sizeof buf);
+    ::close(of.fd);
+    if (n > 0 && lower(std::string(buf, size_t(n))).find("pocl") != std::string::npos) return true;
+  }
+  return false;
+}
 }  // namespace
+
+// PoCL refuses to start (and so reports no platform) when it cannot create its kernel cache,
+// which by default lives under $HOME. Say so instead of "no OpenCL device".
+std::string pocl_cache_problem() {
+  if (!pocl_icd_registered()) return "";
+  std::string dir, from;
+  if (const char* d = std::getenv("POCL_CACHE_DIR"); d && *d) {
+    dir = d;
+    from = "POCL_CACHE_DIR";
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    dir = std::string(x) + "/pocl";
+    from = "XDG_CACHE_HOME";
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    dir = std::string(h) + "/.cache/pocl";
+    from = "HOME";
+  } else {
+    return "HOME is not set, so PoCL has no kernel cache folder (set POCL_CACHE_DIR to a writable folder)";
+  }
+  // The nearest folder that exists must take a new entry.
+  std::string probe = dir;
+  struct stat st;
+  while (!probe.empty() && ::stat(probe.c_str(), &st) != 0) {
+    auto s = probe.find_last_of('/');
+    probe = s == std::string::npos || s == 0 ? (s == 0 ? "/" : ".") : probe.substr(0, s);
+    if (probe == "/" || probe == ".") break;
+  }
+  bool writable = false;
+  if (::stat(probe.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    std::string t = probe + "/.clq-probe-XXXXXX";
+    if (char* made = ::mkdtemp(t.data())) {
+      ::rmdir(made);
+      writable = true;
+    }
+  }
+  if (writable) return "";
+  return "its kernel cache folder '" + dir + "' (from " + from + ") cannot be created: '" + probe +
+         "' is not a writable folder; set POCL_CACHE_DIR (or XDG_CACHE_HOME, or HOME) to a writable folder";
+}
 
 DeviceFeatures query_features(const cl::Platform& p, const cl::Device& d) {
   DeviceFeatures f;
   p.getInfo(CL_PLATFORM_NAME, &f.platform_name);
   p.getInfo(CL_PLATFORM_VERSION, &f.platform_version);
+  p.getInfo(CL_PLATFORM_VENDOR, &f.platform_vendor);
+  f.platform_vendor = trim(f.platform_vendor);
   f.platform_name = trim(f.platform_name);
   f.platform_version = trim(f.platform_version);
   f.device_name = str_info(d, CL_DEVICE_NAME);
@@ -75,6 +150,7 @@ DeviceFeatures query_features(const cl::Platform& p, const cl::Device& d) {
   f.max_clock_mhz = info<cl_uint>(d, CL_DEVICE_MAX_CLOCK_FREQUENCY, 0);
   f.vendor_id = info<cl_uint>(d, CL_DEVICE_VENDOR_ID, 0);
   f.max_work_group = info<size_t>(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, 0);
+  f.native_float_width = info<cl_uint>(d, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, 1);
   if (f.has_extension("cl_nv_device_attribute_query")) {
     f.nv_cc_major = int(info<cl_uint>(d, 0x4000 /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV */, 0));
     f.nv_cc_minor = int(info<cl_uint>(d, 0x4001 /* CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV */, 0));
@@ -103,10 +179,14 @@ std::vector<DeviceEntry> list_devices() {
       out.push_back(std::move(e));
     }
   }
-  if (out.empty())
+  if (out.empty()) {
+    const std::string pocl = pocl_cache_problem();
+    if (!pocl.empty())
+      fail(Status::kDeviceNotFound, "no OpenCL device found: PoCL is installed but cannot start: " + pocl);
     fail(Status::kDeviceNotFound,
          "no OpenCL device found: no platform reported a device (is an ICD such as "
          "pocl-opencl-icd installed, and OCL_ICD_VENDORS right?)");
+  }
   return out;
 }
 
@@ -137,13 +217,26 @@ DeviceEntry select_device(const std::string& selector_in) {
                                       std::to_string(all.size()) + " devices:" + available());
   }
   std::string needle = lower(selector);
-  for (auto& e : all)
-    if (lower(e.features.device_name).find(needle) != std::string::npos ||
-        lower(e.features.platform_name).find(needle) != std::string::npos)
-      return e;
+  if (needle == "cpu" || needle == "gpu" || needle == "accelerator") {
+    for (auto& e : all) {
+      cl_device_type type = info<cl_device_type>(e.device, CL_DEVICE_TYPE, 0);
+      if ((needle == "cpu" && (type & CL_DEVICE_TYPE_CPU)) || (needle == "gpu" && (type & CL_DEVICE_TYPE_GPU)) ||
+          (needle == "accelerator" && (type & CL_DEVICE_TYPE_ACCELERATOR)))
+        return e;
+    }
+    fail(Status::kDeviceNotFound, "no OpenCL device of type " + needle + "; available:" + available());
+  }
+  for (auto& e : all) {
+    const DeviceFeatures& f = e.features;
+    for (const std::string* s : {&f.platform_name, &f.platform_vendor, &f.platform_version, &f.device_name,
+                                 &f.vendor, &f.driver_version})
+      if (lower(*s).find(needle) != std::string::npos) return e;
+  }
   fail(Status::kDeviceNotFound,
        "no OpenCL device matches '" + selector +
-           "' (index, or case-insensitive substring of platform or device name); available:" + available());
+           "' (an index; cpu, gpu or accelerator; or a case-insensitive substring of the platform's name, vendor or "
+           "version, or the device's name, vendor or driver version); available:" +
+           available() + (pocl_cache_problem().empty() ? "" : "\nPoCL cannot start: " + pocl_cache_problem()));
 }
 
 }  // namespace clq

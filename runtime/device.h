@@ -11,7 +11,7 @@ namespace clq {
 
 // What a device can do, as probed (never guessed from its name).
 struct DeviceFeatures {
-  std::string platform_name, platform_version, device_name, vendor, driver_version, device_version;
+  std::string platform_name, platform_version, platform_vendor, device_name, vendor, driver_version, device_version;
   int opencl_c_major = 1, opencl_c_minor = 0;
   bool is_gpu = false, is_cpu = false;
   bool fp16 = false;                   // cl_khr_fp16
@@ -24,6 +24,9 @@ struct DeviceFeatures {
   uint64_t local_mem = 0, max_alloc = 0, global_mem = 0;
   uint32_t compute_units = 0, max_clock_mhz = 0, vendor_id = 0;
   size_t max_work_group = 0;
+  // CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 or 8 where a work-item's vectors map onto SIMD
+  // registers (PoCL); 1 where the compiler vectorizes across work-items instead (Mesa llvmpipe).
+  uint32_t native_float_width = 1;
   std::string extensions;
   // NVIDIA (cl_nv_device_attribute_query); -1 when the query is absent.
   int nv_cc_major = -1, nv_cc_minor = -1;
@@ -48,12 +51,19 @@ struct DeviceEntry {
 std::vector<DeviceEntry> list_devices();
 
 // selector: "" -> the first GPU, else the first CPU, else the first device;
-// digits -> that index; otherwise a case-insensitive substring of platform or device name.
+// digits -> that index; "cpu", "gpu", "accelerator" -> the first device of that type; otherwise
+// the first device where the selector is a case-insensitive substring of the platform's name,
+// vendor or version, or of the device's name, vendor or driver version (so "pocl" finds the
+// "Portable Computing Language" platform by its version string, "rusticl", "nvidia", "mesa" theirs).
 // When `selector` is empty, CLQ_DEVICE is consulted first.
 DeviceEntry select_device(const std::string& selector);
 
 DeviceFeatures query_features(const cl::Platform& p, const cl::Device& d);
 
 std::string device_type_name(const DeviceFeatures& f);
+
+// "" when PoCL is not installed or its kernel cache folder can be made; else why PoCL cannot
+// start (an unwritable HOME), for the "no OpenCL device" message.
+std::string pocl_cache_problem();
 
 }  // namespace clq

@@ -7,12 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <random>
 #include <sstream>
 #include <vector>
 
 #include "runtime/kernel_sources.h"
+#include "runtime/safe_file.h"
 #include "runtime/sha256.h"
 #include "runtime/status.h"
 
@@ -107,6 +106,7 @@ cl::Program ProgramCache::get_source(const std::string& label, const std::string
   cl::Program prog;
   if (!path.empty() && load_from_disk(path, key, label, options, &prog)) {
     ++stats_.disk_hits;
+    from_disk_.insert(key);
     if (trace()) std::fprintf(stderr, "[clq cache] disk hit %s (%s)\n", label.c_str(), path.c_str());
   } else {
     prog = build_from_source(label, source, options);
@@ -191,26 +191,49 @@ cl::Program ProgramCache::build_from_source(const std::string& label, const std:
 
 bool ProgramCache::load_from_disk(const std::string& path, const std::string& key, const std::string& label,
                                   const std::string& options, cl::Program* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;  // plain miss
-  auto reject = [&](const char* why) {
+  auto reject = [&](const std::string& why) {
     ++stats_.disk_rejected;
-    if (trace()) std::fprintf(stderr, "[clq cache] rejected %s: %s\n", path.c_str(), why);
+    if (trace()) std::fprintf(stderr, "[clq cache] rejected %s: %s\n", path.c_str(), why.c_str());
     return false;
   };
-  char magic[8];
-  char key_buf[64];
+  // Never opened blocking, never trusted to be a file: a FIFO or folder at the entry's path is
+  // skipped (and then left alone: the fresh build is simply not stored over it).
+  std::string why;
+  OpenedFile f = try_open_regular_file(path, &why);
+  if (f.fd < 0) {
+    if (f.error == ENOENT) return false;  // plain miss
+    return reject("skipped: " + why);
+  }
+  // The whole entry is read at once, its size bounded by the file's own size before anything
+  // is allocated from a field inside it.
+  constexpr uint64_t kHeader = 8 + 64 + 8 + 64;
+  constexpr uint64_t kMaxEntry = (uint64_t(1) << 30) + kHeader;
+  if (f.size < kHeader || f.size > kMaxEntry) {
+    ::close(f.fd);
+    return reject("entry of " + std::to_string(f.size) + " bytes is outside [" + std::to_string(kHeader) + ", " +
+                  std::to_string(kMaxEntry) + "]");
+  }
+  std::vector<unsigned char> bytes(size_t(f.size));
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::read(f.fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  ::close(f.fd);
+  if (got != bytes.size()) return reject("short read");
+  const unsigned char* p = bytes.data();
   uint64_t size = 0;
-  char digest_buf[64];
-  if (!in.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return reject("bad magic");
-  if (!in.read(key_buf, 64) || std::string(key_buf, 64) != key) return reject("key mismatch");
-  if (!in.read(reinterpret_cast<char*>(&size), 8)) return reject("truncated header");
-  if (!in.read(digest_buf, 64)) return reject("truncated header");
-  if (size == 0 || size > (uint64_t(1) << 30)) return reject("implausible payload size");
-  std::vector<unsigned char> payload(size);
-  if (!in.read(reinterpret_cast<char*>(payload.data()), std::streamsize(size))) return reject("truncated payload");
-  if (in.peek() != EOF) return reject("trailing bytes");
-  if (sha256_hex(payload.data(), payload.size()) != std::string(digest_buf, 64))
+  std::memcpy(&size, p + 72, 8);
+  if (std::memcmp(p, kMagic, 8) != 0) return reject("bad magic");
+  if (std::memcmp(p + 8, key.data(), 64) != 0) return reject("key mismatch");
+  if (size == 0) return reject("empty payload");
+  if (size != f.size - kHeader)
+    return reject("size field " + std::to_string(size) + " disagrees with the " + std::to_string(f.size - kHeader) +
+                  " payload bytes in the file (truncated payload or trailing bytes)");
+  std::vector<unsigned char> payload(p + kHeader, p + kHeader + size);
+  if (sha256_hex(payload.data(), payload.size()) != std::string(reinterpret_cast<const char*>(p) + 80, 64))
     return reject("payload digest mismatch");
 
   cl::Program::Binaries bins{payload};
@@ -231,32 +254,41 @@ void ProgramCache::store_to_disk(const std::string& path, const std::string& key
   const auto& payload = bins[0];
   std::string dir = path.substr(0, path.find_last_of('/'));
   mkdirs(dir);
-  std::random_device rd;
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      if (trace()) std::fprintf(stderr, "[clq cache] cannot write %s\n", tmp.c_str());
-      return;
-    }
-    uint64_t size = payload.size();
-    std::string digest = sha256_hex(payload.data(), payload.size());
-    out.write(kMagic, 8);
-    out.write(key.data(), 64);
-    out.write(reinterpret_cast<const char*>(&size), 8);
-    out.write(digest.data(), 64);
-    out.write(reinterpret_cast<const char*>(payload.data()), std::streamsize(payload.size()));
-    if (!out.good()) {
-      out.close();
-      std::remove(tmp.c_str());
-      return;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
+  uint64_t size = payload.size();
+  std::string digest = sha256_hex(payload.data(), payload.size());
+  try {
+    write_file_atomic(path, {{kMagic, 8}, {key.data(), 64}, {&size, 8}, {digest.data(), 64},
+                             {payload.data(), payload.size()}},
+                      {});
+  } catch (const Error& e) {
+    if (trace()) std::fprintf(stderr, "[clq cache] not stored: %s\n", e.what());
     return;
   }
   ++stats_.disk_writes;
+}
+
+cl::Program ProgramCache::rebuild(const std::string& file, const std::string& base_options) {
+  std::string options = base_options;
+  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
+  const std::string source = expanded_kernel_source(file);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = key_hex(source, options);
+  ++stats_.disk_rejected;
+  if (trace()) std::fprintf(stderr, "[clq cache] rejected entry of %s: its binary lacks a kernel; rebuilding\n", file.c_str());
+  cl::Program prog = build_from_source(file, source, options);
+  ++stats_.builds;
+  std::string dir = cache_dir();
+  if (!dir.empty()) store_to_disk(dir + "/" + key + ".clbin", key, prog);
+  memory_[key] = prog;
+  from_disk_.erase(key);
+  return prog;
+}
+
+bool ProgramCache::came_from_disk(const std::string& file, const std::string& base_options) {
+  std::string options = base_options;
+  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
+  std::lock_guard<std::mutex> lock(mu_);
+  return from_disk_.count(key_hex(expanded_kernel_source(file), options)) != 0;
 }
 
 }  // namespace clq

@@ -10,6 +10,7 @@
 #pragma once
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "runtime/cl.h"
@@ -42,6 +43,12 @@ class ProgramCache {
   // Same, from a source string (used by probes and tests).
   cl::Program get_source(const std::string& label, const std::string& source, const std::string& options);
 
+  // A disk entry can hold a valid binary of another program (same key and digest, forged or
+  // written by a broken tool): Context::kernel asks whether a program whose kernel is missing
+  // came from disk, and if so has it rebuilt from source (and the entry overwritten).
+  bool came_from_disk(const std::string& file, const std::string& options);
+  cl::Program rebuild(const std::string& file, const std::string& options);
+
   const CacheStats& stats() const { return stats_; }
   // Path of the disk entry a (source, options) pair maps to (for tests and tracing).
   std::string disk_path(const std::string& source, const std::string& options) const;
@@ -62,6 +69,7 @@ class ProgramCache {
   cl::Device dev_;
   DeviceFeatures features_;
   std::map<std::string, cl::Program> memory_;  // keyed by key_hex
+  std::set<std::string> from_disk_;             // keys whose program was loaded from a disk entry
   CacheStats stats_;
   std::mutex mu_;
 };

@@ -144,12 +144,35 @@ TEST(Caps, OverridesAreValidated) {
     EXPECT_EQ(e.status(), Status::kNotSupported);
   }
   {
+    // The removed nv_mma variant is a deprecated alias of nv_mma_tiled for one release.
+    DeviceFeatures nv;
+    nv.nv_mma_f16 = true;
+    EXPECT_STREQ(select_variant("w4a16_gemm", nv, 1, "nv_mma").variant, "nv_mma_tiled");
+  }
+  {
     test::ScopedEnv env("CLQ_VARIANT", "w4a16_gemm=tiled");
     EXPECT_STREQ(select_variant("w4a16_gemm", plain, 1).variant, "tiled");
   }
   {
     test::ScopedEnv env("CLQ_VARIANT", "tiled");  // single name: ops without it are unaffected
     EXPECT_STREQ(select_variant("convert", plain, 1).variant, "portable");
+  }
+  // Malformed values are errors naming the item, for every op (issue 16), not silently nothing.
+  for (const char* bad : {"===,,,", "w4a16_gemm=tiled,", ",w4a16_gemm=tiled", "w4a16_gem=tiled", "w4a16_gemm=",
+                          "w4a16_gemm=tiled=x", "w4a16_gemm=bogus", "bogus", "tiled,gemv"}) {
+    test::ScopedEnv env("CLQ_VARIANT", bad);
+    try {
+      check_variant_env();
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kInvalidArgument) << bad;
+      EXPECT_NE(std::string(e.what()).find(std::string("CLQ_VARIANT='") + bad + "'"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(select_variant("convert", plain, 1), Error) << bad;
+  }
+  {
+    test::ScopedEnv env("CLQ_VARIANT", "w4a16_gemm=tiled,fp8_block_gemm=gemv");
+    EXPECT_NO_THROW(check_variant_env());
   }
 }
 

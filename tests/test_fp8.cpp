@@ -356,7 +356,13 @@ TEST(Fp8BadInput, EachRuleHasItsOwnError) {
   {
     MutableFp8 m(true);
     m.sdata[4] = NAN;
-    expect_reject(m.ck, Status::kInvalidArgument, "[1][1] = nan is not finite");
+    expect_reject(m.ck, Status::kInvalidArgument, "[1][1] = nan is not a positive finite number");
+  }
+  // Block scales have the per-tensor scale's rule: finite and > 0 (issue 16).
+  for (float bad : {0.0f, -1.0f, INFINITY, -0.0f}) {
+    MutableFp8 m(true);
+    m.sdata[5] = bad;
+    expect_reject(m.ck, Status::kInvalidArgument, "[1][2] = ");
   }
   {
     MutableFp8 m(true);

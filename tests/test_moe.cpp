@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <random>
@@ -344,6 +345,30 @@ TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
   o.expert_map = {0, 1, 2};
   expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r, o); }, "expert_map has 3 entries");
   expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 5, r); }, "input buffer holds");
+  // A NaN router weight (and a non-finite expert weight) is refused at load (issue 16).
+  {
+    MoeSynth nanr(s);
+    MoeCheckpoint m = nanr.checkpoint();
+    ASSERT_NE(m.router, nullptr);
+    StTensor router = *m.router;
+    std::vector<uint8_t> rd(router.data, router.data + router.nbytes);
+    const uint16_t nan16 = router.dtype == StDType::kF32 ? 0 : (router.dtype == StDType::kF16 ? 0x7E00 : 0x7FC0);
+    if (router.dtype == StDType::kF32) {
+      const float q = NAN;
+      std::memcpy(rd.data() + 4 * 300, &q, 4);
+    } else {
+      std::memcpy(rd.data() + 2 * 300, &nan16, 2);
+    }
+    router.data = rd.data();
+    m.router = &router;
+    try {
+      FusedMoe broken(c, m);
+      ADD_FAILURE() << "NaN router weight accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find("[1][44] = nan is not finite"), std::string::npos) << e.what();
+    }
+  }
   // Mismatched expert shapes are refused at load.
   MoeSynth bad(s);
   MoeCheckpoint m = bad.checkpoint();

@@ -1,6 +1,10 @@
 // runtime/: device selection errors, build failures that carry the log, the kernel-source
 // registry, and the on-disk program cache surviving corrupt, truncated and foreign entries.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include <sys/stat.h>
 
@@ -76,6 +80,42 @@ TEST(Runtime, SelectionBySubstringIsCaseInsensitive) {
   for (auto& ch : upper) ch = char(std::toupper((unsigned char)ch));
   EXPECT_EQ(select_device(upper).features.device_name, name);
   EXPECT_EQ(select_device(std::to_string(all.back().index)).features.device_name, name);
+}
+
+// Issue 16: what users type. The words match vendor and version strings and device types.
+TEST(Runtime, SelectionByVendorVersionAndType) {
+  auto all = list_devices();
+  for (auto& e : all) {
+    const DeviceFeatures& f = e.features;
+    auto lower = [](std::string s) {
+      for (auto& ch : s) ch = char(std::tolower((unsigned char)ch));
+      return s;
+    };
+    if (!f.platform_vendor.empty()) {
+      const DeviceFeatures& got = select_device(f.platform_vendor).features;
+      const std::string hay = lower(got.platform_name + got.platform_vendor + got.platform_version + got.device_name +
+                                    got.vendor + got.driver_version);
+      EXPECT_NE(hay.find(lower(f.platform_vendor)), std::string::npos);
+    }
+    if (lower(f.platform_version).find("pocl") != std::string::npos)
+      EXPECT_NE(lower(select_device("pocl").features.platform_version).find("pocl"), std::string::npos);
+    if (f.platform_name == "rusticl") EXPECT_EQ(select_device("RustiCL").features.platform_name, "rusticl");
+    if (f.is_cpu) EXPECT_TRUE(select_device("cpu").features.is_cpu);
+    if (f.is_gpu) EXPECT_TRUE(select_device("GPU").features.is_gpu);
+  }
+  bool any_gpu = false;
+  for (auto& e : all) any_gpu |= e.features.is_gpu;
+  if (!any_gpu) EXPECT_THROW(select_device("gpu"), Error);
+}
+
+TEST(Runtime, PoclCacheProblemIsNamed) {
+  test::ScopedEnv a("POCL_CACHE_DIR", nullptr), b("XDG_CACHE_HOME", nullptr), h("HOME", "/proc/clq-none");
+  const std::string why = pocl_cache_problem();
+  if (why.empty()) GTEST_SKIP() << "PoCL is not installed here";
+  EXPECT_NE(why.find("/proc/clq-none/.cache/pocl"), std::string::npos) << why;
+  EXPECT_NE(why.find("POCL_CACHE_DIR"), std::string::npos) << why;
+  test::ScopedEnv ok("POCL_CACHE_DIR", "/tmp");
+  EXPECT_EQ(pocl_cache_problem(), "");
 }
 
 TEST(Runtime, BuildFailureReportsFileOptionsAndLog) {
@@ -277,4 +317,70 @@ TEST(PtxPatch, NonPtxDevicesGetAClearBuildError) {
     EXPECT_EQ(e.status(), Status::kBuildFailed);
     EXPECT_NE(std::string(e.what()).find(".target"), std::string::npos) << e.what();
   }
+}
+
+// Issue 16: a FIFO or folder at an entry's path is skipped (never opened blocking, never
+// replaced), and a size field larger than the file is refused before anything is allocated.
+TEST(ProgramCache, SpecialEntriesAndBadSizesAreSkipped) {
+  std::string dir = test::temp_dir("cachespecial");
+  test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());
+  test::ScopedEnv e2("CLQ_CACHE", nullptr);
+  const std::string opts = "-DCACHE_SPECIAL=1";
+  auto& c = test::ctx();
+  ProgramCache probe(c.cl_context(), c.device(), c.features());
+  const std::string path = probe.disk_path(kSmallKernel, opts);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  CacheStats s = build_and_run(opts);
+  EXPECT_EQ(s.builds, 1);
+  EXPECT_EQ(s.disk_rejected, 1);
+  EXPECT_EQ(s.disk_writes, 0);
+  struct stat st;
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  ::unlink(path.c_str());
+  ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);
+  s = build_and_run(opts);
+  EXPECT_EQ(s.builds, 1);
+  EXPECT_EQ(s.disk_rejected, 1);
+  ::rmdir(path.c_str());
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+  // A valid entry whose size field claims 2^30 bytes.
+  s = build_and_run(opts);
+  EXPECT_EQ(s.disk_writes, 1);
+  std::string entry = read_all(path);
+  ASSERT_GT(entry.size(), 144u);
+  const uint64_t huge = uint64_t(1) << 30;
+  entry.replace(72, 8, std::string(reinterpret_cast<const char*>(&huge), 8));
+  write_all(path, entry);
+  s = build_and_run(opts);
+  EXPECT_EQ(s.disk_rejected, 1);
+  EXPECT_EQ(s.builds, 1);
+  EXPECT_EQ(s.disk_writes, 1);
+}
+
+// Issue 16: an entry with the right key and digest that holds another program's binary once
+// failed every run with CL_INVALID_KERNEL_NAME; now the missing kernel triggers a rebuild.
+TEST(ProgramCache, ForeignBinaryUnderTheRightKeyIsRebuilt) {
+  std::string dir = test::temp_dir("cacheforeign");
+  test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());
+  test::ScopedEnv e2("CLQ_CACHE", nullptr);
+  auto& c = test::ctx();
+  c.programs().clear_memory();
+  c.kernel("moe/align.cl", "moe_align");
+  std::string opts = c.base_options();
+  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) opts += std::string(" ") + extra;
+  const std::string align = c.programs().disk_path(expanded_kernel_source("moe/align.cl"), opts);
+  const std::string conv = c.programs().disk_path(expanded_kernel_source("convert/convert.cl"), opts);
+  std::string forged = read_all(align);
+  ASSERT_GT(forged.size(), 144u) << align;
+  const std::string key = conv.substr(conv.size() - 6 - 64, 64);  // "<key>.clbin"
+  forged.replace(8, 64, key);
+  write_all(conv, forged);
+  c.programs().clear_memory();
+  const int rejected = c.programs().stats().disk_rejected;
+  EXPECT_NO_THROW(c.kernel("convert/convert.cl", "decode_fp16"));
+  EXPECT_EQ(c.programs().stats().disk_rejected, rejected + 1);
+  EXPECT_NE(read_all(conv), forged) << "the foreign entry was not overwritten";
+  c.programs().clear_memory();
 }

@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "host/caps/caps.h"
+#include "host/formats/quant_config.h"
 #include "host/formats/w4.h"
 #include "host/ops/op_util.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
@@ -327,6 +329,69 @@ W4SynthSpec small(W4Format f = W4Format::kGptq, bool act = false) {
   return s;
 }
 }  // namespace
+
+// NaN/Inf group scales turn whole output columns into NaN: refused like the FP8 scales (issue 16).
+TEST(W4A16BadInput, NonFiniteScales) {
+  for (uint16_t bad : {uint16_t(0x7E00), uint16_t(0x7C00), uint16_t(0xFC00)}) {
+    for (W4Format f : {W4Format::kGptq, W4Format::kAwq}) {
+      Mutable m(small(f));
+      std::vector<uint16_t> sd(m.scales.nbytes / 2);
+      std::memcpy(sd.data(), m.scales.data, m.scales.nbytes);
+      sd[64 * 2 + 5] = bad;
+      m.scales.data = reinterpret_cast<const uint8_t*>(sd.data());
+      expect_reject(m.ck, Status::kInvalidArgument, "[2][5] is ");
+    }
+  }
+}
+
+// Shapes whose products overflow 64 bits (UBSan once flagged K = shape[0] * 8 for [2^60, 0]).
+TEST(W4A16BadInput, HugeDimensionsAreRefusedBeforeArithmetic) {
+  for (std::vector<int64_t> shape : {std::vector<int64_t>{int64_t(1) << 60, 0}, std::vector<int64_t>{0, int64_t(1) << 61},
+                                     std::vector<int64_t>{int64_t(1) << 29, 8}}) {
+    Mutable m(small());
+    m.qweight.shape = shape;
+    expect_reject(m.ck, Status::kInvalidShape, "above 2^28");
+  }
+  Mutable z(small());
+  z.qzeros.shape = {4, int64_t(1) << 62};
+  expect_reject(z.ck, Status::kInvalidShape, "above 2^28");
+}
+
+// A config field of the wrong JSON type is an error naming the field, never silently ignored.
+TEST(W4A16BadInput, QuantConfigFieldsOfTheWrongType) {
+  const std::string dir = test::temp_dir("qcfg");
+  auto expect_cfg = [&](const char* file, const std::string& json, const std::string& needle) {
+    ::unlink((dir + "/quantize_config.json").c_str());
+    ::unlink((dir + "/config.json").c_str());
+    std::ofstream(dir + "/" + file) << json;
+    try {
+      read_quant_config(dir);
+      ADD_FAILURE() << json << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kFormatError) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_cfg("quantize_config.json", R"({"bits":4,"group_size":"64"})", "group_size is a string, expected an integer");
+  expect_cfg("quantize_config.json", R"({"bits":4,"group_size":64.5})",
+             "group_size is a number with a fraction, expected an integer");
+  expect_cfg("quantize_config.json", R"({"bits":"4","group_size":64})", "bits is a string");
+  expect_cfg("quantize_config.json", R"({"group_size":64,"desc_act":"true"})", "desc_act is a string");
+  expect_cfg("quantize_config.json", R"({"group_size":0})", "neither -1");
+  expect_cfg("quantize_config.json", R"({"group_size":4294967360})", "out of range");
+  expect_cfg("quantize_config.json", R"({"quant_method":["gptq"]})", "quant_method is an array");
+  expect_cfg("quantize_config.json", R"({"checkpoint_format":2})", "checkpoint_format is an integer");
+  expect_cfg("config.json", R"({"quantization_config":{"quant_method":"awq","q_group_size":true}})",
+             "quantization_config.q_group_size is a boolean");
+  expect_cfg("quantize_config.json", std::string(100, '[') + std::string(100, ']'), "nests deeper than 64");
+  // null counts as absent, and a plain config is still read.
+  ::unlink((dir + "/config.json").c_str());
+  std::ofstream(dir + "/quantize_config.json") << R"({"bits":4,"group_size":128,"desc_act":null})";
+  auto cfg = read_quant_config(dir);
+  ASSERT_TRUE(cfg && cfg->group_size);
+  EXPECT_EQ(*cfg->group_size, 128);
+  EXPECT_FALSE(cfg->desc_act.has_value());
+}
 
 TEST(W4A16BadInput, NotMultipleOf8) {
   Mutable m(small());

@@ -92,10 +92,58 @@ const std::vector<MatrixRow> kMatrixRows = {
     {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
 };
 
+// Removed variants keep their name for one release as an alias of their successor (CHANGELOG).
+struct Alias {
+  const char *op, *old_name, *new_name;
+};
+const Alias kAliases[] = {{"w4a16_gemm", "nv_mma", "nv_mma_tiled"}};
+
+// CLQ_VARIANT is checked whole on every read: a typo ("w4a16_gem=tiled", "===,,,") would
+// otherwise force nothing and the run would measure the default variant under a wrong label.
+void check_variant_env(const std::string& s) {
+  auto bad = [&](const std::string& why) {
+    fail(Status::kInvalidArgument, "CLQ_VARIANT='" + s + "': " + why +
+                                       " (expected op=variant,... or one variant name; see clquant caps)");
+  };
+  auto op_has = [](const std::string& op, const std::string& v) {
+    for (auto& r : kTable)
+      if ((op.empty() || op == r.op) && v == r.variant) return true;
+    for (auto& a : kAliases)
+      if ((op.empty() || op == a.op) && v == a.old_name) return true;
+    return false;
+  };
+  auto op_known = [](const std::string& op) {
+    for (auto& r : kTable)
+      if (op == r.op) return true;
+    return false;
+  };
+  if (s.find('=') == std::string::npos) {
+    if (s.find(',') != std::string::npos) bad("a list needs op=variant items");
+    if (!op_has("", s)) bad("'" + s + "' is no variant of any op");
+    return;
+  }
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    const std::string item = s.substr(start, comma - start);
+    start = comma + 1;
+    auto eq = item.find('=');
+    if (item.empty()) bad("empty item");
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size() || item.find('=', eq + 1) != std::string::npos)
+      bad("item '" + item + "' is not op=variant");
+    const std::string op = item.substr(0, eq), v = item.substr(eq + 1);
+    if (!op_known(op)) bad("unknown op '" + op + "'");
+    if (!op_has(op, v)) bad("'" + v + "' is no variant of " + op);
+    if (comma == s.size()) break;
+  }
+}
+
 std::string env_override(const std::string& op) {
   const char* e = std::getenv("CLQ_VARIANT");
   if (!e || !*e) return "";
   std::string s = e;
+  check_variant_env(s);
   if (s.find('=') == std::string::npos) return s;  // one name: applies to any op that has it
   std::istringstream ss(s);
   std::string item;
@@ -106,6 +154,10 @@ std::string env_override(const std::string& op) {
   return "";
 }
 }  // namespace
+
+void check_variant_env() {
+  if (const char* e = std::getenv("CLQ_VARIANT"); e && *e) check_variant_env(std::string(e));
+}
 
 const std::vector<VariantRow>& capability_table() {
   return kTable;
@@ -149,6 +201,8 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
   for (auto& r : kTable)
     if (op == r.op) names += std::string(names.empty() ? "" : ", ") + r.variant;
   if (names.empty()) fail(Status::kInternal, "capability table has no op '" + op + "'");
+  for (const Alias& a : kAliases)
+    if (op == a.op && forced == a.old_name) forced = a.new_name;
   if (!forced.empty()) {
     for (auto& r : kTable) {
       if (op != r.op || forced != r.variant) continue;

@@ -55,6 +55,10 @@ std::vector<const VariantRow*> supported_variants(const std::string& op, const D
 const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f, int64_t m,
                                  const std::string& override_name = "");
 
+// InvalidArgument when CLQ_VARIANT is set but malformed (empty items, unknown ops or variants);
+// select_variant checks it too, this lets a command refuse it before any work.
+void check_variant_env();
+
 // ---- support matrix across device classes ----------------------------------------------------
 struct DeviceClass {
   const char* name;   // column header

@@ -48,6 +48,7 @@ nlohmann::json features_json(const DeviceFeatures& f) {
           {"max_alloc_bytes", f.max_alloc},
           {"global_mem_bytes", f.global_mem},
           {"max_work_group", f.max_work_group},
+          {"native_float_width", f.native_float_width},
           {"nv_compute_capability", f.nv_cc_major < 0 ? nlohmann::json(nullptr) : nlohmann::json(nv_cc(f))},
           {"nv_mma_f16", f.nv_mma_f16},
           {"nv_mma_e4m3", f.nv_mma_e4m3},

@@ -10,7 +10,12 @@ namespace clq {
 
 namespace {
 const GemvTuning kGemv[] = {
-    {"cpu", [](const DeviceFeatures& f) { return f.is_cpu; }, 16, 16, 4, 4096, 8, 8},
+    // A CPU whose compiler maps a work-item's float16 onto vector registers (PoCL: native float
+    // width 16 or 8). Mesa's llvmpipe reports width 1: it runs 8 work-items in the lanes of one
+    // register, so 16 columns x 8 rows per work-item become thousands of vector FMAs per loop
+    // step, and LLVM's instruction selection then takes minutes per kernel (the MoE "hang" of
+    // issue 16). Such a CPU takes the default row.
+    {"cpu", [](const DeviceFeatures& f) { return f.is_cpu && f.native_float_width >= 8; }, 16, 16, 4, 4096, 8, 8},
     {"gpu", [](const DeviceFeatures& f) { return f.is_gpu; }, 4, 0, 1024, 0, 64, 4},
     {"default", [](const DeviceFeatures&) { return true; }, 4, 0, 256, 0, 64, 4},
 };

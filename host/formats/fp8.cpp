@@ -66,9 +66,11 @@ Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
                                       i2s(s.Nb) + ", " + i2s(s.Kb) + "]");
     for (int64_t i = 0; i < s.Nb * s.Kb; ++i) {
       float v = rd_f32(sc, size_t(i));
-      if (!std::isfinite(v))
+      // Block scales multiply the e4m3 codes (SPEC section 3); writers derive them from the
+      // block's absolute maximum, so 0, a negative value or a non-finite one is a broken file.
+      if (!std::isfinite(v) || v <= 0)
         fail(Status::kInvalidArgument, "weight_scale_inv '" + sc.name + "'[" + i2s(i / s.Kb) + "][" + i2s(i % s.Kb) +
-                                           "] = " + std::to_string(v) + " is not finite");
+                                           "] = " + std::to_string(v) + " is not a positive finite number");
     }
     if (ck.input_scale)
       fail(Status::kInvalidArgument, "input_scale '" + ck.input_scale->name +

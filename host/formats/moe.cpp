@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "host/numeric.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -115,10 +116,33 @@ void validate_moe(const MoeCheckpoint& m) {
       fail(Status::kFormatError, "router '" + m.router->name + "' has dtype " + st_dtype_name(m.router->dtype) +
                                      ", expected F32, F16 or BF16");
     need_shape(*m.router, E, H, "router");
+    // A NaN router weight makes every logit of a token NaN, and top-k over NaN picks experts by
+    // accident; refuse it as the expert weights are refused.
+    for (int64_t i = 0; i < E * H; ++i) {
+      float v;
+      if (m.router->dtype == StDType::kF32) {
+        std::memcpy(&v, m.router->data + 4 * i, 4);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, m.router->data + 2 * i, 2);
+        v = m.router->dtype == StDType::kF16 ? fp16_to_f32(h) : bf16_to_f32(h);
+      }
+      if (!std::isfinite(v))
+        fail(Status::kInvalidArgument, "router '" + m.router->name + "'[" + i2s(i / H) + "][" + i2s(i % H) + "] = " +
+                                           std::to_string(v) + " is not finite");
+    }
   }
   if (m.bias && (m.bias->dtype != StDType::kF32 || m.bias->shape != std::vector<int64_t>{E}))
     fail(Status::kInvalidShape, "e_score_correction_bias '" + m.bias->name + "' must be F32 [" + i2s(E) + "], has " +
                                     st_dtype_name(m.bias->dtype) + " " + m.bias->shape_str());
+  if (m.bias)
+    for (int64_t e = 0; e < E; ++e) {
+      float v;
+      std::memcpy(&v, m.bias->data + 4 * e, 4);
+      if (!std::isfinite(v))
+        fail(Status::kInvalidArgument,
+             "e_score_correction_bias '" + m.bias->name + "'[" + i2s(e) + "] = " + std::to_string(v) + " is not finite");
+    }
   int group_gate = 0, group_down = 0;
   for (int64_t e = 0; e < E; ++e) {
     const std::string who = "expert " + i2s(e);

@@ -16,6 +16,8 @@ const char* w4_format_name(W4Format f) {
       return "gptq_v2";
     case W4Format::kAwq:
       return "awq";
+    case W4Format::kCompressedTensors:
+      return "compressed-tensors";
   }
   return "?";
 }
@@ -27,6 +29,8 @@ bool w4_format_from_name(const std::string& s, W4Format* out) {
     *out = W4Format::kGptqV2;
   else if (s == "awq")
     *out = W4Format::kAwq;
+  else if (s == "compressed-tensors")
+    *out = W4Format::kCompressedTensors;
   else
     return false;
   return true;
@@ -65,7 +69,98 @@ std::string i2s(int64_t v) {
 }
 }  // namespace
 
+namespace {
+// compressed-tensors pack-quantized: transposed shapes, optional zero points, wider scale types.
+W4Shape validate_ct(const W4Checkpoint& ck) {
+  need(ck.qweight, "weight_packed");
+  need(ck.scales, "weight_scale");
+  const StTensor &qw = *ck.qweight, &sc = *ck.scales;
+  need_dtype(qw, StDType::kI32);
+  if (sc.dtype != StDType::kF16 && sc.dtype != StDType::kBF16 && sc.dtype != StDType::kF32)
+    fail(Status::kFormatError, "tensor '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) +
+                                   ", expected F16, BF16 or F32");
+  need_rank(qw, 2);
+  need_rank(sc, 2);
+  W4Shape s;
+  s.N = qw.shape[0];
+  if (qw.shape[1] > (int64_t(1) << 40))
+    fail(Status::kInvalidShape, "weight_packed '" + qw.name + "' shape " + qw.shape_str() + " is implausibly wide");
+  s.K = qw.shape[1] * 8;
+  if (s.K <= 0 || s.N <= 0)
+    fail(Status::kInvalidShape, "weight_packed '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
+  if (s.K % 8 || s.N % 8)
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) +
+                                    " must both be multiples of 8 (weight_packed " + qw.shape_str() + ")");
+  if (sc.shape[0] != s.N)
+    fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' shape " + sc.shape_str() + " has " +
+                                    i2s(sc.shape[0]) + " rows, but weight_packed " + qw.shape_str() + " gives N = " +
+                                    i2s(s.N));
+  const int64_t G = sc.shape[1];
+  if (G < 1) fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' has no groups");
+  if (ck.qzeros) {
+    const StTensor& qz = *ck.qzeros;
+    need_dtype(qz, StDType::kI32);
+    need_rank(qz, 2);
+    if (qz.shape[0] * 8 != s.N || qz.shape[1] != G)
+      fail(Status::kInvalidShape, "weight_zero_point '" + qz.name + "' shape " + qz.shape_str() +
+                                      " disagrees with weight_scale " + sc.shape_str() + ": expected [" + i2s(s.N / 8) +
+                                      ", " + i2s(G) + "] (packed along N)");
+  }
+  int gs = ck.group_size;
+  if (gs == 0) {
+    if (G == 1)
+      gs = -1;
+    else if (s.K % G == 0)
+      gs = int(s.K / G);
+    else
+      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " +
+                                      i2s(G) + " groups of weight_scale '" + sc.name + "'");
+  }
+  if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
+  if (gs == int(s.K)) gs = -1;
+  const int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
+  if (G != G_expected)
+    fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' has " + i2s(G) + " groups, but K = " + i2s(s.K) +
+                                    " with group size " + i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
+  s.G = G;
+  s.group_size = gs;
+  if (ck.g_idx) {
+    const StTensor& gi = *ck.g_idx;
+    need_dtype(gi, StDType::kI32);
+    need_rank(gi, 1);
+    if (gi.shape[0] != s.K)
+      fail(Status::kInvalidShape, "weight_g_idx '" + gi.name + "' has " + i2s(gi.shape[0]) + " entries, but K = " +
+                                      i2s(s.K));
+    for (int64_t k = 0; k < s.K; ++k) {
+      int32_t g = rd_i32(gi, size_t(k));
+      if (g < 0 || g >= G)
+        fail(Status::kInvalidArgument, "weight_g_idx[" + i2s(k) + "] = " + i2s(g) + " is outside [0, " + i2s(G) + ")");
+    }
+    s.has_g_idx = true;
+  } else if (gs != -1 && s.K % gs != 0) {
+    fail(Status::kInvalidShape,
+         "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no weight_g_idx");
+  }
+  return s;
+}
+
+float scale_as_f32(const StTensor& t, size_t i) {
+  switch (t.dtype) {
+    case StDType::kF32: {
+      float v;
+      std::memcpy(&v, t.data + 4 * i, 4);
+      return v;
+    }
+    case StDType::kBF16:
+      return bf16_to_f32(rd_u16(t, i));
+    default:
+      return fp16_to_f32(rd_u16(t, i));
+  }
+}
+}  // namespace
+
 W4Shape validate_w4(const W4Checkpoint& ck) {
+  if (ck.format == W4Format::kCompressedTensors) return validate_ct(ck);
   need(ck.qweight, "qweight");
   need(ck.qzeros, "qzeros");
   need(ck.scales, "scales");
@@ -78,6 +173,14 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
   need_rank(sc, 2);
   W4Shape s;
   const bool awq = ck.format == W4Format::kAwq;
+  // K and N index 32-bit kernel arithmetic; checking the packed dims first also keeps the
+  // products below in range (a [2^60, 0] qweight is a valid empty tensor, not a layer).
+  constexpr int64_t kMaxDim = int64_t(1) << 31;
+  for (const StTensor* t : {&qw, &qz, &sc})
+    for (int64_t d : t->shape)
+      if (d > kMaxDim / 8)
+        fail(Status::kInvalidShape, "tensor '" + t->name + "' shape " + t->shape_str() +
+                                        " has a dimension above 2^28: K and N must stay below 2^31");
   if (awq) {
     s.K = qw.shape[0];
     s.N = qw.shape[1] * 8;
@@ -138,12 +241,26 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
     fail(Status::kInvalidShape,
          "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
   }
+  // A NaN or infinite scale turns a whole output column into NaN; refuse it (any sign is a
+  // well-defined layer: s * (q - z) is linear in s).
+  const int64_t n_scales = std::min<int64_t>(G * s.N, int64_t(sc.nbytes / 2));
+  for (int64_t i = 0; i < n_scales; ++i) {
+    const uint16_t v = rd_u16(sc, size_t(i));
+    if ((v & 0x7C00) == 0x7C00)
+      fail(Status::kInvalidArgument, "scales '" + sc.name + "'[" + i2s(i / s.N) + "][" + i2s(i % s.N) + "] is " +
+                                         ((v & 0x03FF) ? "NaN" : (v & 0x8000) ? "-Inf" : "+Inf") +
+                                         "; int4 group scales must be finite");
+  }
   return s;
 }
 
 W4Accessor::W4Accessor(const W4Checkpoint& c) : shape(validate_w4(c)), format(c.format), ck(c) {}
 
 uint32_t W4Accessor::q(int64_t k, int64_t n) const {
+  if (format == W4Format::kCompressedTensors) {
+    uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(n * (shape.K / 8) + k / 8)));
+    return nibble(w, uint32_t(k % 8));
+  }
   if (format == W4Format::kAwq) {
     uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(k * (shape.N / 8) + n / 8)));
     return nibble(w, uint32_t(kAwqNibble[n % 8]));
@@ -153,6 +270,11 @@ uint32_t W4Accessor::q(int64_t k, int64_t n) const {
 }
 
 uint32_t W4Accessor::z(int64_t g, int64_t n) const {
+  if (format == W4Format::kCompressedTensors) {
+    if (!ck.qzeros) return 8;  // symmetric: signed zero 0, stored with the +8 offset
+    uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t((n / 8) * shape.G + g)));
+    return nibble(w, uint32_t(n % 8));
+  }
   uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t(g * (shape.N / 8) + n / 8)));
   if (format == W4Format::kAwq) return nibble(w, uint32_t(kAwqNibble[n % 8]));
   uint32_t zs = nibble(w, uint32_t(n % 8));
@@ -160,6 +282,7 @@ uint32_t W4Accessor::z(int64_t g, int64_t n) const {
 }
 
 float W4Accessor::s(int64_t g, int64_t n) const {
+  if (format == W4Format::kCompressedTensors) return scale_as_f32(*ck.scales, size_t(n * shape.G + g));
   return fp16_to_f32(rd_u16(*ck.scales, size_t(g * shape.N + n)));
 }
 
@@ -210,7 +333,7 @@ W4Packed repack_w4(const W4Checkpoint& ck) {
       p.wgroup[size_t(w)] = int32_t(g);
 
   p.qw.assign(size_t(Kp / 8 * N), 0u);
-  const bool identity_gptq = a.format != W4Format::kAwq && !p.act_order && row_start[size_t(G)] == K;
+  const bool identity_gptq = (a.format == W4Format::kGptq || a.format == W4Format::kGptqV2) && !p.act_order && row_start[size_t(G)] == K;
   if (identity_gptq) {
     // Packed along K with rows in order: the checkpoint's words are already the kernel's words.
     std::memcpy(p.qw.data(), ck.qweight->data, size_t(K / 8 * N) * 4);
@@ -224,7 +347,22 @@ W4Packed repack_w4(const W4Checkpoint& ck) {
     }
   }
   p.scales.resize(size_t(G * N));
-  std::memcpy(p.scales.data(), ck.scales->data, p.scales.size() * 2);
+  if (a.format != W4Format::kCompressedTensors) {
+    std::memcpy(p.scales.data(), ck.scales->data, p.scales.size() * 2);
+  } else {
+    // The kernels read fp16 scales; a BF16/F32 scale is taken only where fp16 holds it exactly,
+    // so the kernels and the reference (which reads the checkpoint's own value) agree.
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = a.s(g, n);
+        const uint16_t h = f32_to_fp16(v);
+        if (!(fp16_to_f32(h) == v))
+          fail(Status::kNotSupported, "weight_scale '" + ck.scales->name + "'[" + i2s(n) + "][" + i2s(g) + "] = " +
+                                          std::to_string(v) + " is not exactly representable in fp16, the int4 "
+                                          "kernels' scale type");
+        p.scales[size_t(g * N + n)] = h;
+      }
+  }
   p.zeros.resize(size_t(G * N));
   for (int64_t g = 0; g < G; ++g)
     for (int64_t n = 0; n < N; ++n) p.zeros[size_t(g * N + n)] = uint8_t(a.z(g, n));

@@ -17,7 +17,13 @@
 
 namespace clq {
 
-enum class W4Format { kGptq, kGptqV2, kAwq };
+// kCompressedTensors: compressed-tensors `pack-quantized` int4 (vLLM's llm-compressor):
+// weight_packed I32 [N, K/8] packed along K (nibble k % 8 of word [n][k / 8], stored q + 8 of a
+// signed q in [-8, 7]), weight_scale [N, G] (F16, BF16 or F32), weight_zero_point I32 [N/8, G]
+// packed along N (nibble n % 8 of word [n / 8][g], stored z + 8) when asymmetric, absent when
+// symmetric (zero 8 in stored units), weight_g_idx I32 [K] with act-order. W = s * (q - z) in
+// stored units, the same formula as GPTQ's.
+enum class W4Format { kGptq, kGptqV2, kAwq, kCompressedTensors };
 const char* w4_format_name(W4Format f);
 bool w4_format_from_name(const std::string& s, W4Format* out);
 
@@ -25,10 +31,10 @@ bool w4_format_from_name(const std::string& s, W4Format* out);
 struct W4Checkpoint {
   W4Format format = W4Format::kGptq;
   int group_size = 0;  // 0: infer from the shapes; -1: one group over all of K
-  const StTensor* qweight = nullptr;
-  const StTensor* qzeros = nullptr;
-  const StTensor* scales = nullptr;
-  const StTensor* g_idx = nullptr;  // GPTQ only; may be null
+  const StTensor* qweight = nullptr;  // compressed-tensors: weight_packed
+  const StTensor* qzeros = nullptr;   // compressed-tensors: weight_zero_point, null when symmetric
+  const StTensor* scales = nullptr;   // compressed-tensors: weight_scale
+  const StTensor* g_idx = nullptr;    // GPTQ (g_idx) and compressed-tensors (weight_g_idx); may be null
 };
 
 // Shapes and group structure after validation.

@@ -1,11 +1,14 @@
 // safetensors reading (memory-mapped, fully validated) and writing (atomic), plus sharded
 // checkpoints through model.safetensors.index.json.
 //
-// Validation, each with its own message: file shorter than 8 bytes; header length past the end
-// of the file or above 100 MB; header not valid UTF-8 JSON or not an object; duplicate names;
-// unknown dtype; shape not a list of non-negative integers; data_offsets not [begin, end] with
-// begin <= end; byte size != product(shape) * dtype size (with overflow checks); offsets not
-// contiguous from 0 or not covering the whole data section; __metadata__ not string -> string.
+// Validation, each with its own message (the full list: docs/robustness.md): file shorter than
+// 8 bytes; header length past the end of the file or above 100 MB; header not strict UTF-8, with
+// a byte-order mark, not one JSON object, or followed by anything but spaces; nesting deeper than
+// 64; duplicate tensor names, fields or metadata keys; unknown dtype; shape not a list of
+// non-negative 64-bit integers; data_offsets not [begin, end] with begin <= end; byte size !=
+// product(shape) * dtype size (every product overflow-checked); offsets not contiguous from 0 or
+// not covering the whole data section; __metadata__ not string -> string. Linear in the header.
+// Files are opened only when regular (runtime/safe_file.h): a FIFO is refused, never waited on.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +16,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "runtime/safe_file.h"
 
 namespace clq {
 
@@ -43,12 +48,14 @@ class SafetensorsFile {
   const StTensor* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
+  const FileId& id() const { return id_; }  // which file was opened (outputs must differ)
 
   static constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 
  private:
   SafetensorsFile() = default;
   std::string path_;
+  FileId id_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::vector<StTensor> tensors_;
@@ -66,7 +73,9 @@ class SafetensorsWriter {
   void add(const std::string& name, StDType dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes);
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // Writes to a temporary file beside `path`, then renames: a reader never sees half a file.
-  void write(const std::string& path) const;
+  // Refused (InvalidArgument) when `path` is one of `inputs` or exists and is not a regular file
+  // (runtime/safe_file.h).
+  void write(const std::string& path, const std::vector<FileId>& inputs = {}) const;
 
  private:
   struct Entry {
@@ -88,11 +97,14 @@ class Checkpoint {
   const StTensor& require(const std::string& name) const;  // FormatError naming the tensor if absent
   std::vector<std::string> names_with_prefix(const std::string& prefix) const;
   const std::string& dir() const { return dir_; }  // folder of the checkpoint (for quantize_config.json)
+  // Every file this checkpoint read (index and shards), for the output-is-not-an-input check.
+  const std::vector<FileId>& file_ids() const { return ids_; }
 
  private:
   std::string dir_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const StTensor*> by_name_;
+  std::vector<FileId> ids_;
 };
 
 }  // namespace clq

@@ -1,6 +1,5 @@
 // clquant bench: throughput of an op over the standard shapes, with the device's copy ceiling
 // and a same-run baseline, as a table or JSON.
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -26,7 +25,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--variant", a.variant, "force a kernel variant");
   cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
   cmd->add_option("--ms", a.ms, "M list (tokens T for moe), e.g. 1,16,4096");
-  cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)");
+  cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)")->check(integer_in(1, 1000000));
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
@@ -52,6 +51,31 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
   }
   return v;
 }
+
+// A shape is checked like the ops check theirs, before anything is synthesized: the host builds
+// the weights (and a reference copy) first, so an absurd --shapes would end in bad_alloc.
+void check_bench_shape(const Context& c, const std::string& op, int64_t N, int64_t K, const std::vector<int64_t>& ms) {
+  const std::string shape = "--shapes " + std::to_string(N) + "x" + std::to_string(K);
+  if (N % 8 || K % 8)
+    fail(Status::kInvalidShape, shape + ": N and K must be multiples of 8 (the int4 and e4m3 packings)");
+  constexpr int64_t kMaxDim = int64_t(1) << 31;
+  if (N >= kMaxDim || K >= kMaxDim) fail(Status::kInvalidShape, shape + ": N and K must stay below 2^31");
+  const uint64_t max_alloc = c.features().max_alloc, global = c.features().global_mem;
+  // Weight bytes on the device: half a byte (int4) or one byte (e4m3) per element.
+  const uint64_t wbytes = op == "fp8" ? uint64_t(N) * uint64_t(K) : uint64_t(N) * uint64_t(K) / 2;
+  if (wbytes > max_alloc || wbytes > global / 2)
+    fail(Status::kInvalidArgument, shape + ": the weights need " + std::to_string(wbytes) +
+                                       " bytes, above what this device can hold (max allocation " +
+                                       std::to_string(max_alloc) + " bytes, memory " + std::to_string(global) + ")");
+  for (int64_t M : ms) {
+    uint64_t xb = 0, yb = 0;
+    if (__builtin_mul_overflow(uint64_t(M), uint64_t(K) * 2, &xb) || __builtin_mul_overflow(uint64_t(M), uint64_t(N) * 2, &yb) ||
+        xb > max_alloc || yb > max_alloc)
+      fail(Status::kInvalidArgument, shape + " with M = " + std::to_string(M) +
+                                         ": activations or outputs exceed the device's max allocation of " +
+                                         std::to_string(max_alloc) + " bytes");
+  }
+}
 }  // namespace
 
 int run_bench(Context& c, const BenchArgs& a) {
@@ -69,9 +93,12 @@ int run_bench(Context& c, const BenchArgs& a) {
       auto x = tok.find('x');
       if (x == std::string::npos) fail(Status::kInvalidArgument, "--shapes: '" + tok + "' is not NxK");
       auto n = parse_list(tok.substr(0, x), "--shapes N"), k = parse_list(tok.substr(x + 1), "--shapes K");
+      if (n.size() != 1 || k.size() != 1) fail(Status::kInvalidArgument, "--shapes: '" + tok + "' is not NxK");
       cfg.shapes.push_back({n.at(0), k.at(0)});
     }
   }
+  if (a.op != "moe")
+    for (auto [N, K] : cfg.shapes) check_bench_shape(c, a.op, N, K, cfg.ms.empty() ? std::vector<int64_t>{4096} : cfg.ms);
   std::cerr << "device: " << c.features().device_name << "\n";
   bench::harness_options().breakdown = a.breakdown;
   if (a.op == "lookup") {
@@ -105,9 +132,8 @@ int run_bench(Context& c, const BenchArgs& a) {
   }
   auto j = bench::to_json(c, rows, copy);
   if (!a.json_out.empty()) {
-    std::ofstream out(a.json_out);
-    if (!out) fail(Status::kIoError, "cannot write '" + a.json_out + "'");
-    out << j.dump(2) << "\n";
+    const std::string text = j.dump(2) + "\n";
+    write_file_atomic(a.json_out, {{text.data(), text.size()}}, {});
   }
   if (a.json)
     std::cout << j.dump(2) << "\n";

@@ -24,7 +24,8 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   cmd->add_option("--format", a.format,
                   "gptq | gptq_v2 | awq (default: quantize_config.json / config.json beside the weights, "
                   "else the tensor shapes where unambiguous)");
-  cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)");
+  cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)")
+      ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
   cmd->add_option("--variant", a.variant, "force a kernel variant (see clquant caps)");
   cmd->add_flag("--check", a.check, "also compute the fp64 host reference and fail (exit 1) beyond tolerance");
   cmd->add_option("--act-dtype", a.act_dtype,
@@ -44,6 +45,17 @@ CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& a) {
   cmd->add_flag("--per-tensor", a.per_tensor,
                 "one dynamic scale for the whole tensor ('input_scale' is then a scalar)");
   return cmd;
+}
+
+std::vector<FileId> run_inputs(const Checkpoint* ck, const SafetensorsFile* input) {
+  std::vector<FileId> ids;
+  if (ck) {
+    ids = ck->file_ids();
+    for (const char* cfg : {"/quantize_config.json", "/config.json"})
+      if (auto id = file_id(ck->dir() + cfg)) ids.push_back(*id);
+  }
+  if (input) ids.push_back(input->id());
+  return ids;
 }
 
 namespace {
@@ -98,6 +110,8 @@ int run_fp8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
   const Fp8Checkpoint& w = layer.fp8().ck;
   const Fp8Shape& shape = layer.fp8().shape;
   Input in = read_input(a.input);
+  const std::vector<FileId> inputs = run_inputs(layer.checkpoint.get(), in.file.get());
+  check_output_path(a.output, inputs);
   if (in.K != shape.K)
     fail(Status::kInvalidShape,
          "input " + in.x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
@@ -145,13 +159,15 @@ int run_fp8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
   }
   SafetensorsWriter out;
   out.add("output", st_of(yt), {in.M, shape.N}, y.data(), y.size());
-  out.write(a.output);
+  out.write(a.output, inputs);
   return rc;
 }
 }  // namespace
 
 int run_quant_fp8(Context& c, const QuantFp8Args& a) {
   Input in = read_input(a.input);
+  const std::vector<FileId> inputs = run_inputs(nullptr, in.file.get());
+  check_output_path(a.output, inputs);
   Fp8Quantizer q(c);
   cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY);
   c.write(dx, in.x->data, in.x->nbytes);
@@ -168,7 +184,7 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
     out.add("input_scale", StDType::kF32, {}, scales.data(), 4);
   else
     out.add("input_scale", StDType::kF32, {in.M, Kb}, scales.data(), scales.size() * 4);
-  out.write(a.output);
+  out.write(a.output, inputs);
   std::cerr << "quant-fp8: [" << in.M << ", " << in.K << "] " << dtype_name(in.dt) << " -> e4m3, "
             << (a.per_tensor ? "one scale" : "scales per token per 128 columns") << ", " << ev.ms() << " ms\n";
   return 0;
@@ -186,6 +202,8 @@ int run_gemm(Context& c, const GemmArgs& a) {
   const W4Shape& shape = layer.w4().shape;
 
   Input in = read_input(a.input);
+  const std::vector<FileId> inputs = run_inputs(layer.checkpoint.get(), in.file.get());
+  check_output_path(a.output, inputs);
   const StTensor* x = in.x;
   if (in.K != shape.K)
     fail(Status::kInvalidShape,
@@ -222,7 +240,7 @@ int run_gemm(Context& c, const GemmArgs& a) {
   }
   SafetensorsWriter out;
   out.add("output", st_of(xt), {M, shape.N}, y.data(), y.size());
-  out.write(a.output);
+  out.write(a.output, inputs);
   return rc;
 }
 

@@ -21,19 +21,21 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->required();
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [T, H] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write 'output' [T, H] (input's dtype)")->required();
-  cmd->add_option("--top-k", a.top_k, "experts per token")->required();
+  cmd->add_option("--top-k", a.top_k, "experts per token")->required()->check(integer_in(1, 1024));
   cmd->add_flag("--renormalize", a.renormalize, "divide the chosen weights by their sum");
   cmd->add_option("--routing", a.routing, "softmax (Mixtral, Qwen-MoE) or grouped (DeepSeek-V3 noaux_tc)")
       ->check(CLI::IsMember({"softmax", "grouped"}));
-  cmd->add_option("--n-group", a.n_group, "grouped: expert groups");
-  cmd->add_option("--topk-group", a.topk_group, "grouped: groups kept");
-  cmd->add_option("--routed-scaling", a.routed_scaling, "grouped: routed_scaling_factor");
+  cmd->add_option("--n-group", a.n_group, "grouped: expert groups")->check(integer_in(1, 1024));
+  cmd->add_option("--topk-group", a.topk_group, "grouped: groups kept")->check(integer_in(1, 1024));
+  cmd->add_option("--routed-scaling", a.routed_scaling, "grouped: routed_scaling_factor")->check(positive_finite());
   cmd->add_option("--scoring", a.scoring, "grouped: sigmoid (default) or softmax scores")
       ->check(CLI::IsMember({"sigmoid", "softmax"}));
   cmd->add_option("--format", a.format,
                   "int4 experts: gptq | gptq_v2 | awq (default: quantize_config.json / config.json)");
-  cmd->add_option("--group-size", a.group_size, "int4 experts: group size (default: config, else shapes)");
-  cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)");
+  cmd->add_option("--group-size", a.group_size, "int4 experts: group size (default: config, else shapes)")
+      ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
+  cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)")
+      ->check(integer_in(1, 1 << 20));
   cmd->add_flag("--check", a.check,
                 "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
   return cmd;
@@ -49,6 +51,8 @@ int run_moe(Context& c, const MoeArgs& a) {
   auto xf = SafetensorsFile::open(a.input);
   const StTensor* x = xf->find("input");
   if (!x) fail(Status::kFormatError, "input file '" + a.input + "' has no tensor named 'input'");
+  const std::vector<FileId> inputs = run_inputs(layer.checkpoint.get(), xf.get());
+  check_output_path(a.output, inputs);
   if (x->shape.size() != 2 || x->shape[0] < 1 || x->shape[1] != m.H)
     fail(Status::kInvalidShape, "input " + x->shape_str() + " must be [T, H] with H = " + std::to_string(m.H));
   DType xt;
@@ -114,7 +118,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   }
   SafetensorsWriter out;
   out.add("output", x->dtype, {T, m.H}, y.data(), y.size());
-  out.write(a.output);
+  out.write(a.output, inputs);
   return rc;
 }
 

@@ -1,11 +1,61 @@
 // Subcommands that drive ops: declared here, defined next to them in tools/clquant/.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <string>
 
+#include "host/io/safetensors.h"
 #include "runtime/context.h"
+#include "runtime/safe_file.h"
 
 namespace clq::cli {
+
+// Numeric options are checked on the text the user typed: CLI11 alone turns '' into 0 and wraps
+// "-1" into a huge unsigned seed. Each message names the allowed range.
+inline CLI::Validator integer_in(long long lo, long long hi, bool allow_minus_one = false) {
+  std::string desc = "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" + (allow_minus_one ? " or -1" : "");
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        long long v = s.empty() ? 0 : std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || errno == ERANGE || std::isspace((unsigned char)s[0]))
+          return "'" + s + "' is not an integer";
+        if ((v < lo || v > hi) && !(allow_minus_one && v == -1))
+          return "'" + s + "' is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" +
+                 (allow_minus_one ? " (or -1)" : "");
+        return "";
+      },
+      desc);
+}
+inline CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+          return "'" + s + "' is not a non-negative integer";
+        errno = 0;
+        std::strtoull(s.c_str(), nullptr, 10);
+        return errno == ERANGE ? "'" + s + "' does not fit 64 bits" : "";
+      },
+      "UINT");
+}
+inline CLI::Validator positive_finite() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        double v = s.empty() ? 0 : std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || !std::isfinite(v) || v <= 0 || v > 3.0e38)
+          return "'" + s + "' is not a finite positive number";
+        return "";
+      },
+      "FLOAT > 0");
+}
+
+// Every file a run reads (checkpoint index and shards, the quantization configs beside it, the
+// activations): an --output naming any of them is refused before the run and again at the rename.
+std::vector<FileId> run_inputs(const Checkpoint* ck, const SafetensorsFile* input);
 
 struct GemmArgs {
   std::string weights, prefix, input, output, format, variant;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "host/caps/caps.h"
 #include "host/demo/demo.h"
 #include "host/caps/report.h"
 #include "host/version.h"
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
 
   uint64_t seed = 0;
   auto* demo = app.add_subcommand("demo", "run every op once on the device against its host reference");
-  demo->add_option("--seed", seed, "random seed (default: time based, printed)");
+  demo->add_option("--seed", seed, "random seed (default: time based, printed)")->check(clq::cli::unsigned_integer());
 
   clq::cli::GemmArgs gemm_args;
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
         clq::print_devices(std::cout, all);
       return 0;
     }
+    clq::check_variant_env();
     auto ctx = clq::Context::open(device);
     if (*caps) {
       if (caps_json)
