@@ -6,6 +6,7 @@
 #include "host/formats/moe.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/synth/synth.h"
+#include "runtime/status.h"
 
 namespace clq::bench {
 
@@ -29,6 +30,12 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
               {"deepseek-v3/8", 256, 896, 256, 8, MoeWeightKind::kFp8, true}};
   std::vector<int64_t> ts = cfg.ts;
   if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
+  MoeRunOptions opt;
+  if (cfg.variant == "decode") opt.decode = 1;
+  else if (cfg.variant == "general") opt.decode = -1;
+  else if (!cfg.variant.empty())
+    fail(Status::kInvalidArgument, "moe --variant '" + cfg.variant + "': use decode or general");
+  opt.block_size = cfg.block_size;
   std::vector<Row> rows;
   for (const Model& md : models) {
     MoeSynthSpec s;
@@ -55,7 +62,8 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
       auto x = random_activations(T, md.H, DType::kBF16, uint64_t(T));
       cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
       c.write(dx, x.data(), x.size());
-      op.run(dx, DType::kBF16, dy, DType::kBF16, T, r);
+      const bool decode = opt.decode > 0 || (opt.decode == 0 && op.decode_applies(T, md.k, opt));
+      op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt);
       std::vector<int> ids;
       std::vector<float> w;
       op.read_routing(&ids, &w);
@@ -68,8 +76,8 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
       Row row = measure_case(
           c, "moe", std::string(md.name) + " T=" + std::to_string(T), moe_kind_name(md.kind), T, md.H, md.I, p.flops(),
           double(touched) * op.expert_bytes() + 2.0 * double(x.size()),
-          [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, T, r); }, false, cfg.reps, progress);
-      row.variant = md.kind == MoeWeightKind::kFp8 ? "fp8" : "bf16";
+          [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt); }, false, cfg.reps, progress);
+      row.variant = std::string(md.kind == MoeWeightKind::kFp8 ? "fp8" : "bf16") + (decode ? " dec" : " gen");
       row.label += " (" + std::to_string(touched) + " experts, " +
                    std::to_string(int64_t(double(T) / (row.ms * 1e-3))) + " tok/s)";
       rows.push_back(row);

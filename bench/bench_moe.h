@@ -1,5 +1,6 @@
 #pragma once
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "bench/harness.h"
@@ -10,6 +11,9 @@ struct MoeBenchConfig {
   bool quick = false;  // the three models at reduced sizes, for a CPU device
   std::vector<int64_t> ts;
   int reps = 0;
+  // "decode" or "general" forces that path of FusedMoe (MoeRunOptions::decode); empty = its choice.
+  std::string variant;
+  int block_size = 0;  // MoeRunOptions::block_size
 };
 
 // Mixtral-8x7B (E 8, k 2, H 4096, I 14336, bf16), Qwen3-30B-A3B (E 128, k 8, H 2048, I 768, bf16),

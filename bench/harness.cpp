@@ -40,6 +40,32 @@ Timing time_op(Context& c, const std::function<OpEvents()>& fn, int warmup, int 
   return r;
 }
 
+HarnessOptions& harness_options() {
+  static HarnessOptions o;
+  return o;
+}
+
+std::vector<LaunchTime> launch_times(const std::vector<OpLaunch>& launches) {
+  std::vector<LaunchTime> out;
+  cl_ulong t0 = 0;
+  for (size_t i = 0; i < launches.size(); ++i) {
+    cl_ulong a = 0, b = 0;
+    check_cl(launches[i].event.getProfilingInfo(CL_PROFILING_COMMAND_START, &a), "clGetEventProfilingInfo(START)");
+    check_cl(launches[i].event.getProfilingInfo(CL_PROFILING_COMMAND_END, &b), "clGetEventProfilingInfo(END)");
+    if (i == 0) t0 = a;
+    out.push_back({launches[i].name, double(b - a) * 1e-6, double(int64_t(a - t0)) * 1e-6});
+  }
+  return out;
+}
+
+double wall_ms_per_call(Context& c, const std::function<OpEvents()>& fn, int reps) {
+  c.finish();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) fn();
+  c.finish();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
 double measure_copy_gbps(Context& c) {
   const auto& f = c.features();
   size_t bytes = f.is_gpu ? size_t(1) << 30 : size_t(256) << 20;
@@ -182,6 +208,13 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
   r.host_timed = t.host_timed;
   r.bytes = bytes;
   r.flops = flops;
+  r.wall_ms = wall_ms_per_call(c, run, reps);
+  if (harness_options().breakdown && !r.host_timed) {  // per-launch times need usable event timestamps
+    c.finish();
+    OpEvents ev = run();
+    c.finish();
+    r.launches = launch_times(ev.launches);
+  }
   std::string base_tried;
   if (baseline) {
     // Dense fp32 (or fp16) on dequantized weights: what a device without a quantized kernel
@@ -206,7 +239,7 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
   }
   if (progress) {
     *progress << "  " << op << " " << r.label << ": " << r.ms << " ms median, " << r.min_ms << "-" << r.max_ms
-              << " ms over " << r.reps << " (" << r.variant << ")"
+              << " ms over " << r.reps << ", " << r.wall_ms << " ms wall (" << r.variant << ")"
               << (r.host_timed ? " [host-timed]" : "");
     if (r.base_ms > 0) *progress << ", baseline " << r.base_ms << " ms (of " << base_tried << ")";
     *progress << "\n";
@@ -217,16 +250,17 @@ Row measure_case(Context& c, const std::string& op, const std::string& label, co
 void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gbps) {
   out << "copy bandwidth (float4 copy, read+write): " << std::fixed << std::setprecision(1) << copy_gbps << " GB/s\n";
   out << "times: event-timed repetitions after two warm-up runs (kernel builds stay out); GB/s, TFLOP/s and 'vs base' "
-         "use the median\n";
+         "use the median; wall: host clock per call around back-to-back calls and the finish\n";
   out << std::left << std::setw(58) << "case" << std::setw(8) << "variant" << std::right << std::setw(11) << "min ms"
-      << std::setw(11) << "median ms" << std::setw(11) << "max ms" << std::setw(10) << "GB/s" << std::setw(9)
-      << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms" << std::setw(10) << "vs base"
+      << std::setw(11) << "median ms" << std::setw(11) << "max ms" << std::setw(10) << "wall ms" << std::setw(10)
+      << "GB/s" << std::setw(9) << "% copy" << std::setw(10) << "TFLOP/s" << std::setw(12) << "base ms" << std::setw(10)
+      << "vs base"
       << "  baseline\n";
   for (auto& r : rows) {
     out << std::left << std::setw(58) << r.label << std::setw(8) << r.variant << std::right << std::fixed
         << std::setprecision(4) << std::setw(11) << r.min_ms << std::setw(11) << r.ms << std::setw(11) << r.max_ms
-        << std::setprecision(1) << std::setw(10) << r.gbps() << std::setw(8) << 100.0 * r.gbps() / copy_gbps << "%"
-        << std::setprecision(3) << std::setw(10) << r.tflops();
+        << std::setw(10) << r.wall_ms << std::setprecision(1) << std::setw(10) << r.gbps() << std::setw(8)
+        << 100.0 * r.gbps() / copy_gbps << "%" << std::setprecision(3) << std::setw(10) << r.tflops();
     if (r.base_ms > 0)
       out << std::setprecision(4) << std::setw(12) << r.base_ms << std::setprecision(2) << std::setw(9)
           << r.base_ms / r.ms << "x  " << r.base_name;
@@ -238,6 +272,20 @@ void print_table(std::ostream& out, const std::vector<Row>& rows, double copy_gb
              "  on the host around enqueue + wait (launch latency included; slower than event time)\n";
       break;
     }
+  bool any = false;
+  for (auto& r : rows) any |= !r.launches.empty();
+  if (!any) return;
+  out << "\nbreakdown (one call; start after the call's first launch, device time of each launch):\n";
+  for (auto& r : rows) {
+    if (r.launches.empty()) continue;
+    double sum = 0;
+    for (auto& l : r.launches) sum += l.ms;
+    out << r.label << ": " << r.launches.size() << " launches, " << std::setprecision(4) << sum
+        << " ms busy of " << r.ms << " ms device, " << r.wall_ms << " ms wall\n";
+    for (auto& l : r.launches)
+      out << "    " << std::left << std::setw(28) << l.name << std::right << std::setprecision(1) << std::setw(10)
+          << l.start_ms * 1e3 << " us" << std::setw(10) << l.ms * 1e3 << " us\n";
+  }
 }
 
 nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double copy_gbps) {
@@ -245,7 +293,9 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
   j["device"] = features_json(c.features());
   j["copy_gbps"] = copy_gbps;
   nlohmann::json a = nlohmann::json::array();
-  for (auto& r : rows)
+  for (auto& r : rows) {
+    nlohmann::json bd = nlohmann::json::array();
+    for (auto& l : r.launches) bd.push_back({{"name", l.name}, {"start_ms", l.start_ms}, {"ms", l.ms}});
     a.push_back({{"op", r.op},
                  {"case", r.label},
                  {"variant", r.variant},
@@ -256,6 +306,7 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"min_ms", r.min_ms},
                  {"max_ms", r.max_ms},
                  {"reps", r.reps},
+                 {"wall_ms", r.wall_ms},
                  {"timing", r.host_timed ? "host" : "events"},
                  {"bytes", r.bytes},
                  {"flops", r.flops},
@@ -266,7 +317,9 @@ nlohmann::json to_json(const Context& c, const std::vector<Row>& rows, double co
                  {"baseline_ms", r.base_ms},
                  {"baseline_min_ms", r.base_min_ms},
                  {"baseline_max_ms", r.base_max_ms},
-                 {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0}});
+                 {"speedup_vs_baseline", r.base_ms > 0 ? r.base_ms / r.ms : 0.0},
+                 {"breakdown", bd}});
+  }
   j["rows"] = a;
   return j;
 }

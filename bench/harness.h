@@ -18,6 +18,25 @@ struct Timing {
   bool host_timed = false;  // event profiling gave zero or unusable timestamps (Mesa rusticl)
 };
 
+// Harness-wide switches set by the CLI before any case runs.
+struct HarnessOptions {
+  bool breakdown = false;  // record every launch of one call per case (Row::launches)
+};
+HarnessOptions& harness_options();
+
+// One launch of a call: its name, its own device time, and its start after the call's first start.
+struct LaunchTime {
+  std::string name;
+  double ms = 0, start_ms = 0;
+};
+// The per-launch times of a finished call (OpEvents::launches, in order).
+std::vector<LaunchTime> launch_times(const std::vector<OpLaunch>& launches);
+
+// Wall time per call: the host clock around `reps` back-to-back calls and the clFinish after
+// them, divided by reps. That is what a caller issuing calls one after another sees: the
+// device time plus whatever the host adds (enqueue cost, blocking reads, gaps it leaves).
+double wall_ms_per_call(Context& c, const std::function<OpEvents()>& fn, int reps);
+
 // Runs `fn` warmup times (compilation and first-touch stay out), then reps times, each timed by
 // its events; returns the median. Where the device's event timestamps are unusable (a duration
 // of zero, or under 1 us while the host saw far longer), every repetition is timed on the host
@@ -42,6 +61,8 @@ struct Row {
   double ms = 0, bytes = 0, flops = 0;  // ms: median of the event-timed repetitions
   double min_ms = 0, max_ms = 0;
   int reps = 0;
+  double wall_ms = 0;                // host clock per call (wall_ms_per_call), 0 when not measured
+  std::vector<LaunchTime> launches;  // --breakdown: each launch of one call
   double base_ms = 0;  // median; 0 when no baseline ran
   double base_min_ms = 0, base_max_ms = 0;
   std::string base_name;

@@ -130,7 +130,8 @@ TEST(MoeRouting, TiesGoToTheLowerExpertId) {
   cl::Buffer dl = c.alloc(logits.size() * 4), dx = c.alloc(T * 64 * 2), dy = c.alloc(T * 64 * 2);
   c.write(dl, logits.data(), logits.size() * 4);
   c.fill_u32(dx, 0x3F803F80u, T * 64 * 2);
-  for (int grouped = 0; grouped < 2; ++grouped) {
+  for (int path = 0; path < 4; ++path) {  // serial kernels, then the decode path's team top-k
+    const int grouped = path % 2;
     MoeRouting r;
     r.top_k = 4;
     if (grouped) {
@@ -138,7 +139,9 @@ TEST(MoeRouting, TiesGoToTheLowerExpertId) {
       r.n_group = 4;
       r.topk_group = 2;
     }
-    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, {}, &dl);
+    MoeRunOptions o;
+    o.decode = path < 2 ? -1 : 1;
+    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, o, &dl);
     std::vector<int> ids;
     std::vector<float> w;
     op.read_routing(&ids, &w);
@@ -377,5 +380,130 @@ TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("expert 3 up_proj"), std::string::npos) << e.what();
+  }
+}
+
+// The decode path (moe/decode.cl: routing stage, top-k + alignment, gate_up, down + combine),
+// forced on whatever device runs the tests: split-K hand-over through the last work-group of a
+// tile, the combine through the last slot of a token, counters reused across calls.
+TEST(MoeDecode, DenseAndFp8AgainstFp64) {
+  auto& c = test::ctx();
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, test::seed() + 11);
+    s.dense_dtype = dt;
+    s.H = 272;  // not a multiple of 128 or 256: partial column tiles, a ragged K
+    s.I = 208;
+    MoeSynth syn(s);
+    FusedMoe op(c, syn.checkpoint());
+    MoeRouting r;
+    r.top_k = 2;
+    r.renormalize = true;
+    for (int splits : {0, 1, 3})
+      for (int64_t T : {1, 5, 64}) {  // blocks of 1, 2 and 16 rows
+        MoeRunOptions o;
+        o.decode = 1;
+        o.splits = splits;
+        check_layer(op, syn.checkpoint(), T, r, dt, test::seed() + uint64_t(T * 7 + splits), o);
+      }
+  }
+  MoeSynthSpec s = spec(MoeWeightKind::kFp8, 16, test::seed() + 12);
+  s.bias = true;
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  MoeRouting r;
+  r.kind = MoeRouting::Kind::kGrouped;
+  r.top_k = 6;
+  r.n_group = 4;
+  r.topk_group = 2;
+  r.renormalize = true;
+  r.routed_scaling = 2.5f;
+  for (int splits : {0, 2})
+    for (int64_t T : {1, 5, 40}) {
+      MoeRunOptions o;
+      o.decode = 1;
+      o.splits = splits;
+      check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed() + uint64_t(T * 5 + splits), o);
+    }
+}
+
+TEST(MoeDecode, RouterWeightAndIdenticalTokens) {
+  auto& c = test::ctx();
+  for (MoeWeightKind kind : {MoeWeightKind::kDense, MoeWeightKind::kFp8}) {
+    MoeSynthSpec s = spec(kind, 8, test::seed() + 13);
+    MoeSynth syn(s);
+    FusedMoe op(c, syn.checkpoint());
+    const int64_t T = 12;
+    auto row = random_activations(1, 256, DType::kBF16, test::seed());
+    std::vector<uint8_t> x;
+    for (int64_t t = 0; t < T; ++t) x.insert(x.end(), row.begin(), row.end());
+    cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(T * 256) * 2), dz = c.alloc(size_t(T * 256) * 2);
+    c.write(dx, x.data(), x.size());
+    MoeRouting r;
+    r.top_k = 2;
+    MoeRunOptions dec, gen;
+    dec.decode = 1;
+    gen.decode = -1;
+    op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, dec);  // router weight from the layer
+    std::vector<uint16_t> y(size_t(T * 256)), z(y.size());
+    c.read(dy, y.data(), y.size() * 2);
+    for (int64_t t = 1; t < T; ++t)
+      for (int n = 0; n < 256; ++n) ASSERT_EQ(y[size_t(t * 256 + n)], y[size_t(n)]) << "token " << t;
+    // Same routing as the general path (the logits kernels differ only in summation order, and
+    // these logits are far from ties), outputs within the tolerance of each other.
+    std::vector<int> ids_dec, ids_gen;
+    std::vector<float> w_dec, w_gen;
+    op.read_routing(&ids_dec, &w_dec);
+    op.run(dx, DType::kBF16, dz, DType::kBF16, T, r, gen);
+    op.read_routing(&ids_gen, &w_gen);
+    EXPECT_EQ(ids_dec, ids_gen);
+    c.read(dz, z.data(), z.size() * 2);
+    for (size_t i = 0; i < y.size(); ++i)
+      ASSERT_NEAR(bf16_to_f32(y[i]), bf16_to_f32(z[i]), 2e-2) << "element " << i;
+  }
+}
+
+TEST(MoeDecode, HostRoutedAgainstFp64) {
+  auto& c = test::ctx();
+  for (MoeWeightKind kind : {MoeWeightKind::kDense, MoeWeightKind::kFp8}) {
+    MoeSynth syn(spec(kind, 8, test::seed() + 15));
+    FusedMoe op(c, syn.checkpoint());
+    const int64_t T = 5;
+    const std::vector<int> ids = {6, 1, 6, 3, 1, 6, 6, 3, 6, 1};  // experts 1, 3, 6 only
+    const std::vector<float> w = {0.7f, 0.3f, 0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.1f, 0.2f, 0.8f};
+    auto x = random_activations(T, 256, DType::kBF16, test::seed() + 3);
+    cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(T * 256) * 2);
+    c.write(dx, x.data(), x.size());
+    for (int splits : {1, 2}) {
+      c.fill_u32(dy, 0xFFFFFFFFu, size_t(T * 256) * 2);
+      MoeRunOptions o;
+      o.decode = 1;
+      o.splits = splits;
+      op.run_routed(dx, DType::kBF16, dy, DType::kBF16, T, ids, w, 2, o);  // the alignment alone routes
+      std::vector<uint8_t> y(size_t(T * 256) * 2);
+      c.read(dy, y.data(), y.size());
+      ErrorStats e = compare_output(y.data(), DType::kBF16, moe_reference(syn.checkpoint(), x.data(), DType::kBF16, T,
+                                                                          ids, w, 2));
+      EXPECT_TRUE(MoeProblem::within_tolerance(e))
+          << moe_kind_name(kind) << " splits " << splits << ": max abs " << e.max_abs_err << ", NaN " << e.nan_count;
+    }
+  }
+}
+
+TEST(MoeDecode, RefusedWhereItDoesNotApply) {
+  auto& c = test::ctx();
+  MoeSynth syn(spec(MoeWeightKind::kInt4, 8, test::seed() + 14));
+  FusedMoe op(c, syn.checkpoint());
+  auto x = random_activations(1, 256, DType::kF16, 1);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
+  c.write(dx, x.data(), x.size());
+  MoeRouting r;
+  MoeRunOptions o;
+  o.decode = 1;
+  try {
+    op.run(dx, DType::kF16, dy, DType::kF16, 1, r, o);
+    FAIL() << "int4 experts took the decode path";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("int4"), std::string::npos) << e.what();
   }
 }

@@ -13,6 +13,8 @@
 //
 // Each expert's tokens are placed by one work-item scanning topk_ids in order, so the layout is
 // deterministic (no atomics), and runs in O(E * T * k / MOE_ALIGN_WG).
+#include "moe/align.clh"
+
 #define MOE_ALIGN_WG 256
 
 __kernel __attribute__((reqd_work_group_size(MOE_ALIGN_WG, 1, 1)))
@@ -20,37 +22,6 @@ void moe_align(__global const int* restrict topk_ids, __global const int* restri
                int E, int block_size, __global int* restrict counts,  // scratch [E]: count, then offset
                __global int* restrict sorted_ids, __global int* restrict expert_ids,
                __global int* restrict num_post_padded) {
-  const int lid = get_local_id(0);
-  for (int e = lid; e < E; e += MOE_ALIGN_WG) {
-    int c = 0;
-    for (int i = 0; i < TK; ++i) {
-      const int id = topk_ids[i];
-      const int le = (id < 0 || id >= E) ? -1 : (has_map ? expert_map[id] : id);
-      c += le == e;
-    }
-    counts[e] = c;
-  }
-  barrier(CLK_GLOBAL_MEM_FENCE);
-  if (lid == 0) {
-    int off = 0;
-    for (int e = 0; e < E; ++e) {
-      const int padded = (counts[e] + block_size - 1) / block_size * block_size;
-      for (int b = 0; b < padded / block_size; ++b) expert_ids[off / block_size + b] = e;
-      counts[e] = off;  // becomes the run's start
-      off += padded;
-    }
-    num_post_padded[0] = off;
-  }
-  barrier(CLK_GLOBAL_MEM_FENCE);
-  for (int e = lid; e < E; e += MOE_ALIGN_WG) {
-    int pos = counts[e];
-    const int start = pos;
-    for (int i = 0; i < TK; ++i) {
-      const int id = topk_ids[i];
-      const int le = (id < 0 || id >= E) ? -1 : (has_map ? expert_map[id] : id);
-      if (le == e) sorted_ids[pos++] = i;
-    }
-    const int end = start + (pos - start + block_size - 1) / block_size * block_size;
-    for (; pos < end; ++pos) sorted_ids[pos] = TK;
-  }
+  clq_moe_align(get_local_id(0), MOE_ALIGN_WG, topk_ids, expert_map, has_map, TK, E, block_size, counts, sorted_ids,
+                expert_ids, num_post_padded);
 }

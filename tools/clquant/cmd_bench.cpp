@@ -28,6 +28,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)")->check(integer_in(1, 1000000));
   cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
+  cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
+  cmd->add_flag("--breakdown", a.breakdown,
+                "also list each launch of one call per case (name, start, device time) in the table and JSON");
   return cmd;
 }
 
@@ -97,6 +100,7 @@ int run_bench(Context& c, const BenchArgs& a) {
   if (a.op != "moe")
     for (auto [N, K] : cfg.shapes) check_bench_shape(c, a.op, N, K, cfg.ms.empty() ? std::vector<int64_t>{4096} : cfg.ms);
   std::cerr << "device: " << c.features().device_name << "\n";
+  bench::harness_options().breakdown = a.breakdown;
   if (a.op == "lookup") {
     const auto shape = cfg.shapes.empty() ? std::pair<int64_t, int64_t>{4096, 4096} : cfg.shapes.front();
     auto r = bench::bench_lookup(c, shape.first, shape.second, a.reps > 0 ? a.reps : 200, &std::cerr);
@@ -111,6 +115,8 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.quick = cfg.quick;
     m.ts = cfg.ms;
     m.reps = cfg.reps;
+    m.variant = cfg.variant;
+    m.block_size = a.block_size;
     rows = bench::bench_moe(c, m, &std::cerr);
   } else if (a.op == "fp8") {
     bench::Fp8BenchConfig f;

@@ -84,9 +84,10 @@ int run_moe(Context& c, const MoeArgs& args);
 
 struct BenchArgs {
   std::string op = "w4a16";
-  bool quick = false, json = false, act_order = false, no_baseline = false;
+  bool quick = false, json = false, act_order = false, no_baseline = false, breakdown = false;
   std::string json_out, variant, shapes, ms;
   int reps = 0;
+  int block_size = 0;
 };
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& args);
 int run_bench(Context& c, const BenchArgs& args);

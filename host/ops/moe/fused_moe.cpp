@@ -412,17 +412,19 @@ OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
   grow(logits_, logits_b_, size_t(T * E_) * 4);
   grow(ids_, ids_b_, size_t(T * K) * 4);
   grow(topw_, topw_b_, size_t(T * K) * 4);
+  if (use_decode(T, K, o)) return run_decode(x, xt, y, yt, T, K, o, &r, logits);
   const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
   const VariantRow& route = select_variant("moe_routing", c_.features(), T);
   cl::Kernel lk, rk;
   if (!logits) lk = c_.kernel(row_kernel_file(route), "moe_router_logits", io + " -DWR_DTYPE=0 ");
   rk = c_.kernel(row_kernel_file(route), r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped",
                  io);
-  cl::Event first;
+  OpEvents ev;  // every launch recorded (bench --breakdown)
   const cl::Buffer& lg = logits ? *logits : logits_;
   if (!logits) {
     set_args(lk, x, router_, logits_, cl_int(T), cl_int(H_), cl_int(E_));
-    first = launch(c_, lk, cl::NDRange(round_up(size_t(E_), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits");
+    ev.add(launch(c_, lk, cl::NDRange(round_up(size_t(E_), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits"),
+           "moe_router_logits");
   }
   if (r.kind == MoeRouting::Kind::kSoftmax) {
     set_args(rk, lg, ids_, topw_, cl_int(T), cl_int(E_), cl_int(K), cl_int(r.renormalize));
@@ -430,8 +432,8 @@ OpEvents FusedMoe::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
     set_args(rk, lg, bias_, cl_int(has_bias_), ids_, topw_, cl_int(T), cl_int(E_), cl_int(K), cl_int(r.n_group),
              cl_int(r.topk_group), cl_int(r.renormalize), cl_float(r.routed_scaling), cl_int(r.softmax_scores));
   }
-  cl::Event re = launch(c_, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk");
-  return run_experts(x, xt, y, yt, T, K, o, logits ? re : first);
+  ev.add(launch(c_, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk"), "moe_topk");
+  return run_experts(x, xt, y, yt, T, K, o, ev);
 }
 
 OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T,
@@ -455,11 +457,12 @@ OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y
   grow(topw_, topw_b_, size_t(T * K) * 4);
   c_.write(ids_, ids.data(), ids.size() * 4);
   c_.write(topw_, weights.data(), weights.size() * 4);
-  return run_experts(x, xt, y, yt, T, K, o, cl::Event());
+  if (use_decode(T, K, o)) return run_decode(x, xt, y, yt, T, K, o, nullptr, nullptr);
+  return run_experts(x, xt, y, yt, T, K, o, OpEvents());
 }
 
 OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
-                               const MoeRunOptions& o, cl::Event first) {
+                               const MoeRunOptions& o, OpEvents ev) {
   const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
   if (o.splits < 0) fail(Status::kInvalidArgument, "splits = " + i2s(o.splits) + " must be 0 (auto) or positive");
   const int rows = std::min(bs, rows_max_ > 4 && bs >= 8 ? rows_max_ : std::min(bs, 4));
@@ -561,26 +564,146 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
 
   set_args(align, ids_, map_, cl_int(!o.expert_map.empty()), cl_int(TK), cl_int(E_), cl_int(bs), counts_, sorted_,
            expert_ids_, npp_);
-  cl::Event ae = launch(c_, align, cl::NDRange(256), cl::NDRange(256), "moe_align");
-  OpEvents ev;
-  ev.first = first() ? first : ae;
-  stage(st1, x, T, H_, Kp1_, perm1_, xs1_, aux1_, codes1_, "moe stage x");
-  gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_, I_, I_,
-       Np1_, block_n1_, Kp1_, splits1, part1_, "moe gate_up");
+  ev.add(launch(c_, align, cl::NDRange(256), cl::NDRange(256), "moe_align"), "moe_align");
+  ev.add(stage(st1, x, T, H_, Kp1_, perm1_, xs1_, aux1_, codes1_, "moe stage x"), "moe stage x");
+  ev.add(gemm(g1, w1_, w1_stride_, sc1_, z1_, g1_stride_, sw1_, sw1_stride_, gstart1_, wgroup1_, xs1_, aux1_, 1, a_,
+              I_, I_, Np1_, block_n1_, Kp1_, splits1, part1_, "moe gate_up"),
+         "moe gate_up");
   if (splits1 > 1) {
     set_args(red1, part1_, a_, sorted_, npp_, cl_int(I_), cl_int(S_max), cl_int(splits1), cl_int(TK));
-    launch(c_, red1, cl::NDRange(round_up(size_t(I_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_gate_up");
+    ev.add(launch(c_, red1, cl::NDRange(round_up(size_t(I_), 64), size_t(S_max)), cl::NDRange(64, 1),
+                  "moe_reduce_gate_up"),
+           "moe_reduce_gate_up");
   }
-  stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a");
+  ev.add(stage(st2, a_, S_max, I_, Kp2_, perm2_, xs2_, aux2_, codes2_, "moe stage a"), "moe stage a");
   check_cl(c_.queue().enqueueFillBuffer(y2_, cl_float(0.0f), 0, size_t(TK * H_) * 4), "clEnqueueFillBuffer(moe y2)");
-  gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_, H_, 0,
-       Np2_, block_n2_, Kp2_, splits2, part2_, "moe down");
+  ev.add(gemm(g2, w2_, w2_stride_, sc2_, z2_, g2_stride_, sw2_, sw2_stride_, gstart2_, wgroup2_, xs2_, aux2_, 0, y2_,
+              H_, 0, Np2_, block_n2_, Kp2_, splits2, part2_, "moe down"),
+         "moe down");
   if (splits2 > 1) {
     set_args(red2, part2_, y2_, sorted_, npp_, topw_, cl_int(H_), cl_int(S_max), cl_int(splits2), cl_int(TK));
-    launch(c_, red2, cl::NDRange(round_up(size_t(H_), 64), size_t(S_max)), cl::NDRange(64, 1), "moe_reduce_down");
+    ev.add(launch(c_, red2, cl::NDRange(round_up(size_t(H_), 64), size_t(S_max)), cl::NDRange(64, 1),
+                  "moe_reduce_down"),
+           "moe_reduce_down");
   }
   set_args(comb, y2_, y, cl_int(T), cl_int(K), cl_int(H_));
-  ev.last = launch(c_, comb, cl::NDRange(round_up(size_t(H_), 64), size_t(T)), cl::NDRange(64, 1), "moe_combine");
+  ev.add(launch(c_, comb, cl::NDRange(round_up(size_t(H_), 64), size_t(T)), cl::NDRange(64, 1), "moe_combine"),
+         "moe_combine");
+  return ev;
+}
+
+bool FusedMoe::use_decode(int64_t T, int K, const MoeRunOptions& o) const {
+  if (o.decode < 0) return false;
+  std::string why;
+  if (kind_ == MoeWeightKind::kInt4) why = "int4 experts";
+  else if (!o.expert_map.empty()) why = "an expert_map (skipped slots never reach the combine)";
+  else if (E_ > 1024) why = "E = " + i2s(E_) + " > 1024 (moe_topk_align keeps a token's scores in local memory)";
+  else if (T * K > 512) why = "T * top_k = " + i2s(T * K) + " > 512";
+  else if (H_ % 4 != 0 || I_ % 4 != 0) why = "H = " + i2s(H_) + ", I = " + i2s(I_) + " (both must be multiples of 4)";
+  else if (kind_ == MoeWeightKind::kFp8 && I_ % 128 != 0) why = "FP8 experts with I = " + i2s(I_) + " % 128 != 0";
+  else if (o.block_size > 16) why = "block_size = " + i2s(o.block_size) + " > 16";
+  if (!why.empty()) {
+    if (o.decode > 0) fail(Status::kInvalidArgument, "the MoE decode path does not apply: " + why);
+    return false;
+  }
+  return o.decode > 0 || c_.features().is_gpu;
+}
+
+int FusedMoe::decode_splits(int64_t tiles, int64_t blocks, int64_t units, int64_t min_units, int forced) const {
+  if (forced > 0) return int(std::min<int64_t>(forced, units));
+  // Enough work-groups for every compute unit to hold several (the decode GEMMs are a stream).
+  const int64_t target = int64_t(c_.features().compute_units) * 8;
+  const int64_t groups = std::max<int64_t>(1, tiles * blocks);
+  return int(std::max<int64_t>(1, std::min<int64_t>((target + groups - 1) / groups, units / min_units)));
+}
+
+OpEvents FusedMoe::run_decode(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
+                              const MoeRunOptions& o, const MoeRouting* r, const cl::Buffer* logits) {
+  const bool fp8 = kind_ == MoeWeightKind::kFp8;
+  const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
+  const int64_t TK = T * K;
+  const int64_t S_max = int64_t(round_up(size_t(TK + E_ * (bs - 1)), size_t(bs)));
+  const int64_t B_max = S_max / bs;
+  last_T_ = T;
+  last_k_ = K;
+  last_bs_ = bs;
+  const int64_t Kb1 = (H_ + 127) / 128;
+  const int64_t tiles1 = (I_ + 127) / 128, tiles2 = (H_ + 255) / 256;
+  // K units: FP8 128-row blocks; dense quads of 4 rows.
+  const int64_t units1 = fp8 ? Kp1_ / 128 : H_ / 4, units2 = fp8 ? Kp2_ / 128 : I_ / 4;
+  const int64_t blocks = std::min<int64_t>(B_max, TK);
+  int splits1 = decode_splits(tiles1, blocks, units1, fp8 ? 1 : 32, o.splits);
+  int splits2 = decode_splits(tiles2, blocks, units2, fp8 ? 1 : 32, o.splits);
+  const int64_t per1 = (units1 + splits1 - 1) / splits1, per2 = (units2 + splits2 - 1) / splits2;
+  splits1 = int((units1 + per1 - 1) / per1);
+  splits2 = int((units2 + per2 - 1) / per2);
+  // Scratch (allocations first: nothing below fails half-way for lack of memory).
+  grow(counts_, counts_b_, size_t(E_) * 4);
+  grow(sorted_, sorted_b_, size_t(S_max) * 4);
+  grow(expert_ids_, expert_ids_b_, size_t(B_max) * 4);
+  grow(npp_, npp_b_, 4);
+  grow(map_, map_b_, size_t(E_) * 4);
+  if (fp8) grow(xs1_, xs1_b_, size_t(T * Kb1 * 128) * 4);
+  grow(a_, a_b_, size_t(S_max * I_) * 4);
+  grow(y2_, y2_b_, size_t(TK * H_) * 4);
+  grow(part1_, part1_b_, splits1 > 1 ? size_t(splits1) * size_t(S_max) * size_t(2 * I_) * 4 : 4);
+  grow(part2_, part2_b_, splits2 > 1 ? size_t(splits2) * size_t(S_max) * size_t(H_) * 4 : 4);
+  // The counters return to zero at the end of every call (the last group resets its own), so
+  // only a new buffer needs clearing.
+  auto counters = [&](cl::Buffer& b, size_t& have, size_t need) {
+    if (oputil::grow_scratch(c_, b, have, std::max<size_t>(need, 4))) c_.fill_u32(b, 0u, have);
+  };
+  counters(cnt1_, cnt1_b_, size_t(B_max * tiles1) * 4);
+  counters(cnt2_, cnt2_b_, size_t(B_max * tiles2) * 4);
+  counters(tokcnt_, tokcnt_b_, size_t(T * tiles2) * 4);
+
+  const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(xt));
+  const std::string wdef = "-DWEIGHT_KIND=" + i2s(fp8 ? 2 : 0) + " -DDENSE_BF16=" + (dense_bf16_ ? "1" : "0") +
+                           " -DMOE_BS=" + i2s(bs);
+  const VariantRow& route = select_variant("moe_routing", c_.features(), T);
+  OpEvents ev;  // every launch recorded (bench --breakdown)
+  auto mark = [&](const cl::Event& e, const char* name) { ev.add(e, name); };
+  // 1. Router logits and FP8 staging in one launch.
+  const bool logit_groups = r && !logits;
+  if (logit_groups || fp8) {
+    cl::Kernel k = c_.kernel("moe/decode.cl", "moe_route_stage", in);
+    const int64_t nl = logit_groups ? E_ : 0, nq = fp8 ? Kb1 : 0;
+    set_args(k, x, router_, logits_, cl_int(nl), xs1_, cl_int(T), cl_int(H_), cl_int(E_), cl_int(Kb1));
+    mark(launch(c_, k, cl::NDRange(size_t(nl + nq) * 64, size_t(T)), cl::NDRange(64, 1), "moe_route_stage"),
+         "moe_route_stage");
+  }
+  // 2. Top-k and alignment (one work-group), or the alignment of host-given ids.
+  if (r) {
+    const cl::Buffer& lg = logits ? *logits : logits_;
+    cl::Kernel k = c_.kernel(row_kernel_file(route), "moe_topk_align", "-DIN_DTYPE=0");
+    const bool grouped = r->kind == MoeRouting::Kind::kGrouped;
+    set_args(k, lg, cl_int(grouped), bias_, cl_int(has_bias_), ids_, topw_, cl_int(T), cl_int(E_), cl_int(K),
+             cl_int(r->n_group), cl_int(r->topk_group), cl_int(r->renormalize), cl_float(r->routed_scaling),
+             cl_int(r->softmax_scores), cl_int(bs), counts_, sorted_, expert_ids_, npp_);
+    mark(launch(c_, k, cl::NDRange(256), cl::NDRange(256), "moe_topk_align"), "moe_topk_align");
+  } else {
+    const VariantRow& al = select_variant("moe_align", c_.features(), T);
+    cl::Kernel k = c_.kernel(row_kernel_file(al), "moe_align", "");
+    set_args(k, ids_, map_, cl_int(0), cl_int(TK), cl_int(E_), cl_int(bs), counts_, sorted_, expert_ids_, npp_);
+    mark(launch(c_, k, cl::NDRange(256), cl::NDRange(256), "moe_align"), "moe_align");
+  }
+  // 3. gate_up with the SwiGLU (FP8: and the down GEMM's activation quantization).
+  cl::Kernel g1 = c_.kernel("moe/decode.cl", "moe_decode_gate_up", in + std::string(" -DX_IN=") + (fp8 ? "0 " : "1 ") + wdef);
+  set_args(g1, w1_, cl_long(w1_stride_), sw1_, cl_long(sw1_stride_), fp8 ? xs1_ : x, sorted_, expert_ids_, npp_, a_,
+           cl_int(I_), cl_int(fp8 ? Kb1 * 128 : H_), cl_int(block_n1_), cl_int(Kp1_), cl_int(K), cl_int(TK),
+           cl_int(units1), cl_int(per1), part1_, cnt1_, cl_int(S_max));
+  mark(launch(c_, g1, cl::NDRange(size_t(tiles1) * 256, size_t(splits1), size_t(B_max)), cl::NDRange(256, 1, 1),
+              "moe_decode_gate_up"),
+       "moe_decode_gate_up");
+  // 4. down with the routing weight and the combine.
+  cl::Kernel g2 = c_.kernel("moe/decode.cl", "moe_decode_down",
+                            "-DIN_DTYPE=0 -DX_IN=0 -DOUT_DTYPE=" + i2s(dtype_code(yt)) + " " + wdef);
+  set_args(g2, w2_, cl_long(w2_stride_), sw2_, cl_long(sw2_stride_), a_, sorted_, expert_ids_, npp_, topw_, y2_, y,
+           cl_int(H_), cl_int(I_), cl_int(block_n2_), cl_int(Kp2_), cl_int(K), cl_int(TK), cl_int(units2),
+           cl_int(per2), part2_, cnt2_, tokcnt_, cl_int(S_max));
+  mark(launch(c_, g2, cl::NDRange(size_t(tiles2) * 256, size_t(splits2), size_t(B_max)), cl::NDRange(256, 1, 1),
+              "moe_decode_down"),
+       "moe_decode_down");
   return ev;
 }
 

@@ -29,6 +29,11 @@ struct MoeRunOptions {
   int block_size = 0;           // rows per aligned block; 0 = chosen from T, k and E
   std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
   int splits = 0;               // split-K ranges of the expert GEMMs; 0 = chosen from the device (tests force it)
+  // The decode path (kernels_cl/moe/decode.cl: four launches, each GEMM reading an expert's
+  // weights once per aligned block and finishing its own split-K reduction and the combine):
+  // 0 = where it applies and pays (a GPU, T * top_k <= 512, fp16/bf16 or FP8 experts, no
+  // expert_map), 1 = always (InvalidArgument naming the rule where it does not apply), -1 = never.
+  int decode = 0;
 };
 
 // Host twin of the routing kernels (fp32, same formulas and tie rules).
@@ -64,6 +69,10 @@ class FusedMoe {
   MoeWeightKind kind() const { return kind_; }
   bool has_router() const { return has_router_; }
   int block_size_for(int64_t T, int top_k) const;
+  // Whether run() with these options takes the decode path (o.decode == 1: it does or fails).
+  bool decode_applies(int64_t T, int top_k, const MoeRunOptions& o) const {
+    return o.decode > 0 || use_decode(T, top_k, o);
+  }
   // Bytes of expert weights one expert's GEMMs read (both projections, scales included).
   double expert_bytes() const { return expert_bytes_; }
 
@@ -84,7 +93,15 @@ class FusedMoe {
 
  private:
   OpEvents run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int top_k,
-                       const MoeRunOptions& o, cl::Event first);
+                       const MoeRunOptions& o, OpEvents ev);
+  // Whether the decode path runs this call; with o.decode == 1 a reason it cannot is an error.
+  bool use_decode(int64_t T, int top_k, const MoeRunOptions& o) const;
+  // The decode path: logits and FP8 staging (one launch), top-k with the alignment (one launch;
+  // r == nullptr: ids and weights were written by the host, the alignment alone runs), gate_up,
+  // down with the combine (moe/decode.cl). logits: the caller's, or nullptr for the router's.
+  OpEvents run_decode(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int top_k,
+                      const MoeRunOptions& o, const MoeRouting* r, const cl::Buffer* logits);
+  int decode_splits(int64_t tiles, int64_t blocks, int64_t units, int64_t min_units, int forced) const;
   void grow(cl::Buffer& b, size_t& have, size_t need);
   std::string weight_defines() const;
 
@@ -103,6 +120,8 @@ class FusedMoe {
   cl::Buffer logits_, ids_, topw_, counts_, sorted_, expert_ids_, npp_, map_;
   cl::Buffer xs1_, aux1_, codes1_, a_, xs2_, aux2_, codes2_, y2_, part1_, part2_;
   size_t part1_b_ = 0, part2_b_ = 0;
+  cl::Buffer cnt1_, cnt2_, tokcnt_;  // decode split-K / combine counters: zero between calls
+  size_t cnt1_b_ = 0, cnt2_b_ = 0, tokcnt_b_ = 0;
   size_t logits_b_ = 0, ids_b_ = 0, topw_b_ = 0, counts_b_ = 0, sorted_b_ = 0, expert_ids_b_ = 0, npp_b_ = 0,
          map_b_ = 0;
   size_t xs1_b_ = 0, aux1_b_ = 0, codes1_b_ = 0, a_b_ = 0, xs2_b_ = 0, aux2_b_ = 0, codes2_b_ = 0, y2_b_ = 0;
