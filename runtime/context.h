@@ -87,6 +87,9 @@ cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global
 // Device time of a finished event in milliseconds (profiling queue).
 double event_ms(const cl::Event& e);
 
+// Whether the sm_90a wgmma probe runs (CLQ_PROBE_WGMMA=1; off by default until verified on an H200).
+bool wgmma_probe_enabled();
+
 // Runs the NVIDIA inline-PTX known-answer probes on `c` and records the result in `f`.
 void probe_features(Context& c, DeviceFeatures& f);
 

@@ -2,6 +2,7 @@
 // its feature absent; the reason goes to probe_notes, never to an error. Results are cached on
 // disk per (device, driver, platform, probe sources) so a second process skips the work.
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -69,6 +70,15 @@ uint16_t small_half(int v2) {
   static const uint16_t kBits[9] = {0xC000, 0xBE00, 0xBC00, 0xB800, 0x0000, 0x3800, 0x3C00, 0x3E00, 0x4000};
   return kBits[v2 + 4];
 }
+
+}  // namespace
+
+bool wgmma_probe_enabled() {
+  const char* e = std::getenv("CLQ_PROBE_WGMMA");
+  return e && std::string(e) == "1";
+}
+
+namespace {
 
 // The sm_90a rewrite the wgmma probe needs (kernels_cl/probe/nv_wgmma_f16.cl names the markers).
 PtxPatch wgmma_probe_patch() {
@@ -138,13 +148,14 @@ bool run_wgmma_probe(Context& c, std::string& note) {
 }
 
 std::string probe_cache_path(const DeviceFeatures& f) {
+  const std::string wgmma = wgmma_probe_enabled() ? "wgmma-on" : "wgmma-off";
   std::string dir = cache_dir();
   if (dir.empty()) return "";
   Sha256 h;
   for (const std::string& s :
        {std::string("probe/1"), f.device_name, f.driver_version, f.platform_version, f.device_version,
         expanded_kernel_source("probe/nv_mma_f16.cl"), expanded_kernel_source("probe/nv_mma_e4m3.cl"),
-        expanded_kernel_source("probe/nv_wgmma_f16.cl"), wgmma_probe_patch().key()}) {
+        expanded_kernel_source("probe/nv_wgmma_f16.cl"), wgmma_probe_patch().key(), wgmma}) {
     h.update(s);
     h.update("\0", 1);
   }
@@ -185,7 +196,11 @@ void probe_features(Context& c, DeviceFeatures& f) {
   f.nv_mma_f16 = run_mma_probe<uint16_t>(c, "probe/nv_mma_f16.cl", "probe_mma_f16", 16, kHalf, note);
   f.nv_mma_e4m3 = run_mma_probe<uint8_t>(c, "probe/nv_mma_e4m3.cl", "probe_mma_e4m3", 32, kE4m3, note);
   // wgmma exists from sm_90 (sm_90a instructions): elsewhere the rewritten PTX would not load.
-  if (f.nv_cc_major >= 9 && f.nv_mma_f16)
+  // Opt-in until the probe has passed on an H200 (it was written while no device machine was
+  // lent): a driver that crashed on the rewritten PTX would take every process with it.
+  if (!wgmma_probe_enabled())
+    note += "wgmma probe not run (opt-in: CLQ_PROBE_WGMMA=1); ";
+  else if (f.nv_cc_major >= 9 && f.nv_mma_f16)
     f.nv_wgmma = run_wgmma_probe(c, note);
   else
     note += "wgmma probe not run: needs compute capability 9.x and the mma.sync f16 probe; ";

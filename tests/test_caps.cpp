@@ -10,6 +10,7 @@
 #include "host/caps/report.h"
 #include "host/ops/launcher.h"
 #include "host/ops/w4a16/w4a16_config.h"
+#include "runtime/context.h"
 #include "runtime/kernel_sources.h"
 #include "runtime/status.h"
 #include "tests/test_util.h"
@@ -191,7 +192,7 @@ TEST(Caps, ProbesOnThisDevice) {
       EXPECT_TRUE(f.nv_mma_e4m3) << f.probe_notes;
     }
     // sm90: the PTX patch path reaches wgmma and 200 KiB of shared memory (GPU.md's recipe).
-    if (f.nv_sm() >= 90) {
+    if (f.nv_sm() >= 90 && wgmma_probe_enabled()) {
       EXPECT_TRUE(f.nv_wgmma) << f.probe_notes;
     }
   }
