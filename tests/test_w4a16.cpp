@@ -356,6 +356,19 @@ TEST(W4A16BadInput, NonFiniteScales) {
 }
 
 // Shapes whose products overflow 64 bits (UBSan once flagged K = shape[0] * 8 for [2^60, 0]).
+// compressed-tensors scales are [N, G] and BF16 here: the same finiteness rule, element named.
+TEST(W4A16BadInput, NonFiniteCompressedTensorsScales) {
+  for (uint16_t bad : {uint16_t(0x7FC0), uint16_t(0x7F80), uint16_t(0xFF80)}) {
+    Mutable m(small(W4Format::kCompressedTensors));
+    const int64_t G = m.scales.shape[1];
+    std::vector<uint16_t> sd(m.scales.nbytes / 2);
+    std::memcpy(sd.data(), m.scales.data, m.scales.nbytes);
+    sd[size_t(5 * G + 1)] = bad;
+    m.scales.data = reinterpret_cast<const uint8_t*>(sd.data());
+    expect_reject(m.ck, Status::kInvalidArgument, "[5][1] is ");
+  }
+}
+
 TEST(W4A16BadInput, HugeDimensionsAreRefusedBeforeArithmetic) {
   for (std::vector<int64_t> shape : {std::vector<int64_t>{int64_t(1) << 60, 0}, std::vector<int64_t>{0, int64_t(1) << 61},
                                      std::vector<int64_t>{int64_t(1) << 29, 8}}) {

@@ -1,6 +1,7 @@
 #include "host/formats/w4.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "host/numeric.h"
@@ -70,6 +71,54 @@ std::string i2s(int64_t v) {
 }  // namespace
 
 namespace {
+// The group size (given, or inferred from the G groups of the scales) and the optional g_idx of
+// an int4 layer, with the rules of both formats: G = ceil(K / group_size); every g_idx value in
+// [0, G); without g_idx, K a multiple of the group size (else the last group would read past the
+// last row of scales and zeros: a peer's bug). `what` names the scales, `unit` their groups.
+void resolve_groups(const W4Checkpoint& ck, int64_t G, const std::string& what, const char* unit,
+                    const char* gidx_name, W4Shape& s) {
+  int gs = ck.group_size;
+  if (gs == 0) {
+    if (G == 1)
+      gs = -1;
+    else if (ck.g_idx)
+      gs = int((s.K + G - 1) / G);  // only the group count matters with g_idx
+    else if (s.K % G == 0)
+      gs = int(s.K / G);
+    else
+      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " +
+                                      i2s(G) + " " + unit + " of " + what + " and there is no " + gidx_name);
+  }
+  if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
+  if (gs == int(s.K)) gs = -1;
+  const int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
+  if (G != G_expected)
+    fail(Status::kInvalidShape, what + " has " + i2s(G) + " " + unit + ", but K = " + i2s(s.K) + " with group size " +
+                                    i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
+  s.G = G;
+  s.group_size = gs;
+  if (ck.g_idx) {
+    const StTensor& gi = *ck.g_idx;
+    need_dtype(gi, StDType::kI32);
+    need_rank(gi, 1);
+    if (gi.shape[0] != s.K)
+      fail(Status::kInvalidShape, std::string(gidx_name) + " '" + gi.name + "' has " + i2s(gi.shape[0]) +
+                                      " entries, but K = " + i2s(s.K));
+    for (int64_t k = 0; k < s.K; ++k) {
+      const int32_t g = rd_i32(gi, size_t(k));
+      if (g < 0 || g >= G)
+        fail(Status::kInvalidArgument, std::string(gidx_name) + "[" + i2s(k) + "] = " + i2s(g) + " is outside [0, " +
+                                           i2s(G) + ")");
+    }
+    s.has_g_idx = true;
+  } else if (gs != -1 && s.K % gs != 0) {
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) +
+                                    " and there is no " + gidx_name);
+  }
+}
+
+float scale_as_f32(const StTensor& t, size_t i);
+
 // compressed-tensors pack-quantized: transposed shapes, optional zero points, wider scale types.
 W4Shape validate_ct(const W4Checkpoint& ck) {
   need(ck.qweight, "weight_packed");
@@ -106,40 +155,13 @@ W4Shape validate_ct(const W4Checkpoint& ck) {
                                       " disagrees with weight_scale " + sc.shape_str() + ": expected [" + i2s(s.N / 8) +
                                       ", " + i2s(G) + "] (packed along N)");
   }
-  int gs = ck.group_size;
-  if (gs == 0) {
-    if (G == 1)
-      gs = -1;
-    else if (s.K % G == 0)
-      gs = int(s.K / G);
-    else
-      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " +
-                                      i2s(G) + " groups of weight_scale '" + sc.name + "'");
-  }
-  if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
-  if (gs == int(s.K)) gs = -1;
-  const int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
-  if (G != G_expected)
-    fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' has " + i2s(G) + " groups, but K = " + i2s(s.K) +
-                                    " with group size " + i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
-  s.G = G;
-  s.group_size = gs;
-  if (ck.g_idx) {
-    const StTensor& gi = *ck.g_idx;
-    need_dtype(gi, StDType::kI32);
-    need_rank(gi, 1);
-    if (gi.shape[0] != s.K)
-      fail(Status::kInvalidShape, "weight_g_idx '" + gi.name + "' has " + i2s(gi.shape[0]) + " entries, but K = " +
-                                      i2s(s.K));
-    for (int64_t k = 0; k < s.K; ++k) {
-      int32_t g = rd_i32(gi, size_t(k));
-      if (g < 0 || g >= G)
-        fail(Status::kInvalidArgument, "weight_g_idx[" + i2s(k) + "] = " + i2s(g) + " is outside [0, " + i2s(G) + ")");
-    }
-    s.has_g_idx = true;
-  } else if (gs != -1 && s.K % gs != 0) {
-    fail(Status::kInvalidShape,
-         "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no weight_g_idx");
+  resolve_groups(ck, G, "weight_scale '" + sc.name + "'", "groups", "weight_g_idx", s);
+  // A NaN or infinite scale turns a whole output column into NaN (as for GPTQ/AWQ scales).
+  for (int64_t i = 0; i < G * s.N; ++i) {
+    const float v = scale_as_f32(sc, size_t(i));
+    if (!std::isfinite(v))
+      fail(Status::kInvalidArgument, "weight_scale '" + sc.name + "'[" + i2s(i / G) + "][" + i2s(i % G) + "] is " +
+                                         std::to_string(v) + "; int4 group scales must be finite");
   }
   return s;
 }
@@ -203,44 +225,7 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
   if (qz.shape[0] != G || qz.shape[1] * 8 != s.N)
     fail(Status::kInvalidShape, "qzeros '" + qz.name + "' shape " + qz.shape_str() + " disagrees with scales " +
                                     sc.shape_str() + ": expected [" + i2s(G) + ", " + i2s(s.N / 8) + "]");
-  // Group size: given, or inferred from the number of group rows.
-  int gs = ck.group_size;
-  if (gs == 0) {
-    if (G == 1)
-      gs = -1;
-    else if (ck.g_idx)
-      gs = int((s.K + G - 1) / G);  // only the group count matters with g_idx
-    else if (s.K % G == 0)
-      gs = int(s.K / G);
-    else
-      fail(Status::kInvalidShape, "cannot infer the group size: K = " + i2s(s.K) + " is not a multiple of the " +
-                                      i2s(G) + " group rows of scales '" + sc.name + "' and there is no g_idx");
-  }
-  if (gs != -1 && gs <= 0) fail(Status::kInvalidArgument, "group size " + i2s(gs) + " is neither -1 nor positive");
-  if (gs == int(s.K)) gs = -1;
-  int64_t G_expected = gs == -1 ? 1 : (s.K + gs - 1) / gs;
-  if (G != G_expected)
-    fail(Status::kInvalidShape, "scales '" + sc.name + "' has " + i2s(G) + " group rows, but K = " + i2s(s.K) +
-                                    " with group size " + i2s(gs) + " needs ceil(K / group_size) = " + i2s(G_expected));
-  s.G = G;
-  s.group_size = gs;
-  if (ck.g_idx) {
-    const StTensor& gi = *ck.g_idx;
-    need_dtype(gi, StDType::kI32);
-    need_rank(gi, 1);
-    if (gi.shape[0] != s.K)
-      fail(Status::kInvalidShape, "g_idx '" + gi.name + "' has " + i2s(gi.shape[0]) + " entries, but K = " + i2s(s.K));
-    for (int64_t k = 0; k < s.K; ++k) {
-      int32_t g = rd_i32(gi, size_t(k));
-      if (g < 0 || g >= G)
-        fail(Status::kInvalidArgument, "g_idx[" + i2s(k) + "] = " + i2s(g) + " is outside [0, " + i2s(G) + ")");
-    }
-    s.has_g_idx = true;
-  } else if (gs != -1 && s.K % gs != 0) {
-    // Without g_idx the last group would read past the last row of scales/zeros (a peer's bug).
-    fail(Status::kInvalidShape,
-         "K = " + i2s(s.K) + " is not a multiple of group size " + i2s(gs) + " and there is no g_idx");
-  }
+  resolve_groups(ck, G, "scales '" + sc.name + "'", "group rows", "g_idx", s);
   // A NaN or infinite scale turns a whole output column into NaN; refuse it (any sign is a
   // well-defined layer: s * (q - z) is linear in s).
   const int64_t n_scales = std::min<int64_t>(G * s.N, int64_t(sc.nbytes / 2));
