@@ -59,6 +59,13 @@ M=model.layers.3.mlp
 d="$tmp/moe-dense"; mkdir -p "$d"; "$gen" "$d" moe_dense 256 128 8 0 5 bf16 3
 expect "moe dense softmax" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --renormalize --check
 [ -s "$d/y.safetensors" ] || { echo "FAIL moe wrote no output"; fail=1; }
+# Routing from config.json: the family's rules, no routing flags; flags still override; no config
+# and no --top-k is a clear error.
+printf '{"model_type": "qwen3_moe", "num_experts_per_tok": 2, "norm_topk_prob": true}' > "$d/config.json"
+expect "moe routing from config.json" 0 "routing from .*config.json" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y3.safetensors" --check
+expect "moe config overridden by flags" 0 "top-3" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y4.safetensors" --top-k 3 --no-renormalize --check
+rm "$d/config.json"
+expect "moe without config needs --top-k" 4 "top-k is needed" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y5.safetensors"
 d="$tmp/moe-int4"; mkdir -p "$d"; "$gen" "$d" moe_int4 256 128 8 0 3 f16 4
 expect "moe int4" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --check
 d="$tmp/moe-fp8"; mkdir -p "$d"; "$gen" "$d" moe_fp8 256 128 16 1 4 bf16 5

@@ -361,3 +361,73 @@ TEST(Loader, CompressedTensorsWeightShapeMustAgree) {
   w.write(d.path + "/model.safetensors");
   expect_refusal(d.path, {}, Status::kInvalidShape, {"weight_shape", "[64, 250]", "multiple of 8"});
 }
+
+// Mixtral names its experts w1 (gate), w3 (up), w2 (down); the layer is the same.
+TEST(Loader, MixtralExpertNames) {
+  const std::string M = "model.layers.0.block_sparse_moe";
+  MoeSynthSpec s;
+  s.E = 4;
+  s.H = 256;
+  s.I = 128;
+  s.mixtral_names = true;
+  s.seed = test::seed();
+  MoeSynth syn(s);
+  TempDir d;
+  SafetensorsWriter w;
+  syn.add_to(w, M);
+  w.write(d.path + "/model.safetensors");
+  MoeLayer l = load_moe(d.path, M);
+  EXPECT_EQ(l.moe.E, 4);
+  ASSERT_EQ(l.moe.gate_d.size(), 4u);
+  EXPECT_NE(l.moe.gate_d[2]->name.find("experts.2.w1"), std::string::npos) << l.moe.gate_d[2]->name;
+  EXPECT_NE(l.moe.up_d[2]->name.find("experts.2.w3"), std::string::npos);
+  EXPECT_NE(l.moe.down_d[2]->name.find("experts.2.w2"), std::string::npos);
+  EXPECT_EQ(moe_dequantize(l.moe, 1, 2), moe_dequantize(syn.checkpoint(), 1, 2));
+  EXPECT_FALSE(l.config);  // no config.json: no family rules
+}
+
+// config.json's model_type fixes the family's routing rules; its keys refine them.
+TEST(Loader, MoeRoutingFromConfigJson) {
+  auto cfg_of = [](const std::string& json) {
+    TempDir d;
+    write_text(d.path + "/config.json", json);
+    return read_moe_config(d.path);
+  };
+  auto mix = cfg_of(R"({"model_type": "mixtral", "num_experts_per_tok": 2, "norm_topk_prob": false})");
+  ASSERT_TRUE(mix);
+  EXPECT_EQ(*mix->top_k, 2);
+  EXPECT_TRUE(mix->renormalize);  // Mixtral always renormalises, whatever the key says
+  EXPECT_FALSE(mix->grouped);
+  auto qwen = cfg_of(R"({"model_type": "qwen3_moe", "num_experts_per_tok": 8, "norm_topk_prob": true})");
+  ASSERT_TRUE(qwen);
+  EXPECT_TRUE(qwen->renormalize);
+  EXPECT_EQ(*qwen->top_k, 8);
+  auto v3 = cfg_of(R"({"model_type": "deepseek_v3", "num_experts_per_tok": 8, "n_group": 8, "topk_group": 4,
+                       "routed_scaling_factor": 2.5, "n_shared_experts": 1})");
+  ASSERT_TRUE(v3);
+  EXPECT_TRUE(v3->grouped);
+  EXPECT_FALSE(v3->softmax_scores);
+  EXPECT_TRUE(v3->renormalize);
+  EXPECT_EQ(v3->n_group, 8);
+  EXPECT_EQ(v3->topk_group, 4);
+  EXPECT_FLOAT_EQ(v3->routed_scaling, 2.5f);
+  EXPECT_EQ(v3->n_shared_experts, 1);
+  auto v2 = cfg_of(R"({"model_type": "deepseek_v2", "num_experts_per_tok": 6, "topk_method": "greedy"})");
+  ASSERT_TRUE(v2);
+  EXPECT_TRUE(v2->grouped);
+  EXPECT_TRUE(v2->softmax_scores);
+  EXPECT_FALSE(v2->renormalize);
+  EXPECT_EQ(v2->n_group, 1);
+  EXPECT_FALSE(cfg_of(R"({"model_type": "llama"})"));
+  auto status_of = [&](const std::string& json) {
+    try {
+      cfg_of(json);
+    } catch (const Error& e) {
+      return e.status();
+    }
+    return Status::kSuccess;
+  };
+  EXPECT_EQ(status_of(R"({"model_type": "deepseek_v2", "topk_method": "group_limited_greedy"})"), Status::kNotSupported);
+  EXPECT_EQ(status_of(R"({"model_type": "mixtral", "num_experts_per_tok": "2"})"), Status::kFormatError);
+  EXPECT_EQ(status_of(R"({"model_type": "deepseek_v3", "n_group": 4, "topk_group": 5})"), Status::kFormatError);
+}

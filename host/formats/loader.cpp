@@ -200,7 +200,7 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
   // expert is then validated against it).
   std::optional<W4Format> fmt;
   int gs = opt.group_size;
-  const std::string e0 = P + ".experts.0.gate_proj";
+  const std::string e0 = moe_gate_proj_name(ck, P, 0);
   if (const StTensor* q = ck.find(e0 + ".qweight")) {
     auto cfg = read_quant_config(ck.dir());
     fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
@@ -214,6 +214,7 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
            opt.format_option + " names an int4 format, but '" + e0 + ".weight' is not an int4 layer");
   }
   out.moe = moe_from_checkpoint(ck, P, fmt, gs);
+  out.config = read_moe_config(ck.dir());
   if (!out.moe.router) fail(Status::kFormatError, "checkpoint has no router '" + P + ".gate.weight'");
   return out;
 }

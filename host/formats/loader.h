@@ -61,6 +61,7 @@ struct MoeLayer {
   std::string prefix;
   MoeCheckpoint moe;
   std::string format_source;  // int4 experts: where the format came from; empty otherwise
+  std::optional<MoeConfig> config;  // the family's routing from config.json, when it names one
 };
 
 // path: a .safetensors file, a model.safetensors.index.json (sharded) or a folder holding either.

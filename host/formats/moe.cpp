@@ -1,4 +1,6 @@
 #include "host/formats/moe.h"
+#include "host/io/json_file.h"
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
@@ -21,7 +23,10 @@ const char* moe_kind_name(MoeWeightKind k) {
 }
 
 namespace {
-const char* kProj[3] = {"gate_proj", "up_proj", "down_proj"};
+// Expert projection names: Hugging Face Qwen-MoE / DeepSeek (gate_proj, up_proj, down_proj) and
+// Mixtral's block_sparse_moe (w1 gate, w3 up, w2 down).
+const char* kProjHf[3] = {"gate_proj", "up_proj", "down_proj"};
+const char* kProjMixtral[3] = {"w1", "w3", "w2"};
 std::string i2s(int64_t v) {
   return std::to_string(v);
 }
@@ -33,22 +38,34 @@ void need_shape(const StTensor& t, int64_t a, int64_t b, const std::string& who)
 }
 }  // namespace
 
+bool moe_uses_mixtral_names(const Checkpoint& ck, const std::string& P) {
+  const std::string e0 = P + ".experts.0.w2";
+  return ck.find(e0 + ".weight") || ck.find(e0 + ".qweight");
+}
+
+std::string moe_gate_proj_name(const Checkpoint& ck, const std::string& P, int64_t e) {
+  return P + ".experts." + i2s(e) + "." + (moe_uses_mixtral_names(ck, P) ? "w1" : "gate_proj");
+}
+
 MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt,
                                   int group_size) {
   MoeCheckpoint m;
   m.router = ck.find(P + ".gate.weight");
   m.bias = ck.find(P + ".gate.e_score_correction_bias");
   // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
+  const char* const* kProj = moe_uses_mixtral_names(ck, P) ? kProjMixtral : kProjHf;
   int64_t E = 0;
-  while (ck.find(P + ".experts." + i2s(E) + ".down_proj.weight") ||
-         ck.find(P + ".experts." + i2s(E) + ".down_proj.qweight"))
+  while (ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".weight") ||
+         ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".qweight"))
     ++E;
-  if (E == 0) fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (is --prefix right?)");
+  if (E == 0)
+    fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (looked for gate_proj/up_proj/down_proj and "
+                                   "Mixtral's w1/w3/w2; is --prefix right?)");
   if (m.router && m.router->shape.size() == 2 && m.router->shape[0] != E)
     fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) +
                                     " rows but the checkpoint holds " + i2s(E) + " consecutive experts");
   m.E = E;
-  const std::string e0 = P + ".experts.0.gate_proj";
+  const std::string e0 = P + ".experts.0." + kProj[0];
   if (ck.find(e0 + ".qweight"))
     m.kind = MoeWeightKind::kInt4;
   else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3)
@@ -102,6 +119,7 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
 }
 
 void validate_moe(const MoeCheckpoint& m) {
+  const char* const* kProj = kProjHf;  // roles in messages; the tensor names follow them
   const int64_t E = m.E, H = m.H, I = m.I;
   if (E < 1 || H < 1 || I < 1)
     fail(Status::kInvalidShape, "MoE layer has E=" + i2s(E) + " H=" + i2s(H) + " I=" + i2s(I));
@@ -234,6 +252,75 @@ std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which)
             double(e4m3_to_f32(fp8_weight_code(f, o, i))) * double(fp8_weight_scale(f, s, o / 128, i / 128));
   }
   return w;
+}
+
+std::optional<MoeConfig> read_moe_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  const nlohmann::json j = read_json_file(path, "model config");
+  if (!j.is_object()) fail(Status::kFormatError, path + " is not a JSON object");
+  auto str = [&](const char* k) -> std::string {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) return "";
+    if (!it->is_string()) fail(Status::kFormatError, path + ": " + k + " is not a string");
+    return it->get<std::string>();
+  };
+  auto integer = [&](const char* k) -> std::optional<int> {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 1 << 20)
+      fail(Status::kFormatError, path + ": " + k + " is not a non-negative integer");
+    return int(it->get<int64_t>());
+  };
+  auto boolean = [&](const char* k) -> std::optional<bool> {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (!it->is_boolean()) fail(Status::kFormatError, path + ": " + k + " is not true or false");
+    return it->get<bool>();
+  };
+  auto number = [&](const char* k) -> std::optional<float> {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() <= 0)
+      fail(Status::kFormatError, path + ": " + k + " is not a positive number");
+    return float(it->get<double>());
+  };
+  MoeConfig c;
+  c.source = path;
+  c.model_type = str("model_type");
+  const std::string& mt = c.model_type;
+  c.top_k = integer("num_experts_per_tok");
+  c.n_shared_experts = integer("n_shared_experts").value_or(0);
+  if (mt == "mixtral") {
+    c.renormalize = true;  // Mixtral's router always renormalises its top-k softmax weights
+  } else if (mt == "qwen2_moe" || mt == "qwen3_moe") {
+    c.renormalize = boolean("norm_topk_prob").value_or(false);
+  } else if (mt == "deepseek_v2" || mt == "deepseek_v3") {
+    const bool v3 = mt == "deepseek_v3";
+    const std::string method = str("topk_method").empty() ? (v3 ? "noaux_tc" : "greedy") : str("topk_method");
+    const std::string scoring = str("scoring_func").empty() ? (v3 ? "sigmoid" : "softmax") : str("scoring_func");
+    if (scoring != "sigmoid" && scoring != "softmax")
+      fail(Status::kNotSupported, path + ": scoring_func '" + scoring + "' is neither sigmoid nor softmax");
+    c.softmax_scores = scoring == "softmax";
+    c.grouped = true;
+    if (method == "noaux_tc") {
+      c.n_group = integer("n_group").value_or(1);
+      c.topk_group = integer("topk_group").value_or(1);
+    } else if (method != "greedy") {
+      // group_limited_greedy ranks groups by their best score, not by the sum of the two best.
+      fail(Status::kNotSupported, path + ": topk_method '" + method + "' is not a routing clquant runs (greedy, noaux_tc)");
+    }
+    c.renormalize = boolean("norm_topk_prob").value_or(v3);
+    c.routed_scaling = number("routed_scaling_factor").value_or(1.0f);
+    if (c.n_group < 1 || c.topk_group < 1 || c.topk_group > c.n_group)
+      fail(Status::kFormatError, path + ": n_group = " + std::to_string(c.n_group) + ", topk_group = " +
+                                     std::to_string(c.topk_group) + " (need 1 <= topk_group <= n_group)");
+  } else {
+    return std::nullopt;
+  }
+  if (c.top_k && *c.top_k < 1) fail(Status::kFormatError, path + ": num_experts_per_tok must be at least 1");
+  return c;
 }
 
 }  // namespace clq

@@ -34,6 +34,28 @@ struct MoeCheckpoint {
 
 // Reads P.gate.* and P.experts.{0..E-1}.*; the int4 format must be given (never guessed: pass the
 // one from quantize_config.json / --format). Validates every expert (validate_moe).
+// The routing a model family's config.json fixes (docs/numerics.md, "Fused MoE"): model_type
+// gives the family's rules, the keys refine them. Read by the loader; `clquant moe` flags override.
+struct MoeConfig {
+  std::string source, model_type;
+  std::optional<int> top_k;            // num_experts_per_tok
+  bool renormalize = false;            // Mixtral always; else norm_topk_prob
+  bool grouped = false;                // DeepSeek-V3 noaux_tc (and V2 greedy as one group)
+  int n_group = 1, topk_group = 1;
+  float routed_scaling = 1.0f;         // routed_scaling_factor
+  bool softmax_scores = false;         // grouped scoring: softmax (DeepSeek-V2) or sigmoid (V3)
+  int n_shared_experts = 0;            // read, not yet run (shared experts are not fused)
+};
+// Nothing when config.json is absent or names no MoE family clquant knows; FormatError on a
+// malformed file or a key of the wrong type; NotSupported for a routing method it cannot run.
+std::optional<MoeConfig> read_moe_config(const std::string& dir);
+
+// Mixtral names its experts' projections w1 (gate), w3 (up), w2 (down) instead of
+// gate_proj/up_proj/down_proj; true when expert 0 of P uses them.
+bool moe_uses_mixtral_names(const Checkpoint& ck, const std::string& P);
+// Full prefix of expert e's gate projection, in whichever naming the checkpoint uses.
+std::string moe_gate_proj_name(const Checkpoint& ck, const std::string& P, int64_t e);
+
 MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& prefix, std::optional<W4Format> int4_format,
                                   int group_size);
 

@@ -345,7 +345,9 @@ void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
     w.add(P + ".gate.e_score_correction_bias", StDType::kF32, ck_.bias->shape, ck_.bias->data, ck_.bias->nbytes);
   for (int64_t e = 0; e < ck_.E; ++e)
     for (int p = 0; p < 3; ++p) {
-      const std::string base = P + ".experts." + std::to_string(e) + "." + kMoeProj[p];
+      static const char* kMixtral[3] = {"w1", "w3", "w2"};
+      const std::string base =
+          P + ".experts." + std::to_string(e) + "." + (spec_.mixtral_names ? kMixtral[p] : kMoeProj[p]);
       if (ck_.kind == MoeWeightKind::kDense) {
         const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
         w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);

@@ -77,6 +77,7 @@ struct MoeSynthSpec {
   // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
   // change the speed; generating 256 DeepSeek experts would take minutes).
   bool share_expert_weights = false;
+  bool mixtral_names = false;  // write experts.{e}.w1/w3/w2 (Mixtral) instead of gate/up/down_proj
   uint64_t seed = 1;
 };
 

@@ -21,9 +21,13 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->required();
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [T, H] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write 'output' [T, H] (input's dtype)")->required();
-  cmd->add_option("--top-k", a.top_k, "experts per token")->required()->check(integer_in(1, 1024));
-  cmd->add_flag("--renormalize", a.renormalize, "divide the chosen weights by their sum");
-  cmd->add_option("--routing", a.routing, "softmax (Mixtral, Qwen-MoE) or grouped (DeepSeek-V3 noaux_tc)")
+  cmd->add_option("--top-k", a.top_k, "experts per token (default: config.json's num_experts_per_tok)")
+      ->check(integer_in(1, 1024));
+  cmd->add_flag("--renormalize", a.renormalize, "divide the chosen weights by their sum (default: the model family's rule)");
+  cmd->add_flag("--no-renormalize", a.no_renormalize, "keep the chosen weights as they are");
+  cmd->add_option("--routing", a.routing,
+                  "softmax (Mixtral, Qwen-MoE) or grouped (DeepSeek-V3 noaux_tc); default: config.json's model_type, "
+                  "else softmax")
       ->check(CLI::IsMember({"softmax", "grouped"}));
   cmd->add_option("--n-group", a.n_group, "grouped: expert groups")->check(integer_in(1, 1024));
   cmd->add_option("--topk-group", a.topk_group, "grouped: groups kept")->check(integer_in(1, 1024));
@@ -71,16 +75,30 @@ int run_moe(Context& c, const MoeArgs& a) {
            "tensor 'input' has dtype " + std::string(st_dtype_name(x->dtype)) + "; expected F16, BF16 or F32");
   }
   const int64_t T = x->shape[0];
-  MoeRouting r;
-  r.top_k = a.top_k;
-  r.renormalize = a.renormalize;
-  if (a.routing == "grouped") {
-    r.kind = MoeRouting::Kind::kGrouped;
-    r.n_group = a.n_group;
-    r.topk_group = a.topk_group;
-    r.routed_scaling = a.routed_scaling;
-    r.softmax_scores = a.scoring == "softmax";
-  } else if (m.bias) {
+  // The family's routing from config.json, then every flag given on top of it.
+  MoeRouting r = layer.config ? moe_routing_from_config(*layer.config) : MoeRouting{};
+  if (!layer.config) r.top_k = 0;
+  if (a.top_k > 0) r.top_k = a.top_k;
+  if (a.renormalize && a.no_renormalize)
+    fail(Status::kInvalidArgument, "--renormalize and --no-renormalize contradict each other");
+  if (a.renormalize) r.renormalize = true;
+  if (a.no_renormalize) r.renormalize = false;
+  if (a.routing == "grouped") r.kind = MoeRouting::Kind::kGrouped;
+  if (a.routing == "softmax") r.kind = MoeRouting::Kind::kSoftmax;
+  if (a.n_group > 0) r.n_group = a.n_group;
+  if (a.topk_group > 0) r.topk_group = a.topk_group;
+  if (a.routed_scaling > 0) r.routed_scaling = a.routed_scaling;
+  if (!a.scoring.empty()) r.softmax_scores = a.scoring == "softmax";
+  if (r.top_k < 1)
+    fail(Status::kInvalidArgument, "--top-k is needed: " +
+                                       (layer.config ? layer.config->source + " has no num_experts_per_tok"
+                                                     : std::string("no config.json with a known MoE model_type beside the weights")));
+  if (layer.config)
+    std::cerr << "moe: routing from " << layer.config->source << " (model_type " << layer.config->model_type
+              << ")" << (layer.config->n_shared_experts > 0 ? "; its shared experts are not run (not supported yet)" : "")
+              << "\n";
+  const bool grouped = r.kind == MoeRouting::Kind::kGrouped;
+  if (!grouped && m.bias) {
     std::cerr << "moe: note: the layer has e_score_correction_bias, which only grouped routing uses\n";
   }
   MoeRunOptions o;
@@ -98,7 +116,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   std::vector<uint8_t> y(ybytes);
   c.read(dy, y.data(), ybytes);
   std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
-            << " experts, T=" << T << " top-" << r.top_k << " " << (a.routing == "grouped" ? "grouped" : "softmax")
+            << " experts, T=" << T << " top-" << r.top_k << " " << (grouped ? "grouped" : "softmax")
             << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", " << ev.ms()
             << " ms device\n";
   std::cerr << "setup: " << setup_ms

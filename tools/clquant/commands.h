@@ -74,10 +74,11 @@ CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& args);
 int run_quant_fp8(Context& c, const QuantFp8Args& args);
 
 struct MoeArgs {
-  std::string weights, prefix, input, output, routing = "softmax", scoring = "sigmoid", format;
-  int top_k = 0, n_group = 1, topk_group = 1, group_size = 0, block_size = 0;
-  float routed_scaling = 1.0f;
-  bool renormalize = false, check = false;
+  // Routing options left at 0 / "" / false were not given: config.json's family rules apply.
+  std::string weights, prefix, input, output, routing, scoring, format;
+  int top_k = 0, n_group = 0, topk_group = 0, group_size = 0, block_size = 0;
+  float routed_scaling = 0.0f;
+  bool renormalize = false, no_renormalize = false, check = false;
 };
 CLI::App* add_moe_command(CLI::App& app, MoeArgs& args);
 int run_moe(Context& c, const MoeArgs& args);

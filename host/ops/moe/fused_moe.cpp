@@ -171,6 +171,20 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
 
 // ---- the op -----------------------------------------------------------------------------------
 
+MoeRouting moe_routing_from_config(const MoeConfig& c) {
+  MoeRouting r;
+  r.top_k = c.top_k.value_or(0);
+  r.renormalize = c.renormalize;
+  if (c.grouped) {
+    r.kind = MoeRouting::Kind::kGrouped;
+    r.n_group = c.n_group;
+    r.topk_group = c.topk_group;
+    r.routed_scaling = c.routed_scaling;
+    r.softmax_scores = c.softmax_scores;
+  }
+  return r;
+}
+
 void FusedMoe::grow(cl::Buffer& b, size_t& have, size_t need) {
   oputil::grow_scratch(c_, b, have, std::max<size_t>(need, 4));
 }

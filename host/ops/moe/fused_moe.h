@@ -25,6 +25,10 @@ struct MoeRouting {
   bool softmax_scores = false;  // grouped scoring function: sigmoid (default) or softmax
 };
 
+// The routing of a model family's config.json (host/formats/moe.h: read_moe_config); top_k stays
+// 0 when the config does not say it.
+MoeRouting moe_routing_from_config(const MoeConfig& c);
+
 struct MoeRunOptions {
   int block_size = 0;           // rows per aligned block; 0 = chosen from T, k and E
   std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
