@@ -620,6 +620,11 @@ bool FusedMoe::use_decode(int64_t T, int K, const MoeRunOptions& o) const {
     if (o.decode > 0) fail(Status::kInvalidArgument, "the MoE decode path does not apply: " + why);
     return false;
   }
+  // FP8 experts on this path disagree with the fp64 reference beyond SPEC's tolerance for about one
+  // input in a hundred (rel mean error 8.6e-3, T=1, k=6; the general path passes on the same data;
+  // reproducer in tests/test_moe.cpp, MoeDecode.DISABLED_Fp8AgainstFp64). Until that is found,
+  // they take it only when asked (MoeRunOptions::decode = 1).
+  if (kind_ == MoeWeightKind::kFp8 && o.decode == 0) return false;
   return o.decode > 0 || c_.features().is_gpu;
 }
 
