@@ -366,6 +366,12 @@ TEST(ProgramCache, ForeignBinaryUnderTheRightKeyIsRebuilt) {
   test::ScopedEnv e1("CLQ_CACHE_DIR", dir.c_str());
   test::ScopedEnv e2("CLQ_CACHE", nullptr);
   auto& c = test::ctx();
+  // Earlier tests in this process may have memoized these kernels: go through the cache levels.
+  c.set_kernel_memo(false);
+  struct MemoBack {
+    Context& c;
+    ~MemoBack() { c.set_kernel_memo(true); }
+  } memo_back{c};
   c.programs().clear_memory();
   c.kernel("moe/align.cl", "moe_align");
   std::string opts = c.base_options();
