@@ -96,6 +96,28 @@ Timing summarize(std::vector<double> t) {
   return r;
 }
 
+// 1 in CLBlast's scalar type: fp16 bits for half, 1.0f for float.
+template <typename T>
+T unit() {
+  if constexpr (sizeof(T) == 2)
+    return T(0x3C00);
+  else
+    return T(1.0f);
+}
+
+// Host clock around complete calls (each ends in clFinish), after a warm-up.
+template <typename F>
+Timing time_host_calls(const F& call, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) call();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    call();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return summarize(t);
+}
+
 // CLBlast may enqueue several kernels per call (padding, transposes, the GEMM) and its event
 // covers only the last one, so the baseline is timed on the host around the call and a
 // clFinish. That adds the launch latency, which the table states; it never hides work.
@@ -107,14 +129,7 @@ Timing clblast_gemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int
   c.fill_u32(b, fill, size_t(K * N) * sizeof(T) / 4 * 4);
   cl_command_queue q = c.queue()();
   auto call = [&] {
-    T one, zero;
-    if constexpr (sizeof(T) == 2) {
-      one = 0x3C00;
-      zero = 0;
-    } else {
-      one = 1.0f;
-      zero = 0.0f;
-    }
+    const T one = unit<T>(), zero = T(0);
     auto st = clblast::Gemm<T>(clblast::Layout::kRowMajor, clblast::Transpose::kNo, clblast::Transpose::kNo, size_t(M),
                                size_t(N), size_t(K), one, a(), 0, size_t(K), b(), 0, size_t(N), zero, d(), 0, size_t(N),
                                &q, nullptr);
@@ -122,14 +137,7 @@ Timing clblast_gemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, int
       fail(Status::kInternal, "CLBlast GEMM failed with status " + std::to_string(int(st)));
     c.finish();
   };
-  for (int i = 0; i < warmup; ++i) call();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    call();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return summarize(t);
+  return time_host_calls(call, warmup, reps);
 }
 
 // CLBlast's GEMV, timed like the GEMM above. A is W [K][N] row-major, used transposed: y = W^T x.
@@ -141,28 +149,14 @@ Timing clblast_gemv(Context& c, int64_t N, int64_t K, int warmup, int reps, uint
   c.fill_u32(x, fill, size_t(K) * sizeof(T) / 4 * 4);
   cl_command_queue q = c.queue()();
   auto call = [&] {
-    T one, zero;
-    if constexpr (sizeof(T) == 2) {
-      one = 0x3C00;
-      zero = 0;
-    } else {
-      one = 1.0f;
-      zero = 0.0f;
-    }
+    const T one = unit<T>(), zero = T(0);
     auto st = clblast::Gemv<T>(clblast::Layout::kRowMajor, clblast::Transpose::kYes, size_t(K), size_t(N), one, a(), 0,
                                size_t(N), x(), 0, 1, zero, y(), 0, 1, &q, nullptr);
     if (st != clblast::StatusCode::kSuccess)
       fail(Status::kInternal, "CLBlast GEMV failed with status " + std::to_string(int(st)));
     c.finish();
   };
-  for (int i = 0; i < warmup; ++i) call();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    call();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return summarize(t);
+  return time_host_calls(call, warmup, reps);
 }
 }  // namespace
 
