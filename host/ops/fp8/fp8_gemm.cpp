@@ -154,7 +154,7 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
                       const Fp8RunOptions& opt) {
   const Fp8Act act = opt.act.value_or(default_act());
   Fp8Call call;
-  call.GemmIo::operator=({&x, xt, &y, yt, M});
+  static_cast<GemmIo&>(call) = GemmIo{&x, xt, &y, yt, M};
   call.act = act;
   can_implement(M, xt, yt, call.x_bytes(), call.y_bytes(), act);
   const VariantRow& row = choose(M, act, opt.variant);

@@ -477,15 +477,11 @@ OpEvents FusedMoe::run_routed(const cl::Buffer& x, DType xt, const cl::Buffer& y
 
 OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
                                const MoeRunOptions& o, OpEvents ev) {
-  const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
   if (o.splits < 0) fail(Status::kInvalidArgument, "splits = " + i2s(o.splits) + " must be 0 (auto) or positive");
+  const DispatchSize d = dispatch_size(T, K, o);
+  const int bs = d.bs;
+  const int64_t TK = d.TK, S_max = d.S_max, B_max = d.B_max;
   const int rows = std::min(bs, rows_max_ > 4 && bs >= 8 ? rows_max_ : std::min(bs, 4));
-  const int64_t TK = T * K;
-  const int64_t S_max = int64_t(round_up(size_t(TK + E_ * (bs - 1)), size_t(bs)));
-  const int64_t B_max = S_max / bs;
-  last_T_ = T;
-  last_k_ = K;
-  last_bs_ = bs;
   // Scratch (allocations first: nothing below fails half-way for lack of memory).
   grow(counts_, counts_b_, size_t(E_) * 4);
   grow(sorted_, sorted_b_, size_t(S_max) * 4);
@@ -606,6 +602,19 @@ OpEvents FusedMoe::run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& 
   return ev;
 }
 
+FusedMoe::DispatchSize FusedMoe::dispatch_size(int64_t T, int K, const MoeRunOptions& o) {
+  // Every expert's run padded to whole blocks: at most TK + E (bs - 1) slots (SPEC section 5).
+  DispatchSize d;
+  d.bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
+  d.TK = T * K;
+  d.S_max = int64_t(round_up(size_t(d.TK + E_ * (d.bs - 1)), size_t(d.bs)));
+  d.B_max = d.S_max / d.bs;
+  last_T_ = T;  // what read_alignment() reads back
+  last_k_ = K;
+  last_bs_ = d.bs;
+  return d;
+}
+
 bool FusedMoe::use_decode(int64_t T, int K, const MoeRunOptions& o) const {
   if (o.decode < 0) return false;
   std::string why;
@@ -639,13 +648,9 @@ int FusedMoe::decode_splits(int64_t tiles, int64_t blocks, int64_t units, int64_
 OpEvents FusedMoe::run_decode(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int K,
                               const MoeRunOptions& o, const MoeRouting* r, const cl::Buffer* logits) {
   const bool fp8 = kind_ == MoeWeightKind::kFp8;
-  const int bs = o.block_size > 0 ? o.block_size : block_size_for(T, K);
-  const int64_t TK = T * K;
-  const int64_t S_max = int64_t(round_up(size_t(TK + E_ * (bs - 1)), size_t(bs)));
-  const int64_t B_max = S_max / bs;
-  last_T_ = T;
-  last_k_ = K;
-  last_bs_ = bs;
+  const DispatchSize d = dispatch_size(T, K, o);
+  const int bs = d.bs;
+  const int64_t TK = d.TK, S_max = d.S_max, B_max = d.B_max;
   const int64_t Kb1 = (H_ + 127) / 128;
   const int64_t tiles1 = (I_ + 127) / 128, tiles2 = (H_ + 255) / 256;
   // K units: FP8 128-row blocks; dense quads of 4 rows.

@@ -130,6 +130,12 @@ class FusedMoe {
          map_b_ = 0;
   size_t xs1_b_ = 0, aux1_b_ = 0, codes1_b_ = 0, a_b_ = 0, xs2_b_ = 0, aux2_b_ = 0, codes2_b_ = 0, y2_b_ = 0;
   int64_t last_T_ = 0, last_k_ = 0;
+  // The aligned dispatch of one call: block size, token slots, padded slots and blocks at most.
+  struct DispatchSize {
+    int bs = 0;
+    int64_t TK = 0, S_max = 0, B_max = 0;
+  };
+  DispatchSize dispatch_size(int64_t T, int K, const MoeRunOptions& o);
   int last_bs_ = 0;
 };
 

@@ -152,7 +152,7 @@ const VariantRow& W4A16Gemm::choose(int64_t M, const std::string& variant) const
 OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                         const W4A16RunOptions& opt) {
   W4A16Call call;
-  call.GemmIo::operator=({&x, xt, &y, yt, M});
+  static_cast<GemmIo&>(call) = GemmIo{&x, xt, &y, yt, M};
   call.opt = opt;
   can_implement(M, xt, yt, call.x_bytes(), call.y_bytes());
   const VariantRow& row = choose(M, opt.variant);
