@@ -197,10 +197,16 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
   std::string forced = override_name.empty() ? env_override(op) : override_name;
   bool env_single = override_name.empty() && !forced.empty() && std::getenv("CLQ_VARIANT") &&
                     std::string(std::getenv("CLQ_VARIANT")).find('=') == std::string::npos;
-  std::string names;
-  for (auto& r : kTable)
-    if (op == r.op) names += std::string(names.empty() ? "" : ", ") + r.variant;
-  if (names.empty()) fail(Status::kInternal, "capability table has no op '" + op + "'");
+  // Called on every op call: the variant list is built only for the error messages.
+  auto names = [&] {
+    std::string n;
+    for (auto& r : kTable)
+      if (op == r.op) n += std::string(n.empty() ? "" : ", ") + r.variant;
+    return n;
+  };
+  bool known = false;
+  for (auto& r : kTable) known |= op == r.op;
+  if (!known) fail(Status::kInternal, "capability table has no op '" + op + "'");
   for (const Alias& a : kAliases)
     if (op == a.op && forced == a.old_name) forced = a.new_name;
   if (!forced.empty()) {
@@ -217,7 +223,7 @@ const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f,
     }
     // A single-name CLQ_VARIANT meant for another op does not break this one.
     if (!env_single)
-      fail(Status::kInvalidArgument, "unknown variant '" + forced + "' for " + op + " (variants: " + names + ")");
+      fail(Status::kInvalidArgument, "unknown variant '" + forced + "' for " + op + " (variants: " + names() + ")");
   }
   const VariantRow* best = nullptr;
   for (auto& r : kTable) {

@@ -59,9 +59,9 @@ struct VariantRow;
 // The launcher of an implemented table row, or nullptr (planned rows have none).
 const Launcher* find_launcher(const std::string& op, const std::string& variant);
 // Every launcher of every op (tests check that rows and launchers agree one to one).
-std::vector<const Launcher*> all_launchers();
+const std::vector<const Launcher*>& all_launchers();
 // The main kernel file of a row's launcher (ops with a single kernel build it directly); throws
 // Internal for a row without one.
-std::string row_kernel_file(const VariantRow& row);
+const std::string& row_kernel_file(const VariantRow& row);
 
 }  // namespace clq

@@ -23,16 +23,20 @@ class FixedKernels final : public Launcher {
 };
 }  // namespace
 
-std::vector<const Launcher*> all_launchers() {
+const std::vector<const Launcher*>& all_launchers() {
   static const FixedKernels convert({"convert"}, "portable", {"convert/convert.cl"});
   static const FixedKernels quant({"fp8_quant"}, "portable", {"fp8/quant.cl"});
   static const FixedKernels routing({"moe_routing"}, "portable", {"moe/topk.cl"});
   static const FixedKernels align({"moe_align"}, "portable", {"moe/align.cl"});
   static const FixedKernels moe_gemm({"moe_gemm"}, "portable", {"moe/gemm.cl"});
   static const FixedKernels moe_fp8({"moe_gemm_fp8"}, "emulated", {"moe/gemm.cl"});
-  std::vector<const Launcher*> all = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8};
-  for (auto* l : w4a16_launchers()) all.push_back(l);
-  for (auto* l : fp8_launchers()) all.push_back(l);
+  // Built once: ops look their rows' kernel files up on every call.
+  static const std::vector<const Launcher*> all = [] {
+    std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8};
+    for (auto* l : w4a16_launchers()) v.push_back(l);
+    for (auto* l : fp8_launchers()) v.push_back(l);
+    return v;
+  }();
   return all;
 }
 
@@ -45,7 +49,7 @@ const Launcher* find_launcher(const std::string& op, const std::string& variant)
   return nullptr;
 }
 
-std::string row_kernel_file(const VariantRow& row) {
+const std::string& row_kernel_file(const VariantRow& row) {
   const Launcher* l = find_launcher(row.op, row.variant);
   if (!l || l->kernel_files().empty())
     fail(Status::kInternal, std::string("capability-table row ") + row.op + "/" + row.variant + " has no launcher");
