@@ -36,31 +36,15 @@ std::string Context::base_options() const {
 }
 
 cl::Kernel Context::kernel(const std::string& file, const std::string& name, const std::string& extra) {
-  std::string key;
-  key.reserve(file.size() + name.size() + extra.size() + 2);
-  key.append(file).append(1, '\0').append(name).append(1, '\0').append(extra);
-  auto hit = memo_on_ ? kernels_.find(key) : kernels_.end();
-  if (hit != kernels_.end()) return hit->second;
-  std::string opts = base_options();
-  if (!extra.empty()) opts += " " + extra;
-  cl::Program prog = programs_->get(file, opts);
-  cl_int err = CL_SUCCESS;
-  cl::Kernel k(prog, name.c_str(), &err);
-  if (err == CL_INVALID_KERNEL_NAME && programs_->came_from_disk(file, opts)) {
-    // The cached binary is not this source's program: a bad entry costs a rebuild, never a failure.
-    prog = programs_->rebuild(file, opts);
-    k = cl::Kernel(prog, name.c_str(), &err);
-  }
-  check_cl(err, "clCreateKernel(" + file + ":" + name + ")");
-  if (memo_on_) kernels_.emplace(std::move(key), k);
-  return k;
+  return kernel_patched(file, name, extra, PtxPatch{});
 }
 
 cl::Kernel Context::kernel_patched(const std::string& file, const std::string& name, const std::string& extra,
                                    const PtxPatch& patch) {
-  if (patch.empty()) return kernel(file, name, extra);
   std::string key;
-  key.append(file).append(1, '\0').append(name).append(1, '\0').append(extra).append(1, '\0').append(patch.key());
+  key.reserve(file.size() + name.size() + extra.size() + 2);
+  key.append(file).append(1, '\0').append(name).append(1, '\0').append(extra);
+  if (!patch.empty()) key.append(1, '\0').append(patch.key());
   auto hit = memo_on_ ? kernels_.find(key) : kernels_.end();
   if (hit != kernels_.end()) return hit->second;
   std::string opts = base_options();
@@ -68,7 +52,12 @@ cl::Kernel Context::kernel_patched(const std::string& file, const std::string& n
   cl::Program prog = programs_->get_patched(file, opts, patch);
   cl_int err = CL_SUCCESS;
   cl::Kernel k(prog, name.c_str(), &err);
-  check_cl(err, "clCreateKernel(" + file + ":" + name + ", patched PTX)");
+  if (err == CL_INVALID_KERNEL_NAME && patch.empty() && programs_->came_from_disk(file, opts)) {
+    // The cached binary is not this source's program: a bad entry costs a rebuild, never a failure.
+    prog = programs_->rebuild(file, opts);
+    k = cl::Kernel(prog, name.c_str(), &err);
+  }
+  check_cl(err, "clCreateKernel(" + file + ":" + name + (patch.empty() ? ")" : ", patched PTX)"));
   if (memo_on_) kernels_.emplace(std::move(key), k);
   return k;
 }

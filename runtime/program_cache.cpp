@@ -90,12 +90,23 @@ cl::Program ProgramCache::get(const std::string& file, const std::string& option
 
 cl::Program ProgramCache::get_source(const std::string& label, const std::string& source,
                                      const std::string& base_options) {
+  return fetch(label, source, base_options, nullptr);
+}
+
+cl::Program ProgramCache::get_patched(const std::string& file, const std::string& base_options,
+                                      const PtxPatch& patch) {
+  if (patch.empty()) return get(file, base_options);
+  return fetch(file, expanded_kernel_source(file), base_options, &patch);
+}
+
+cl::Program ProgramCache::fetch(const std::string& label, const std::string& source, const std::string& base_options,
+                                const PtxPatch* patch) {
   // CLQ_BUILD_OPTIONS adds compiler options to every build (e.g. -cl-nv-verbose, whose register
-  // and spill report CLQ_BUILD_LOG=1 then prints); they are part of the cache key.
+  // and spill report CLQ_BUILD_LOG=1 then prints); they are part of the cache key, as is a patch.
   std::string options = base_options;
   if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
   std::lock_guard<std::mutex> lock(mu_);
-  std::string key = key_hex(source, options);
+  const std::string key = key_hex(source, patch ? options + "\n" + patch->key() : options);
   auto it = memory_.find(key);
   if (it != memory_.end()) {
     ++stats_.memory_hits;
@@ -109,36 +120,9 @@ cl::Program ProgramCache::get_source(const std::string& label, const std::string
     from_disk_.insert(key);
     if (trace()) std::fprintf(stderr, "[clq cache] disk hit %s (%s)\n", label.c_str(), path.c_str());
   } else {
-    prog = build_from_source(label, source, options);
+    prog = patch ? build_patched(label, source, options, *patch) : build_from_source(label, source, options);
     ++stats_.builds;
     if (trace()) std::fprintf(stderr, "[clq cache] built %s [%s]\n", label.c_str(), options.c_str());
-    if (!path.empty()) store_to_disk(path, key, prog);
-  }
-  memory_[key] = prog;
-  return prog;
-}
-
-cl::Program ProgramCache::get_patched(const std::string& file, const std::string& base_options,
-                                      const PtxPatch& patch) {
-  if (patch.empty()) return get(file, base_options);
-  std::string options = base_options;
-  if (const char* extra = std::getenv("CLQ_BUILD_OPTIONS"); extra && *extra) options += std::string(" ") + extra;
-  const std::string source = expanded_kernel_source(file);
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::string key = key_hex(source, options + "\n" + patch.key());
-  auto it = memory_.find(key);
-  if (it != memory_.end()) {
-    ++stats_.memory_hits;
-    return it->second;
-  }
-  const std::string dir = cache_dir();
-  const std::string path = dir.empty() ? "" : dir + "/" + key + ".clbin";
-  cl::Program prog;
-  if (!path.empty() && load_from_disk(path, key, file, options, &prog)) {
-    ++stats_.disk_hits;
-  } else {
-    prog = build_patched(file, source, options, patch);
-    ++stats_.builds;
     if (!path.empty()) store_to_disk(path, key, prog);
   }
   memory_[key] = prog;

@@ -62,6 +62,9 @@ class ProgramCache {
                       const std::string& options, cl::Program* out);
   void store_to_disk(const std::string& path, const std::string& key, const cl::Program& prog);
   cl::Program build_from_source(const std::string& label, const std::string& source, const std::string& options);
+  // Both get paths: memory, then disk, then a build (patched PTX when `patch` is given).
+  cl::Program fetch(const std::string& label, const std::string& source, const std::string& options,
+                    const PtxPatch* patch);
   cl::Program build_patched(const std::string& label, const std::string& source, const std::string& options,
                             const PtxPatch& patch);
 
