@@ -15,7 +15,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "host/io/gguf.h"
 #include "host/io/json_file.h"
+#include "host/io/text.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -81,8 +83,10 @@ namespace {
 constexpr int kMaxDepth = 64;         // nesting allowed inside unknown fields (the schema needs 3)
 constexpr size_t kQuoteBytes = 120;   // names longer than this are cut in messages
 
+}  // namespace
+
 // Quotes a name for a message, cut to kQuoteBytes at a UTF-8 boundary.
-std::string quote(const std::string& s) {
+std::string quote_name(const std::string& s) {
   if (s.size() <= kQuoteBytes) return "'" + s + "'";
   size_t n = kQuoteBytes;
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
@@ -127,6 +131,7 @@ size_t invalid_utf8_at(const unsigned char* s, size_t n) {
   return std::string::npos;
 }
 
+namespace {
 void append_utf8(std::string* out, uint32_t cp) {
   if (cp < 0x80) {
     out->push_back(char(cp));
@@ -367,11 +372,11 @@ struct RawEntry {
 RawEntry read_entry(HeaderReader& r, const std::string& name) {
   RawEntry out;
   out.t.name = name;
-  const std::string who = "tensor " + quote(name);
+  const std::string who = "tensor " + quote_name(name);
   r.ws();
   if (r.peek() != '{') {
-    if (r.at_end()) r.error("header is not valid JSON: it ends where entry " + quote(name) + " is expected");
-    r.error("entry " + quote(name) + " is " + r.kind() + ", not an object");
+    if (r.at_end()) r.error("header is not valid JSON: it ends where entry " + quote_name(name) + " is expected");
+    r.error("entry " + quote_name(name) + " is " + r.kind() + ", not an object");
   }
   r.expect('{', "");
   bool has_dtype = false, has_shape = false, has_offsets = false;
@@ -388,7 +393,7 @@ RawEntry read_entry(HeaderReader& r, const std::string& name) {
       if (field == "dtype") {
         if (r.peek() != '"') r.error(who + " has no dtype string: dtype is " + r.kind());
         dts = r.string("");
-        if (!st_dtype_from_name(dts, &out.t.dtype)) r.error(who + " has unknown dtype " + quote(dts));
+        if (!st_dtype_from_name(dts, &out.t.dtype)) r.error(who + " has unknown dtype " + quote_name(dts));
       } else if (field == "shape") {
         if (r.peek() != '[') r.error(who + " has no shape list: shape is " + r.kind());
         r.expect('[', "");
@@ -430,6 +435,10 @@ RawEntry read_entry(HeaderReader& r, const std::string& name) {
 void parse_safetensors(const uint8_t* base, size_t size, const std::string& label, std::vector<StTensor>* tensors,
                        std::map<std::string, std::string>* metadata) {
   if (size < 8) bad(label, "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  // Without this a GGUF file's magic and version read as a 14-billion-byte header length.
+  if (looks_like_gguf(base, size))
+    bad(label, "this is a GGUF file (it starts with the magic 'GGUF'), not safetensors; clquant reads GGUF layers "
+               "where a checkpoint is expected (--weights model.gguf)");
   uint64_t hlen = 0;
   for (int i = 0; i < 8; ++i) hlen |= uint64_t(base[i]) << (8 * i);  // little-endian u64
   if (hlen > SafetensorsFile::kMaxHeaderBytes)
@@ -469,14 +478,14 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
             r.expect(':', "after a __metadata__ key");
             r.ws();
             if (r.peek() != '"')
-              r.error("__metadata__ value for " + quote(k) + " is " + r.kind() + ", not a string");
+              r.error("__metadata__ value for " + quote_name(k) + " is " + r.kind() + ", not a string");
             std::string v = r.string("");
-            if (!meta.emplace(k, std::move(v)).second) r.error("__metadata__ key " + quote(k) + " appears twice");
+            if (!meta.emplace(k, std::move(v)).second) r.error("__metadata__ key " + quote_name(k) + " appears twice");
           } while (r.more('}', "after a __metadata__ member"));
         }
         continue;
       }
-      if (!names.insert(name).second) r.error("tensor name " + quote(name) + " appears twice in the header");
+      if (!names.insert(name).second) r.error("tensor name " + quote_name(name) + " appears twice in the header");
       entries.push_back(read_entry(r, name));
     } while (r.more('}', "after a tensor entry"));
   }
@@ -498,7 +507,7 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
   tensors->reserve(entries.size());
   for (auto& en : entries) {
     StTensor& t = en.t;
-    const std::string who = "tensor " + quote(t.name);
+    const std::string who = "tensor " + quote_name(t.name);
     // Element count with every factor checked; zero dimensions are left out of the check, so a
     // [2^62, 2^62, 0] shape (empty, but poison for any later arithmetic on its dims) is refused.
     uint64_t numel = 1, span = 1;
@@ -536,11 +545,11 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
   for (auto& s : spans) {
     const std::string& nm = (*tensors)[s.idx].name;
     if (s.b < pos)
-      bad(label, "tensor " + quote(nm) + " data_offsets begin " + std::to_string(s.b) +
+      bad(label, "tensor " + quote_name(nm) + " data_offsets begin " + std::to_string(s.b) +
                      " overlaps the previous tensor (ends at " + std::to_string(pos) + ")");
     if (s.b > pos)
       bad(label, "gap in the data section: bytes " + std::to_string(pos) + ".." + std::to_string(s.b) +
-                     " before tensor " + quote(nm) + " belong to no tensor");
+                     " before tensor " + quote_name(nm) + " belong to no tensor");
     pos = s.e;
   }
   if (pos != data_size)
@@ -633,6 +642,20 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 }  // namespace
 
+namespace {
+// Whether a regular file starts with "GGUF" (a special or unreadable file answers false and is
+// then refused by the safetensors open with its own message).
+bool starts_with_gguf_magic(const std::string& path) {
+  std::string why;
+  OpenedFile of = try_open_regular_file(path, &why);
+  if (of.fd < 0) return false;
+  uint8_t b[4] = {0, 0, 0, 0};
+  const ssize_t got = ::pread(of.fd, b, 4, 0);
+  ::close(of.fd);
+  return got == 4 && looks_like_gguf(b, 4);
+}
+}  // namespace
+
 Checkpoint Checkpoint::open(const std::string& path_in) {
   std::string path = path_in;
   if (is_dir(path)) {
@@ -675,6 +698,9 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
              "index '" + path + "' maps '" + name + "' to shard '" + shard + "', which does not hold it");
       c.by_name_[name] = t;
     }
+  } else if (starts_with_gguf_magic(path)) {
+    c.gguf_ = GgufFile::open(path);
+    c.ids_.push_back(c.gguf_->id());
   } else {
     c.files_.push_back(SafetensorsFile::open(path));
     c.ids_.push_back(c.files_.back()->id());
@@ -698,6 +724,9 @@ std::vector<std::string> Checkpoint::names_with_prefix(const std::string& prefix
   std::vector<std::string> v;
   for (auto& [n, t] : by_name_)
     if (n.compare(0, prefix.size(), prefix) == 0) v.push_back(n);
+  if (gguf_)
+    for (auto& t : gguf_->tensors())
+      if (t.name.compare(0, prefix.size(), prefix) == 0) v.push_back(t.name);
   return v;
 }
 

@@ -88,8 +88,11 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
-// A checkpoint: one .safetensors file, a model.safetensors.index.json with its shards, or a
-// folder holding either. Tensors are looked up by full name across shards.
+class GgufFile;
+
+// A checkpoint: one .safetensors file, a model.safetensors.index.json with its shards, a folder
+// holding either, or one GGUF file (told by its magic, not its name). Tensors are looked up by
+// full name across shards; a GGUF file's block-quantized tensors are reached through gguf().
 class Checkpoint {
  public:
   static Checkpoint open(const std::string& path);
@@ -99,8 +102,11 @@ class Checkpoint {
   const std::string& dir() const { return dir_; }  // folder of the checkpoint (for quantize_config.json)
   // Every file this checkpoint read (index and shards), for the output-is-not-an-input check.
   const std::vector<FileId>& file_ids() const { return ids_; }
+  // The GGUF file when the checkpoint is one, else nullptr.
+  const GgufFile* gguf() const { return gguf_.get(); }
 
  private:
+  std::shared_ptr<GgufFile> gguf_;
   std::string dir_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const StTensor*> by_name_;
