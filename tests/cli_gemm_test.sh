@@ -21,6 +21,23 @@ for spec in "compressed-tensors 512 264 128 1 3 bf16" "compressed-tensors 256 12
   [ -s "$d/y.safetensors" ] || { echo "FAIL $spec: no output file"; fail=1; }
   expect "gemm $spec tiled" 0 "variant tiled" "$clq" gemm --weights "$d/model.safetensors" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
 done
+# GGUF layers (the tensor is PREFIX.weight), every block type, both variants; the input must
+# still be safetensors, and a GGUF file given there is named as one. None writes over the model.
+for ty in q4_0 q8_0 q4_k q6_k; do
+  d="$tmp/gguf-$ty"; mkdir -p "$d"
+  "$gen" "$d" gguf_$ty 512 72 0 0 9 bf16 13 || { echo "FAIL generator gguf $ty"; fail=1; continue; }
+  for v in gemv tiled; do
+    want="gguf_gemm/$v"; [ $ty = q4_0 ] && want="w4a16_gemm/$v (Q4_0 repacked"
+    expect "gguf $ty $v" 0 "$want" "$clq" gemm --weights "$d/model.gguf" --prefix blk.0.ffn_down --input "$d/input.safetensors" --output "$d/y_$v.safetensors" --variant $v --check
+  done
+done
+d="$tmp/gguf-q4_0"
+expect "gguf as --input" 4 "is a GGUF file" "$clq" gemm --weights "$d/model.gguf" --prefix blk.0.ffn_down --input "$d/model.gguf" --output "$d/y3.safetensors"
+expect "gguf output over the model" 4 "" "$clq" gemm --weights "$d/model.gguf" --prefix blk.0.ffn_down --input "$d/input.safetensors" --output "$d/model.gguf"
+head -c 4 "$d/model.gguf" | grep -q GGUF || { echo "FAIL the model file was overwritten"; fail=1; }
+expect "gguf wrong prefix" 4 "no tensor 'blk.9.ffn_down.weight'" "$clq" gemm --weights "$d/model.gguf" --prefix blk.9.ffn_down --input "$d/input.safetensors" --output "$d/y4.safetensors"
+expect "gguf with --format" 4 "is a GGUF file" "$clq" gemm --weights "$d/model.gguf" --prefix blk.0.ffn_down --input "$d/input.safetensors" --output "$d/y4.safetensors" --format gptq
+expect "gguf moe refused" 5 "GGUF" "$clq" moe --weights "$d/model.gguf" --prefix blk.0 --input "$d/input.safetensors" --output "$d/y5.safetensors" --top-k 2
 # Format from shapes: AWQ is unambiguous, GPTQ v1/v2 is not and must be named.
 d="$tmp/noconf-awq"; mkdir -p "$d"; "$gen" "$d" awq 256 64 64 0 4 f16 5 noconfig
 expect "awq from shapes" 0 "from shapes" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check

@@ -19,6 +19,7 @@
 #include "host/formats/moe.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/io/safetensors.h"
+#include "host/io/gguf.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
 
@@ -105,6 +106,16 @@ int main(int argc, char** argv) {
       if (s.kind == MoeWeightKind::kInt4 && config)
         std::ofstream(dir + "/quantize_config.json")
             << R"({"bits": 4, "group_size": 64, "desc_act": false, "quant_method": "gptq", "checkpoint_format": "gptq"})";
+    } else if (fmt.rfind("gguf_", 0) == 0) {
+      // A GGUF file with one linear layer blk.0.ffn_down.weight of the named block type.
+      const std::string ty = fmt.substr(5);
+      const uint32_t type = ty == "q4_0" ? 2 : ty == "q8_0" ? 8 : ty == "q4_k" ? 12 : ty == "q6_k" ? 14 : 0;
+      if (!type) throw Error(Status::kInvalidArgument, "bad GGUF type " + ty + " (q4_0, q8_0, q4_k, q6_k)");
+      GgufWriter g;
+      g.add_string("general.architecture", "llama");
+      g.add_u32("general.alignment", 32);
+      g.add_tensor("blk.0.ffn_down.weight", type, {K, N}, random_gguf_blocks(type, N, K, seed));
+      g.write(dir + "/model.gguf");
     } else if (fmt == "fp8_block" || fmt == "fp8_tensor") {
       Fp8SynthSpec s;
       s.N = N;

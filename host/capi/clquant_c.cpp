@@ -12,6 +12,7 @@
 #include "clquant/clquant.h"
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/caps/report.h"
@@ -38,6 +39,7 @@ struct clq_linear {
   std::string description, last_variant;
   std::unique_ptr<clq::W4A16Gemm> w4;
   std::unique_ptr<clq::Fp8Gemm> fp8;
+  std::unique_ptr<clq::GgufGemm> gguf;
   cl::Buffer dx, dy;  // staging for the host-array entry points, grown on demand
   size_t dx_bytes = 0, dy_bytes = 0;
 };
@@ -143,6 +145,11 @@ void linear_enqueue(clq_linear& l, const cl::Buffer& x, size_t xb, clq::DType xt
     l.w4->can_implement(M, xt, yt, xb, yb);
     const clq::VariantRow& row = l.w4->choose(M, "");
     l.w4->run(x, xt, y, yt, M);
+    l.last_variant = row.variant;
+  } else if (l.gguf) {
+    l.gguf->can_implement(M, xt, yt, xb, yb);
+    const clq::VariantRow& row = l.gguf->choose(M, {});
+    l.gguf->run(x, xt, y, yt, M);
     l.last_variant = row.variant;
   } else {
     const clq::Fp8Act act = l.fp8->default_act();
@@ -280,6 +287,8 @@ clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefi
     std::lock_guard<std::mutex> lock(l->dev->mu);
     if (l->layer.is_int4())
       l->w4 = std::make_unique<clq::W4A16Gemm>(*l->dev->ctx, clq::repack_w4(l->layer.w4().ck));
+    else if (l->layer.is_gguf())
+      l->gguf = std::make_unique<clq::GgufGemm>(*l->dev->ctx, l->layer.gguf());
     else
       l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
     *out = l.release();

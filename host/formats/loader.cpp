@@ -87,6 +87,7 @@ W4Format decide_w4_format(const StTensor& qweight, const StTensor& scales, const
 }
 
 std::string LinearLayer::describe() const {
+  if (is_gguf()) return std::string("gguf ") + ggml_type_name(gguf().type);
   if (!is_int4()) {
     const Fp8Shape& s = fp8().shape;
     return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale");
@@ -106,6 +107,20 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
   LinearLayer out;
   out.checkpoint = ckp;
   out.prefix = P;
+  if (const GgufFile* g = ck.gguf()) {
+    // GGUF blocks carry their own format and group: the safetensors options do not apply.
+    if (!opt.format.empty())
+      fail(Status::kInvalidArgument, opt.format_option + " '" + opt.format +
+                                         "' names a safetensors int4 format, but the checkpoint is a GGUF file");
+    if (opt.group_size != 0)
+      fail(Status::kInvalidArgument, "a group size does not apply to a GGUF file: its blocks fix their own");
+    const GgufTensor* t = g->find(P + ".weight");
+    if (!t)
+      fail(Status::kFormatError, "GGUF file has no tensor '" + P + ".weight' (is " + opt.prefix_option + " right? " +
+                                     found_under(ck, P) + ")");
+    out.weights = validate_gguf_linear(*t);
+    return out;
+  }
   if (const StTensor* packed = ck.find(P + ".weight_packed")) {
     // compressed-tensors pack-quantized int4: the tensor names say the format.
     auto cfg = read_quant_config(ck.dir());
@@ -193,6 +208,9 @@ MoeLayer load_moe(const std::string& path, const std::string& prefix, const Load
 MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, const LoadOptions& opt) {
   if (!ckp) fail(Status::kInvalidArgument, "load_moe: no checkpoint");
   const Checkpoint& ck = *ckp;
+  if (ck.gguf())
+    fail(Status::kNotSupported, "MoE layers from a GGUF file are not supported; clquant runs GGUF linear layers (" +
+                                    gguf_supported_types() + ") through 'clquant gemm'");
   MoeLayer out;
   out.checkpoint = ckp;
   out.prefix = P;

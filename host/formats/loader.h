@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "host/formats/fp8.h"
+#include "host/formats/gguf.h"
 #include "host/formats/moe.h"
 #include "host/formats/quant_config.h"
 #include "host/formats/w4.h"
@@ -44,13 +45,16 @@ struct Fp8Layer {
 struct LinearLayer {
   std::shared_ptr<const Checkpoint> checkpoint;
   std::string prefix;
-  std::variant<W4Layer, Fp8Layer> weights;
+  std::variant<W4Layer, Fp8Layer, GgufLinear> weights;
 
   bool is_int4() const { return std::holds_alternative<W4Layer>(weights); }
+  bool is_fp8() const { return std::holds_alternative<Fp8Layer>(weights); }
+  bool is_gguf() const { return std::holds_alternative<GgufLinear>(weights); }
   const W4Layer& w4() const { return std::get<W4Layer>(weights); }
   const Fp8Layer& fp8() const { return std::get<Fp8Layer>(weights); }
-  int64_t K() const { return is_int4() ? w4().shape.K : fp8().shape.K; }
-  int64_t N() const { return is_int4() ? w4().shape.N : fp8().shape.N; }
+  const GgufLinear& gguf() const { return std::get<GgufLinear>(weights); }
+  int64_t K() const { return is_int4() ? w4().shape.K : is_fp8() ? fp8().shape.K : gguf().K; }
+  int64_t N() const { return is_int4() ? w4().shape.N : is_fp8() ? fp8().shape.N : gguf().N; }
   // "gptq (from quantize_config.json), group 128, g_idx" / "fp8 e4m3 128x128 block scales".
   std::string describe() const;
 };
@@ -64,7 +68,8 @@ struct MoeLayer {
   std::optional<MoeConfig> config;  // the family's routing from config.json, when it names one
 };
 
-// path: a .safetensors file, a model.safetensors.index.json (sharded) or a folder holding either.
+// path: a .safetensors file, a model.safetensors.index.json (sharded), a folder holding either,
+// or a GGUF file (the layer is then the tensor P.weight, e.g. blk.0.ffn_down.weight).
 // Throws clq::Error: FormatError (tensor missing, malformed file or config), InvalidArgument (a
 // format that cannot be decided or does not apply), InvalidShape, NotSupported (a dense layer).
 LinearLayer load_linear(const std::string& path, const std::string& prefix, const LoadOptions& opt = {});

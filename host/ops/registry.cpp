@@ -6,6 +6,7 @@
 
 #include "host/caps/caps.h"
 #include "host/ops/fp8/fp8_launcher.h"
+#include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/launcher.h"
 #include "host/ops/w4a16/w4a16_launcher.h"
 
@@ -35,6 +36,7 @@ const std::vector<const Launcher*>& all_launchers() {
     std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8};
     for (auto* l : w4a16_launchers()) v.push_back(l);
     for (auto* l : fp8_launchers()) v.push_back(l);
+    for (auto* l : gguf_launchers()) v.push_back(l);
     return v;
   }();
   return all;

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <random>
 
+#include "host/io/gguf.h"
+#include "host/numeric.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -250,6 +252,30 @@ std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t 
     store_from_f32(out.data(), size_t(i), t, v);
   }
   return out;
+}
+
+std::vector<uint8_t> random_gguf_blocks(uint32_t type, int64_t N, int64_t K, uint64_t seed) {
+  const size_t bytes = ggml_tensor_bytes(type, {K, N});
+  const GgmlTypeInfo* ti = ggml_type_info(type);
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> b(bytes);
+  for (auto& v : b) v = uint8_t(rng());
+  std::uniform_real_distribution<float> mag(0.5f, 2.0f);
+  auto put_f16 = [&](size_t at, float v) {
+    const uint16_t h = f32_to_fp16(v);
+    b[at] = uint8_t(h), b[at + 1] = uint8_t(h >> 8);
+  };
+  for (size_t blk = 0; blk < bytes / size_t(ti->block_bytes); ++blk) {
+    const size_t o = blk * size_t(ti->block_bytes);
+    switch (GgmlType(type)) {
+      case GgmlType::kQ4_0: put_f16(o, 0.02f * mag(rng)); break;
+      case GgmlType::kQ8_0: put_f16(o, 0.002f * mag(rng)); break;
+      case GgmlType::kQ4_K: put_f16(o, 0.002f * mag(rng)), put_f16(o + 2, 0.004f * mag(rng)); break;
+      case GgmlType::kQ6_K: put_f16(o + 208, 0.0005f * mag(rng)); break;
+      default: fail(Status::kInvalidArgument, std::string("random_gguf_blocks: type ") + ggml_type_name(type));
+    }
+  }
+  return b;
 }
 
 namespace {

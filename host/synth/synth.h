@@ -101,6 +101,10 @@ class MoeSynth {
   StTensor router_t_, bias_t_;
 };
 
+// Seeded random GGUF blocks for an N x K linear layer of ggml `type` (Q4_0, Q8_0, Q4_K, Q6_K):
+// every code random, every fp16 scale a random finite value of the size real files hold.
+std::vector<uint8_t> random_gguf_blocks(uint32_t type, int64_t N, int64_t K, uint64_t seed);
+
 // Seeded random activations in [-1, 1), stored as `t` (raw bytes), never all zeros.
 std::vector<uint8_t> random_activations(int64_t M, int64_t K, DType t, uint64_t seed);
 

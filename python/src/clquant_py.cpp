@@ -12,6 +12,7 @@
 
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/caps/report.h"
@@ -93,6 +94,8 @@ class PyLinear {
     std::lock_guard<std::mutex> lock(*mu_);
     if (layer_.is_int4())
       w4_ = std::make_unique<clq::W4A16Gemm>(*ctx_, clq::repack_w4(layer_.w4().ck));
+    else if (layer_.is_gguf())
+      gguf_ = std::make_unique<clq::GgufGemm>(*ctx_, layer_.gguf());
     else
       fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
   }
@@ -114,6 +117,9 @@ class PyLinear {
     if (w4_) {
       w4_->can_implement(M, xt, yt, xb, yb);
       last_variant_ = w4_->choose(M, "").variant;
+    } else if (gguf_) {
+      gguf_->can_implement(M, xt, yt, xb, yb);
+      last_variant_ = gguf_->choose(M, {}).variant;
     } else {
       fp8_->can_implement(M, xt, yt, xb, yb, fp8_->default_act());
       last_variant_ = fp8_->choose(M, fp8_->default_act(), "").variant;
@@ -121,6 +127,8 @@ class PyLinear {
     c.write(st_.dx, x.data(), xb);
     if (w4_)
       w4_->run(st_.dx, xt, st_.dy, yt, M);
+    else if (gguf_)
+      gguf_->run(st_.dx, xt, st_.dy, yt, M);
     else
       fp8_->run(st_.dx, xt, st_.dy, yt, M);
     c.read(st_.dy, y.data(), yb);
@@ -132,6 +140,7 @@ class PyLinear {
   clq::LinearLayer layer_;
   std::unique_ptr<clq::W4A16Gemm> w4_;
   std::unique_ptr<clq::Fp8Gemm> fp8_;
+  std::unique_ptr<clq::GgufGemm> gguf_;
   Staging st_;
   std::string last_variant_;
 };

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "bench/bench_fp8.h"
+#include "bench/bench_gguf.h"
 #include "bench/bench_lookup.h"
 #include "bench/bench_moe.h"
 #include "bench/bench_w4a16.h"
@@ -16,9 +17,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
   cmd->add_option("op", a.op,
-                  "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer), moe, or lookup (host "
+                  "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K "
+                  "layers, and Q4_0 repacked as W4A16 beside them), or lookup (host "
                   "cost of a kernel lookup and of one W4A16 M=1 call, with and without the kernel memo)")
-      ->check(CLI::IsMember({"w4a16", "fp8", "moe", "lookup"}));
+      ->check(CLI::IsMember({"w4a16", "fp8", "moe", "gguf", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -127,6 +129,15 @@ int run_bench(Context& c, const BenchArgs& a) {
     f.ms = cfg.ms;
     f.reps = cfg.reps;
     rows = bench::bench_fp8(c, f, &std::cerr);
+  } else if (a.op == "gguf") {
+    bench::GgufBenchConfig g;
+    g.quick = cfg.quick;
+    g.baseline = cfg.baseline;
+    g.variant = cfg.variant;
+    g.shapes = cfg.shapes;
+    g.ms = cfg.ms;
+    g.reps = cfg.reps;
+    rows = bench::bench_gguf(c, g, &std::cerr);
   } else {
     rows = bench::bench_w4a16(c, cfg, &std::cerr);
   }

@@ -5,6 +5,7 @@
 
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/reference/reference.h"
 #include "host/io/safetensors.h"
@@ -15,10 +16,13 @@ namespace clq::cli {
 
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   auto* cmd = app.add_subcommand(
-      "gemm", "y = x @ W for one quantized layer (GPTQ v1/v2 or AWQ int4; FP8 e4m3 block or per-tensor)");
-  cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")
+      "gemm", "y = x @ W for one quantized layer (GPTQ v1/v2, AWQ or compressed-tensors int4; FP8 e4m3 block or "
+      "per-tensor; GGUF Q4_0/Q8_0/Q4_K/Q6_K)");
+  cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, their folder, or a .gguf file")
       ->required();
-  cmd->add_option("--prefix", a.prefix, "layer prefix P, e.g. model.layers.0.mlp.down_proj")->required();
+  cmd->add_option("--prefix", a.prefix,
+                  "layer prefix P, e.g. model.layers.0.mlp.down_proj (GGUF: blk.0.ffn_down for blk.0.ffn_down.weight)")
+      ->required();
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [M, K] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write tensor 'output' [M, N] (input's dtype)")->required();
   cmd->add_option("--format", a.format,
@@ -163,6 +167,49 @@ int run_fp8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
   out.write(a.output, inputs);
   return rc;
 }
+// One GGUF layer: the blocks go to the device as stored and are decoded in the kernels.
+int run_gguf_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
+  const std::string& P = layer.prefix;
+  if (!a.act_dtype.empty()) fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is GGUF");
+  const GgufLinear& w = layer.gguf();
+  Input in = read_input(a.input);
+  const std::vector<FileId> inputs = run_inputs(layer.checkpoint.get(), in.file.get());
+  check_output_path(a.output, inputs);
+  if (in.K != w.K)
+    fail(Status::kInvalidShape,
+         "input " + in.x->shape_str() + " must be [M, K] with K = " + std::to_string(w.K) + " (from " + P + ")");
+  const DType xt = in.dt;
+  const size_t ybytes = size_t(in.M * w.N) * dtype_size(xt);
+  const auto t_setup = std::chrono::steady_clock::now();
+  GgufGemm op(c, w);
+  op.can_implement(in.M, xt, xt, in.x->nbytes, ybytes);
+  GgufRunOptions opt;
+  opt.variant = a.variant;
+  op.choose(in.M, opt);  // a bad --variant is refused before the upload of x
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, in.x->data, in.x->nbytes);
+  OpEvents ev = op.run(dx, xt, dy, xt, in.M, opt);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "gemm: " << P << " " << layer.describe() << ", M=" << in.M << " K=" << w.K << " N=" << w.N << " "
+            << dtype_name(xt) << ", " << ev.row->op << "/" << ev.row->variant
+            << (op.via_w4a16(opt) ? " (Q4_0 repacked as W4A16 group 32)" : "") << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
+  int rc = 0;
+  if (a.check) {
+    auto ref = gemm_reference(in.x->data, xt, in.M, w.K, dequantize_gguf(w), w.N);
+    ErrorStats e = compare_output(y.data(), xt, ref);
+    bool ok = e.nan_count == 0 && e.rel_mean() < GgufProblem::kTolerance;
+    std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count
+              << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", st_of(xt), {in.M, w.N}, y.data(), y.size());
+  out.write(a.output, inputs);
+  return rc;
+}
 }  // namespace
 
 int run_quant_fp8(Context& c, const QuantFp8Args& a) {
@@ -196,6 +243,7 @@ int run_gemm(Context& c, const GemmArgs& a) {
   lo.format = a.format;
   lo.group_size = a.group_size;
   const LinearLayer layer = load_linear(a.weights, a.prefix, lo);
+  if (layer.is_gguf()) return run_gguf_gemm(c, a, layer);
   if (!layer.is_int4()) return run_fp8_gemm(c, a, layer);
   const std::string& P = layer.prefix;
   if (!a.act_dtype.empty()) fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is int4");
