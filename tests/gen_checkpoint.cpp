@@ -9,6 +9,8 @@
 //     N = I, GROUP = E, ACT = 1 adds DeepSeek's e_score_correction_bias; int4 experts are GPTQ
 //     group 64, with quantize_config.json). A suffix adds shared experts: FORMAT+ds DeepSeek-V3's
 //     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N).
+//   gen_checkpoint model DIR [huge-scale|nan-scale]
+//     the four-layer sharded model of host/synth/synth_model.h (optionally with one layer damaged).
 //   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
 //     checks `clquant quant-fp8` output against the host quantizer (SPEC section 4 allowance).
 #include <cmath>
@@ -21,6 +23,7 @@
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/io/safetensors.h"
 #include "host/synth/synth.h"
+#include "host/synth/synth_model.h"
 #include "runtime/status.h"
 
 using namespace clq;
@@ -74,8 +77,15 @@ int main(int argc, char** argv) {
   try {
     if (argc >= 4 && std::string(argv[1]) == "check-quant")
       return check_quant(argv[2], argv[3], argc > 4 && std::string(argv[4]) == "per-tensor");
+    if (argc >= 3 && std::string(argv[1]) == "model") {
+      SynthModelSpec m;
+      if (argc > 3) m.corrupt = argv[3];
+      write_synthetic_model(argv[2], m);
+      return 0;
+    }
     if (argc < 10) {
       std::cerr << "usage: gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]\n"
+                   "       gen_checkpoint model DIR [huge-scale|nan-scale]\n"
                    "       gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]\n";
       return 2;
     }
