@@ -38,5 +38,8 @@ expect "verify fails on a refused layer" 1 "FAILED: model.layers.0.self_attn.q_p
 echo "$out" | grep -q "model.layers.0.self_attn.q_proj.*FAIL .*InvalidArgument.*scales" || { echo "FAIL refusal not shown: $out"; fail=1; }
 expect "inspect shows the refusal" 0 "REFUSED \[InvalidArgument\]" "$clq" inspect "$d"
 expect "verify a missing checkpoint" 7 "" "$clq" verify "$tmp/none"
+corpus="$(dirname "$0")/corpus/safetensors"
+expect "inspect a malformed file" 4 "header" "$clq" inspect "$corpus/bad-hlen-over-limit.safetensors"
+expect "verify a checkpoint without layers" 4 "holds no quantized linear layer or MoE block" "$clq" verify "$corpus/good-one.safetensors"
 [ $fail = 0 ] && echo "cli model: all checks passed"
 exit $fail

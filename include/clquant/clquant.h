@@ -116,7 +116,9 @@ void clq_moe_routing_init(clq_moe_routing* r);
 
 /* A fused MoE block: P.gate.weight (+ P.gate.e_score_correction_bias) and
  * P.experts.{e}.{gate,up,down}_proj, dense fp16/bf16, int4 (format as for clq_linear_load) or
- * block FP8 experts. x and y are [T][H]. */
+ * block FP8 experts, and the shared experts when present (P.shared_experts.*, DeepSeek-V3; or
+ * P.shared_expert.* gated by P.shared_expert_gate.weight, Qwen2-MoE), which every run adds.
+ * x and y are [T][H]. */
 clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
                         clq_moe** out);
 void clq_moe_release(clq_moe* layer);
