@@ -49,9 +49,13 @@ void MoeBlock::can_implement(int64_t T, DType xt, DType yt, size_t x_bytes, size
 
 void MoeBlock::add_shared(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T,
                           const MoeRunOptions& o, OpEvents* ev) {
-  const std::vector<int> ids(size_t(T), 0);
-  const std::vector<float> ones(size_t(T), 1.0f);
-  ev->append(shared_->run_routed(x, xt, ys_, DType::kF32, T, ids, ones, 1, shared_options(o)));
+  // The shared MLP's routing, with no host write (a blocking one would wait for the routed part):
+  // logits of zero for its one expert, whose softmax top-1 weight is exactly 1.
+  if (oputil::grow_scratch(c_, zero_logits_, zero_logits_b_, size_t(T) * 4))
+    c_.fill_u32(zero_logits_, 0u, zero_logits_b_);
+  MoeRouting one;
+  one.top_k = 1;
+  ev->append(shared_->run(x, xt, ys_, DType::kF32, T, one, shared_options(o), &zero_logits_));
   cl::Kernel k = c_.kernel(
       "moe/shared.cl", "moe_shared_combine",
       "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=" + i2s(dtype_code(yt)) + " -DGATED=" + (gated_ ? "1" : "0"));

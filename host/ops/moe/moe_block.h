@@ -3,7 +3,8 @@
 // shared_expert), added to the routed output. This is what the command line, the C API and the
 // Python package run; FusedMoe alone is the routed part.
 //
-// The shared MLP is a FusedMoe of one expert with a fixed routing (top-1, expert 0, weight 1), so
+// The shared MLP is a FusedMoe of one expert with a fixed routing (top-1, expert 0, weight 1: the
+// softmax of one zero logit, so nothing is written from the host between the two parts), so
 // it takes the same expert GEMMs, weight kinds and paths as the routed experts. Both write fp32,
 // and one small kernel (moe/shared.cl) applies the Qwen2-MoE gate, adds and rounds once to the
 // output type: no host round trip, and no second rounding of the routed part.
@@ -50,9 +51,9 @@ class MoeBlock {
   FusedMoe routed_;
   std::unique_ptr<FusedMoe> shared_;
   bool gated_ = false;
-  cl::Buffer gate_;  // fp32 [H]
-  cl::Buffer yr_, ys_;
-  size_t yr_b_ = 0, ys_b_ = 0;
+  cl::Buffer gate_;                   // fp32 [H]
+  cl::Buffer yr_, ys_, zero_logits_;  // fp32 [T][H] routed and shared parts; [T] zeros
+  size_t yr_b_ = 0, ys_b_ = 0, zero_logits_b_ = 0;
 };
 
 // fp64 reference of the whole block given the routing of the routed experts: moe_reference, plus
