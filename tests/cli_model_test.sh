@@ -22,6 +22,12 @@ expect "inspect index json" 0 '"prefix": "model.layers.3.mlp"' "$clq" inspect "$
 expect "verify passes" 0 "4 layers, 0 failed" "$clq" verify "$d"
 # Not a terminal: one progress line per layer on stderr, then the table.
 echo "$out" | grep -q "^verify: 4/4 model.layers.3.mlp ok" || { echo "FAIL no progress lines: $out"; fail=1; }
+# On a terminal (script(1) gives one): a bar redrawn in place instead of the lines.
+if command -v script >/dev/null; then
+  bar=$(script -qec "'$clq' verify '$d' --layers 'layers\.[01]\.'" /dev/null 2>&1)
+  echo "$bar" | grep -q '\[##############################\] 2/2' && ! echo "$bar" | grep -q '^verify: ' \
+    || { echo "FAIL no progress bar on a terminal: $bar"; fail=1; }
+fi
 expect "verify --json" 0 '"ok": true' "$clq" verify "$d" --json
 json=$("$clq" verify "$d" --json 2>/dev/null)
 echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["ok"] and len(d["layers"]) == 4, d' \
