@@ -286,6 +286,29 @@ TEST(MoeShared, BrokenSharedExpertsAreRefused) {
         true);
     expect(d.path, Status::kInvalidArgument, "[0][17]");
   }
+  {  // a gate without the shared expert it gates
+    TempDir d;
+    SafetensorsWriter all;
+    syn.add_to(all, kP);
+    all.write(d.path + "/full.safetensors");
+    auto f = SafetensorsFile::open(d.path + "/full.safetensors");
+    SafetensorsWriter w;
+    for (const StTensor& t : f->tensors())
+      if (t.name.find(".shared_expert.") == std::string::npos) w.add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+    w.write(d.path + "/model.safetensors");
+    std::filesystem::remove(d.path + "/full.safetensors");
+    expect(d.path, Status::kFormatError, "gates a shared expert");
+  }
+  {  // a shared MLP breaking the experts' rules (I % 16)
+    TempDir d;
+    MoeSynthSpec s = shared_spec(MoeWeightKind::kDense, false, test::seed() + 33);
+    s.shared_I = 40;
+    MoeSynth odd(s);
+    SafetensorsWriter w;
+    odd.add_to(w, kP);
+    w.write(d.path + "/model.safetensors");
+    expect(d.path, Status::kInvalidShape, "shared expert: intermediate size I=40");
+  }
   {  // a config promising shared experts the checkpoint lacks
     TempDir d;
     MoeSynthSpec s = shared_spec(MoeWeightKind::kDense, false, test::seed() + 31);
