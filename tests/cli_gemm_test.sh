@@ -90,5 +90,14 @@ expect "moe fp8 grouped" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M
 expect "moe bad n-group" 4 "must divide E" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2 --routing grouped --n-group 3
 expect "moe bad prefix" 4 "no experts" "$clq" moe --weights "$d" --prefix nope --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
 [ -e "$d/y2.safetensors" ] && { echo "FAIL a refused moe run wrote an output"; fail=1; }
+# Shared experts: DeepSeek-V3 (FP8, ungated, routing from config.json) and Qwen2-MoE (int4, gated).
+d="$tmp/moe-ds"; mkdir -p "$d"; "$gen" "$d" moe_fp8+ds 256 128 16 1 3 bf16 6
+printf '{"model_type": "deepseek_v3", "num_experts_per_tok": 4, "n_group": 4, "topk_group": 2, "n_shared_experts": 2, "moe_intermediate_size": 128, "routed_scaling_factor": 2.5}' > "$d/config.json"
+expect "moe deepseek shared experts" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+echo "$out" | grep -q "shared experts I=256 fp8" || { echo "FAIL deepseek shared experts not reported: $out"; fail=1; }
+d="$tmp/moe-qwen"; mkdir -p "$d"; "$gen" "$d" moe_int4+qwen 256 128 8 0 5 f16 7
+printf '{"model_type": "qwen2_moe", "num_experts_per_tok": 2, "shared_expert_intermediate_size": 384}' > "$d/config.json"
+expect "moe qwen2 gated shared expert" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+echo "$out" | grep -q "shared experts I=384 int4 (sigmoid-gated)" || { echo "FAIL qwen2 shared expert not reported: $out"; fail=1; }
 if [ $fail -ne 0 ]; then echo "cli gemm: FAILED"; exit 1; fi
 echo "cli gemm: all checks passed"

@@ -7,7 +7,10 @@
 //     DIR/model.safetensors (prefix model.layers.0.mlp.down_proj) and DIR/input.safetensors.
 //     FORMAT moe_dense | moe_int4 | moe_fp8: a MoE block under model.layers.3.mlp (K = H,
 //     N = I, GROUP = E, ACT = 1 adds DeepSeek's e_score_correction_bias; int4 experts are GPTQ
-//     group 64, with quantize_config.json).
+//     group 64, with quantize_config.json). A suffix adds shared experts: FORMAT+ds DeepSeek-V3's
+//     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N).
+//   gen_checkpoint model DIR [huge-scale|nan-scale]
+//     the four-layer sharded model of host/synth/synth_model.h (optionally with one layer damaged).
 //   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
 //     checks `clquant quant-fp8` output against the host quantizer (SPEC section 4 allowance).
 #include <cmath>
@@ -21,6 +24,7 @@
 #include "host/io/safetensors.h"
 #include "host/io/gguf.h"
 #include "host/synth/synth.h"
+#include "host/synth/synth_model.h"
 #include "runtime/status.h"
 
 using namespace clq;
@@ -74,8 +78,15 @@ int main(int argc, char** argv) {
   try {
     if (argc >= 4 && std::string(argv[1]) == "check-quant")
       return check_quant(argv[2], argv[3], argc > 4 && std::string(argv[4]) == "per-tensor");
+    if (argc >= 3 && std::string(argv[1]) == "model") {
+      SynthModelSpec m;
+      if (argc > 3) m.corrupt = argv[3];
+      write_synthetic_model(argv[2], m);
+      return 0;
+    }
     if (argc < 10) {
       std::cerr << "usage: gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]\n"
+                   "       gen_checkpoint model DIR [huge-scale|nan-scale]\n"
                    "       gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]\n";
       return 2;
     }
@@ -92,6 +103,13 @@ int main(int argc, char** argv) {
     const std::string prefix = "model.layers.0.mlp.down_proj";
     if (fmt.rfind("moe_", 0) == 0) {
       MoeSynthSpec s;
+      if (size_t plus = fmt.find('+'); plus != std::string::npos) {
+        const std::string family = fmt.substr(plus + 1);
+        if (family != "ds" && family != "qwen") throw Error(Status::kInvalidArgument, "bad shared family " + family);
+        s.shared_I = family == "ds" ? 2 * N : 3 * N;
+        s.shared_gate = family == "qwen";
+        fmt = fmt.substr(0, plus);
+      }
       s.kind = fmt == "moe_int4"  ? MoeWeightKind::kInt4
                : fmt == "moe_fp8" ? MoeWeightKind::kFp8
                                   : MoeWeightKind::kDense;

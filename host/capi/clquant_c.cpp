@@ -13,7 +13,7 @@
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
-#include "host/ops/moe/fused_moe.h"
+#include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/caps/report.h"
 #include "host/version.h"
@@ -47,7 +47,7 @@ struct clq_linear {
 struct clq_moe {
   std::shared_ptr<clq_capi::Device> dev;
   clq::MoeLayer layer;
-  std::unique_ptr<clq::FusedMoe> op;
+  std::unique_ptr<clq::MoeBlock> op;  // routed experts, and the shared ones when the checkpoint has them
   cl::Buffer dx, dy;
   size_t dx_bytes = 0, dy_bytes = 0;
 };
@@ -368,7 +368,7 @@ clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, 
     m->dev = ctx->dev;
     m->layer = clq::load_moe(path, prefix, load_options(format, group_size));
     std::lock_guard<std::mutex> lock(m->dev->mu);
-    m->op = std::make_unique<clq::FusedMoe>(*m->dev->ctx, m->layer.moe);
+    m->op = std::make_unique<clq::MoeBlock>(*m->dev->ctx, m->layer.moe);
     *out = m.release();
   });
 }
@@ -383,6 +383,14 @@ clq_status clq_moe_shape(const clq_moe* layer, int64_t* E, int64_t* H, int64_t* 
     if (E) *E = layer->layer.moe.E;
     if (H) *H = layer->layer.moe.H;
     if (I) *I = layer->layer.moe.I;
+  });
+}
+
+clq_status clq_moe_shared_experts(const clq_moe* layer, int64_t* shared_I, int* gated) {
+  return guard([&] {
+    need(layer, "layer");
+    if (shared_I) *shared_I = layer->op->shared_I();
+    if (gated) *gated = layer->op->shared_gated() ? 1 : 0;
   });
 }
 

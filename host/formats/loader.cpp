@@ -218,7 +218,11 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
   // expert is then validated against it).
   std::optional<W4Format> fmt;
   int gs = opt.group_size;
-  const std::string e0 = moe_gate_proj_name(ck, P, 0);
+  std::string e0 = moe_gate_proj_name(ck, P, 0);
+  // Dense routed experts beside int4 shared ones still need the int4 format.
+  const std::string shared = moe_shared_prefix(ck, P);
+  if (!ck.find(e0 + ".qweight") && !shared.empty() && ck.find(shared + ".gate_proj.qweight"))
+    e0 = shared + ".gate_proj";
   if (const StTensor* q = ck.find(e0 + ".qweight")) {
     auto cfg = read_quant_config(ck.dir());
     fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
@@ -234,6 +238,19 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
   out.moe = moe_from_checkpoint(ck, P, fmt, gs);
   out.config = read_moe_config(ck.dir());
   if (!out.moe.router) fail(Status::kFormatError, "checkpoint has no router '" + P + ".gate.weight'");
+  // A config that promises shared experts the checkpoint lacks (or of another size) would give a
+  // silently different layer.
+  if (out.config && out.config->shared_intermediate) {
+    const int64_t want = *out.config->shared_intermediate;
+    if (!out.moe.shared)
+      fail(Status::kFormatError, out.config->source + " gives the MoE blocks shared experts (intermediate size " +
+                                     std::to_string(want) + "), but the checkpoint has no '" + P +
+                                     ".shared_experts.*' or '" + P + ".shared_expert.*'");
+    if (out.moe.shared->I != want)
+      fail(Status::kInvalidShape, "shared expert of '" + P + "' has intermediate size " +
+                                      std::to_string(out.moe.shared->I) + ", but " + out.config->source + " implies " +
+                                      std::to_string(want));
+  }
   return out;
 }
 

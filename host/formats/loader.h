@@ -75,7 +75,9 @@ struct MoeLayer {
 LinearLayer load_linear(const std::string& path, const std::string& prefix, const LoadOptions& opt = {});
 LinearLayer load_linear(std::shared_ptr<const Checkpoint> ck, const std::string& prefix, const LoadOptions& opt = {});
 
-// P.gate.weight (+ P.gate.e_score_correction_bias) and P.experts.{e}.{gate,up,down}_proj.
+// P.gate.weight (+ P.gate.e_score_correction_bias) and P.experts.{e}.{gate,up,down}_proj, and
+// the shared experts when present (P.shared_experts.*, or P.shared_expert.* with
+// P.shared_expert_gate.weight); a config.json that implies shared experts must match them.
 MoeLayer load_moe(const std::string& path, const std::string& prefix, const LoadOptions& opt = {});
 MoeLayer load_moe(std::shared_ptr<const Checkpoint> ck, const std::string& prefix, const LoadOptions& opt = {});
 

@@ -47,25 +47,14 @@ std::string moe_gate_proj_name(const Checkpoint& ck, const std::string& P, int64
   return P + ".experts." + i2s(e) + "." + (moe_uses_mixtral_names(ck, P) ? "w1" : "gate_proj");
 }
 
-MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt,
-                                  int group_size) {
-  MoeCheckpoint m;
-  m.router = ck.find(P + ".gate.weight");
-  m.bias = ck.find(P + ".gate.e_score_correction_bias");
-  // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
-  const char* const* kProj = moe_uses_mixtral_names(ck, P) ? kProjMixtral : kProjHf;
-  int64_t E = 0;
-  while (ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".weight") ||
-         ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".qweight"))
-    ++E;
-  if (E == 0)
-    fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (looked for gate_proj/up_proj/down_proj and "
-                                   "Mixtral's w1/w3/w2; is --prefix right?)");
-  if (m.router && m.router->shape.size() == 2 && m.router->shape[0] != E)
-    fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) +
-                                    " rows but the checkpoint holds " + i2s(E) + " consecutive experts");
-  m.E = E;
-  const std::string e0 = P + ".experts.0." + kProj[0];
+namespace {
+// The projections of the experts at bases[e] (e.g. "P.experts.3."): kind from expert 0, every
+// tensor looked up by name, H and I read off expert 0's down projection.
+void read_experts(const Checkpoint& ck, const std::vector<std::string>& bases, const char* const* kProj,
+                  std::optional<W4Format> fmt, int group_size, MoeCheckpoint* out) {
+  MoeCheckpoint& m = *out;
+  m.E = int64_t(bases.size());
+  const std::string e0 = bases[0] + kProj[0];
   if (ck.find(e0 + ".qweight"))
     m.kind = MoeWeightKind::kInt4;
   else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3)
@@ -76,9 +65,9 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
     fail(Status::kInvalidArgument,
          "int4 experts need their format (gptq, gptq_v2 or awq): pass --format or put quantize_config.json beside the "
          "weights");
-  for (int64_t e = 0; e < E; ++e)
+  for (const std::string& b : bases)
     for (int p = 0; p < 3; ++p) {
-      const std::string base = P + ".experts." + i2s(e) + "." + kProj[p];
+      const std::string base = b + kProj[p];
       if (m.kind == MoeWeightKind::kDense) {
         (p == 0 ? m.gate_d : p == 1 ? m.up_d : m.down_d).push_back(&ck.require(base + ".weight"));
       } else if (m.kind == MoeWeightKind::kInt4) {
@@ -112,6 +101,53 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
     const StTensor* d = m.down_f[0].weight;
     m.H = d->shape.size() == 2 ? d->shape[0] : 0;
     m.I = d->shape.size() == 2 ? d->shape[1] : 0;
+  }
+}
+
+bool has_mlp(const Checkpoint& ck, const std::string& base) {
+  return ck.find(base + ".down_proj.weight") || ck.find(base + ".down_proj.qweight");
+}
+}  // namespace
+
+std::string moe_shared_prefix(const Checkpoint& ck, const std::string& P) {
+  if (has_mlp(ck, P + ".shared_experts")) return P + ".shared_experts";
+  if (has_mlp(ck, P + ".shared_expert")) return P + ".shared_expert";
+  return "";
+}
+
+MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt,
+                                  int group_size) {
+  MoeCheckpoint m;
+  m.router = ck.find(P + ".gate.weight");
+  m.bias = ck.find(P + ".gate.e_score_correction_bias");
+  // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
+  const char* const* kProj = moe_uses_mixtral_names(ck, P) ? kProjMixtral : kProjHf;
+  int64_t E = 0;
+  while (ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".weight") ||
+         ck.find(P + ".experts." + i2s(E) + "." + kProj[2] + ".qweight"))
+    ++E;
+  if (E == 0)
+    fail(Status::kFormatError, "no experts under '" + P + ".experts.0.*' (looked for gate_proj/up_proj/down_proj and "
+                                   "Mixtral's w1/w3/w2; is --prefix right?)");
+  if (m.router && m.router->shape.size() == 2 && m.router->shape[0] != E)
+    fail(Status::kInvalidShape, "router '" + m.router->name + "' has " + i2s(m.router->shape[0]) +
+                                    " rows but the checkpoint holds " + i2s(E) + " consecutive experts");
+  std::vector<std::string> bases;
+  for (int64_t e = 0; e < E; ++e) bases.push_back(P + ".experts." + i2s(e) + ".");
+  read_experts(ck, bases, kProj, fmt, group_size, &m);
+  const std::string S = moe_shared_prefix(ck, P);
+  if (!S.empty()) {
+    auto shared = std::make_shared<MoeCheckpoint>();
+    read_experts(ck, {S + "."}, kProjHf, fmt, group_size, shared.get());
+    m.shared = shared;
+    m.shared_gate = ck.find(P + ".shared_expert_gate.weight");
+    // Qwen2-MoE always gates its shared expert; running it ungated would add it at full weight.
+    if (!m.shared_gate && S == P + ".shared_expert")
+      fail(Status::kFormatError, "'" + S + ".*' is a Qwen2-MoE shared expert, but its gate '" + P +
+                                     ".shared_expert_gate.weight' is missing");
+  } else if (const StTensor* g = ck.find(P + ".shared_expert_gate.weight")) {
+    fail(Status::kFormatError, "'" + g->name + "' gates a shared expert, but there is no '" + P +
+                                   ".shared_expert.down_proj.*'");
   }
   validate_moe(m);
   m.validated = true;
@@ -230,6 +266,32 @@ void validate_moe(const MoeCheckpoint& m) {
       }
     }
   }
+  if (m.shared) {
+    const MoeCheckpoint& s = *m.shared;
+    const std::string who = "shared expert";
+    if (s.E != 1) fail(Status::kInvalidShape, who + ": a block's shared experts are one MLP, not " + i2s(s.E));
+    if (s.H != H)
+      fail(Status::kInvalidShape, who + " has hidden size " + i2s(s.H) + " but the routed experts have H = " + i2s(H));
+    if (!s.validated) {
+      try {
+        validate_moe(s);
+      } catch (const Error& e) {
+        fail(e.status(), who + ": " + e.what());
+      }
+    }
+  }
+  if (m.shared_gate) {
+    const StTensor& g = *m.shared_gate;
+    if (!m.shared) fail(Status::kInvalidArgument, "shared_expert_gate '" + g.name + "' without a shared expert");
+    if (g.dtype != StDType::kF32 && g.dtype != StDType::kF16 && g.dtype != StDType::kBF16)
+      fail(Status::kFormatError, "shared_expert_gate '" + g.name + "' has dtype " + st_dtype_name(g.dtype) +
+                                     ", expected F32, F16 or BF16");
+    need_shape(g, 1, H, "shared_expert_gate");
+    const DType gt = g.dtype == StDType::kF32 ? DType::kF32 : g.dtype == StDType::kF16 ? DType::kF16 : DType::kBF16;
+    for (int64_t h = 0; h < H; ++h)
+      if (!std::isfinite(load_as_f32(g.data, size_t(h), gt)))
+        fail(Status::kInvalidArgument, "shared_expert_gate '" + g.name + "'[0][" + i2s(h) + "] is not finite");
+  }
 }
 
 std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which) {
@@ -296,6 +358,9 @@ std::optional<MoeConfig> read_moe_config(const std::string& dir) {
     c.renormalize = true;  // Mixtral's router always renormalises its top-k softmax weights
   } else if (mt == "qwen2_moe" || mt == "qwen3_moe") {
     c.renormalize = boolean("norm_topk_prob").value_or(false);
+    if (mt == "qwen2_moe") {
+      if (auto si = integer("shared_expert_intermediate_size"); si && *si > 0) c.shared_intermediate = *si;
+    }
   } else if (mt == "deepseek_v2" || mt == "deepseek_v3") {
     const bool v3 = mt == "deepseek_v3";
     const std::string method = str("topk_method").empty() ? (v3 ? "noaux_tc" : "greedy") : str("topk_method");
@@ -312,6 +377,8 @@ std::optional<MoeConfig> read_moe_config(const std::string& dir) {
       fail(Status::kNotSupported, path + ": topk_method '" + method + "' is not a routing clquant runs (greedy, noaux_tc)");
     }
     c.renormalize = boolean("norm_topk_prob").value_or(v3);
+    if (auto mi = integer("moe_intermediate_size"); mi && c.n_shared_experts > 0)
+      c.shared_intermediate = int64_t(*mi) * c.n_shared_experts;
     c.routed_scaling = number("routed_scaling_factor").value_or(1.0f);
     if (c.n_group < 1 || c.topk_group < 1 || c.topk_group > c.n_group)
       fail(Status::kFormatError, path + ": n_group = " + std::to_string(c.n_group) + ", topk_group = " +

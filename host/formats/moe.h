@@ -4,6 +4,7 @@
 // dense fp16/bf16 `.weight`, a GPTQ/AWQ int4 layer, or an FP8 `.weight` + `.weight_scale_inv`.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,13 @@ struct MoeCheckpoint {
   std::vector<const StTensor*> gate_d, up_d, down_d;  // dense .weight
   std::vector<W4Checkpoint> gate_q, up_q, down_q;     // int4
   std::vector<Fp8Checkpoint> gate_f, up_f, down_f;    // e4m3
+  // Shared experts, run for every token beside the routed ones and added to their output:
+  // DeepSeek-V3's P.shared_experts (its n_shared_experts stored as one MLP, intermediate size
+  // n_shared_experts * moe_intermediate_size) or Qwen2-MoE's P.shared_expert, whose output each
+  // token scales by sigmoid(x . shared_gate). Held as a block of one expert (E = 1, its own I and
+  // weight kind) so the fused expert GEMMs run it unchanged (host/ops/moe/moe_block.h).
+  std::shared_ptr<const MoeCheckpoint> shared;
+  const StTensor* shared_gate = nullptr;  // Qwen2-MoE P.shared_expert_gate.weight [1, H]; null: weight 1
   // Set by moe_from_checkpoint once validate_moe passed, so FusedMoe does not check every expert
   // a second time; code that edits the views afterwards must reset it.
   bool validated = false;
@@ -44,7 +52,11 @@ struct MoeConfig {
   int n_group = 1, topk_group = 1;
   float routed_scaling = 1.0f;         // routed_scaling_factor
   bool softmax_scores = false;         // grouped scoring: softmax (DeepSeek-V2) or sigmoid (V3)
-  int n_shared_experts = 0;            // read, not yet run (shared experts are not fused)
+  int n_shared_experts = 0;            // DeepSeek: shared experts beside the routed ones
+  // The shared MLP's intermediate size the config implies (DeepSeek: n_shared_experts *
+  // moe_intermediate_size; Qwen2-MoE: shared_expert_intermediate_size); the loader checks the
+  // checkpoint holds it. Nothing when the config does not say.
+  std::optional<int64_t> shared_intermediate;
 };
 // Nothing when config.json is absent or names no MoE family clquant knows; FormatError on a
 // malformed file or a key of the wrong type; NotSupported for a routing method it cannot run.
@@ -56,6 +68,12 @@ bool moe_uses_mixtral_names(const Checkpoint& ck, const std::string& P);
 // Full prefix of expert e's gate projection, in whichever naming the checkpoint uses.
 std::string moe_gate_proj_name(const Checkpoint& ck, const std::string& P, int64_t e);
 
+// The names of a block's shared experts: "P.shared_experts" (DeepSeek), "P.shared_expert"
+// (Qwen2-MoE), or "" when P holds neither.
+std::string moe_shared_prefix(const Checkpoint& ck, const std::string& P);
+
+// Also reads the shared experts (moe_shared_prefix) and the Qwen2-MoE gate when present; int4
+// shared experts take the same format and group size as the routed ones.
 MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& prefix, std::optional<W4Format> int4_format,
                                   int group_size);
 

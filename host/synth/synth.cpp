@@ -363,6 +363,38 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
     bias_t_.nbytes = bias_.size() * 4;
     ck_.bias = &bias_t_;
   }
+  if (spec.shared_I > 0) {
+    MoeSynthSpec s = spec;
+    s.E = 1;
+    s.I = spec.shared_I;
+    s.router = s.bias = s.share_expert_weights = s.mixtral_names = s.shared_gate = false;
+    s.shared_I = 0;
+    s.seed = spec.seed * 7919u + 17u;
+    shared_ = std::make_shared<MoeSynth>(s);
+    ck_.shared = std::shared_ptr<const MoeCheckpoint>(shared_, &shared_->ck_);
+    if (spec.shared_gate) {
+      std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(H)));
+      shared_gate_.resize(size_t(H));
+      for (auto& x : shared_gate_) x = f32_to_bf16(nd(rng));
+      shared_gate_t_.name = "shared_expert_gate.weight";
+      shared_gate_t_.dtype = StDType::kBF16;
+      shared_gate_t_.shape = {1, H};
+      shared_gate_t_.data = reinterpret_cast<const uint8_t*>(shared_gate_.data());
+      shared_gate_t_.nbytes = shared_gate_.size() * 2;
+      ck_.shared_gate = &shared_gate_t_;
+    }
+  }
+}
+
+void MoeSynth::add_projection(SafetensorsWriter& w, int64_t e, int p, const std::string& base) const {
+  if (ck_.kind == MoeWeightKind::kDense) {
+    const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
+    w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
+  } else if (ck_.kind == MoeWeightKind::kInt4) {
+    w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+  } else {
+    f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
+  }
 }
 
 void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
@@ -372,17 +404,16 @@ void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {
   for (int64_t e = 0; e < ck_.E; ++e)
     for (int p = 0; p < 3; ++p) {
       static const char* kMixtral[3] = {"w1", "w3", "w2"};
-      const std::string base =
-          P + ".experts." + std::to_string(e) + "." + (spec_.mixtral_names ? kMixtral[p] : kMoeProj[p]);
-      if (ck_.kind == MoeWeightKind::kDense) {
-        const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
-        w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
-      } else if (ck_.kind == MoeWeightKind::kInt4) {
-        w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
-      } else {
-        f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
-      }
+      add_projection(w, e, p,
+                     P + ".experts." + std::to_string(e) + "." + (spec_.mixtral_names ? kMixtral[p] : kMoeProj[p]));
     }
+  if (shared_) {
+    const std::string S = P + (ck_.shared_gate ? ".shared_expert" : ".shared_experts");
+    for (int p = 0; p < 3; ++p) shared_->add_projection(w, 0, p, S + "." + kMoeProj[p]);
+    if (ck_.shared_gate)
+      w.add(P + ".shared_expert_gate.weight", StDType::kBF16, shared_gate_t_.shape, shared_gate_t_.data,
+            shared_gate_t_.nbytes);
+  }
 }
 
 }  // namespace clq

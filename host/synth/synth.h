@@ -4,6 +4,7 @@
 // validate_w4/repack_w4 like any checkpoint.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,11 @@ struct MoeSynthSpec {
   // change the speed; generating 256 DeepSeek experts would take minutes).
   bool share_expert_weights = false;
   bool mixtral_names = false;  // write experts.{e}.w1/w3/w2 (Mixtral) instead of gate/up/down_proj
+  // Shared experts: 0 = none; else one MLP of this intermediate size and the same kind, written as
+  // DeepSeek-V3's P.shared_experts or, with shared_gate, as Qwen2-MoE's P.shared_expert with its
+  // P.shared_expert_gate.weight [1, H] (bf16, ~ N(0, 1/sqrt(H))).
+  int64_t shared_I = 0;
+  bool shared_gate = false;
   uint64_t seed = 1;
 };
 
@@ -90,8 +96,13 @@ class MoeSynth {
   void add_to(SafetensorsWriter& w, const std::string& prefix) const;
 
  private:
+  // Writes expert e's projection p (0 gate, 1 up, 2 down) under `base` (e.g. P.experts.3.gate_proj).
+  void add_projection(SafetensorsWriter& w, int64_t e, int p, const std::string& base) const;
   MoeSynthSpec spec_;
   MoeCheckpoint ck_;
+  std::shared_ptr<MoeSynth> shared_;  // the shared MLP as a block of one expert
+  std::vector<uint16_t> shared_gate_;
+  StTensor shared_gate_t_;
   std::vector<std::vector<uint16_t>> dense_;  // per expert and projection
   std::vector<StTensor> dense_t_;
   std::vector<W4Synth> w4_;

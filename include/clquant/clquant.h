@@ -116,11 +116,17 @@ void clq_moe_routing_init(clq_moe_routing* r);
 
 /* A fused MoE block: P.gate.weight (+ P.gate.e_score_correction_bias) and
  * P.experts.{e}.{gate,up,down}_proj, dense fp16/bf16, int4 (format as for clq_linear_load) or
- * block FP8 experts. x and y are [T][H]. */
+ * block FP8 experts, and the shared experts when present (P.shared_experts.*, DeepSeek-V3; or
+ * P.shared_expert.* gated by P.shared_expert_gate.weight, Qwen2-MoE), which every run adds.
+ * x and y are [T][H]. */
 clq_status clq_moe_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
                         clq_moe** out);
 void clq_moe_release(clq_moe* layer);
 clq_status clq_moe_shape(const clq_moe* layer, int64_t* E, int64_t* H, int64_t* I);
+/* The block's shared experts, which every run adds to the routed output: *shared_I = their
+ * intermediate size (0: none), *gated = 1 for Qwen2-MoE's sigmoid-gated shared expert. Either
+ * pointer may be NULL. */
+clq_status clq_moe_shared_experts(const clq_moe* layer, int64_t* shared_I, int* gated);
 clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t T,
                             const clq_moe_routing* routing);
 clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t T,

@@ -123,7 +123,8 @@ class MoE:
     def from_checkpoint(cls, path, prefix, top_k, device=None, format=None, group_size=0, renormalize=False,
                         routing="softmax", n_group=1, topk_group=1, routed_scaling=1.0, scoring="sigmoid"):
         """Loads prefix.gate.weight and prefix.experts.{e}.{gate,up,down}_proj (dense, int4 or block
-        FP8 experts). routing="softmax" (Mixtral, Qwen-MoE) or "grouped" (DeepSeek-V3 noaux_tc,
+        FP8 experts), and the shared experts when present (DeepSeek-V3 prefix.shared_experts,
+        Qwen2-MoE prefix.shared_expert gated by prefix.shared_expert_gate), which every call adds. routing="softmax" (Mixtral, Qwen-MoE) or "grouped" (DeepSeek-V3 noaux_tc,
         with n_group, topk_group, routed_scaling and scoring "sigmoid" or "softmax")."""
         if routing not in ("softmax", "grouped"):
             raise ValueError(f"routing must be 'softmax' or 'grouped', not {routing!r}")
@@ -138,6 +139,8 @@ class MoE:
     H = property(lambda self: self._native.H, doc="hidden size")
     I = property(lambda self: self._native.I, doc="intermediate size")  # noqa: E741
     kind = property(lambda self: self._native.kind)
+    shared_I = property(lambda self: self._native.shared_I, doc="shared experts' intermediate size (0: none)")
+    shared_gated = property(lambda self: self._native.shared_gated, doc="Qwen2-MoE sigmoid-gated shared expert")
 
     def __call__(self, x):
         x, raw, code = _prepare(x)
@@ -148,7 +151,8 @@ class MoE:
         return y
 
     def __repr__(self):
-        return f"clquant.MoE(E={self.E}, H={self.H}, I={self.I}, {self.kind} experts)"
+        shared = f", shared I={self.shared_I}{' gated' if self.shared_gated else ''}" if self.shared_I else ""
+        return f"clquant.MoE(E={self.E}, H={self.H}, I={self.I}, {self.kind} experts{shared})"
 
 
 __all__ = ["Error", "Linear", "MoE", "capabilities", "devices", "git_revision", "__version__"]

@@ -13,7 +13,7 @@
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
-#include "host/ops/moe/fused_moe.h"
+#include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/caps/report.h"
 #include "host/version.h"
@@ -157,6 +157,8 @@ class PyMoe {
   int64_t H() const { return layer_.moe.H; }
   int64_t I() const { return layer_.moe.I; }
   std::string kind() const { return clq::moe_kind_name(layer_.moe.kind); }
+  int64_t shared_I() const { return op_.shared_I(); }
+  bool shared_gated() const { return op_.shared_gated(); }
 
   void run(const InArray& x, int xcode, const OutArray& y, int ycode, int64_t T, int top_k, bool renormalize,
            bool grouped, int n_group, int topk_group, float routed_scaling, bool softmax_scores) {
@@ -184,14 +186,14 @@ class PyMoe {
   }
 
  private:
-  clq::FusedMoe make_op() {
+  clq::MoeBlock make_op() {
     std::lock_guard<std::mutex> lock(*mu_);
-    return clq::FusedMoe(*ctx_, layer_.moe);
+    return clq::MoeBlock(*ctx_, layer_.moe);
   }
   std::shared_ptr<clq::Context> ctx_;
   std::shared_ptr<std::mutex> mu_;
   clq::MoeLayer layer_;
-  clq::FusedMoe op_;
+  clq::MoeBlock op_;  // routed experts, and the shared ones when the checkpoint has them
   Staging st_;
 };
 
@@ -238,5 +240,7 @@ NB_MODULE(_clquant, m) {
       .def_prop_ro("H", &PyMoe::H)
       .def_prop_ro("I", &PyMoe::I)
       .def_prop_ro("kind", &PyMoe::kind)
+      .def_prop_ro("shared_I", &PyMoe::shared_I)
+      .def_prop_ro("shared_gated", &PyMoe::shared_gated)
       .def("run", &PyMoe::run);
 }

@@ -106,12 +106,16 @@ def test_format_refusals_name_the_python_spelling(make_checkpoint):
 @pytest.mark.parametrize("kind,args", [
     ("moe_int4", ["--top-k", "2"]),
     ("moe_dense", ["--top-k", "2", "--renormalize"]),
+    ("moe_dense+ds", ["--top-k", "2"]),    # DeepSeek-V3 shared experts (2 x 128)
+    ("moe_int4+qwen", ["--top-k", "2"]),   # Qwen2-MoE gated shared expert (384)
 ])
 def test_moe_matches_cli(make_checkpoint, run_cli, kind, args):
     d = make_checkpoint(kind, 256, 128, 8, 0, 5, "f16", 3)
     x, _ = read_safetensors(d / "input.safetensors")["input"]
     moe = clquant.MoE.from_checkpoint(d, MOE, top_k=2, renormalize="--renormalize" in args)
     assert (moe.E, moe.H, moe.I) == (8, 256, 128)
+    shared = {"ds": (256, False), "qwen": (384, True)}.get(kind.partition("+")[2], (0, False))
+    assert (moe.shared_I, moe.shared_gated) == shared
     y = moe(x)
     run_cli("moe", "--weights", d, "--prefix", MOE, "--input", d / "input.safetensors", "--output",
             d / "y.safetensors", *args)

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "host/formats/loader.h"
-#include "host/ops/moe/fused_moe.h"
+#include "host/ops/moe/moe_block.h"
 #include "host/io/safetensors.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
@@ -17,7 +17,9 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       "moe", "fused MoE layer: routing, expert GEMMs with SwiGLU, weighted combine (SPEC section 5)");
   cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, or their folder")
       ->required();
-  cmd->add_option("--prefix", a.prefix, "MoE block prefix P (P.gate.weight, P.experts.{e}.gate_proj|up_proj|down_proj)")
+  cmd->add_option("--prefix", a.prefix,
+                  "MoE block prefix P (P.gate.weight, P.experts.{e}.gate_proj|up_proj|down_proj; P.shared_experts.* "
+                  "or P.shared_expert.* + P.shared_expert_gate when present)")
       ->required();
   cmd->add_option("--input", a.input, "safetensors file with tensor 'input' [T, H] (F16, BF16 or F32)")->required();
   cmd->add_option("--output", a.output, "safetensors file to write 'output' [T, H] (input's dtype)")->required();
@@ -95,8 +97,7 @@ int run_moe(Context& c, const MoeArgs& a) {
                                                      : std::string("no config.json with a known MoE model_type beside the weights")));
   if (layer.config)
     std::cerr << "moe: routing from " << layer.config->source << " (model_type " << layer.config->model_type
-              << ")" << (layer.config->n_shared_experts > 0 ? "; its shared experts are not run (not supported yet)" : "")
-              << "\n";
+              << ")\n";
   const bool grouped = r.kind == MoeRouting::Kind::kGrouped;
   if (!grouped && m.bias) {
     std::cerr << "moe: note: the layer has e_score_correction_bias, which only grouped routing uses\n";
@@ -104,7 +105,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   MoeRunOptions o;
   o.block_size = a.block_size;
   const auto t_setup = std::chrono::steady_clock::now();
-  FusedMoe op(c, m);
+  MoeBlock op(c, m);
   const size_t ybytes = size_t(T * m.H) * dtype_size(xt);
   op.can_implement(T, xt, xt, x->nbytes, ybytes, r, o);
   cl::Buffer dx = c.alloc(x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
@@ -117,17 +118,20 @@ int run_moe(Context& c, const MoeArgs& a) {
   c.read(dy, y.data(), ybytes);
   std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
             << " experts, T=" << T << " top-" << r.top_k << " " << (grouped ? "grouped" : "softmax")
-            << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", " << ev.ms()
-            << " ms device\n";
+            << " routing, block " << (o.block_size ? o.block_size : op.routed().block_size_for(T, r.top_k));
+  if (m.shared)
+    std::cerr << ", shared experts I=" << m.shared->I << " " << moe_kind_name(m.shared->kind)
+              << (m.shared_gate ? " (sigmoid-gated)" : "");
+  std::cerr << ", " << ev.ms() << " ms device\n";
   std::cerr << "setup: " << setup_ms
             << " ms wall apart from the op (expert repack and upload, kernel build or cache load)\n";
   int rc = 0;
   if (a.check) {
     std::vector<float> logits, hw;
     std::vector<int> hids;
-    op.read_logits(&logits);
+    op.routed().read_logits(&logits);
     moe_route_host(logits, T, m.E, r, m.bias ? reinterpret_cast<const float*>(m.bias->data) : nullptr, &hids, &hw);
-    auto ref = moe_reference(m, x->data, xt, T, hids, hw, r.top_k);
+    auto ref = moe_block_reference(m, x->data, xt, T, hids, hw, r.top_k);
     ErrorStats e = compare_output(y.data(), xt, ref);
     bool ok = MoeProblem::within_tolerance(e);
     std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count

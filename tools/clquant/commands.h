@@ -83,6 +83,24 @@ struct MoeArgs {
 CLI::App* add_moe_command(CLI::App& app, MoeArgs& args);
 int run_moe(Context& c, const MoeArgs& args);
 
+struct InspectArgs {
+  std::string checkpoint, format;
+  int group_size = 0;
+  bool json = false;
+};
+CLI::App* add_inspect_command(CLI::App& app, InspectArgs& args);
+int run_inspect(Context& c, const InspectArgs& args);
+
+struct VerifyArgs {
+  std::string checkpoint, layers, format;
+  int group_size = 0;
+  int tokens = 5;
+  uint64_t seed = 1;
+  bool json = false;
+};
+CLI::App* add_verify_command(CLI::App& app, VerifyArgs& args);
+int run_verify(Context& c, const VerifyArgs& args);
+
 struct BenchArgs {
   std::string op = "w4a16";
   bool quick = false, json = false, act_order = false, no_baseline = false, breakdown = false;

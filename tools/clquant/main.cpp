@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
   auto* quant = clq::cli::add_quant_fp8_command(app, quant_args);
   clq::cli::MoeArgs moe_args;
   auto* moe = clq::cli::add_moe_command(app, moe_args);
+  clq::cli::InspectArgs inspect_args;
+  auto* inspect = clq::cli::add_inspect_command(app, inspect_args);
+  clq::cli::VerifyArgs verify_args;
+  auto* verify = clq::cli::add_verify_command(app, verify_args);
   clq::cli::BenchArgs bench_args;
   auto* bench = clq::cli::add_bench_command(app, bench_args);
 
@@ -131,6 +135,8 @@ int main(int argc, char** argv) {
     if (*quant) return clq::cli::run_quant_fp8(*ctx, quant_args);
     if (*moe) return clq::cli::run_moe(*ctx, moe_args);
     if (*bench) return clq::cli::run_bench(*ctx, bench_args);
+    if (*inspect) return clq::cli::run_inspect(*ctx, inspect_args);
+    if (*verify) return clq::cli::run_verify(*ctx, verify_args);
   } catch (const clq::Error& e) {
     std::cerr << "clquant: error [" << clq::status_name(e.status()) << "]: " << e.what() << "\n";
     return exit_code_for(e.status());
