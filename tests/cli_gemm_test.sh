@@ -37,6 +37,8 @@ expect "gguf output over the model" 4 "" "$clq" gemm --weights "$d/model.gguf" -
 head -c 4 "$d/model.gguf" | grep -q GGUF || { echo "FAIL the model file was overwritten"; fail=1; }
 expect "gguf wrong prefix" 4 "no tensor 'blk.9.ffn_down.weight'" "$clq" gemm --weights "$d/model.gguf" --prefix blk.9.ffn_down --input "$d/input.safetensors" --output "$d/y4.safetensors"
 expect "gguf with --format" 4 "is a GGUF file" "$clq" gemm --weights "$d/model.gguf" --prefix blk.0.ffn_down --input "$d/input.safetensors" --output "$d/y4.safetensors" --format gptq
+expect "gguf inspect" 0 "gguf Q4_0" "$clq" inspect "$d/model.gguf"
+expect "gguf verify" 0 "1 layers, 0 failed" "$clq" verify "$tmp/gguf-q6_k/model.gguf"
 expect "gguf moe refused" 5 "GGUF" "$clq" moe --weights "$d/model.gguf" --prefix blk.0 --input "$d/input.safetensors" --output "$d/y5.safetensors" --top-k 2
 # Format from shapes: AWQ is unambiguous, GPTQ v1/v2 is not and must be named.
 d="$tmp/noconf-awq"; mkdir -p "$d"; "$gen" "$d" awq 256 64 64 0 4 f16 5 noconfig

@@ -720,6 +720,13 @@ const StTensor& Checkpoint::require(const std::string& name) const {
   return *t;
 }
 
+uint64_t Checkpoint::tensor_bytes(const std::string& name) const {
+  if (const StTensor* t = find(name)) return t->nbytes;
+  if (gguf_)
+    if (const GgufTensor* g = gguf_->find(name)) return g->nbytes;
+  return 0;
+}
+
 std::vector<std::string> Checkpoint::names_with_prefix(const std::string& prefix) const {
   std::vector<std::string> v;
   for (auto& [n, t] : by_name_)

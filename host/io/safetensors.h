@@ -102,6 +102,8 @@ class Checkpoint {
   const std::string& dir() const { return dir_; }  // folder of the checkpoint (for quantize_config.json)
   // Every file this checkpoint read (index and shards), for the output-is-not-an-input check.
   const std::vector<FileId>& file_ids() const { return ids_; }
+  // Bytes of the named tensor, safetensors or GGUF; 0 when there is none.
+  uint64_t tensor_bytes(const std::string& name) const;
   // The GGUF file when the checkpoint is one, else nullptr.
   const GgufFile* gguf() const { return gguf_.get(); }
 

@@ -1,11 +1,14 @@
 #include "host/model/inspect.h"
 
+#include "host/io/gguf.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <set>
 
 #include "host/caps/caps.h"
+#include "host/io/gguf.h"
 #include "host/ops/fp8/fp8_gemm.h"
 
 namespace clq {
@@ -86,6 +89,10 @@ std::vector<LayerInfo> find_layers(const Checkpoint& ck) {
     } else if (ends_with(n, ".weight")) {
       const StTensor* t = ck.find(n);
       if (t && (t->dtype == StDType::kF8E4M3 || t->dtype == StDType::kF8E5M2)) linear.insert(n.substr(0, n.size() - 7));
+      // GGUF: a 2-D block-quantized weight is a linear layer (norms and embeddings are F32/F16).
+      const GgufTensor* g = ck.gguf() ? ck.gguf()->find(n) : nullptr;
+      if (g && g->ne.size() == 2 && ggml_type_info(g->type) && ggml_type_info(g->type)->block > 1)
+        linear.insert(n.substr(0, n.size() - 7));
     }
   }
   std::vector<LayerInfo> out;
@@ -113,6 +120,8 @@ std::vector<LayerInfo> find_layers(const Checkpoint& ck) {
 
 std::string linear_variant(const LinearLayer& l, const DeviceFeatures& f, int64_t M) {
   if (l.is_int4()) return pick("w4a16_gemm", f, M);
+  // GGUF Q4_0 runs through W4A16 (GgufGemm), the other block types through gguf_gemm.
+  if (l.is_gguf()) return pick(l.gguf().type == uint32_t(GgmlType::kQ4_0) ? "w4a16_gemm" : "gguf_gemm", f, M);
   const Fp8Layer& q = l.fp8();
   const Fp8Act act = q.shape.block      ? Fp8Act::kBlockDynamic
                      : q.ck.input_scale ? Fp8Act::kTensorStatic
@@ -161,7 +170,7 @@ CheckpointInventory inspect_checkpoint(const std::string& path, const DeviceFeat
       // A linear prefix such as ...q_proj must not count ...q_proj_b's tensors: only its own.
       if (l.kind == LayerInfo::Kind::kLinear && n.find('.', l.prefix.size() + 1) != std::string::npos) continue;
       if (!owned.insert(n).second) continue;
-      l.bytes += ck->find(n)->nbytes;
+      l.bytes += ck->tensor_bytes(n);
     }
     try {
       if (l.kind == LayerInfo::Kind::kLinear) {
@@ -185,7 +194,7 @@ CheckpointInventory inspect_checkpoint(const std::string& path, const DeviceFeat
     }
   }
   for (const std::string& n : ck->names_with_prefix("")) {
-    const uint64_t b = ck->find(n)->nbytes;
+    const uint64_t b = ck->tensor_bytes(n);
     inv.total_bytes += b;
     if (!owned.count(n)) {
       ++inv.other_tensors;

@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/reference/fp8_reference.h"
@@ -59,6 +60,15 @@ LayerCheck verify_layer(Context& c, std::shared_ptr<const Checkpoint> ck, const 
         c.read(dy, y.data(), yb);
         ref = gemm_reference(x.data(), xt, T, K, dequantize_w4(l.w4().ck), N);
         r.tolerance = W4A16Problem::kTolerance;
+      } else if (l.is_gguf()) {
+        GgufGemm op(c, l.gguf());
+        op.can_implement(T, xt, yt, x.size(), yb);
+        const VariantRow& row = op.choose(T, {});
+        r.variant = std::string(row.op) + "/" + row.variant;
+        ev = op.run(dx, xt, dy, yt, T, {});
+        c.read(dy, y.data(), yb);
+        ref = gemm_reference(x.data(), xt, T, K, dequantize_gguf(l.gguf()), N);
+        r.tolerance = GgufProblem::kTolerance;
       } else {
         Fp8Gemm op(c, repack_fp8(l.fp8().ck));
         const Fp8Act act = op.default_act();
