@@ -21,6 +21,14 @@ for spec in "compressed-tensors 512 264 128 1 3 bf16" "compressed-tensors 256 12
   [ -s "$d/y.safetensors" ] || { echo "FAIL $spec: no output file"; fail=1; }
   expect "gemm $spec tiled" 0 "variant tiled" "$clq" gemm --weights "$d/model.safetensors" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
 done
+# compressed-tensors FP8: channel scales [N, 1] (dynamic and static activations), block scales
+# under the name weight_scale.
+for f in fp8_channel fp8_channel_static fp8_ct_block; do
+  d="$tmp/$f"; mkdir -p "$d"; "$gen" "$d" $f 300 136 0 0 5 bf16 3 || { echo "FAIL generator $f"; fail=1; continue; }
+  want="per-channel"; [ $f = fp8_ct_block ] && want="128x128 block"
+  expect "gemm $f" 0 "$want" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+  expect "gemm $f tiled" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
+done
 # GGUF layers (the tensor is PREFIX.weight), every block type, both variants; the input must
 # still be safetensors, and a GGUF file given there is named as one. None writes over the model.
 for ty in q4_0 q8_0 q4_k q6_k; do

@@ -134,12 +134,17 @@ int main(int argc, char** argv) {
       g.add_u32("general.alignment", 32);
       g.add_tensor("blk.0.ffn_down.weight", type, {K, N}, random_gguf_blocks(type, N, K, seed));
       g.write(dir + "/model.gguf");
-    } else if (fmt == "fp8_block" || fmt == "fp8_tensor") {
+    } else if (fmt == "fp8_block" || fmt == "fp8_tensor" || fmt == "fp8_channel" || fmt == "fp8_channel_static" ||
+               fmt == "fp8_ct_block") {
+      // fp8_channel*: compressed-tensors channel strategy (weight_scale [N, 1]), dynamic or static
+      // activations; fp8_ct_block: block scales under compressed-tensors' name weight_scale.
       Fp8SynthSpec s;
       s.N = N;
       s.K = K;
-      s.block = fmt == "fp8_block";
-      s.with_input_scale = !s.block;
+      s.block = fmt == "fp8_block" || fmt == "fp8_ct_block";
+      s.ct_names = fmt == "fp8_ct_block";
+      s.channel = fmt.rfind("fp8_channel", 0) == 0;
+      s.with_input_scale = fmt == "fp8_tensor" || fmt == "fp8_channel_static";
       s.seed = seed;
       Fp8Synth synth(s);
       synth.add_to(w, prefix);

@@ -51,6 +51,7 @@ struct GemmCase {
   Fp8Act act;
   DType xt, yt;
   bool e8m0 = false;  // block scales stored as F8_E8M0
+  bool channel = false;  // per-channel weight scales [N, 1]; `block` then says per-token-group activations
 };
 
 void run_gemm_case(const GemmCase& g, uint64_t seed) {
@@ -61,7 +62,8 @@ void run_gemm_case(const GemmCase& g, uint64_t seed) {
   Fp8SynthSpec spec;
   spec.N = g.N;
   spec.K = g.K;
-  spec.block = g.block;
+  spec.block = g.block && !g.channel;
+  spec.channel = g.channel;
   spec.with_input_scale = g.act == Fp8Act::kTensorStatic;
   spec.e8m0_scales = g.e8m0;
   spec.seed = seed;
@@ -216,6 +218,54 @@ TEST(Fp8Gemm, E8m0BlockScales) {
   }
   run_gemm_case({5, 200, 300, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16, true}, test::seed() + 91);
   run_gemm_case({33, 136, 256, true, Fp8Act::kBlockDynamic, DType::kF16, DType::kF16, true}, test::seed() + 92);
+}
+
+// compressed-tensors FP8 channel strategy: one scale per output row, applied after the sum
+// (fp8_channel_scale), with dynamic per-token-group or static per-tensor activations.
+TEST(Fp8Gemm, PerChannelScales) {
+  const uint64_t s = test::seed() + 30;
+  GemmCase dyn{1, 576, 3884, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16};
+  dyn.channel = true;
+  run_gemm_case(dyn, s);
+  GemmCase dyn2{17, 136, 300, true, Fp8Act::kBlockDynamic, DType::kF16, DType::kF32};
+  dyn2.channel = true;
+  run_gemm_case(dyn2, s + 1);
+  GemmCase st{9, 200, 256, false, Fp8Act::kTensorStatic, DType::kBF16, DType::kBF16};
+  st.channel = true;
+  run_gemm_case(st, s + 2);
+  GemmCase wo{3, 128, 512, true, Fp8Act::kNone, DType::kF16, DType::kF16};
+  wo.channel = true;
+  run_gemm_case(wo, s + 3);
+  // A channel scale count that is not N, and a non-positive scale, are refused naming the rule.
+  Fp8SynthSpec spec;
+  spec.N = 64;
+  spec.K = 128;
+  spec.block = false;
+  spec.channel = true;
+  Fp8Synth synth(spec);
+  Fp8Checkpoint ck = synth.checkpoint();
+  StTensor wrong = *ck.weight_scale;
+  wrong.shape = {32, 1};
+  wrong.nbytes = 32 * 4;
+  ck.weight_scale = &wrong;
+  try {
+    validate_fp8(ck);
+    ADD_FAILURE() << "a [32, 1] scale for N = 64 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidShape);
+    EXPECT_NE(std::string(e.what()).find("[N, 1] = [64, 1]"), std::string::npos) << e.what();
+  }
+  std::vector<float> neg(64, 0.01f);
+  neg[7] = -1.0f;
+  StTensor bad = *synth.checkpoint().weight_scale;
+  bad.data = reinterpret_cast<const uint8_t*>(neg.data());
+  ck.weight_scale = &bad;
+  try {
+    validate_fp8(ck);
+    ADD_FAILURE() << "a negative channel scale was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[7] = -1"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Fp8Gemm, PerTensorAndWeightOnly) {

@@ -33,6 +33,11 @@ float scalar_f32(const StTensor& t, const char* what) {
          std::string(what) + " '" + t.name + "' = " + std::to_string(v) + " is not a positive finite number");
   return v;
 }
+// [N, 1] or [N] with N > 1: one scale per output row (a scalar stays per-tensor).
+bool is_channel_scale(const StTensor& t, int64_t N) {
+  if (N < 2) return false;
+  return (t.shape.size() == 2 && t.shape[0] == N && t.shape[1] == 1) || (t.shape.size() == 1 && t.shape[0] == N);
+}
 }  // namespace
 
 // A block scale as stored: F32, or F8_E8M0 (ue8m0: the byte is a biased exponent, the value
@@ -89,7 +94,27 @@ Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
                                          "' is a per-tensor static scale, but this layer has block scales (activations "
                                          "are quantized per token and 128 columns)");
     s.block = true;
+  } else if (is_channel_scale(*ck.weight_scale, s.N)) {
+    const StTensor& sc = *ck.weight_scale;
+    if (sc.dtype != StDType::kF32 && sc.dtype != StDType::kBF16 && sc.dtype != StDType::kF16)
+      fail(Status::kFormatError, "weight_scale '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) +
+                                     ", expected F32, BF16 or F16 per-channel scales");
+    for (int64_t n = 0; n < s.N; ++n) {
+      const float v = load_as_f32(sc.data, size_t(n), sc.dtype == StDType::kF32    ? DType::kF32
+                                                      : sc.dtype == StDType::kBF16 ? DType::kBF16
+                                                                                   : DType::kF16);
+      if (!std::isfinite(v) || v <= 0)
+        fail(Status::kInvalidArgument, "weight_scale '" + sc.name + "'[" + i2s(n) + "] = " + std::to_string(v) +
+                                           " is not a positive finite number");
+    }
+    s.channel = true;
+    if (ck.input_scale) s.input_scale = scalar_f32(*ck.input_scale, "input_scale");
+    s.block = !s.input_scale;  // dynamic activations: per token and 128 columns
   } else {
+    if (ck.weight_scale->shape.size() == 2 && ck.weight_scale->shape[1] == 1 && ck.weight_scale->numel() > 1)
+      fail(Status::kInvalidShape, "weight_scale '" + ck.weight_scale->name + "' has shape " +
+                                      ck.weight_scale->shape_str() + ": per-channel scales need [N, 1] = [" + i2s(s.N) +
+                                      ", 1] for weight " + w.shape_str());
     scalar_f32(*ck.weight_scale, "weight_scale");
     s.block = false;
     if (ck.input_scale) s.input_scale = scalar_f32(*ck.input_scale, "input_scale");
@@ -109,7 +134,16 @@ uint8_t fp8_weight_code(const Fp8Checkpoint& ck, int64_t n, int64_t k) {
 
 float fp8_weight_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t nb, int64_t kb) {
   if (ck.weight_scale_inv) return block_scale(*ck.weight_scale_inv, size_t(nb * s.Kb + kb));
+  if (s.channel) return 1.0f;
   return rd_f32(*ck.weight_scale, 0);
+}
+
+float fp8_channel_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t n) {
+  if (!s.channel) return 1.0f;
+  const StTensor& sc = *ck.weight_scale;
+  return load_as_f32(sc.data, size_t(n), sc.dtype == StDType::kF32    ? DType::kF32
+                                         : sc.dtype == StDType::kBF16 ? DType::kBF16
+                                                                      : DType::kF16);
 }
 
 Fp8Packed repack_fp8(const Fp8Checkpoint& ck) {
@@ -128,6 +162,10 @@ Fp8Packed repack_fp8(const Fp8Checkpoint& ck) {
   for (int64_t n = 0; n < p.N; ++n)
     for (int64_t k = 0; k < p.K; ++k)
       p.qw[size_t((k / 4) * p.N + n)] |= uint32_t(src[size_t(n * p.K + k)]) << (8 * (k % 4));
+  if (s.channel) {
+    p.sn.resize(size_t(p.N));
+    for (int64_t n = 0; n < p.N; ++n) p.sn[size_t(n)] = fp8_channel_scale(ck, s, n);
+  }
   p.sw.resize(size_t(p.Nb * p.Kb));
   for (int64_t nb = 0; nb < p.Nb; ++nb)
     for (int64_t kb = 0; kb < p.Kb; ++kb) p.sw[size_t(nb * p.Kb + kb)] = fp8_weight_scale(ck, s, nb, kb);

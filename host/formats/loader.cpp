@@ -52,6 +52,20 @@ Fp8Layer fp8_layer(const Checkpoint& ck, const std::string& P, const LoadOptions
   l.ck.weight_scale_inv = ck.find(P + ".weight_scale_inv");
   l.ck.weight_scale = ck.find(P + ".weight_scale");
   l.ck.input_scale = ck.find(P + ".input_scale");
+  // compressed-tensors names its block scales weight_scale, [ceil(N/128), ceil(K/128)]: the same
+  // numbers as DeepSeek-V3's weight_scale_inv ([N, 1] is per-channel and stays weight_scale).
+  if (const StTensor* ws = l.ck.weight_scale; ws && !l.ck.weight_scale_inv && ws->shape.size() == 2 &&
+                                               l.ck.weight->shape.size() == 2) {
+    const int64_t N = l.ck.weight->shape[0], K = l.ck.weight->shape[1];
+    const int64_t Nb = (N + kFp8Block - 1) / kFp8Block, Kb = (K + kFp8Block - 1) / kFp8Block;
+    if (ws->shape[0] == Nb && ws->shape[1] == Kb && Nb * Kb > 1 && !(ws->shape[0] == N && ws->shape[1] == 1)) {
+      l.ck.weight_scale_inv = ws;
+      l.ck.weight_scale = nullptr;
+    }
+  }
+  if (auto cfg = read_quant_config(ck.dir()); cfg && cfg->ignores(P))
+    fail(Status::kInvalidArgument, "layer '" + P + "' holds FP8 weights but " + cfg->source +
+                                       " lists it under 'ignore' (left unquantized)");
   l.shape = validate_fp8(l.ck);
   return l;
 }
@@ -90,6 +104,8 @@ std::string LinearLayer::describe() const {
   if (is_gguf()) return std::string("gguf ") + ggml_type_name(gguf().type);
   if (!is_int4()) {
     const Fp8Shape& s = fp8().shape;
+    if (s.channel)
+      return std::string("fp8 e4m3 per-channel scales") + (s.input_scale ? ", static input_scale" : "");
     return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale");
   }
   const W4Layer& l = w4();

@@ -82,7 +82,7 @@ std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, D
         double sa = mode == Fp8Act::kNone ? 1.0 : double(q.scales[size_t(m * q.Kb + j)]);
         total += blk * sa * double(fp8_weight_scale(ck, s, n / kFp8Block, j));
       }
-      y[size_t(m * N + n)] = total;
+      y[size_t(m * N + n)] = total * double(fp8_channel_scale(ck, s, n));
     }
   }
   return y;

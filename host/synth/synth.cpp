@@ -201,6 +201,14 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
         if (spec.e8m0_scales) sc = std::ldexp(1.0f, int(std::ceil(std::log2(sc))));
         scale_[size_t(nb * Kb + kb)] = sc;
       }
+  } else if (spec.channel) {
+    scale_.resize(size_t(N));
+    for (int64_t n = 0; n < N; ++n) {
+      float a = 0;
+      for (int64_t k = 0; k < K; ++k) a = std::max(a, std::fabs(w[size_t(n * K + k)]));
+      scale_[size_t(n)] = std::max(a, 1e-12f) / 448.0f;
+    }
+    input_scale_ = 1.0f / 448.0f;
   } else {
     float a = 0;
     for (float v : w) a = std::max(a, std::fabs(v));
@@ -210,7 +218,9 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
   weight_.resize(size_t(N * K));
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
-      float s = spec.block ? scale_[size_t((n / kFp8Block) * Kb + k / kFp8Block)] : scale_[0];
+      float s = spec.block     ? scale_[size_t((n / kFp8Block) * Kb + k / kFp8Block)]
+                : spec.channel ? scale_[size_t(n)]
+                               : scale_[0];
       weight_[size_t(n * K + k)] = f32_to_e4m3(w[size_t(n * K + k)] / s);
     }
   t_weight_ = view("weight", StDType::kF8E4M3, {N, K}, weight_.data(), weight_.size());
@@ -219,7 +229,10 @@ Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
     for (size_t i = 0; i < scale_.size(); ++i) e8m0_[i] = uint8_t(std::ilogb(scale_[i]) + 127);
     t_scale_ = view("weight_scale_inv", StDType::kF8E8M0, {Nb, Kb}, e8m0_.data(), e8m0_.size());
   } else if (spec.block)
-    t_scale_ = view("weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(), scale_.size() * 4);
+    t_scale_ = view(spec.ct_names ? "weight_scale" : "weight_scale_inv", StDType::kF32, {Nb, Kb}, scale_.data(),
+                    scale_.size() * 4);
+  else if (spec.channel)
+    t_scale_ = view("weight_scale", StDType::kF32, {N, 1}, scale_.data(), scale_.size() * 4);
   else
     t_scale_ = view("weight_scale", StDType::kF32, {}, scale_.data(), 4);
   t_input_scale_ = view("input_scale", StDType::kF32, {}, &input_scale_, 4);

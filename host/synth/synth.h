@@ -50,6 +50,8 @@ struct Fp8SynthSpec {
   bool block = true;
   bool with_input_scale = false;  // per-tensor only: a static activation scale
   bool e8m0_scales = false;       // block only: power-of-two scales stored as F8_E8M0 (ue8m0)
+  bool channel = false;           // !block: one scale per output row, weight_scale [N, 1] (compressed-tensors)
+  bool ct_names = false;          // block: scales named weight_scale, as compressed-tensors writes them
   uint64_t seed = 1;
 };
 

@@ -63,3 +63,13 @@ __kernel void fp8_splitk_reduce(__global const float* restrict part_gl, __global
   for (int i = 0; i < splits; ++i) s += part_gl[((size_t)i * M + m) * N + n];
   clq_store_out(y_gl, (size_t)m * N + n, s);
 }
+
+// Per-channel weight scales (compressed-tensors FP8 channel strategy): the GEMM ran with unit
+// weight scales into fp32; each column is scaled here and rounded once to the output type.
+__kernel void fp8_channel_scale(__global const float* restrict acc_gl, __global const float* restrict sn_gl,
+                                __global clq_out_t* restrict y_gl, int M, int N) {
+  const int n = get_global_id(0);
+  const int m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  clq_store_out(y_gl, (size_t)m * N + n, acc_gl[(size_t)m * N + n] * sn_gl[n]);
+}

@@ -113,6 +113,12 @@ Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_s
   c_.write(L_.qw, qw.data(), qw.size() * 4);
   L_.sw = c_.alloc(p.sw.size() * 4, CL_MEM_READ_ONLY);
   c_.write(L_.sw, p.sw.data(), p.sw.size() * 4);
+  if (!p.sn.empty()) {
+    if (p.sn.size() != size_t(p.N)) fail(Status::kInvalidArgument, "Fp8Packed: per-channel scales need N entries");
+    L_.channel = true;
+    L_.sn = c_.alloc(p.sn.size() * 4, CL_MEM_READ_ONLY);
+    c_.write(L_.sn, p.sn.data(), p.sn.size() * 4);
+  }
 }
 
 Fp8Act Fp8Gemm::default_act() const {
@@ -162,8 +168,27 @@ OpEvents Fp8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType 
   if (!l) fail(Status::kInternal, std::string(row.op) + " row '" + row.variant + "' has no launcher");
   call.input_scale = input_scale_;
   call.splits = opt.splits;
+  if (!L_.channel) {
+    l->can_implement(L_, call, c_.features()).raise_if_refused();
+    OpEvents ev = l->enqueue(c_, L_, quant_, call);
+    ev.row = &row;
+    return ev;
+  }
+  // Per-channel scales: the variant writes fp32 with unit weight scales, then one pass scales
+  // each column and rounds once (the kernels keep one weight scale per 128 rows per block).
+  const size_t acc_bytes = size_t(M) * size_t(L_.N) * 4;
+  if (acc_bytes > c_.features().max_alloc)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs a per-channel accumulator above the device's "
+                                "max allocation; split the batch");
+  oputil::grow_scratch(c_, L_.acc, L_.acc_bytes, acc_bytes);
+  call.y = &L_.acc;
+  call.yt = DType::kF32;
   l->can_implement(L_, call, c_.features()).raise_if_refused();
+  cl::Kernel scale = c_.kernel("fp8/gemv.cl", "fp8_channel_scale", io_defines(DType::kF32, yt));
   OpEvents ev = l->enqueue(c_, L_, quant_, call);
+  set_args(scale, L_.acc, L_.sn, y, cl_int(M), cl_int(L_.N));
+  oputil::enqueue(c_, ev, scale, cl::NDRange(round_up(size_t(L_.N), 64), size_t(M)), cl::NDRange(64, 1),
+                  "fp8_channel_scale");
   ev.row = &row;
   return ev;
 }

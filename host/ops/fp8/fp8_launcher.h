@@ -22,6 +22,9 @@ struct Fp8DeviceLayer {
   cl::Buffer qw, sw;
   cl::Buffer part;  // split-K scratch, grown on demand
   size_t part_bytes = 0;
+  bool channel = false;   // per-channel weight scales sn, applied by fp8_channel_scale after the GEMM
+  cl::Buffer sn, acc;     // sn [N]; acc: the GEMM's fp32 output before the channel scales, grown on demand
+  size_t acc_bytes = 0;
 };
 
 struct Fp8Call : GemmIo {
