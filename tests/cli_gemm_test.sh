@@ -29,6 +29,12 @@ for f in fp8_channel fp8_channel_static fp8_ct_block; do
   expect "gemm $f" 0 "$want" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
   expect "gemm $f tiled" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
 done
+# DeepSeek-V3.1 scale_fmt ue8m0: activation scales rounded up to powers of two, from config.json.
+d="$tmp/fp8-ue8m0"; mkdir -p "$d"; "$gen" "$d" fp8_block 384 256 0 0 3 bf16 4
+printf '{"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128], "scale_fmt": "ue8m0"}}' > "$d/config.json"
+expect "fp8 scale_fmt ue8m0" 0 "ue8m0 activation scales" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+printf '{"quantization_config": {"quant_method": "fp8", "scale_fmt": "e5m2"}}' > "$d/config.json"
+expect "fp8 unknown scale_fmt" 5 "scale_fmt 'e5m2'" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors"
 # GGUF layers (the tensor is PREFIX.weight), every block type, both variants; the input must
 # still be safetensors, and a GGUF file given there is named as one. None writes over the model.
 for ty in q4_0 q8_0 q4_k q6_k; do

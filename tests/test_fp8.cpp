@@ -132,6 +132,54 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
       }
 }
 
+// scale_fmt ue8m0 (DeepSeek-V3.1): every dynamic scale is the next power of two at or above the
+// plain one, device and host twin agree, and the GEMM holds to its reference with them.
+TEST(Fp8Quant, Ue8m0ScalesArePowersOfTwoAndMatchTheHost) {
+  auto& c = test::ctx();
+  Fp8Quantizer q(c);
+  q.set_ue8m0_scales(true);
+  const int64_t M = 7, K = 3884;
+  auto x = random_activations(M, K, DType::kBF16, test::seed() + 7);
+  for (Fp8Act mode : {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic}) {
+    std::vector<float> scales;
+    auto codes = run_quant(q, x, DType::kBF16, M, K, mode, std::nullopt, &scales);
+    Fp8ActHost h = quantize_fp8_host(x.data(), DType::kBF16, M, K, mode, 0, /*ue8m0=*/true);
+    Fp8ActHost plain = quantize_fp8_host(x.data(), DType::kBF16, M, K, mode);
+    expect_codes_match(codes, h.codes, fp8_act_name(mode));
+    for (size_t i = 0; i < scales.size(); ++i) {
+      ASSERT_EQ(scales[i], h.scales[i]) << i;
+      int e = 0;
+      EXPECT_EQ(std::frexp(scales[i], &e), 0.5f) << "not a power of two: " << scales[i];
+      EXPECT_GE(scales[i], plain.scales[i]);
+      EXPECT_LT(scales[i], 2 * plain.scales[i]);
+    }
+  }
+  Fp8SynthSpec spec;
+  spec.N = 200;
+  spec.K = 300;
+  Fp8Synth synth(spec);
+  Fp8Checkpoint ck = synth.checkpoint();
+  ck.ue8m0_act_scales = true;
+  const Fp8Packed p = repack_fp8(ck);
+  ASSERT_TRUE(p.ue8m0_act_scales);
+  Fp8Gemm op(c, p);
+  auto xa = random_activations(5, 300, DType::kBF16, test::seed() + 8);
+  auto ref = fp8_gemm_reference(ck, xa.data(), DType::kBF16, 5, Fp8Act::kBlockDynamic);
+  cl::Buffer dx = c.alloc(xa.size()), dy = c.alloc(5 * 200 * 2);
+  c.write(dx, xa.data(), xa.size());
+  for (auto* v : supported_variants("fp8_block_gemm", c.features())) {
+    c.fill_u32(dy, 0xFFFFFFFFu, 5 * 200 * 2);
+    Fp8RunOptions o;
+    o.variant = v->variant;
+    op.run(dx, DType::kBF16, dy, DType::kBF16, 5, o);
+    std::vector<uint8_t> y(5 * 200 * 2);
+    c.read(dy, y.data(), y.size());
+    ErrorStats e = compare_output(y.data(), DType::kBF16, ref);
+    EXPECT_EQ(e.nan_count, 0u) << v->variant;
+    EXPECT_LT(e.rel_mean(), Fp8Problem::kTolerance) << v->variant;
+  }
+}
+
 TEST(Fp8Quant, ZeroRowGivesZeroCodesAndAClampedScale) {
   auto& c = test::ctx();
   Fp8Quantizer q(c);

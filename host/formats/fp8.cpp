@@ -156,6 +156,7 @@ Fp8Packed repack_fp8(const Fp8Checkpoint& ck) {
   p.Kp = s.Kb * kFp8Block;
   p.block = s.block;
   p.input_scale = s.input_scale;
+  p.ue8m0_act_scales = ck.ue8m0_act_scales;
   const int64_t words = p.Kp / 4;
   p.qw.assign(size_t(words * p.N), 0u);
   const uint8_t* src = ck.weight->data;

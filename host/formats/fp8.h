@@ -24,6 +24,9 @@ struct Fp8Checkpoint {
   const StTensor* weight_scale_inv = nullptr;  // block scales, or
   const StTensor* weight_scale = nullptr;      // one per-tensor scale, or [N, 1] per-channel scales
   const StTensor* input_scale = nullptr;       // optional static activation scale (per-tensor only)
+  // The config's `scale_fmt: ue8m0` (DeepSeek-V3.1): dynamic activation scales are rounded up
+  // to powers of two (docs/numerics.md).
+  bool ue8m0_act_scales = false;
 };
 
 struct Fp8Shape {
@@ -44,6 +47,7 @@ struct Fp8Packed {
   std::vector<uint32_t> qw;  // [Kp/4][N], byte i of word [w][n] = code of w[n][4w+i]
   std::vector<float> sw;     // [Nb][Kb] (all 1 for a per-channel layer)
   std::vector<float> sn;     // [N] per-channel weight scales; empty otherwise
+  bool ue8m0_act_scales = false;  // from Fp8Checkpoint
 };
 
 Fp8Packed repack_fp8(const Fp8Checkpoint& ck);

@@ -63,9 +63,11 @@ Fp8Layer fp8_layer(const Checkpoint& ck, const std::string& P, const LoadOptions
       l.ck.weight_scale = nullptr;
     }
   }
-  if (auto cfg = read_quant_config(ck.dir()); cfg && cfg->ignores(P))
+  const auto cfg = read_quant_config(ck.dir());
+  if (cfg && cfg->ignores(P))
     fail(Status::kInvalidArgument, "layer '" + P + "' holds FP8 weights but " + cfg->source +
                                        " lists it under 'ignore' (left unquantized)");
+  l.ck.ue8m0_act_scales = cfg && cfg->scale_fmt == "ue8m0";
   l.shape = validate_fp8(l.ck);
   return l;
 }
@@ -104,9 +106,10 @@ std::string LinearLayer::describe() const {
   if (is_gguf()) return std::string("gguf ") + ggml_type_name(gguf().type);
   if (!is_int4()) {
     const Fp8Shape& s = fp8().shape;
+    const std::string ue8m0 = fp8().ck.ue8m0_act_scales ? ", ue8m0 activation scales" : "";
     if (s.channel)
-      return std::string("fp8 e4m3 per-channel scales") + (s.input_scale ? ", static input_scale" : "");
-    return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale");
+      return std::string("fp8 e4m3 per-channel scales") + (s.input_scale ? ", static input_scale" : "") + ue8m0;
+    return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale") + ue8m0;
   }
   const W4Layer& l = w4();
   return std::string(w4_format_name(l.ck.format)) + " (from " + l.format_source + "), group " +

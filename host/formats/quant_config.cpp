@@ -142,6 +142,10 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
     c.group_size = int(*gs);
   }
   c.desc_act = f.boolean("desc_act");
+  c.scale_fmt = lower(f.str("scale_fmt").value_or(""));
+  if (!c.scale_fmt.empty() && c.scale_fmt != "ue8m0")
+    fail(Status::kNotSupported, source + ": " + prefix + "scale_fmt '" + c.scale_fmt +
+                                    "' is not one clquant knows (ue8m0, or none for fp32 scales)");
   if (c.quant_method == "compressed-tensors") return parse_compressed_tensors(q, f, c);
   if (c.quant_method == "awq") {
     std::string version = lower(f.str("version").value_or("gemm"));

@@ -15,6 +15,7 @@ struct QuantConfig {
   std::optional<W4Format> format;
   std::optional<int> group_size;
   std::optional<bool> desc_act;
+  std::string scale_fmt;  // FP8 (DeepSeek-V3.1): "ue8m0" rounds activation scales up to powers of two
   // compressed-tensors only:
   std::string ct_format;            // "pack-quantized", "float-quantized", ...
   bool ct_float = false;            // the Linear group quantizes weights to FP8

@@ -1,5 +1,7 @@
 #include "host/reference/fp8_reference.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 
@@ -10,9 +12,13 @@ namespace clq {
 namespace {
 constexpr float kE4m3Max = 448.0f;
 
-float group_scale(float amax, bool has_nan) {
+float group_scale(float amax, bool has_nan, bool ue8m0) {
   if (has_nan) return bits_f32(0x7FC00000u);
-  return std::max(amax, 1e-10f) / kE4m3Max;
+  const float s = std::max(amax, 1e-10f) / kE4m3Max;
+  if (!ue8m0) return s;
+  uint32_t b;
+  std::memcpy(&b, &s, 4);
+  return bits_f32((b + 0x007FFFFFu) & 0xFF800000u);  // up to the next power of two
 }
 uint8_t quant_e4m3(float v, float s) {
   const float r = v / s;
@@ -21,7 +27,8 @@ uint8_t quant_e4m3(float v, float s) {
 }
 }  // namespace
 
-Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale) {
+Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale,
+                             bool ue8m0) {
   Fp8ActHost h;
   h.M = M;
   h.K = K;
@@ -38,7 +45,7 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
       nan |= std::isnan(v);
       amax = std::max(amax, std::fabs(v));
     }
-    tensor_s = group_scale(amax, nan);
+    tensor_s = group_scale(amax, nan, ue8m0);
   }
   for (int64_t m = 0; m < M; ++m)
     for (int64_t j = 0; j < h.Kb; ++j) {
@@ -52,7 +59,7 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
           nan |= std::isnan(v);
           amax = std::max(amax, std::fabs(v));
         }
-        s = group_scale(amax, nan);
+        s = group_scale(amax, nan, ue8m0);
       }
       h.scales[size_t(m * h.Kb + j)] = s;
       for (int64_t k = k0; k < k1; ++k)
@@ -65,7 +72,8 @@ std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, D
   Fp8Shape s = validate_fp8(ck);
   const int64_t N = s.N, K = s.K;
   Fp8ActHost q;
-  if (mode != Fp8Act::kNone) q = quantize_fp8_host(x, xt, M, K, mode, s.input_scale.value_or(0.0f));
+  if (mode != Fp8Act::kNone)
+    q = quantize_fp8_host(x, xt, M, K, mode, s.input_scale.value_or(0.0f), ck.ue8m0_act_scales);
   std::vector<double> wdec(static_cast<size_t>(N * K));
   for (int64_t i = 0; i < N * K; ++i) wdec[size_t(i)] = e4m3_to_f32(ck.weight->data[i]);
   std::vector<double> y(size_t(M * N), 0.0), xa(static_cast<size_t>(K));

@@ -15,7 +15,9 @@ struct Fp8ActHost {
   std::vector<uint8_t> codes;  // [M][K]
   std::vector<float> scales;   // [M][Kb] (per-tensor modes repeat the one scale)
 };
-Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale = 0);
+// ue8m0: dynamic scales rounded up to a power of two, as Fp8Quantizer::set_ue8m0_scales.
+Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8Act mode, float static_scale = 0,
+                             bool ue8m0 = false);
 
 // fp64 reference on the same quantized inputs (activations quantized by the host twin).
 std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode);

@@ -24,9 +24,20 @@
 #define CODE_AT(m, k) ((size_t)(m) * K + (k))
 #endif
 
+#ifndef SCALE_UE8M0
+#define SCALE_UE8M0 0  // 1: scales rounded up to a power of two (ue8m0, DeepSeek-V3.1 scale_fmt)
+#endif
+
 inline float clq_group_scale(float amax, int has_nan) {
   if (has_nan) return as_float(0x7FC00000u);
-  return fmax(amax, 1e-10f) / E4M3_MAX;
+  const float s = fmax(amax, 1e-10f) / E4M3_MAX;
+#if SCALE_UE8M0
+  // Up to the next power of two: any mantissa bit carries into the exponent (s is normal and
+  // at most 2^127 here, so the result stays finite; an infinite s stays infinite).
+  return as_float((as_uint(s) + 0x007FFFFFu) & 0xFF800000u);
+#else
+  return s;
+#endif
 }
 
 inline uchar clq_quant_e4m3(float v, float s) {

@@ -53,7 +53,8 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
   grow(tensor_scale_, tensor_scale_bytes_, 4);
   if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
-  const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "");
+  const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "") +
+                           (ue8m0_ ? " -DSCALE_UE8M0=1" : "");
   const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
   const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
   OpEvents ev;
@@ -95,6 +96,7 @@ void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales)
 // ---- GEMM -----------------------------------------------------------------------------------
 
 Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_scale), quant_(c) {
+  quant_.set_ue8m0_scales(p.ue8m0_act_scales);
   if (p.qw.size() != size_t(p.Kp / 4 * p.N) || p.sw.size() != size_t(p.Nb * p.Kb) || p.Kp != p.Kb * kFp8Block)
     fail(Status::kInvalidArgument,
          "Fp8Packed arrays disagree with N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " (use repack_fp8)");

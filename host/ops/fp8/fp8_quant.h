@@ -22,12 +22,17 @@ class Fp8Quantizer {
   const cl::Buffer& codes() const { return codes_; }
   const cl::Buffer& xq() const { return xq_; }
   const cl::Buffer& scales() const { return scales_; }
+  // ue8m0 activation scales (DeepSeek-V3.1 `scale_fmt: ue8m0`): each dynamic scale rounded up to
+  // a power of two, so every group still fits e4m3's range.
+  void set_ue8m0_scales(bool on) { ue8m0_ = on; }
+  bool ue8m0_scales() const { return ue8m0_; }
 
  private:
   void grow(cl::Buffer& b, size_t& have, size_t need);
   Context& c_;
   int64_t M_ = 0, K_ = 0, Kb_ = 0;
   bool padded_ = false;
+  bool ue8m0_ = false;
   cl::Buffer codes_, scales_, xq_, amax_, tensor_scale_;
   size_t codes_bytes_ = 0, scales_bytes_ = 0, xq_bytes_ = 0, amax_bytes_ = 0, tensor_scale_bytes_ = 0;
 };
