@@ -242,6 +242,7 @@ void run_gguf_case(uint32_t type, int64_t M, int64_t N, int64_t K, DType dt, uin
   auto variants = supported_variants("gguf_gemm", c.features());
   ASSERT_EQ(variants.size(), 2u);
   for (auto* v : variants) runs.push_back({v->variant, true});
+  runs.push_back({"gemv+splits", true});  // split-K with a reduce pass, as GPUs run it
   EXPECT_EQ(op.via_w4a16({}), type == 2);
   if (op.via_w4a16({}))
     for (auto* v : supported_variants("w4a16_gemm", c.features())) runs.push_back({v->variant, false});
@@ -249,11 +250,12 @@ void run_gguf_case(uint32_t type, int64_t M, int64_t N, int64_t K, DType dt, uin
     SCOPED_TRACE(variant + (native ? " (gguf_gemm)" : " (w4a16_gemm)"));
     c.fill_u32(dy, 0xFFFFFFFFu, yb);  // NaN in every output type: an unwritten element fails
     GgufRunOptions o;
-    o.variant = variant;
+    o.variant = variant == "gemv+splits" ? "gemv" : variant;
+    o.splits = variant == "gemv+splits" ? 3 : 0;
     o.native = native;
     OpEvents ev = op.run(dx, dt, dy, dt, M, o);
     ASSERT_NE(ev.row, nullptr);
-    EXPECT_EQ(ev.row->variant, variant);
+    EXPECT_EQ(ev.row->variant, o.variant);
     EXPECT_STREQ(ev.row->op, native || type != 2 ? "gguf_gemm" : "w4a16_gemm");
     std::vector<uint8_t> y(yb);
     c.read(dy, y.data(), yb);

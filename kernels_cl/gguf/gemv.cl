@@ -13,17 +13,22 @@
 #define KCHUNK 256
 #define WG 64
 
+// Split-K (a GPU needs more work-items than N columns give): split s of get_global_size(2) walks
+// chunks [s * cps, (s + 1) * cps) and, unless it is the only one (direct), stores fp32 partials
+// part[s][m][n] that gguf_splitk_reduce sums in split order.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gguf_gemv(
     __global const uint* restrict codes, __global const float2* restrict so, __global const clq_in_t* restrict x,
-    __global clq_out_t* restrict y, int M, int N, int K) {
+    __global clq_out_t* restrict y, __global float* restrict part, int M, int N, int K, int cps, int direct) {
   const int n = get_global_id(0), t = get_local_id(0);
   const int m0 = get_group_id(1) * GEMV_M;
+  const int split = get_global_id(2);
+  const int k_begin = split * cps * KCHUNK, k_end = min(K, k_begin + cps * KCHUNK);
   const int nc = min(n, N - 1);  // columns past N compute a copy of the last one and store nothing
   __local float xs[GEMV_M][KCHUNK];
   float acc[GEMV_M];
   for (int r = 0; r < GEMV_M; ++r) acc[r] = 0.0f;
-  for (int kc = 0; kc < K; kc += KCHUNK) {
-    const int len = min(KCHUNK, K - kc);
+  for (int kc = k_begin; kc < k_end; kc += KCHUNK) {
+    const int len = min(KCHUNK, k_end - kc);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int r = 0; r < GEMV_M; ++r) {
       const int m = min(m0 + r, M - 1);  // rows past M repeat the last row; never stored
@@ -41,6 +46,21 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gguf_gemv(
     }
   }
   if (n < N)
-    for (int r = 0; r < GEMV_M; ++r)
-      if (m0 + r < M) clq_store_out(y, (size_t)(m0 + r) * (size_t)N + (size_t)n, acc[r]);
+    for (int r = 0; r < GEMV_M; ++r) {
+      if (m0 + r >= M) break;
+      const size_t at = (size_t)(m0 + r) * (size_t)N + (size_t)n;
+      if (direct)
+        clq_store_out(y, at, acc[r]);
+      else
+        part[(size_t)split * (size_t)M * (size_t)N + at] = acc[r];
+    }
+}
+
+__kernel void gguf_splitk_reduce(__global const float* restrict part, __global clq_out_t* restrict y, int M, int N,
+                                 int splits) {
+  const int n = get_global_id(0), m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  float s = 0.0f;
+  for (int i = 0; i < splits; ++i) s += part[((size_t)i * M + m) * N + n];
+  clq_store_out(y, (size_t)m * N + n, s);
 }

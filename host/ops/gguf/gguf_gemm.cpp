@@ -1,13 +1,15 @@
 // The gguf_gemm dispatcher and its two portable launchers (kernels_cl/gguf/gemv.cl, tiled.cl).
 #include "host/ops/gguf/gguf_gemm.h"
 
+#include <algorithm>
+
 #include "host/ops/op_util.h"
 
 namespace clq {
 
 namespace {
 
-std::string layout_defines(const GgufDeviceLayer& L, const GemmIo& io) {
+std::string layout_defines(const GgufDeviceLayer& L, const GgufCall& io) {
   return oputil::io_defines(io.xt, io.yt) + " -DCODE_BITS=" + std::to_string(L.code_bits) +
          " -DGROUP=" + std::to_string(L.group);
 }
@@ -16,13 +18,36 @@ std::string layout_defines(const GgufDeviceLayer& L, const GemmIo& io) {
 class Gemv final : public GgufLauncher {
  public:
   Gemv() : GgufLauncher("gemv", {"gguf/gemv.cl"}) {}
-  OpEvents enqueue(Context& c, const GgufDeviceLayer& L, const GemmIo& io) const override {
+  OpEvents enqueue(Context& c, GgufDeviceLayer& L, const GgufCall& io) const override {
     const int rows = oputil::gemv_rows(io.M, 8);
-    cl::Kernel k = c.kernel("gguf/gemv.cl", "gguf_gemv", layout_defines(L, io) + " -DGEMV_M=" + std::to_string(rows));
-    set_args(k, L.codes, L.so, *io.x, *io.y, cl_int(io.M), cl_int(L.N), cl_int(L.K));
+    const int64_t mblocks = (io.M + rows - 1) / rows, chunks = (L.K + 255) / 256;  // KCHUNK of gemv.cl
+    // A CPU runs a work-group per core and needs no split; a GPU wants about 1024 work-items per
+    // compute unit in flight, and N columns alone give far fewer.
+    int64_t splits = 1;
+    if (io.splits > 0) {
+      splits = std::min<int64_t>(chunks, io.splits);
+    } else if (!c.features().is_cpu) {
+      const int64_t items = oputil::round_up(size_t(L.N), 64) * mblocks;
+      splits = std::min<int64_t>(chunks, std::max<int64_t>(1, int64_t(c.features().compute_units) * 1024 / items));
+    }
+    const int64_t cps = (chunks + splits - 1) / splits;
+    splits = (chunks + cps - 1) / cps;
+    const std::string defs = layout_defines(L, io) + " -DGEMV_M=" + std::to_string(rows);
+    cl::Kernel k = c.kernel("gguf/gemv.cl", "gguf_gemv", defs);
+    cl::Kernel reduce;
+    if (splits > 1) {
+      oputil::grow_scratch(c, L.part, L.part_bytes, size_t(splits) * size_t(io.M) * size_t(L.N) * 4);
+      reduce = c.kernel("gguf/gemv.cl", "gguf_splitk_reduce", defs);
+    } else if (L.part_bytes == 0) {
+      oputil::grow_scratch(c, L.part, L.part_bytes, 4);  // a valid (unused) argument
+    }
+    set_args(k, L.codes, L.so, *io.x, *io.y, L.part, cl_int(io.M), cl_int(L.N), cl_int(L.K), cl_int(cps),
+             cl_int(splits == 1));
     OpEvents ev;
-    oputil::enqueue(c, ev, k, cl::NDRange(oputil::round_up(size_t(L.N), 64), size_t((io.M + rows - 1) / rows)),
-                    cl::NDRange(64, 1), "gguf_gemv (M=" + std::to_string(io.M) + ")");
+    oputil::enqueue(c, ev, k, cl::NDRange(oputil::round_up(size_t(L.N), 64), size_t(mblocks), size_t(splits)),
+                    cl::NDRange(64, 1, 1),
+                    "gguf_gemv (M=" + std::to_string(io.M) + ", splits=" + std::to_string(splits) + ")");
+    if (splits > 1) oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *io.y, io.M, L.N, int(splits), "gguf_splitk_reduce");
     return ev;
   }
 };
@@ -30,7 +55,7 @@ class Gemv final : public GgufLauncher {
 class Tiled final : public GgufLauncher {
  public:
   Tiled() : GgufLauncher("tiled", {"gguf/tiled.cl"}) {}
-  OpEvents enqueue(Context& c, const GgufDeviceLayer& L, const GemmIo& io) const override {
+  OpEvents enqueue(Context& c, GgufDeviceLayer& L, const GgufCall& io) const override {
     cl::Kernel k = c.kernel("gguf/tiled.cl", "gguf_tiled", layout_defines(L, io));
     set_args(k, L.codes, L.so, *io.x, *io.y, cl_int(io.M), cl_int(L.N), cl_int(L.K));
     OpEvents ev;
@@ -92,7 +117,9 @@ const VariantRow& GgufGemm::choose(int64_t M, const GgufRunOptions& opt) const {
 
 OpEvents GgufGemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
                        const GgufRunOptions& opt) {
-  const GemmIo io{&x, xt, &y, yt, M};
+  GgufCall io;
+  static_cast<GemmIo&>(io) = GemmIo{&x, xt, &y, yt, M};
+  io.splits = opt.splits;
   can_implement(M, xt, yt, io.x_bytes(), io.y_bytes());
   if (via_w4a16(opt)) {
     W4A16RunOptions w;

@@ -31,19 +31,26 @@ struct GgufDeviceLayer {
   int64_t N = 0, K = 0;
   int code_bits = 4, group = 32;
   cl::Buffer codes, so;
+  cl::Buffer part;  // split-K partials, grown on demand
+  size_t part_bytes = 0;
+};
+
+struct GgufCall : GemmIo {
+  int splits = 0;  // gemv split-K: 0 = by device (none on a CPU)
 };
 
 struct GgufRunOptions {
   std::string variant;  // "" = the capability table's choice (or CLQ_VARIANT)
   // Q4_0 only: run the gguf_gemm kernels on the affine layout instead of W4A16 (tests, bench).
   bool native = false;
+  int splits = 0;  // gguf_gemm/gemv split-K; 0 = by device (tests force it)
 };
 
 class GgufLauncher : public Launcher {
  public:
   using Launcher::Launcher;
   std::vector<std::string> ops() const override { return {"gguf_gemm"}; }
-  virtual OpEvents enqueue(Context& c, const GgufDeviceLayer& L, const GemmIo& io) const = 0;
+  virtual OpEvents enqueue(Context& c, GgufDeviceLayer& L, const GgufCall& io) const = 0;
 };
 const std::vector<const GgufLauncher*>& gguf_launchers();
 
