@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "host/caps/caps.h"
 #include "host/formats/moe.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/synth/synth.h"
@@ -344,6 +345,11 @@ TEST(MoeBadInput, ClearErrorsBeforeAnythingRuns) {
   MoeRunOptions o;
   o.expert_map = {0, 1, 2};
   expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r, o); }, "expert_map has 3 entries");
+  MoeRunOptions neg;
+  neg.splits = -1;  // refused on either path, before any row is chosen
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r, neg); }, "splits = -1 must be 0 (auto) or positive");
+  neg.decode = 1;
+  expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 4, r, neg); }, "splits = -1 must be 0 (auto) or positive");
   expect_fail([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, 5, r); }, "input buffer holds");
   // A NaN router weight (and a non-finite expert weight) is refused at load (issue 16).
   {
@@ -558,3 +564,73 @@ TEST(MoeDecode, RefusedWhereItDoesNotApply) {
   }
 }
 
+
+// FusedMoe is a dispatcher over the fused_moe rows: the decode row for few slots on a device that
+// is not a CPU, the general row otherwise; a forced row answers for itself, the table's choice
+// gives way when its launcher cannot take the call; the events name the row that ran.
+TEST(MoeLayer, DispatchesOverTheFusedMoeRows) {
+  DeviceFeatures gpu, cpu;
+  gpu.is_gpu = true;
+  cpu.is_cpu = true;
+  EXPECT_STREQ(select_variant("fused_moe", gpu, 8).variant, "decode");
+  EXPECT_STREQ(select_variant("fused_moe", gpu, 512).variant, "decode");
+  EXPECT_STREQ(select_variant("fused_moe", gpu, 513).variant, "general");
+  EXPECT_STREQ(select_variant("fused_moe", cpu, 8).variant, "general");
+
+  auto& c = test::ctx();
+  MoeSynth dense(spec(MoeWeightKind::kDense, 8, test::seed() + 17)), int4(spec(MoeWeightKind::kInt4, 8, 18));
+  FusedMoe op(c, dense.checkpoint()), op4(c, int4.checkpoint());
+  auto x = random_activations(2, 256, DType::kBF16, test::seed());
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
+  c.write(dx, x.data(), x.size());
+  MoeRouting r;
+  auto ran = [&](FusedMoe& o, const MoeRunOptions& opt) {
+    OpEvents ev = o.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, opt);
+    EXPECT_NE(ev.row, nullptr);
+    EXPECT_STREQ(ev.row->op, "fused_moe");
+    EXPECT_STREQ(o.choose(2, r.top_k, opt).variant, ev.row->variant);
+    return std::string(ev.row->variant);
+  };
+  const std::string table_choice = c.features().is_cpu ? "general" : "decode";
+  EXPECT_EQ(ran(op, {}), table_choice);
+  MoeRunOptions o;
+  o.variant = "decode";
+  EXPECT_EQ(ran(op, o), "decode");
+  EXPECT_TRUE(op.decode_applies(2, r.top_k, o));
+  o.variant = "general";
+  EXPECT_EQ(ran(op, o), "general");
+  EXPECT_FALSE(op.decode_applies(2, r.top_k, o));
+  o.variant.clear();
+  o.decode = 1;
+  EXPECT_EQ(ran(op, o), "decode");
+  o.decode = -1;
+  EXPECT_EQ(ran(op, o), "general");
+  EXPECT_EQ(ran(op4, {}), "general");  // int4 experts: the decode row gives way, whatever the device
+  {
+    test::ScopedEnv env("CLQ_VARIANT", "fused_moe=decode");
+    EXPECT_EQ(ran(op, {}), "decode");
+    try {
+      op4.run(dx, DType::kBF16, dy, DType::kBF16, 2, r);
+      ADD_FAILURE() << "CLQ_VARIANT forced the decode path onto int4 experts";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("decode path does not apply: int4 experts"), std::string::npos) << e.what();
+    }
+  }
+  o.decode = 1;
+  o.variant = "general";
+  try {
+    op.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, o);
+    ADD_FAILURE() << "decode = 1 with variant = general accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos) << e.what();
+  }
+  o.decode = 0;
+  o.variant = "fast";
+  try {
+    op.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, o);
+    ADD_FAILURE() << "unknown variant accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown variant 'fast' for fused_moe"), std::string::npos) << e.what();
+  }
+}

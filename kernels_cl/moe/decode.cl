@@ -18,11 +18,11 @@
 // same way one level up: the last slot of a token to finish a tile sums the token's k rows in
 // order j = 0..k-1.
 //
-// Weights: the layouts of moe/gemm.cl (K-major column blocks, one expert after another);
+// Weights: the layouts of moe/general.cl (K-major column blocks, one expert after another);
 // WEIGHT_KIND 0 = fp16/bf16 rows, 2 = e4m3 words of 4 K values with 128x128 block scales.
 // Activations of FP8 experts are staged as their e4m3 values in fp32 (unscaled) next to one
 // scale per row and 128 columns, and each 128-block sum of code products is scaled once,
-// sum * s_a * S_w, as SPEC section 4 writes it and moe/gemm.cl computes it. Products of two
+// sum * s_a * S_w, as SPEC section 4 writes it and moe/general.cl computes it. Products of two
 // e4m3 values are exact in fp32 and their block sums nearly so; pre-multiplying the codes by
 // s_a (as this path once did) rounds every product and made `a` several ulp less accurate,
 // enough to move a value across an e4m3 rounding midpoint in the down GEMM's quantization.

@@ -40,6 +40,8 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
   cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)")
       ->check(integer_in(1, 1 << 20));
+  cmd->add_option("--variant", a.variant, "force the decode or the general path (default: the capability table's choice)")
+      ->check(CLI::IsMember({"decode", "general"}));
   cmd->add_flag("--check", a.check,
                 "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
   return cmd;
@@ -103,6 +105,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   }
   MoeRunOptions o;
   o.block_size = a.block_size;
+  o.variant = a.variant;
   const auto t_setup = std::chrono::steady_clock::now();
   FusedMoe op(c, m);
   const size_t ybytes = size_t(T * m.H) * dtype_size(xt);
@@ -117,8 +120,8 @@ int run_moe(Context& c, const MoeArgs& a) {
   c.read(dy, y.data(), ybytes);
   std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
             << " experts, T=" << T << " top-" << r.top_k << " " << (grouped ? "grouped" : "softmax")
-            << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", " << ev.ms()
-            << " ms device\n";
+            << " routing, block " << (o.block_size ? o.block_size : op.block_size_for(T, r.top_k)) << ", "
+            << ev.row->op << "/" << ev.row->variant << ", " << ev.ms() << " ms device\n";
   std::cerr << "setup: " << setup_ms
             << " ms wall apart from the op (expert repack and upload, kernel build or cache load)\n";
   int rc = 0;
