@@ -76,6 +76,18 @@ MoeSynthSpec spec(MoeWeightKind k, int64_t E, uint64_t seed) {
   return s;
 }
 
+// DeepSeek-V3's grouped routing scaled down to 16 experts: 4 groups, 2 kept, top-6.
+MoeRouting deepseek_like_routing() {
+  MoeRouting r;
+  r.kind = MoeRouting::Kind::kGrouped;
+  r.top_k = 6;
+  r.n_group = 4;
+  r.topk_group = 2;
+  r.renormalize = true;
+  r.routed_scaling = 2.5f;
+  return r;
+}
+
 }  // namespace
 
 TEST(MoeRouting, SoftmaxAndGroupedMatchHostTwin) {
@@ -252,13 +264,7 @@ TEST(MoeLayer, Fp8ExpertsAgainstFp64WithGroupedRouting) {
   for (const char* tuning : {"cpu", "gpu"}) {
     test::ScopedEnv env("CLQ_GEMV_TUNING", tuning);
     FusedMoe op(c, syn.checkpoint());
-    MoeRouting r;
-    r.kind = MoeRouting::Kind::kGrouped;
-    r.top_k = 6;
-    r.n_group = 4;
-    r.topk_group = 2;
-    r.renormalize = true;
-    r.routed_scaling = 2.5f;
+    const MoeRouting r = deepseek_like_routing();
     for (int64_t T : {1, 5, 40}) check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed() + uint64_t(T));
     MoeRunOptions split;
     split.splits = 2;
@@ -428,13 +434,7 @@ TEST(MoeDecode, Fp8AgainstFp64) {
     s.bias = true;
     MoeSynth syn(s);
     FusedMoe op(c, syn.checkpoint());
-    MoeRouting r;
-    r.kind = MoeRouting::Kind::kGrouped;
-    r.top_k = 6;
-    r.n_group = 4;
-    r.topk_group = 2;
-    r.renormalize = true;
-    r.routed_scaling = 2.5f;
+    const MoeRouting r = deepseek_like_routing();
     for (int splits : {0, 2})
       for (int64_t T : {1, 5, 40}) {
         MoeRunOptions o;
@@ -591,6 +591,15 @@ TEST(MoeLayer, DispatchesOverTheFusedMoeRows) {
     EXPECT_STREQ(o.choose(2, r.top_k, opt).variant, ev.row->variant);
     return std::string(ev.row->variant);
   };
+  auto refused = [&](FusedMoe& m, const MoeRunOptions& opt, const std::string& needle) {
+    try {
+      m.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, opt);
+      ADD_FAILURE() << "accepted; wanted: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
   const std::string table_choice = c.features().is_cpu ? "general" : "decode";
   EXPECT_EQ(ran(op, {}), table_choice);
   MoeRunOptions o;
@@ -609,28 +618,12 @@ TEST(MoeLayer, DispatchesOverTheFusedMoeRows) {
   {
     test::ScopedEnv env("CLQ_VARIANT", "fused_moe=decode");
     EXPECT_EQ(ran(op, {}), "decode");
-    try {
-      op4.run(dx, DType::kBF16, dy, DType::kBF16, 2, r);
-      ADD_FAILURE() << "CLQ_VARIANT forced the decode path onto int4 experts";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.status(), Status::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find("decode path does not apply: int4 experts"), std::string::npos) << e.what();
-    }
+    refused(op4, {}, "decode path does not apply: int4 experts");
   }
   o.decode = 1;
   o.variant = "general";
-  try {
-    op.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, o);
-    ADD_FAILURE() << "decode = 1 with variant = general accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos) << e.what();
-  }
+  refused(op, o, "decode = 1 and variant = 'general' disagree");
   o.decode = 0;
   o.variant = "fast";
-  try {
-    op.run(dx, DType::kBF16, dy, DType::kBF16, 2, r, o);
-    ADD_FAILURE() << "unknown variant accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown variant 'fast' for fused_moe"), std::string::npos) << e.what();
-  }
+  refused(op, o, "unknown variant 'fast' for fused_moe");
 }

@@ -19,26 +19,6 @@ using oputil::i2s;
 
 namespace {
 
-// Split-K ranges of one decode GEMM: enough work-groups for every compute unit to hold several
-// (the decode GEMMs are a stream), whole K units of at least min_units each.
-int decode_splits(const DeviceFeatures& f, int64_t tiles, int64_t blocks, int64_t units, int64_t min_units,
-                  int forced) {
-  if (forced > 0) return int(std::min<int64_t>(forced, units));
-  const int64_t target = int64_t(f.compute_units) * 8;
-  const int64_t groups = std::max<int64_t>(1, tiles * blocks);
-  return int(std::max<int64_t>(1, std::min<int64_t>((target + groups - 1) / groups, units / min_units)));
-}
-
-// The largest T * top_k the path takes: the fused_moe/decode row's max_m (host/caps/caps.cpp).
-int64_t max_slots() {
-  static const int64_t m = [] {
-    for (auto& r : capability_table())
-      if (std::string(r.op) == "fused_moe" && std::string(r.variant) == "decode") return r.max_m;
-    fail(Status::kInternal, "capability table has no fused_moe/decode row");
-  }();
-  return m;
-}
-
 class Decode final : public MoeLauncher {
  public:
   Decode() : MoeLauncher("decode", {"moe/decode.cl", "moe/topk.cl", "moe/align.cl"}) {}
@@ -66,13 +46,10 @@ class Decode final : public MoeLauncher {
   }
 
   OpEvents enqueue(Context& c, MoeDeviceLayer& L, const MoeCall& call) const override {
-    const cl::Buffer& x = *call.x;
-    const cl::Buffer& y = *call.y;
-    const DType xt = call.xt, yt = call.yt;
     const int64_t T = call.M;
     const int K = call.top_k;
     const MoeRunOptions& o = *call.opt;
-    const MoeRouting* r = call.routing;
+    const MoeRouting* r = call.routing;  // nullptr: the caller's ids, the alignment alone runs
     const cl::Buffer* logits = call.logits;
     const bool fp8 = L.kind == MoeWeightKind::kFp8;
     const MoeDeviceLayer::DispatchSize d = L.dispatch_size(T, K, o.block_size);
@@ -112,7 +89,7 @@ class Decode final : public MoeLauncher {
     counters(L.cnt2, L.cnt2_b, size_t(B_max * tiles2) * 4);
     counters(L.tokcnt, L.tokcnt_b, size_t(T * tiles2) * 4);
 
-    const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(xt));
+    const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(call.xt));
     const std::string wdef =
         "-DWEIGHT_KIND=" + i2s(fp8 ? 2 : 0) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0") + " -DMOE_BS=" + i2s(bs);
     const VariantRow& route = select_variant("moe_routing", c.features(), T);
@@ -123,7 +100,8 @@ class Decode final : public MoeLauncher {
     if (logit_groups || fp8) {
       cl::Kernel k = c.kernel("moe/decode.cl", "moe_route_stage", in);
       const int64_t nl = logit_groups ? L.E : 0, nq = fp8 ? Kb1 : 0;
-      set_args(k, x, L.router, L.logits, cl_int(nl), L.xs1, L.aux1, cl_int(T), cl_int(L.H), cl_int(L.E), cl_int(Kb1));
+      set_args(k, *call.x, L.router, L.logits, cl_int(nl), L.xs1, L.aux1, cl_int(T), cl_int(L.H), cl_int(L.E),
+               cl_int(Kb1));
       mark(launch(c, k, cl::NDRange(size_t(nl + nq) * 64, size_t(T)), cl::NDRange(64, 1), "moe_route_stage"),
            "moe_route_stage");
     }
@@ -146,22 +124,43 @@ class Decode final : public MoeLauncher {
     // 3. gate_up with the SwiGLU (FP8: and the down GEMM's activation quantization).
     cl::Kernel g1 =
         c.kernel("moe/decode.cl", "moe_decode_gate_up", in + std::string(" -DX_IN=") + (fp8 ? "0 " : "1 ") + wdef);
-    set_args(g1, L.w1, cl_long(L.w1_stride), L.sw1, cl_long(L.sw1_stride), fp8 ? L.xs1 : x, L.aux1, L.sorted,
-             L.expert_ids, L.npp, L.a, L.aux2, cl_int(L.I), cl_int(fp8 ? Kb1 * 128 : L.H), cl_int(L.block_n1),
+    set_args(g1, L.w1, cl_long(L.w1_stride), L.sw1, cl_long(L.sw1_stride), fp8 ? L.xs1 : *call.x, L.aux1, L.sorted,
+             L.expert_ids, L.npp, L.a, L.aux2, cl_int(L.I), cl_int(fp8 ? Kb1 * 128 : L.H), cl_int(L.lay1.block_n),
              cl_int(L.Kp1), cl_int(K), cl_int(TK), cl_int(units1), cl_int(per1), L.part1, L.cnt1, cl_int(S_max));
     mark(launch(c, g1, cl::NDRange(size_t(tiles1) * 256, size_t(splits1), size_t(B_max)), cl::NDRange(256, 1, 1),
                 "moe_decode_gate_up"),
          "moe_decode_gate_up");
     // 4. down with the routing weight and the combine.
     cl::Kernel g2 = c.kernel("moe/decode.cl", "moe_decode_down",
-                             "-DIN_DTYPE=0 -DX_IN=0 -DOUT_DTYPE=" + i2s(dtype_code(yt)) + " " + wdef);
+                             "-DIN_DTYPE=0 -DX_IN=0 -DOUT_DTYPE=" + i2s(dtype_code(call.yt)) + " " + wdef);
     set_args(g2, L.w2, cl_long(L.w2_stride), L.sw2, cl_long(L.sw2_stride), L.a, L.aux2, L.sorted, L.expert_ids, L.npp,
-             L.topw, L.y2, y, cl_int(L.H), cl_int(L.I), cl_int(L.block_n2), cl_int(L.Kp2), cl_int(K), cl_int(TK),
-             cl_int(units2), cl_int(per2), L.part2, L.cnt2, L.tokcnt, cl_int(S_max));
+             L.topw, L.y2, *call.y, cl_int(L.H), cl_int(L.I), cl_int(L.lay2.block_n), cl_int(L.Kp2), cl_int(K),
+             cl_int(TK), cl_int(units2), cl_int(per2), L.part2, L.cnt2, L.tokcnt, cl_int(S_max));
     mark(launch(c, g2, cl::NDRange(size_t(tiles2) * 256, size_t(splits2), size_t(B_max)), cl::NDRange(256, 1, 1),
                 "moe_decode_down"),
          "moe_decode_down");
     return ev;
+  }
+
+ private:
+  // The largest T * top_k the path takes: the fused_moe/decode row's max_m (host/caps/caps.cpp).
+  static int64_t max_slots() {
+    static const int64_t m = [] {
+      for (auto& r : capability_table())
+        if (std::string(r.op) == "fused_moe" && std::string(r.variant) == "decode") return r.max_m;
+      fail(Status::kInternal, "capability table has no fused_moe/decode row");
+    }();
+    return m;
+  }
+
+  // Split-K ranges of one decode GEMM: enough work-groups for every compute unit to hold several
+  // (the decode GEMMs are a stream), whole K units of at least min_units each.
+  static int decode_splits(const DeviceFeatures& f, int64_t tiles, int64_t blocks, int64_t units, int64_t min_units,
+                           int forced) {
+    if (forced > 0) return int(std::min<int64_t>(forced, units));
+    const int64_t target = int64_t(f.compute_units) * 8;
+    const int64_t groups = std::max<int64_t>(1, tiles * blocks);
+    return int(std::max<int64_t>(1, std::min<int64_t>((target + groups - 1) / groups, units / min_units)));
   }
 };
 

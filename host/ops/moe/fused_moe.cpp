@@ -191,13 +191,8 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
   L_.I = m.I;
   if (!m.validated) validate_moe(m);
   const GemvTuning& t = gemv_tuning(c.features());
-  const GemvLayout l1 = gemv_layout(t, 2 * L_.I), l2 = gemv_layout(t, L_.H);
-  L_.cols = l1.cols;
-  L_.rows_max = l1.max_rows;
-  L_.Np1 = l1.Np;
-  L_.Np2 = l2.Np;
-  L_.block_n1 = l1.block_n;
-  L_.block_n2 = l2.block_n;
+  L_.lay1 = gemv_layout(t, 2 * L_.I);
+  L_.lay2 = gemv_layout(t, L_.H);
   auto upload = [&](const void* data, size_t bytes) {
     cl::Buffer b = c_.alloc(std::max<size_t>(bytes, 4), CL_MEM_READ_ONLY);
     if (bytes) c_.write(b, data, bytes);
@@ -219,8 +214,8 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         L_.Kp2 = d.Kp;
         first_up = g;
         first_down = d;
-        L_.g1_stride = g.G * L_.Np1;
-        L_.g2_stride = d.G * L_.Np2;
+        L_.g1_stride = g.G * L_.lay1.Np;
+        L_.g2_stride = d.G * L_.lay2.Np;
       }
       // Concatenate gate and up along N: both have the same rows (same K, groups, no act-order).
       const int64_t words = g.Kp / 8;
@@ -237,17 +232,17 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         std::copy_n(&g.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I)]);
         std::copy_n(&u.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I + L_.I)]);
       }
-      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.Np1, L_.block_n1);
+      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
       append(w1, b1.data(), b1.size() * 4);
-      auto s1 = pad_columns<uint16_t>(sc.data(), g.G, 2 * L_.I, L_.Np1, 0x3C00);
+      auto s1 = pad_columns<uint16_t>(sc.data(), g.G, 2 * L_.I, L_.lay1.Np, 0x3C00);
       sc1.insert(sc1.end(), s1.begin(), s1.end());
-      auto zz1 = pad_columns<uint8_t>(z.data(), g.G, 2 * L_.I, L_.Np1, 0);
+      auto zz1 = pad_columns<uint8_t>(z.data(), g.G, 2 * L_.I, L_.lay1.Np, 0);
       z1.insert(z1.end(), zz1.begin(), zz1.end());
-      auto b2 = column_blocks(d.qw.data(), d.Kp / 8, L_.H, L_.Np2, L_.block_n2);
+      auto b2 = column_blocks(d.qw.data(), d.Kp / 8, L_.H, L_.lay2.Np, L_.lay2.block_n);
       append(w2, b2.data(), b2.size() * 4);
-      auto s2 = pad_columns<uint16_t>(d.scales.data(), d.G, L_.H, L_.Np2, 0x3C00);
+      auto s2 = pad_columns<uint16_t>(d.scales.data(), d.G, L_.H, L_.lay2.Np, 0x3C00);
       sc2.insert(sc2.end(), s2.begin(), s2.end());
-      auto zz2 = pad_columns<uint8_t>(d.zeros.data(), d.G, L_.H, L_.Np2, 0);
+      auto zz2 = pad_columns<uint8_t>(d.zeros.data(), d.G, L_.H, L_.lay2.Np, 0);
       z2.insert(z2.end(), zz2.begin(), zz2.end());
     }
     L_.w1_stride = int64_t(w1.size() / size_t(L_.E));
@@ -276,11 +271,11 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         std::copy_n(&g.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I)]);
         std::copy_n(&u.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I + L_.I)]);
       }
-      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.Np1, L_.block_n1);
+      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
       append(w1, b1.data(), b1.size() * 4);
       sw1.insert(sw1.end(), g.sw.begin(), g.sw.end());  // gate blocks, then up blocks (I % 128 == 0)
       sw1.insert(sw1.end(), u.sw.begin(), u.sw.end());
-      auto b2 = column_blocks(d.qw.data(), d.Kp / 4, L_.H, L_.Np2, L_.block_n2);
+      auto b2 = column_blocks(d.qw.data(), d.Kp / 4, L_.H, L_.lay2.Np, L_.lay2.block_n);
       append(w2, b2.data(), b2.size() * 4);
       sw2.insert(sw2.end(), d.sw.begin(), d.sw.end());
       if (e == 0) {
@@ -312,9 +307,9 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         }
       for (int64_t h = 0; h < L_.H; ++h)
         for (int64_t i = 0; i < L_.I; ++i) k2[size_t(i * L_.H + h)] = rd(m.down_d[size_t(e)], h * L_.I + i);
-      auto b1 = column_blocks(k1.data(), L_.Kp1, 2 * L_.I, L_.Np1, L_.block_n1);
+      auto b1 = column_blocks(k1.data(), L_.Kp1, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
       append(w1, b1.data(), b1.size() * 2);
-      auto b2 = column_blocks(k2.data(), L_.Kp2, L_.H, L_.Np2, L_.block_n2);
+      auto b2 = column_blocks(k2.data(), L_.Kp2, L_.H, L_.lay2.Np, L_.lay2.block_n);
       append(w2, b2.data(), b2.size() * 2);
     }
     L_.w1_stride = int64_t(w1.size() / size_t(L_.E));

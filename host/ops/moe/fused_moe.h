@@ -73,11 +73,6 @@ class FusedMoe {
  public:
   FusedMoe(Context& c, const MoeCheckpoint& m);
 
-  int64_t E() const { return L_.E; }
-  int64_t H() const { return L_.H; }
-  int64_t I() const { return L_.I; }
-  MoeWeightKind kind() const { return L_.kind; }
-  bool has_router() const { return L_.has_router; }
   int block_size_for(int64_t T, int top_k) const { return L_.block_size_for(T, top_k); }
   // The fused_moe row run() takes for T tokens of top_k experts with these options (a forced row
   // that cannot take the call throws its refusal).
@@ -101,6 +96,13 @@ class FusedMoe {
   void read_routing(std::vector<int>* ids, std::vector<float>* weights) const;
   void read_alignment(std::vector<int>* sorted_ids, std::vector<int>* expert_ids, int* num_post_padded) const;
   void read_logits(std::vector<float>* logits) const;
+
+  // The layer.
+  int64_t E() const { return L_.E; }
+  int64_t H() const { return L_.H; }
+  int64_t I() const { return L_.I; }
+  MoeWeightKind kind() const { return L_.kind; }
+  bool has_router() const { return L_.has_router; }
 
  private:
   // The row and launcher for one call (after validation).

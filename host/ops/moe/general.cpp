@@ -23,7 +23,7 @@ namespace {
 
 std::string weight_defines(const MoeDeviceLayer& L) {
   const int kind = L.kind == MoeWeightKind::kDense ? 0 : L.kind == MoeWeightKind::kInt4 ? 1 : 2;
-  return "-DWEIGHT_KIND=" + i2s(kind) + " -DVEC_COLS=" + i2s(L.cols) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0");
+  return "-DWEIGHT_KIND=" + i2s(kind) + " -DVEC_COLS=" + i2s(L.lay1.cols) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0");
 }
 
 class General final : public MoeLauncher {
@@ -83,7 +83,7 @@ class General final : public MoeLauncher {
     const MoeDeviceLayer::DispatchSize d = L.dispatch_size(T, K, o.block_size);
     const int bs = d.bs;
     const int64_t TK = d.TK, S_max = d.S_max, B_max = d.B_max;
-    const int rows = std::min(bs, L.rows_max > 4 && bs >= 8 ? L.rows_max : std::min(bs, 4));
+    const int rows = std::min(bs, L.lay1.max_rows > 4 && bs >= 8 ? L.lay1.max_rows : std::min(bs, 4));
     // Scratch (allocations first: nothing below fails half-way for lack of memory).
     MoeDeviceLayer::grow(c, L.counts, L.counts_b, size_t(L.E) * 4);
     MoeDeviceLayer::grow(c, L.sorted, L.sorted_b, size_t(S_max) * 4);
@@ -142,7 +142,7 @@ class General final : public MoeLauncher {
       return L.kind == MoeWeightKind::kInt4 ? Kp / 8 : L.kind == MoeWeightKind::kFp8 ? Kp / 128 : Kp;
     };
     auto splits_for = [&](int64_t N_out, int64_t Kp) {
-      const int64_t items = ((N_out + L.cols - 1) / L.cols) * (TK + L.E * (bs - 1) + rows - 1) / rows;
+      const int64_t items = ((N_out + L.lay1.cols - 1) / L.lay1.cols) * (TK + L.E * (bs - 1) + rows - 1) / rows;
       const int64_t target = int64_t(c.features().compute_units) * tune.items_per_cu;
       const int64_t units = units_of(Kp), min_units = L.kind == MoeWeightKind::kFp8 ? 1 : 64;
       return int(std::max<int64_t>(
@@ -171,7 +171,7 @@ class General final : public MoeLauncher {
                cl_int(bn), cl_int(Kp), cl_int(K), cl_int(TK), cl_int(units), cl_int(per), part, cl_int(S_max));
       const size_t local = size_t(tune.gemv_local);
       return launch(c, k,
-                    cl::NDRange(round_up(size_t((N_out + L.cols - 1) / L.cols), local), size_t(splits),
+                    cl::NDRange(round_up(size_t((N_out + L.lay1.cols - 1) / L.lay1.cols), local), size_t(splits),
                                 size_t(B_max * (bs / rows))),
                     cl::NDRange(local, 1, 1), what);
     };
@@ -181,7 +181,7 @@ class General final : public MoeLauncher {
     ev.add(launch(c, align, cl::NDRange(256), cl::NDRange(256), "moe_align"), "moe_align");
     ev.add(stage(st1, x, T, L.H, L.Kp1, L.perm1, L.xs1, L.aux1, L.codes1, "moe stage x"), "moe stage x");
     ev.add(gemm(g1, L.w1, L.w1_stride, L.sc1, L.z1, L.g1_stride, L.sw1, L.sw1_stride, L.gstart1, L.wgroup1, L.xs1,
-                L.aux1, 1, L.a, L.I, L.I, L.Np1, L.block_n1, L.Kp1, splits1, L.part1, "moe gate_up"),
+                L.aux1, 1, L.a, L.I, L.I, L.lay1.Np, L.lay1.block_n, L.Kp1, splits1, L.part1, "moe gate_up"),
            "moe gate_up");
     if (splits1 > 1) {
       set_args(red1, L.part1, L.a, L.sorted, L.npp, cl_int(L.I), cl_int(S_max), cl_int(splits1), cl_int(TK));
@@ -192,7 +192,7 @@ class General final : public MoeLauncher {
     ev.add(stage(st2, L.a, S_max, L.I, L.Kp2, L.perm2, L.xs2, L.aux2, L.codes2, "moe stage a"), "moe stage a");
     check_cl(c.queue().enqueueFillBuffer(L.y2, cl_float(0.0f), 0, size_t(TK * L.H) * 4), "clEnqueueFillBuffer(moe y2)");
     ev.add(gemm(g2, L.w2, L.w2_stride, L.sc2, L.z2, L.g2_stride, L.sw2, L.sw2_stride, L.gstart2, L.wgroup2, L.xs2,
-                L.aux2, 0, L.y2, L.H, 0, L.Np2, L.block_n2, L.Kp2, splits2, L.part2, "moe down"),
+                L.aux2, 0, L.y2, L.H, 0, L.lay2.Np, L.lay2.block_n, L.Kp2, splits2, L.part2, "moe down"),
            "moe down");
     if (splits2 > 1) {
       set_args(red2, L.part2, L.y2, L.sorted, L.npp, L.topw, cl_int(L.H), cl_int(S_max), cl_int(splits2), cl_int(TK));

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "host/caps/tuning.h"
 #include "host/formats/moe.h"
 #include "host/ops/launcher.h"
 #include "host/ops/op_events.h"
@@ -30,8 +31,7 @@ struct MoeDeviceLayer {
   MoeWeightKind kind = MoeWeightKind::kDense;
   int64_t E = 0, H = 0, I = 0;
   int64_t Kp1 = 0, Kp2 = 0;  // padded K of gate_up (H) and down (I)
-  int64_t Np1 = 0, Np2 = 0, block_n1 = 0, block_n2 = 0;
-  int cols = 4, rows_max = 4;
+  GemvLayout lay1, lay2;     // register-tiled layouts of gate_up (2I columns) and down (H)
   bool dense_bf16 = false, has_router = false, has_bias = false;
   int64_t w1_stride = 0, w2_stride = 0, g1_stride = 0, g2_stride = 0, sw1_stride = 0, sw2_stride = 0;
   double expert_bytes = 0;
