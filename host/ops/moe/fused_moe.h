@@ -38,8 +38,8 @@ struct MoeRunOptions {
   std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
   int splits = 0;               // split-K ranges of the expert GEMMs; 0 = chosen from the device (tests force it)
   // The fused_moe row to run ("general" or "decode"; empty = the table's choice: the decode path
-  // where its row applies and it can take the call, i.e. a GPU, T * top_k <= 512, fp16/bf16 or
-  // FP8 experts, no expert_map). A forced row that cannot take the call is an InvalidArgument
+  // where its row applies and it can take the call, i.e. not a CPU, T * top_k <= 512, fp16/bf16
+  // or FP8 experts, no expert_map; the general path otherwise). A forced row that cannot take the call is an InvalidArgument
   // naming the rule. CLQ_VARIANT=fused_moe=... forces one too.
   std::string variant;
   // The older spelling of the same choice: 1 = "decode", -1 = "general", 0 = `variant` decides.
