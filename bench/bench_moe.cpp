@@ -31,10 +31,9 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
   std::vector<int64_t> ts = cfg.ts;
   if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
   MoeRunOptions opt;
-  if (cfg.variant == "decode") opt.decode = 1;
-  else if (cfg.variant == "general") opt.decode = -1;
-  else if (!cfg.variant.empty())
+  if (!cfg.variant.empty() && cfg.variant != "decode" && cfg.variant != "general")
     fail(Status::kInvalidArgument, "moe --variant '" + cfg.variant + "': use decode or general");
+  opt.variant = cfg.variant;  // a fused_moe row (host/caps/caps.cpp)
   opt.block_size = cfg.block_size;
   std::vector<Row> rows;
   for (const Model& md : models) {
@@ -62,8 +61,8 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
       auto x = random_activations(T, md.H, DType::kBF16, uint64_t(T));
       cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
       c.write(dx, x.data(), x.size());
-      const bool decode = opt.decode > 0 || (opt.decode == 0 && op.decode_applies(T, md.k, opt));
-      op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt);
+      const OpEvents first = op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt);
+      const bool decode = std::string(first.row->variant) == "decode";  // the row that ran
       std::vector<int> ids;
       std::vector<float> w;
       op.read_routing(&ids, &w);

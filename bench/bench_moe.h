@@ -11,7 +11,7 @@ struct MoeBenchConfig {
   bool quick = false;  // the three models at reduced sizes, for a CPU device
   std::vector<int64_t> ts;
   int reps = 0;
-  // "decode" or "general" forces that path of FusedMoe (MoeRunOptions::decode); empty = its choice.
+  // "decode" or "general" forces that fused_moe row (MoeRunOptions::variant); empty = the table's choice.
   std::string variant;
   int block_size = 0;  // MoeRunOptions::block_size
 };

@@ -103,6 +103,9 @@ d="$tmp/moe-int4"; mkdir -p "$d"; "$gen" "$d" moe_int4 256 128 8 0 3 f16 4
 expect "moe int4" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --check
 d="$tmp/moe-fp8"; mkdir -p "$d"; "$gen" "$d" moe_fp8 256 128 16 1 4 bf16 5
 expect "moe fp8 grouped" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --check
+expect "moe fp8 decode path" 0 "fused_moe/decode.*ms device" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/yd.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --variant decode --check
+expect "moe general path" 0 "fused_moe/general.*ms device" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/yg.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --variant general --check
+expect "moe int4 refuses the decode path" 4 "decode path does not apply: int4 experts" "$clq" moe --weights "$tmp/moe-int4" --prefix $M --input "$tmp/moe-int4/input.safetensors" --output "$d/y6.safetensors" --top-k 2 --variant decode
 expect "moe bad n-group" 4 "must divide E" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2 --routing grouped --n-group 3
 expect "moe bad prefix" 4 "no experts" "$clq" moe --weights "$d" --prefix nope --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
 [ -e "$d/y2.safetensors" ] && { echo "FAIL a refused moe run wrote an output"; fail=1; }

@@ -75,6 +75,10 @@ const std::vector<VariantRow> kTable = {
   {"moe_gemm",         "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync grouped GEMM for prefill"},
   {"moe_gemm_fp8",     "emulated",    0, 10, K::kEmulated, St::kImplemented, 0, "grouped GEMMs over 128x128 block-FP8 experts, e4m3 decoded in software"},
   {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
+  // The whole layer (FusedMoe); M is the call's token slots, T * top_k.
+  {"fused_moe",        "decode",      0, 20, K::kNative,   St::kImplemented, 512, "four launches, no host round trip: routing + FP8 staging, top-k + alignment, gate_up + SwiGLU, down + combine; fp16/bf16/FP8 experts, no expert map"},
+  {"fused_moe",        "general",     0, 10, K::kNative,   St::kImplemented, 0, "routing, alignment, staging, grouped GEMMs (moe_routing, moe_align, moe_gemm/moe_gemm_fp8 rows), split-K reductions, combine; every weight kind"},
+  {"fused_moe",        "general",     kFeatCpu, 25, K::kNative, St::kImplemented, 0, "CPUs keep the general path at every T (the decode path was written and measured for GPUs)"},
 };
 // clang-format on
 
@@ -157,6 +161,16 @@ std::string env_override(const std::string& op) {
   return "";
 }
 }  // namespace
+
+bool variant_forced(const std::string& op) {
+  const std::string v = env_override(op);
+  if (v.empty()) return false;
+  for (auto& r : kTable)
+    if (op == r.op && v == r.variant) return true;
+  for (auto& a : kAliases)
+    if (op == a.op && v == a.old_name) return true;
+  return false;
+}
 
 void check_variant_env() {
   if (const char* e = std::getenv("CLQ_VARIANT"); e && *e) check_variant_env(std::string(e));

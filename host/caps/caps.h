@@ -55,6 +55,10 @@ std::vector<const VariantRow*> supported_variants(const std::string& op, const D
 const VariantRow& select_variant(const std::string& op, const DeviceFeatures& f, int64_t m,
                                  const std::string& override_name = "");
 
+// Whether CLQ_VARIANT forces a variant of `op` (one that exists for it): ops that fall back to
+// another row when the chosen one cannot take a call (FusedMoe) fall back only when nobody asked.
+bool variant_forced(const std::string& op);
+
 // InvalidArgument when CLQ_VARIANT is set but malformed (empty items, unknown ops or variants);
 // select_variant checks it too, this lets a command refuse it before any work.
 void check_variant_env();

@@ -162,8 +162,8 @@ DemoResult check_moe(Context& c, uint64_t seed, MoeWeightKind kind, bool grouped
   ErrorStats e = compare_output(y.data(), DType::kBF16, ref);
   bool pass = ids == hids && MoeProblem::within_tolerance(e);
   char buf[200];
-  std::snprintf(buf, sizeof buf, "routing %s, rel mean err %.2e, max abs err %.2e, %zu NaN",
-                ids == hids ? "matches" : "DIFFERS", e.rel_mean(), e.max_abs_err, e.nan_count);
+  std::snprintf(buf, sizeof buf, "variant %s, routing %s, rel mean err %.2e, max abs err %.2e, %zu NaN",
+                ev.row->variant, ids == hids ? "matches" : "DIFFERS", e.rel_mean(), e.max_abs_err, e.nan_count);
   return {pass, ev.ms(), buf};
 }
 

@@ -8,6 +8,7 @@
 #include "host/ops/fp8/fp8_launcher.h"
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/launcher.h"
+#include "host/ops/moe/moe_launcher.h"
 #include "host/ops/w4a16/w4a16_launcher.h"
 
 namespace clq {
@@ -29,14 +30,15 @@ const std::vector<const Launcher*>& all_launchers() {
   static const FixedKernels quant({"fp8_quant"}, "portable", {"fp8/quant.cl"});
   static const FixedKernels routing({"moe_routing"}, "portable", {"moe/topk.cl"});
   static const FixedKernels align({"moe_align"}, "portable", {"moe/align.cl"});
-  static const FixedKernels moe_gemm({"moe_gemm"}, "portable", {"moe/gemm.cl"});
-  static const FixedKernels moe_fp8({"moe_gemm_fp8"}, "emulated", {"moe/gemm.cl"});
+  static const FixedKernels moe_gemm({"moe_gemm"}, "portable", {"moe/general.cl"});
+  static const FixedKernels moe_fp8({"moe_gemm_fp8"}, "emulated", {"moe/general.cl"});
   // Built once: ops look their rows' kernel files up on every call.
   static const std::vector<const Launcher*> all = [] {
     std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8};
     for (auto* l : w4a16_launchers()) v.push_back(l);
     for (auto* l : fp8_launchers()) v.push_back(l);
     for (auto* l : gguf_launchers()) v.push_back(l);
+    for (auto* l : moe_launchers()) v.push_back(l);
     return v;
   }();
   return all;

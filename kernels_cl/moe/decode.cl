@@ -18,10 +18,14 @@
 // same way one level up: the last slot of a token to finish a tile sums the token's k rows in
 // order j = 0..k-1.
 //
-// Weights: the layouts of moe/gemm.cl (K-major column blocks, one expert after another);
+// Weights: the layouts of moe/general.cl (K-major column blocks, one expert after another);
 // WEIGHT_KIND 0 = fp16/bf16 rows, 2 = e4m3 words of 4 K values with 128x128 block scales.
-// Activations of FP8 experts are used as their dequantized fp32 values (code * scale), which is
-// what the reference multiplies (SPEC section 4).
+// Activations of FP8 experts are staged as their e4m3 values in fp32 (unscaled) next to one
+// scale per row and 128 columns, and each 128-block sum of code products is scaled once,
+// sum * s_a * S_w, as SPEC section 4 writes it and moe/general.cl computes it. Products of two
+// e4m3 values are exact in fp32 and their block sums nearly so; pre-multiplying the codes by
+// s_a (as this path once did) rounds every product and made `a` several ulp less accurate,
+// enough to move a value across an e4m3 rounding midpoint in the down GEMM's quantization.
 #include "common/act_io.clh"
 #include "common/fp8_vec.clh"
 
@@ -60,15 +64,22 @@ inline float4 clq_load_in4(__global const clq_in_t* p, size_t i) {
 #endif
 }
 
+// e4m3 value of v / s in fp32 (fp8/quant.cl's rule: fp32 division, clamp, round to nearest
+// even); NaN stays NaN.
+inline float clq_dec_quant(float v, float s) {
+  const float r = v / s;
+  return isnan(r) ? as_float(0x7FC00000u) : clq_e4m3_to_f32(clq_f32_to_e4m3(clamp(r, -E4M3_MAX, E4M3_MAX)));
+}
+
 // ---- launch 1: router logits and FP8 activation staging ---------------------------------------
 // Groups 0..n_logit-1 of dimension 0: logits[t][e] = x[t] . w_r[e] (fp32, tree sum over 64 lanes);
 // groups n_logit.. : 128-column group j = g - n_logit of token t quantized (fp8/quant.cl's rule),
-// written as code * scale into xq [T][Kb*128] (padding 0).
+// its e4m3 values written into xq [T][Kb*128] (padding 0) and its scale into xs [T][Kb].
 #define RS_WG 64
 __kernel __attribute__((reqd_work_group_size(RS_WG, 1, 1)))
 void moe_route_stage(__global const clq_in_t* restrict x, __global const float* restrict wr,
-                     __global float* restrict logits, int n_logit, __global float* restrict xq, int T, int H, int E,
-                     int Kb) {
+                     __global float* restrict logits, int n_logit, __global float* restrict xq,
+                     __global float* restrict xs, int T, int H, int E, int Kb) {
   __local float red[RS_WG];
   __local int nan_sh[RS_WG];
   const int g = get_group_id(0), t = get_group_id(1), l = get_local_id(0);
@@ -108,20 +119,17 @@ void moe_route_stage(__global const clq_in_t* restrict x, __global const float* 
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   const float sc = nan_sh[0] ? as_float(0x7FC00000u) : fmax(red[0], 1e-10f) / E4M3_MAX;
+  if (l == 0) xs[(size_t)t * Kb + j] = sc;
   for (int i = 0; i < FP8_GROUP / RS_WG; ++i) {
     const int k = k0 + l + i * RS_WG;
-    float q = 0.0f;
-    if (k < k1) {
-      const float r = v[i] / sc;
-      q = isnan(r) ? as_float(0x7FC00000u) : clq_e4m3_to_f32(clq_f32_to_e4m3(clamp(r, -E4M3_MAX, E4M3_MAX))) * sc;
-    }
-    xq[(size_t)t * Kb * FP8_GROUP + k] = q;
+    xq[(size_t)t * Kb * FP8_GROUP + k] = k < k1 ? clq_dec_quant(v[i], sc) : 0.0f;
   }
 }
 
 // ---- the GEMM core ------------------------------------------------------------------------------
 // acc[r] += rows r of the activations . W[:, n .. n+4) over this slice's share of K units
-// [u0, u1) (dense: quads of 4 rows; e4m3: 128-row blocks, scaled by the weight block scale).
+// [u0, u1) (dense: quads of 4 rows; e4m3: 128-row blocks, each block's sum of code products
+// times the row's activation scale sa_rd[r][j] and the weight block scale).
 // x_rd[r]: row r's activations, fp32 (or the input type for the dense gate_up, X_IN = 1).
 #if WEIGHT_KIND == 2
 typedef __global const float* clq_xrow_t;
@@ -134,7 +142,7 @@ typedef __global const void* clq_xrow_t;
 
 #if WEIGHT_KIND == 2
 inline void clq_dec_accumulate(__global const uint* w_e, int block_n, int Kp, int n, __global const float* sw_e,
-                               clq_xrow_t* x_rd, int u0, int u1, int ks, float4* acc) {
+                               clq_xrow_t* x_rd, clq_xrow_t* sa_rd, int u0, int u1, int ks, float4* acc) {
   __global const uint4* q = (__global const uint4*)(w_e + (size_t)(n / block_n) * (Kp / 4) * block_n + n % block_n);
   const int qs = block_n / 4;  // uint4 per word row
   __global const float* sw = sw_e + (size_t)(n / 128) * (Kp / 128);
@@ -158,13 +166,13 @@ inline void clq_dec_accumulate(__global const uint* w_e, int block_n, int Kp, in
       }
     }
     const float s = sw[j];
-    for (int r = 0; r < MOE_BS; ++r) acc[r] = fma(blk[r], (float4)(s), acc[r]);
+    for (int r = 0; r < MOE_BS; ++r) acc[r] += blk[r] * sa_rd[r][j] * s;
   }
 }
 #else
 #define DEC_UNROLL 4
 inline void clq_dec_accumulate(__global const ushort* w_e, int block_n, int Kp, int n, __global const float* sw_e,
-                               clq_xrow_t* x_rd, int u0, int u1, int ks, float4* acc) {
+                               clq_xrow_t* x_rd, clq_xrow_t* sa_rd, int u0, int u1, int ks, float4* acc) {
   __global const ushort4* q = (__global const ushort4*)(w_e + (size_t)(n / block_n) * Kp * block_n + n % block_n);
   const int qs = block_n / 4;
   int u = u0 + ks;
@@ -260,13 +268,16 @@ inline int clq_dec_last_split(float4* acc, int ks, int active, __global float* p
 // ---- launch 3: gate_up with SwiGLU ----------------------------------------------------------------
 // Group (tile, split, block): 128 a-columns [128*tile, +128): work-items c < 32 compute the gate
 // columns, c >= 32 the up columns I further. FP8 experts: the finished 128 a-values of a row
-// are one activation group of the down GEMM, quantized here (fp8/quant.cl's rule).
+// are one activation group of the down GEMM, quantized here (fp8/quant.cl's rule): e4m3 values
+// into a, the group's scale into a_scale [S_max][I/128].
 #define DEC_SH (DEC_WG > MOE_BS * 32 ? DEC_WG : MOE_BS * 32)
 __kernel __attribute__((reqd_work_group_size(DEC_WG, 1, 1)))
 void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __global const float* restrict sw_gl,
                         long sw_stride, __global const void* restrict x_gl,  // [T][H] input dtype, or xq [T][Kp]
+                        __global const float* restrict xs_gl,                // FP8: x scales [T][Kp/128]
                         __global const int* restrict sorted_gl, __global const int* restrict expert_ids_gl,
                         __global const int* restrict npp_gl, __global float* restrict a_gl,  // [S_max][I]
+                        __global float* restrict as_gl,                      // FP8: a scales [S_max][I/128]
                         int I, int x_stride, int block_n, int Kp, int topk, int sentinel, int units, int per_split,
                         __global float* restrict part_gl, __global int* restrict counters, int S_max) {
   __local float4 sh[DEC_SH];
@@ -284,12 +295,15 @@ void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __glo
   const int u0 = split * per_split, u1 = min(units, u0 + per_split);
   int ids[MOE_BS];
   clq_xrow_t x_rd[MOE_BS];
+  clq_xrow_t sa_rd[MOE_BS];
   for (int r = 0; r < MOE_BS; ++r) {
     ids[r] = active ? sorted_gl[s0 + r] : sentinel;
     const int row = ids[r] < sentinel ? ids[r] / topk : 0;
 #if WEIGHT_KIND == 2
     x_rd[r] = (__global const float*)x_gl + (size_t)row * x_stride;  // xq rows, Kb * 128 long
+    sa_rd[r] = xs_gl + (size_t)row * (x_stride / FP8_GROUP);
 #else
+    sa_rd[r] = xs_gl;  // unused
     x_rd[r] = (__global const void*)((__global const clq_in_t*)x_gl + (size_t)row * x_stride);  // H long
 #endif
   }
@@ -297,7 +311,7 @@ void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __glo
   for (int r = 0; r < MOE_BS; ++r) acc[r] = (float4)(0.0f);
   if (active && col < I)
     clq_dec_accumulate((__global const void*)((__global const uchar*)w_gl + (size_t)e * w_stride), block_n, Kp, n,
-                       sw_gl + (size_t)e * sw_stride, x_rd, u0, u1, ks, acc);
+                       sw_gl + (size_t)e * sw_stride, x_rd, sa_rd, u0, u1, ks, acc);
   clq_dec_reduce_slices(acc, sh, c, ks);
   const size_t row_stride = 2 * (size_t)I;
   const int fin = clq_dec_last_split(acc, ks, active, part_gl + (size_t)s0 * row_stride, (size_t)S_max * row_stride,
@@ -342,13 +356,8 @@ void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __glo
     float4 v = av[r];
 #if WEIGHT_KIND == 2
     const float sc = amax_sh[r];
-    float o[4];
-    vstore4(v, 0, o);
-    for (int i = 0; i < 4; ++i) {
-      const float q = o[i] / sc;
-      o[i] = isnan(q) ? as_float(0x7FC00000u) : clq_e4m3_to_f32(clq_f32_to_e4m3(clamp(q, -E4M3_MAX, E4M3_MAX))) * sc;
-    }
-    v = vload4(0, o);
+    if (c == 0) as_gl[(size_t)(s0 + r) * (I / FP8_GROUP) + tile] = sc;
+    v = (float4)(clq_dec_quant(v.s0, sc), clq_dec_quant(v.s1, sc), clq_dec_quant(v.s2, sc), clq_dec_quant(v.s3, sc));
 #endif
     vstore4(v, 0, a_gl + (size_t)(s0 + r) * I + col);
   }
@@ -360,6 +369,7 @@ void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __glo
 __kernel __attribute__((reqd_work_group_size(DEC_WG, 1, 1)))
 void moe_decode_down(__global const void* restrict w_gl, long w_stride, __global const float* restrict sw_gl,
                      long sw_stride, __global const float* restrict a_gl,  // [S_max][I]
+                     __global const float* restrict as_gl,                 // FP8: a scales [S_max][I/128]
                      __global const int* restrict sorted_gl, __global const int* restrict expert_ids_gl,
                      __global const int* restrict npp_gl, __global const float* restrict topk_w_gl,
                      __global float* restrict y2_gl, __global clq_out_t* restrict out_gl, int H, int a_stride,
@@ -380,15 +390,18 @@ void moe_decode_down(__global const void* restrict w_gl, long w_stride, __global
   const int u0 = split * per_split, u1 = min(units, u0 + per_split);
   int ids[MOE_BS];
   clq_xrow_t x_rd[MOE_BS];
+  clq_xrow_t sa_rd[MOE_BS];
   for (int r = 0; r < MOE_BS; ++r) {
     ids[r] = active ? sorted_gl[s0 + r] : sentinel;
-    x_rd[r] = a_gl + (size_t)(active ? s0 + r : 0) * a_stride;  // padding rows: never stored
+    const size_t row = (size_t)(active ? s0 + r : 0);  // padding rows: never stored
+    x_rd[r] = a_gl + row * a_stride;
+    sa_rd[r] = as_gl + row * (a_stride / FP8_GROUP);  // FP8 only (a_stride = I, a multiple of 128)
   }
   float4 acc[MOE_BS];
   for (int r = 0; r < MOE_BS; ++r) acc[r] = (float4)(0.0f);
   if (active && n < H)
     clq_dec_accumulate((__global const void*)((__global const uchar*)w_gl + (size_t)e * w_stride), block_n, Kp, n,
-                       sw_gl + (size_t)e * sw_stride, x_rd, u0, u1, ks, acc);
+                       sw_gl + (size_t)e * sw_stride, x_rd, sa_rd, u0, u1, ks, acc);
   clq_dec_reduce_slices(acc, sh, c, ks);
   const int fin = clq_dec_last_split(acc, ks, active, part_gl + (size_t)s0 * H, (size_t)S_max * H, (size_t)H, n,
                                      n < H, split, splits, counters + (size_t)b * tiles + tile, &flag);

@@ -42,6 +42,8 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
   cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)")
       ->check(integer_in(1, 1 << 20));
+  cmd->add_option("--variant", a.variant, "force the decode or the general path (default: the capability table's choice)")
+      ->check(CLI::IsMember({"decode", "general"}));
   cmd->add_flag("--check", a.check,
                 "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
   return cmd;
@@ -104,6 +106,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   }
   MoeRunOptions o;
   o.block_size = a.block_size;
+  o.variant = a.variant;
   const auto t_setup = std::chrono::steady_clock::now();
   MoeBlock op(c, m);
   const size_t ybytes = size_t(T * m.H) * dtype_size(xt);
@@ -122,6 +125,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   if (m.shared)
     std::cerr << ", shared experts I=" << m.shared->I << " " << moe_kind_name(m.shared->kind)
               << (m.shared_gate ? " (sigmoid-gated)" : "");
+  if (ev.row) std::cerr << ", " << ev.row->op << "/" << ev.row->variant;
   std::cerr << ", " << ev.ms() << " ms device\n";
   std::cerr << "setup: " << setup_ms
             << " ms wall apart from the op (expert repack and upload, kernel build or cache load)\n";

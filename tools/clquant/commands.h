@@ -77,6 +77,7 @@ struct MoeArgs {
   // Routing options left at 0 / "" / false were not given: config.json's family rules apply.
   std::string weights, prefix, input, output, routing, scoring, format;
   int top_k = 0, n_group = 0, topk_group = 0, group_size = 0, block_size = 0;
+  std::string variant;  // fused_moe row: decode or general (default: the table's choice)
   float routed_scaling = 0.0f;
   bool renormalize = false, no_renormalize = false, check = false;
 };

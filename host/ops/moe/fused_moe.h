@@ -1,13 +1,17 @@
 // FusedMoe (SPEC section 5): routing, alignment, grouped expert GEMMs with the SwiGLU and the
 // routing weight fused, and the weighted combine, all enqueued on the device with no host round
-// trip between them. can_implement -> run, like every op.
+// trip between them. A short dispatcher like every op: it validates the call once, chooses the
+// fused_moe row of the capability table (general or decode, host/ops/moe/moe_launcher.h) and
+// calls that row's launcher.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "host/caps/caps.h"
 #include "host/formats/moe.h"
 #include "host/numeric.h"
+#include "host/ops/moe/moe_launcher.h"
 #include "host/ops/op_events.h"
 #include "host/reference/reference.h"
 #include "runtime/context.h"
@@ -33,10 +37,12 @@ struct MoeRunOptions {
   int block_size = 0;           // rows per aligned block; 0 = chosen from T, k and E
   std::vector<int> expert_map;  // expert parallelism: [E] -> local id or -1 (skipped); empty = all local
   int splits = 0;               // split-K ranges of the expert GEMMs; 0 = chosen from the device (tests force it)
-  // The decode path (kernels_cl/moe/decode.cl: four launches, each GEMM reading an expert's
-  // weights once per aligned block and finishing its own split-K reduction and the combine):
-  // 0 = where it applies and pays (a GPU, T * top_k <= 512, fp16/bf16 or FP8 experts, no
-  // expert_map), 1 = always (InvalidArgument naming the rule where it does not apply), -1 = never.
+  // The fused_moe row to run ("general" or "decode"; empty = the table's choice: the decode path
+  // where its row applies and it can take the call, i.e. not a CPU, T * top_k <= 512, fp16/bf16
+  // or FP8 experts, no expert_map; the general path otherwise). A forced row that cannot take the call is an InvalidArgument
+  // naming the rule. CLQ_VARIANT=fused_moe=... forces one too.
+  std::string variant;
+  // The older spelling of the same choice: 1 = "decode", -1 = "general", 0 = `variant` decides.
   int decode = 0;
 };
 
@@ -67,18 +73,14 @@ class FusedMoe {
  public:
   FusedMoe(Context& c, const MoeCheckpoint& m);
 
-  int64_t E() const { return E_; }
-  int64_t H() const { return H_; }
-  int64_t I() const { return I_; }
-  MoeWeightKind kind() const { return kind_; }
-  bool has_router() const { return has_router_; }
-  int block_size_for(int64_t T, int top_k) const;
-  // Whether run() with these options takes the decode path (o.decode == 1: it does or fails).
-  bool decode_applies(int64_t T, int top_k, const MoeRunOptions& o) const {
-    return o.decode > 0 || use_decode(T, top_k, o);
-  }
+  int block_size_for(int64_t T, int top_k) const { return L_.block_size_for(T, top_k); }
+  // The fused_moe row run() takes for T tokens of top_k experts with these options (a forced row
+  // that cannot take the call throws its refusal).
+  const VariantRow& choose(int64_t T, int top_k, const MoeRunOptions& o = {}) const;
+  // Whether run() with these options takes the decode path (forced: it does or fails).
+  bool decode_applies(int64_t T, int top_k, const MoeRunOptions& o) const;
   // Bytes of expert weights one expert's GEMMs read (both projections, scales included).
-  double expert_bytes() const { return expert_bytes_; }
+  double expert_bytes() const { return L_.expert_bytes; }
 
   void can_implement(int64_t T, DType xt, DType yt, size_t x_bytes, size_t y_bytes, const MoeRouting& r,
                      const MoeRunOptions& o) const;
@@ -95,48 +97,20 @@ class FusedMoe {
   void read_alignment(std::vector<int>* sorted_ids, std::vector<int>* expert_ids, int* num_post_padded) const;
   void read_logits(std::vector<float>* logits) const;
 
+  // The layer.
+  int64_t E() const { return L_.E; }
+  int64_t H() const { return L_.H; }
+  int64_t I() const { return L_.I; }
+  MoeWeightKind kind() const { return L_.kind; }
+  bool has_router() const { return L_.has_router; }
+
  private:
-  OpEvents run_experts(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int top_k,
-                       const MoeRunOptions& o, OpEvents ev);
-  // Whether the decode path runs this call; with o.decode == 1 a reason it cannot is an error.
-  bool use_decode(int64_t T, int top_k, const MoeRunOptions& o) const;
-  // The decode path: logits and FP8 staging (one launch), top-k with the alignment (one launch;
-  // r == nullptr: ids and weights were written by the host, the alignment alone runs), gate_up,
-  // down with the combine (moe/decode.cl). logits: the caller's, or nullptr for the router's.
-  OpEvents run_decode(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t T, int top_k,
-                      const MoeRunOptions& o, const MoeRouting* r, const cl::Buffer* logits);
-  int decode_splits(int64_t tiles, int64_t blocks, int64_t units, int64_t min_units, int forced) const;
-  void grow(cl::Buffer& b, size_t& have, size_t need);
-  std::string weight_defines() const;
+  // The row and launcher for one call (after validation).
+  const VariantRow& choose(const MoeCall& call) const;
+  OpEvents dispatch(MoeCall& call);
 
   Context& c_;
-  MoeWeightKind kind_;
-  int64_t E_, H_, I_;
-  int64_t Kp1_ = 0, Kp2_ = 0;  // padded K of gate_up (H) and down (I)
-  int64_t Np1_ = 0, Np2_ = 0, block_n1_ = 0, block_n2_ = 0;
-  int cols_ = 4, rows_max_ = 4;
-  bool dense_bf16_ = false, has_router_ = false, has_bias_ = false;
-  int64_t w1_stride_ = 0, w2_stride_ = 0, g1_stride_ = 0, g2_stride_ = 0, sw1_stride_ = 0, sw2_stride_ = 0;
-  double expert_bytes_ = 0;
-  cl::Buffer w1_, w2_, sc1_, sc2_, z1_, z2_, sw1_, sw2_, gstart1_, gstart2_, wgroup1_, wgroup2_, perm1_, perm2_;
-  cl::Buffer router_, bias_;
-  // scratch
-  cl::Buffer logits_, ids_, topw_, counts_, sorted_, expert_ids_, npp_, map_;
-  cl::Buffer xs1_, aux1_, codes1_, a_, xs2_, aux2_, codes2_, y2_, part1_, part2_;
-  size_t part1_b_ = 0, part2_b_ = 0;
-  cl::Buffer cnt1_, cnt2_, tokcnt_;  // decode split-K / combine counters: zero between calls
-  size_t cnt1_b_ = 0, cnt2_b_ = 0, tokcnt_b_ = 0;
-  size_t logits_b_ = 0, ids_b_ = 0, topw_b_ = 0, counts_b_ = 0, sorted_b_ = 0, expert_ids_b_ = 0, npp_b_ = 0,
-         map_b_ = 0;
-  size_t xs1_b_ = 0, aux1_b_ = 0, codes1_b_ = 0, a_b_ = 0, xs2_b_ = 0, aux2_b_ = 0, codes2_b_ = 0, y2_b_ = 0;
-  int64_t last_T_ = 0, last_k_ = 0;
-  // The aligned dispatch of one call: block size, token slots, padded slots and blocks at most.
-  struct DispatchSize {
-    int bs = 0;
-    int64_t TK = 0, S_max = 0, B_max = 0;
-  };
-  DispatchSize dispatch_size(int64_t T, int K, const MoeRunOptions& o);
-  int last_bs_ = 0;
+  MoeDeviceLayer L_;
 };
 
 }  // namespace clq
