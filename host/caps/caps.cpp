@@ -67,6 +67,10 @@ const std::vector<VariantRow> kTable = {
   {"w8a16_gemm",       "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "fp16/bf16 activations widened, e4m3 weights decoded in software"},
   {"w8a16_gemm",       "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},
   {"w8a16_gemm",       "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "e4m3 -> f16 in registers, mma.sync f16"},
+  {"w8a16_int8_gemm",  "gemv",        0, 20, K::kNative,   St::kImplemented, 64, "int8 codes (GPTQ 8-bit, compressed-tensors int8) with group or channel scales, zero folded per group, split-K; the int4 gemv's M range until measured"},
+  {"w8a16_int8_gemm",  "tiled",       0, 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, int8 weights dequantized once per tile"},
+  {"w8a16_int8_gemm",  "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
+  {"w8a16_int8_gemm",  "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "int8 codes to f16 exactly (|q - z| <= 256), mma.sync f16 with the w4a16 mainloop"},
   {"moe_routing",      "portable",    0, 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
   {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
   {"moe_gemm",         "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
@@ -88,6 +92,7 @@ const std::vector<MatrixRow> kMatrixRows = {
     {"conversions fp16/bf16/fp8", "convert"},   {"w4a16 int4 GPTQ/AWQ", "w4a16_gemm"},
     {"w8a8 fp8 act quant", "fp8_quant"},        {"w8a8 fp8 block 128x128", "fp8_block_gemm"},
     {"w8a8 fp8 per-tensor", "fp8_tensor_gemm"}, {"w8a16 fp8 weight-only", "w8a16_gemm"},
+    {"w8a16 int8 weight-only", "w8a16_int8_gemm"},
     {"moe routing top-k", "moe_routing"},       {"moe align", "moe_align"},
     {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
 };

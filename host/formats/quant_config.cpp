@@ -89,14 +89,22 @@ std::optional<QuantConfig> parse_compressed_tensors(const nlohmann::json& q, con
     const std::string type = lower(wf.str("type").value_or("int"));
     const int64_t bits = wf.integer("num_bits").value_or(0);
     c.ct_format = fmt;
-    if (fmt == "pack-quantized" && type == "int" && bits == 4) {
+    const nlohmann::json* acts = g.get("input_activations");
+    if ((fmt == "pack-quantized" || fmt == "int-quantized") && type == "int" && (bits == 4 || bits == 8) &&
+        !(fmt == "int-quantized" && bits == 4)) {
+      // Weight-only only: W8A8 int8 quantizes the activations too, which would give other numbers.
+      if (acts && acts->is_object())
+        fail(Status::kNotSupported, source + ": compressed-tensors " + gp + "input_activations quantizes the "
+                                        "activations (W" + std::to_string(bits) + "A8); clquant runs integer weights "
+                                        "with fp16/bf16 activations only (W4A16, W8A16)");
       c.format = W4Format::kCompressedTensors;
+      c.bits = int(bits);
     } else if (fmt == "float-quantized" || type == "float") {
       c.ct_float = true;  // FP8 weights: the tensor names decide the layout
     } else {
       fail(Status::kNotSupported, source + ": compressed-tensors " + gp + " is format '" + fmt + "', " + type + " " +
-                                      std::to_string(bits) + "-bit weights; clquant reads pack-quantized 4-bit int and "
-                                      "float-quantized FP8");
+                                      std::to_string(bits) + "-bit weights; clquant reads pack-quantized 4/8-bit int, "
+                                      "int-quantized 8-bit int and float-quantized FP8");
     }
     const std::string strategy = lower(wf.str("strategy").value_or("group"));
     if (auto gs = wf.integer("group_size")) {
@@ -126,9 +134,12 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
     fail(Status::kFormatError, source + ": quantization settings are " + json_kind(q) + ", not a JSON object");
   Fields f{q, source, prefix};
   c.quant_method = lower(f.str("quant_method").value_or(""));
-  if (auto bits = f.integer("bits"); bits && *bits != 4)
-    fail(Status::kNotSupported,
-         source + ": " + prefix + "bits = " + std::to_string(*bits) + "; clquant's int4 path needs 4");
+  if (auto bits = f.integer("bits")) {
+    if (*bits != 4 && *bits != 8)
+      fail(Status::kNotSupported,
+           source + ": " + prefix + "bits = " + std::to_string(*bits) + "; clquant's integer paths take 4 or 8");
+    c.bits = int(*bits);
+  }
   std::optional<int64_t> gs = f.integer("group_size");
   const char* gs_name = "group_size";
   if (!gs) {
@@ -144,6 +155,8 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
   c.desc_act = f.boolean("desc_act");
   if (c.quant_method == "compressed-tensors") return parse_compressed_tensors(q, f, c);
   if (c.quant_method == "awq") {
+    if (c.bits != 4)
+      fail(Status::kNotSupported, source + ": AWQ with bits = " + std::to_string(c.bits) + "; AWQ's GEMM packing is 4-bit");
     std::string version = lower(f.str("version").value_or("gemm"));
     if (version != "gemm")
       fail(Status::kNotSupported, source + ": AWQ version '" + version + "' is not the GEMM packing clquant reads");

@@ -8,6 +8,7 @@
 #include "host/ops/fp8/fp8_launcher.h"
 #include "host/ops/launcher.h"
 #include "host/ops/w4a16/w4a16_launcher.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 
 namespace clq {
 
@@ -34,6 +35,7 @@ const std::vector<const Launcher*>& all_launchers() {
   static const std::vector<const Launcher*> all = [] {
     std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8};
     for (auto* l : w4a16_launchers()) v.push_back(l);
+    for (auto* l : w8a16_int8_launchers()) v.push_back(l);
     for (auto* l : fp8_launchers()) v.push_back(l);
     return v;
   }();
