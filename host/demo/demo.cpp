@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
+#include <memory>
 #include <random>
 
 #include "host/ops/convert.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/reference/reference.h"
 #include "host/caps/report.h"
 #include "host/synth/synth.h"
@@ -59,18 +61,24 @@ DemoResult check_encode_random(Context& c, NumFormat f, uint64_t seed) {
               fmt_ms(t0, t1) + " with the kernel build/load)"};
 }
 
-// One int4 layer through the op, against the fp64 reference on the same quantized weights.
-DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, int64_t M, int64_t K, int64_t N) {
+// One integer layer (int4, or int8 with bits = 8) through its op, against the fp64 reference on
+// the same quantized weights.
+DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, int64_t M, int64_t K, int64_t N,
+                       int bits = 4, int group_size = 128) {
   W4SynthSpec spec;
   spec.format = fmt;
+  spec.bits = bits;
   spec.K = K;
   spec.N = N;
-  spec.group_size = 128;
+  spec.group_size = group_size;
   spec.act_order = act_order;
   spec.seed = seed;
   W4Synth synth(spec);
   W4Checkpoint ck = synth.checkpoint();
-  W4A16Gemm op(c, repack_w4(ck));
+  std::unique_ptr<W4A16Gemm> op4;
+  std::unique_ptr<W8A16Int8Gemm> op8;
+  IntLayerGemm& op = bits == 8 ? static_cast<IntLayerGemm&>(*(op8 = std::make_unique<W8A16Int8Gemm>(c, repack_w8(ck))))
+                               : *(op4 = std::make_unique<W4A16Gemm>(c, repack_w4(ck)));
   auto x = random_activations(M, K, DType::kF16, seed + 1);
   cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
   c.write(dx, x.data(), x.size());
@@ -185,6 +193,12 @@ std::vector<DemoCheck> make_checks() {
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kAwq, false, 5, 1024, 512); }});
   v.push_back({"w4a16 gptq_v2 M=96 K=512 N=256 g128",
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptqV2, false, 96, 512, 256); }});
+  v.push_back({"w8a16 int8 gptq act M=3 K=1024 N=512 g128",
+               [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptq, true, 3, 1024, 512, 8); }});
+  v.push_back({"w8a16 int8 ct per-channel M=80 K=512 N=256",
+               [](Context& c, uint64_t s) {
+                 return check_w4a16(c, s, W4Format::kCompressedTensors, false, 80, 512, 256, 8, -1);
+               }});
   v.push_back({"fp8 block w8a8 M=1 K=3884 N=576",
                [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kBlockDynamic, 1, 3884, 576); }});
   v.push_back({"fp8 block w8a8 M=83 K=1024 N=256",
