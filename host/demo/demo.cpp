@@ -75,10 +75,8 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   spec.seed = seed;
   W4Synth synth(spec);
   W4Checkpoint ck = synth.checkpoint();
-  std::unique_ptr<W4A16Gemm> op4;
-  std::unique_ptr<W8A16Int8Gemm> op8;
-  IntLayerGemm& op = bits == 8 ? static_cast<IntLayerGemm&>(*(op8 = std::make_unique<W8A16Int8Gemm>(c, repack_w8(ck))))
-                               : *(op4 = std::make_unique<W4A16Gemm>(c, repack_w4(ck)));
+  const std::unique_ptr<IntLayerGemm> opp = make_int_layer_gemm(c, ck);
+  IntLayerGemm& op = *opp;
   auto x = random_activations(M, K, DType::kF16, seed + 1);
   cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
   c.write(dx, x.data(), x.size());

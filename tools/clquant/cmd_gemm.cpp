@@ -197,10 +197,9 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
   return 0;
 }
 
-// One integer layer (W4A16Gemm or W8A16Int8Gemm, the same face) on the input: y in the input's dtype.
-template <class Op>
-OpEvents run_int_layer(Context& c, Op&& op, const Input& in, const std::string& variant, std::vector<uint8_t>* y,
-                       const VariantRow** row) {
+// One integer layer (W4A16Gemm or W8A16Int8Gemm) on the input: y in the input's dtype.
+OpEvents run_int_layer(Context& c, IntLayerGemm& op, const Input& in, const std::string& variant,
+                       std::vector<uint8_t>* y, const VariantRow** row) {
   const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
   op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
   *row = &op.choose(in.M, variant);
@@ -239,8 +238,7 @@ int run_gemm(Context& c, const GemmArgs& a) {
   const auto t_setup = std::chrono::steady_clock::now();
   std::vector<uint8_t> y;
   const VariantRow* row = nullptr;
-  const OpEvents ev = layer.is_int8() ? run_int_layer(c, W8A16Int8Gemm(c, repack_w8(w)), in, a.variant, &y, &row)
-                                      : run_int_layer(c, W4A16Gemm(c, repack_w4(w)), in, a.variant, &y, &row);
+  const OpEvents ev = run_int_layer(c, *make_int_layer_gemm(c, w), in, a.variant, &y, &row);
   const DType xt = in.dt;
   const int64_t M = in.M;
   int rc = 0;

@@ -53,6 +53,7 @@ class W4A16Launcher : public Launcher {
 // launchers, can_implement -> choose -> run.
 class IntLayerGemm {
  public:
+  virtual ~IntLayerGemm() = default;
   int64_t K() const { return L_.K; }
   int64_t N() const { return L_.N; }
   int64_t G() const { return L_.G; }

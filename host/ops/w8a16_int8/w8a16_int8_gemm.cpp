@@ -2,6 +2,7 @@
 
 #include "host/caps/tuning.h"
 #include "host/ops/layout.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
 #include "runtime/status.h"
 
 namespace clq {
@@ -38,6 +39,11 @@ W8A16Int8Gemm::W8A16Int8Gemm(Context& c, const W8Packed& p)
   L_.gstart = upload(p.gstart.data(), p.gstart.size() * 4);
   L_.wgroup = upload(p.wgroup.data(), p.wgroup.size() * 4);
   L_.identity_perm = !p.act_order;
+}
+
+std::unique_ptr<IntLayerGemm> make_int_layer_gemm(Context& c, const W4Checkpoint& ck) {
+  if (ck.bits == 8) return std::make_unique<W8A16Int8Gemm>(c, repack_w8(ck));
+  return std::make_unique<W4A16Gemm>(c, repack_w4(ck));
 }
 
 }  // namespace clq

@@ -5,6 +5,7 @@
 // w8a16_int8_gemm rows of the capability table. (The w8a16_gemm op is FP8 weight-only.)
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,9 @@ class W8A16Int8Gemm : public IntLayerGemm {
   // Uploads the repacked layer (column blocks of the device's gemv geometry).
   W8A16Int8Gemm(Context& c, const W8Packed& packed);
 };
+
+// The op for an integer layer of either width: W4A16Gemm (repack_w4) for 4-bit codes,
+// W8A16Int8Gemm (repack_w8) for 8-bit ones. The command line, the C API and Python build through it.
+std::unique_ptr<IntLayerGemm> make_int_layer_gemm(Context& c, const W4Checkpoint& ck);
 
 }  // namespace clq
