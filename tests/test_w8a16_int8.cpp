@@ -15,6 +15,7 @@
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
+#include "tests/int_layer_test_util.h"
 #include "tests/test_util.h"
 
 using namespace clq;
@@ -221,16 +222,7 @@ void write_layer(const std::string& dir, const W4Synth& syn, bool config, bool a
   else
     std::ofstream(dir + "/quantize_config.json") << syn.quantize_config_json();
 }
-template <class F>
-void expect_error(F&& f, Status want, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.status(), want) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
+using test::expect_error;
 }  // namespace
 
 TEST(W8A16Int8, LoaderDecidesTheWidth) {
@@ -299,30 +291,7 @@ TEST(W8A16Int8BadInput, ConfigRules) {
 // ---- bad input: each rule rejected with its own error, before any work ------------------------
 
 namespace {
-struct Mutable {
-  W4Synth synth;
-  W4Checkpoint ck;
-  StTensor qweight, qzeros, scales, g_idx;
-  std::vector<uint8_t> scale_bytes;
-  std::vector<int32_t> g_idx_data;
-  explicit Mutable(W4SynthSpec spec) : synth(spec), ck(synth.checkpoint()) {
-    qweight = *ck.qweight;
-    if (ck.qzeros) qzeros = *ck.qzeros;
-    scales = *ck.scales;
-    scale_bytes.assign(scales.data, scales.data + scales.nbytes);
-    scales.data = scale_bytes.data();
-    if (ck.g_idx) {
-      g_idx = *ck.g_idx;
-      g_idx_data.resize(size_t(g_idx.shape[0]));
-      std::memcpy(g_idx_data.data(), g_idx.data, g_idx.nbytes);
-      g_idx.data = reinterpret_cast<const uint8_t*>(g_idx_data.data());
-      ck.g_idx = &g_idx;
-    }
-    ck.qweight = &qweight;
-    if (ck.qzeros) ck.qzeros = &qzeros;
-    ck.scales = &scales;
-  }
-};
+using test::Mutable;
 void expect_reject(const W4Checkpoint& ck, Status want, const std::string& needle) {
   expect_error([&] { repack_w8(ck); }, want, needle);
 }

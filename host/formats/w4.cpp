@@ -318,6 +318,9 @@ size_t W4Packed::device_bytes() const {
 GroupedRows group_rows(const W4Accessor& a, int rows_per_word) {
   const int64_t K = a.shape.K, G = a.shape.G, rpw = rows_per_word;
   GroupedRows p;
+  p.K = K;
+  p.N = a.shape.N;
+  p.G = G;
   std::vector<int64_t> count(size_t(G), 0);
   for (int64_t k = 0; k < K; ++k) ++count[size_t(a.group(k))];
   std::vector<int64_t> row_start(size_t(G) + 1, 0);
@@ -345,18 +348,9 @@ W4Packed repack_w4(const W4Checkpoint& ck) {
     fail(Status::kNotSupported, std::to_string(ck.bits) + "-bit layer: the int4 kernels take 4-bit codes (an 8-bit "
                                 "layer runs through W8A16Int8Gemm, repack_w8)");
   W4Accessor a(ck);
-  const int64_t K = a.shape.K, N = a.shape.N, G = a.shape.G;
   W4Packed p;
-  p.K = K;
-  p.N = N;
-  p.G = G;
-  GroupedRows rows = group_rows(a, 8);
-  const int64_t Kp = rows.Kp;
-  p.Kp = Kp;
-  p.act_order = rows.act_order;
-  p.perm = std::move(rows.perm);
-  p.gstart = std::move(rows.gstart);
-  p.wgroup = std::move(rows.wgroup);
+  static_cast<GroupedRows&>(p) = group_rows(a, 8);
+  const int64_t K = p.K, N = p.N, G = p.G, Kp = p.Kp;
 
   p.qw.assign(size_t(Kp / 8 * N), 0u);
   const bool identity_gptq = (a.format == W4Format::kGptq || a.format == W4Format::kGptqV2) && !p.act_order;

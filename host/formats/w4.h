@@ -73,32 +73,31 @@ struct W4Accessor {
 // fp64 dequantized weights W[k][n] = s * (q - z), row-major [K][N].
 std::vector<double> dequantize_w4(const W4Checkpoint& ck);
 
-struct W4Packed {
-  int64_t K = 0, N = 0, Kp = 0, G = 0;
-  bool act_order = false;        // rows were reordered by g_idx
-  std::vector<uint32_t> qw;      // [Kp/8][N]: nibble r%8 of word [r/8][n] = q of packed row r
-  std::vector<uint16_t> scales;  // [G][N] fp16 bits
-  std::vector<uint8_t> zeros;    // [G][N] true zero point, 0..16
-  std::vector<int32_t> perm;     // [Kp] activation column of packed row r, -1 for padding
-  std::vector<int32_t> gstart;   // [G+1] first word row of each group (last entry = Kp/8)
-  std::vector<int32_t> wgroup;   // [Kp/8] group of each word row
-  size_t device_bytes() const;   // what the kernels read for one pass over the weights
-};
-
 constexpr int kW4RowAlign = 32;  // Kp is a multiple of this (the tiled kernel's K step)
-
-// Refuses an 8-bit checkpoint (NotSupported: it repacks through repack_w8).
-W4Packed repack_w4(const W4Checkpoint& ck);
 
 // The row order every int layout shares: rows sorted by group (stable, so act-order costs one
 // gather of x), each group padded to whole words of `rows_per_word` rows, K padded to a multiple
 // of kW4RowAlign. perm[r] is the activation column of packed row r (-1: padding); gstart and
 // wgroup count words.
 struct GroupedRows {
-  int64_t Kp = 0;
-  bool act_order = false;
-  std::vector<int32_t> perm, gstart, wgroup;
+  int64_t K = 0, N = 0, Kp = 0, G = 0;
+  bool act_order = false;        // rows were reordered (by g_idx, or padding inside a group)
+  std::vector<int32_t> perm;     // [Kp] activation column of packed row r, -1 for padding
+  std::vector<int32_t> gstart;   // [G+1] first word row of each group (last entry = Kp / rows_per_word)
+  std::vector<int32_t> wgroup;   // [Kp / rows_per_word] group of each word row
 };
 GroupedRows group_rows(const W4Accessor& a, int rows_per_word);
+
+// Rows of 8 (group_rows(a, 8)): gstart and wgroup count 8-row words.
+struct W4Packed : GroupedRows {
+  std::vector<uint32_t> qw;      // [Kp/8][N]: nibble r%8 of word [r/8][n] = q of packed row r
+  std::vector<uint16_t> scales;  // [G][N] fp16 bits
+  std::vector<uint8_t> zeros;    // [G][N] true zero point, 0..16
+  size_t device_bytes() const;   // what the kernels read for one pass over the weights
+};
+
+// Refuses an 8-bit checkpoint (NotSupported: it repacks through repack_w8).
+W4Packed repack_w4(const W4Checkpoint& ck);
+
 
 }  // namespace clq

@@ -15,17 +15,9 @@ W8Packed repack_w8(const W4Checkpoint& ck) {
     fail(Status::kNotSupported, std::to_string(ck.bits) + "-bit layer: the int8 kernels take 8-bit codes (a 4-bit "
                                 "layer runs through W4A16Gemm, repack_w4)");
   W4Accessor a(ck);
-  const int64_t K = a.shape.K, N = a.shape.N, G = a.shape.G;
   W8Packed p;
-  p.K = K;
-  p.N = N;
-  p.G = G;
-  GroupedRows rows = group_rows(a, 4);
-  p.Kp = rows.Kp;
-  p.act_order = rows.act_order;
-  p.perm = std::move(rows.perm);
-  p.gstart = std::move(rows.gstart);
-  p.wgroup = std::move(rows.wgroup);
+  static_cast<GroupedRows&>(p) = group_rows(a, 4);
+  const int64_t K = p.K, N = p.N, G = p.G;
   p.qw.assign(size_t(p.Kp / 4 * N), 0u);
   const bool gptq = a.format == W4Format::kGptq || a.format == W4Format::kGptqV2;
   if (gptq && !p.act_order) {

@@ -13,17 +13,12 @@ namespace clq {
 
 // Rows in group order as W4Packed's (group_rows with 4 rows to a word), K padded to a multiple of
 // kW4RowAlign; see kernels_cl/w8a16_int8/gemv.cl for the picture.
-struct W8Packed {
-  int64_t K = 0, N = 0, Kp = 0, G = 0;
-  bool act_order = false;
+struct W8Packed : GroupedRows {  // gstart and wgroup count 4-row words
   std::vector<uint32_t> qw;      // [Kp/4][N]: byte r%4 of word [r/4][n] = code (0..255) of packed row r
   // fp32, not fp16 as at 4 bits: compressed-tensors int8 checkpoints carry bf16/fp32 per-channel
   // scales that fp16 would round (GPTQ's fp16 scales widen exactly).
   std::vector<float> scales;     // [G][N]
   std::vector<uint16_t> zeros;   // [G][N] true zero, 0..256 (a v1 file storing 255 means 256)
-  std::vector<int32_t> perm;     // [Kp] activation column of packed row r, -1 for padding
-  std::vector<int32_t> gstart;   // [G+1] first word row of each group (last entry = Kp/4)
-  std::vector<int32_t> wgroup;   // [Kp/4] group of each word row
   size_t device_bytes() const;   // what the kernels read for one pass over the weights
 };
 
