@@ -92,11 +92,12 @@ std::optional<QuantConfig> parse_compressed_tensors(const nlohmann::json& q, con
     const nlohmann::json* acts = g.get("input_activations");
     if ((fmt == "pack-quantized" || fmt == "int-quantized") && type == "int" && (bits == 4 || bits == 8) &&
         !(fmt == "int-quantized" && bits == 4)) {
-      // Weight-only only: W8A8 int8 quantizes the activations too, which would give other numbers.
-      if (acts && acts->is_object())
+      // W8A8 int8 quantizes the activations too: weight-only would give other numbers. (4-bit
+      // groups with activation schemes keep their earlier weight-only reading.)
+      if (bits == 8 && acts && acts->is_object())
         fail(Status::kNotSupported, source + ": compressed-tensors " + gp + "input_activations quantizes the "
-                                        "activations (W" + std::to_string(bits) + "A8); clquant runs integer weights "
-                                        "with fp16/bf16 activations only (W4A16, W8A16)");
+                                        "activations (W8A8); clquant runs int8 weights with fp16/bf16 activations "
+                                        "only (W8A16)");
       c.format = W4Format::kCompressedTensors;
       c.bits = int(bits);
     } else if (fmt == "float-quantized" || type == "float") {
