@@ -71,6 +71,9 @@ const std::vector<VariantRow> kTable = {
   {"w8a16_int8_gemm",  "tiled",       0, 10, K::kNative,   St::kImplemented, 0, "local-memory tiles, int8 weights dequantized once per tile"},
   {"w8a16_int8_gemm",  "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
   {"w8a16_int8_gemm",  "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "int8 codes to f16 exactly (|q - z| <= 256), mma.sync f16 with the w4a16 mainloop"},
+  {"w8a8_int8_quant",  "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token dynamic int8, correctly rounded divisions by integer long division: bit-identical to the host twin"},
+  {"w8a8_int8_gemm",   "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-channel int8 weights x per-token int8 activations, exact int32 sums, plain integer arithmetic"},
+  {"w8a8_int8_gemm",   "nv_mma_s8",   kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync s8 (sm80+), after a known-answer probe"},
   {"moe_routing",      "portable",    0, 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
   {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
   {"moe_gemm",         "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
@@ -93,6 +96,7 @@ const std::vector<MatrixRow> kMatrixRows = {
     {"w8a8 fp8 act quant", "fp8_quant"},        {"w8a8 fp8 block 128x128", "fp8_block_gemm"},
     {"w8a8 fp8 per-tensor", "fp8_tensor_gemm"}, {"w8a16 fp8 weight-only", "w8a16_gemm"},
     {"w8a16 int8 weight-only", "w8a16_int8_gemm"},
+    {"w8a8 int8 act quant", "w8a8_int8_quant"},   {"w8a8 int8 per-channel", "w8a8_int8_gemm"},
     {"moe routing top-k", "moe_routing"},       {"moe align", "moe_align"},
     {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
 };
