@@ -30,6 +30,9 @@ for spec in "gptq:8 512 264 128 1 3 f16" "gptq_v2:8 260 76 32 1 17 bf16" "compre
   expect "gemm $spec" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
   expect "gemm $spec tiled" 0 "w8a16_int8_gemm variant tiled" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
 done
+# W8A8 int8 (per-token int8 activations): exact against the host twin; other tools refuse it.
+d="$tmp/w8a8"; mkdir -p "$d"; "$gen" "$d" w8a8-int 300 72 -1 0 17 bf16 13
+expect "gemm w8a8 int8" 0 "0 of 1224 outputs differ.*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
 # A GPTQ 8-bit file without its config reads as 4-bit and is refused (its qzeros pack 4, not 8);
 # --bits 8 names the width.
 d="$tmp/noconf-gptq8"; mkdir -p "$d"; "$gen" "$d" gptq_v2:8 256 64 64 0 4 f16 5 noconfig

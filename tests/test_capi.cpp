@@ -174,6 +174,27 @@ TEST(CApi, Int8LayersOnHostArrays) {
     EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance);
     clq_linear_release(l);
   }
+  // A W8A8 int8 layer is refused by name, not run weight-only (other numbers).
+  TempDir d;
+  W4SynthSpec s;
+  s.format = W4Format::kCompressedTensors;
+  s.bits = 8;
+  s.ct_int_quantized = true;
+  s.w8a8_config = true;
+  s.symmetric = true;
+  s.group_size = -1;
+  s.K = 64;
+  s.N = 16;
+  s.seed = test::seed();
+  W4Synth syn(s);
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(d.path + "/model.safetensors");
+  std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+  Ctx ctx;
+  clq_linear* l = nullptr;
+  EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_ERROR_NOT_SUPPORTED);
+  EXPECT_NE(last().find("W8A8 int8"), std::string::npos) << last();
 }
 
 TEST(CApi, LoadFailuresAreStatusesWithMessages) {

@@ -270,13 +270,19 @@ TEST(W8A16Int8BadInput, ConfigRules) {
   TempDir d;
   W4Synth syn(spec_of({kCt, true, 1, 64, 256, -1, false, true, DType::kF16}, test::seed()));
   write_layer(d.path, syn, false);
-  // W8A8: the config quantizes the activations too; weight-only would give other numbers.
+  // The config quantizes the activations too: W8A8 int8 in its per-token dynamic form only.
   std::ofstream(d.path + "/config.json")
       << "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
          "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 8, \"type\": "
          "\"int\", \"symmetric\": true, \"strategy\": \"channel\"}, \"input_activations\": {\"num_bits\": 8, "
          "\"type\": \"int\", \"dynamic\": true, \"strategy\": \"token\"}}}}}";
-  expect_error([&] { load_linear(d.path, kP); }, Status::kNotSupported, "input_activations");
+  EXPECT_TRUE(load_linear(d.path, kP).is_w8a8());  // per token, dynamic, symmetric: W8A8 int8
+  std::ofstream(d.path + "/config.json")
+      << "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+         "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 8, \"type\": "
+         "\"int\", \"symmetric\": true, \"strategy\": \"channel\"}, \"input_activations\": {\"num_bits\": 8, "
+         "\"type\": \"int\", \"dynamic\": false, \"strategy\": \"tensor\"}}}}}";
+  expect_error([&] { load_linear(d.path, kP); }, Status::kNotSupported, "input_activations is int 8-bit, strategy 'tensor', static");
   std::ofstream(d.path + "/config.json") << "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 3}}";
   expect_error([&] { load_linear(d.path, kP); }, Status::kNotSupported, "bits = 3");
   std::filesystem::remove(d.path + "/config.json");

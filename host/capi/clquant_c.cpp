@@ -279,10 +279,14 @@ clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefi
     l->layer = clq::load_linear(path, prefix, load_options(format, group_size));
     l->description = l->layer.describe();
     std::lock_guard<std::mutex> lock(l->dev->mu);
-    if (l->layer.is_int4())
+    if (l->layer.is_int4()) {
+      if (l->layer.is_w8a8())
+        clq::fail(clq::Status::kNotSupported, "'" + l->layer.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                              "per token): the C API does not run it yet (clquant gemm does)");
       l->w4 = clq::make_int_layer_gemm(*l->dev->ctx, l->layer.w4().ck);
-    else
+    } else {
       l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
+    }
     *out = l.release();
   });
 }

@@ -85,6 +85,7 @@ W4Layer ct_layer(const Checkpoint& ck, const std::string& P, const StTensor& wei
   else if (cfg && cfg->group_size)
     l.ck.group_size = *cfg->group_size;
   l.shape = validate_w4(l.ck);
+  l.w8a8 = bits == 8 && cfg && cfg->format == W4Format::kCompressedTensors && cfg->int8_act;
   return l;
 }
 
@@ -136,7 +137,8 @@ std::string LinearLayer::describe() const {
     return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale");
   }
   const W4Layer& l = w4();
-  return std::string(w4_format_name(l.ck.format)) + (l.ck.bits == 8 ? " int8" : "") + " (from " + l.format_source + "), group " +
+  return std::string(w4_format_name(l.ck.format)) + (l.w8a8 ? " W8A8 int8" : l.ck.bits == 8 ? " int8" : "") +
+         " (from " + l.format_source + "), group " +
          std::to_string(l.shape.group_size) + (l.shape.has_g_idx ? ", g_idx" : "");
 }
 

@@ -35,6 +35,7 @@ struct LoadOptions {
 struct W4Layer {
   W4Checkpoint ck;
   W4Shape shape;
+  bool w8a8 = false;  // int8 weights whose config quantizes the activations too (W8A8Int8Gemm)
   std::string format_source;  // "--format", the config file's path, or "shapes (...)"
 };
 
@@ -53,6 +54,7 @@ struct LinearLayer {
   // True for every integer layer; bits() says 4 or 8 (repack_w4 refuses 8: check before repacking).
   bool is_int4() const { return std::holds_alternative<W4Layer>(weights); }
   bool is_int8() const { return is_int4() && w4().ck.bits == 8; }
+  bool is_w8a8() const { return is_int4() && w4().w8a8; }
   const W4Layer& w4() const { return std::get<W4Layer>(weights); }
   const Fp8Layer& fp8() const { return std::get<Fp8Layer>(weights); }
   int64_t K() const { return is_int4() ? w4().shape.K : fp8().shape.K; }

@@ -92,12 +92,23 @@ std::optional<QuantConfig> parse_compressed_tensors(const nlohmann::json& q, con
     const nlohmann::json* acts = g.get("input_activations");
     if ((fmt == "pack-quantized" || fmt == "int-quantized") && type == "int" && (bits == 4 || bits == 8) &&
         !(fmt == "int-quantized" && bits == 4)) {
-      // W8A8 int8 quantizes the activations too: weight-only would give other numbers. (4-bit
-      // groups with activation schemes keep their earlier weight-only reading.)
-      if (bits == 8 && acts && acts->is_object())
-        fail(Status::kNotSupported, source + ": compressed-tensors " + gp + "input_activations quantizes the "
-                                        "activations (W8A8); clquant runs int8 weights with fp16/bf16 activations "
-                                        "only (W8A16)");
+      // 8-bit weights with activations quantized too: W8A8 int8, which clquant runs in its
+      // SmoothQuant form only (dynamic, per token, symmetric int8); weight-only would give other
+      // numbers. (4-bit groups with activation schemes keep their earlier weight-only reading.)
+      if (bits == 8 && acts && acts->is_object()) {
+        Fields af{*acts, source, gp + "input_activations."};
+        const std::string atype = lower(af.str("type").value_or("int"));
+        const int64_t abits = af.integer("num_bits").value_or(0);
+        const std::string astrategy = lower(af.str("strategy").value_or(""));
+        const bool dynamic = af.boolean("dynamic").value_or(false), asym = !af.boolean("symmetric").value_or(true);
+        if (atype != "int" || abits != 8 || astrategy != "token" || !dynamic || asym)
+          fail(Status::kNotSupported, source + ": compressed-tensors " + gp + "input_activations is " + atype + " " +
+                                          std::to_string(abits) + "-bit, strategy '" + astrategy + "'" +
+                                          (dynamic ? ", dynamic" : ", static") + (asym ? ", asymmetric" : "") +
+                                          "; clquant's W8A8 int8 quantizes activations dynamically per token, "
+                                          "symmetric int8");
+        c.int8_act = true;
+      }
       c.format = W4Format::kCompressedTensors;
       c.bits = int(bits);
     } else if (fmt == "float-quantized" || type == "float") {

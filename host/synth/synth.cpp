@@ -200,6 +200,9 @@ std::string W4Synth::quantize_config_json() const {
          {"format", ct_format},
          {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", weights}, {"format", ct_format}}}}},
          {"ignore", {"lm_head"}}};
+    if (spec_.w8a8_config)
+      j["config_groups"]["group_0"]["input_activations"] = {
+          {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"dynamic", true}, {"strategy", "token"}};
     return j.dump(2);
   }
   if (spec_.format == W4Format::kAwq) {

@@ -23,6 +23,7 @@ struct W4SynthSpec {
   bool symmetric = false;  // zero point 8 everywhere (128 at 8 bits)
   int bits = 4;            // 8: GPTQ 8-bit / compressed-tensors int8 (fp32 per-channel or group scales)
   bool ct_int_quantized = false;  // 8-bit compressed-tensors: I8 `weight` (int-quantized), not weight_packed
+  bool w8a8_config = false;       // with it: the config also quantizes activations (W8A8 int8, per token)
   uint64_t seed = 1;
 };
 

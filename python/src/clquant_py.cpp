@@ -92,9 +92,12 @@ class PyLinear {
         mu_(lock_for(ctx_.get())),
         layer_(clq::load_linear(path, prefix, options(format, group_size))) {
     std::lock_guard<std::mutex> lock(*mu_);
-    if (layer_.is_int4())
+    if (layer_.is_int4()) {
+      if (layer_.is_w8a8())
+        clq::fail(clq::Status::kNotSupported, "'" + layer_.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                              "per token): Python does not run it yet (clquant gemm does)");
       w4_ = clq::make_int_layer_gemm(*ctx_, layer_.w4().ck);
-    else
+    } else
       fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
   }
   int64_t K() const { return layer_.K(); }

@@ -1,12 +1,16 @@
 // clquant gemm: one quantized linear layer from a checkpoint, applied to activations from a file.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <iostream>
 
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
+#include "host/reference/w8a8_int8_reference.h"
 #include "host/reference/reference.h"
 #include "host/io/safetensors.h"
 #include "runtime/status.h"
@@ -215,6 +219,48 @@ OpEvents run_int_layer(Context& c, IntLayerGemm& op, const Input& in, const std:
   return ev;
 }
 
+// W8A8 int8: activations quantized per token on the device, exact int32 sums. --check compares
+// with the host twin on the same quantized activations: every element must be equal.
+int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const Input& in,
+                  const std::vector<FileId>& inputs) {
+  const auto t_setup = std::chrono::steady_clock::now();
+  W8A8Int8Gemm op(c, repack_w8(layer.w4().ck));
+  if (!a.variant.empty() && a.variant != "portable")
+    fail(Status::kNotSupported, "--variant " + a.variant + ": W8A8 int8 has one variant, portable");
+  const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
+  op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, in.x->data, in.x->nbytes);
+  OpEvents ev = op.run(dx, in.dt, dy, in.dt, in.M);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "gemm: " << layer.prefix << " " << layer.describe() << ", M=" << in.M << " K=" << op.K()
+            << " N=" << op.N() << " " << dtype_name(in.dt) << ", " << ev.row->op << " variant " << ev.row->variant
+            << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
+  int rc = 0;
+  if (a.check) {
+    const std::vector<float> twin = w8a8_int8_host(op.weights(), quantize_int8_act_host(in.x->data, in.dt, in.M, op.K()));
+    const size_t es = dtype_size(in.dt);
+    size_t differ = 0, nan = 0;
+    std::vector<uint8_t> want(es);
+    for (size_t i = 0; i < twin.size(); ++i) {
+      store_from_f32(want.data(), 0, in.dt, twin[i]);
+      differ += std::memcmp(want.data(), y.data() + i * es, es) != 0;
+      nan += std::isnan(load_as_f32(y.data(), i, in.dt));
+    }
+    const bool ok = differ == 0 && nan == 0;
+    std::cerr << "check: " << differ << " of " << twin.size() << " outputs differ from the host twin (exact int32 sums), NaN "
+              << nan << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", st_of(in.dt), {in.M, op.N()}, y.data(), y.size());
+  out.write(a.output, inputs);
+  return rc;
+}
+
 int run_gemm(Context& c, const GemmArgs& a) {
   LoadOptions lo;
   lo.format = a.format;
@@ -235,6 +281,7 @@ int run_gemm(Context& c, const GemmArgs& a) {
   if (in.K != shape.K)
     fail(Status::kInvalidShape,
          "input " + x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
+  if (layer.is_w8a8()) return run_w8a8_gemm(c, a, layer, in, inputs);
   const auto t_setup = std::chrono::steady_clock::now();
   std::vector<uint8_t> y;
   const VariantRow* row = nullptr;
