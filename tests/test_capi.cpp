@@ -39,6 +39,14 @@ std::string last() {
   return clq_last_error();
 }
 
+// The layer under kP in dir/model.safetensors, with its quantize_config.json.
+void write_layer(const std::string& dir, const W4Synth& syn) {
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(dir + "/model.safetensors");
+  std::ofstream(dir + "/quantize_config.json") << syn.quantize_config_json();
+}
+
 }  // namespace
 
 TEST(CApi, VersionStatusNamesAndCHeader) {
@@ -68,10 +76,7 @@ TEST(CApi, GptqLayerOnHostArraysAndClMem) {
   s.act_order = true;
   s.seed = test::seed();
   W4Synth syn(s);
-  SafetensorsWriter w;
-  syn.add_to(w, kP);
-  w.write(d.path + "/model.safetensors");
-  std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+  write_layer(d.path, syn);
 
   Ctx ctx;
   ASSERT_NE(ctx.c, nullptr);
@@ -156,10 +161,7 @@ TEST(CApi, Int8LayersOnHostArrays) {
     s.act_order = !ct;
     s.seed = test::seed() + 7;
     W4Synth syn(s);
-    SafetensorsWriter w;
-    syn.add_to(w, kP);
-    w.write(d.path + "/model.safetensors");
-    std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+    write_layer(d.path, syn);
     Ctx ctx;
     clq_linear* l = nullptr;
     ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_SUCCESS) << last();
@@ -176,21 +178,10 @@ TEST(CApi, Int8LayersOnHostArrays) {
   }
   // A W8A8 int8 layer is refused by name, not run weight-only (other numbers).
   TempDir d;
-  W4SynthSpec s;
-  s.format = W4Format::kCompressedTensors;
-  s.bits = 8;
-  s.ct_int_quantized = true;
+  W4SynthSpec s = w8a8_synth_spec(16, 64, test::seed());
   s.w8a8_config = true;
-  s.symmetric = true;
-  s.group_size = -1;
-  s.K = 64;
-  s.N = 16;
-  s.seed = test::seed();
   W4Synth syn(s);
-  SafetensorsWriter w;
-  syn.add_to(w, kP);
-  w.write(d.path + "/model.safetensors");
-  std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+  write_layer(d.path, syn);
   Ctx ctx;
   clq_linear* l = nullptr;
   EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_ERROR_NOT_SUPPORTED);

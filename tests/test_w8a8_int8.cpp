@@ -20,16 +20,7 @@ namespace {
 
 // compressed-tensors int-quantized, per channel, symmetric: what W8A8 int8 checkpoints hold.
 W4Synth per_channel(int64_t N, int64_t K, uint64_t seed) {
-  W4SynthSpec s;
-  s.format = W4Format::kCompressedTensors;
-  s.bits = 8;
-  s.ct_int_quantized = true;
-  s.symmetric = true;
-  s.group_size = -1;
-  s.K = K;
-  s.N = N;
-  s.seed = seed;
-  return W4Synth(s);
+  return W4Synth(w8a8_synth_spec(N, K, seed));
 }
 
 void poison(Context& c, const cl::Buffer& b, size_t bytes) {
@@ -166,15 +157,8 @@ TEST(W8A8Int8, GemmMatchesTheHostTwinExactly) {
 
 TEST(W8A8Int8BadInput, WeightAndCallRules) {
   auto& c = test::ctx();
-  W4SynthSpec s;
-  s.format = W4Format::kCompressedTensors;
-  s.bits = 8;
-  s.ct_int_quantized = true;
-  s.K = 256;
-  s.N = 64;
-  s.seed = test::seed();
+  W4SynthSpec s = w8a8_synth_spec(64, 256, test::seed());
   s.group_size = 64;  // grouped: no per-channel scale
-  s.symmetric = true;
   test::expect_error([&] { W8A8Int8Gemm(c, repack_w8(W4Synth(s).checkpoint())); }, Status::kInvalidArgument,
                      "one scale per output channel");
   s.group_size = -1;

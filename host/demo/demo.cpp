@@ -101,16 +101,7 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
 
 // One W8A8 int8 layer: every output equal to the host twin's (exact int32 sums).
 DemoResult check_w8a8(Context& c, uint64_t seed, int64_t M, int64_t K, int64_t N) {
-  W4SynthSpec spec;
-  spec.format = W4Format::kCompressedTensors;
-  spec.bits = 8;
-  spec.ct_int_quantized = true;
-  spec.symmetric = true;
-  spec.group_size = -1;
-  spec.K = K;
-  spec.N = N;
-  spec.seed = seed;
-  W4Synth synth(spec);
+  W4Synth synth(w8a8_synth_spec(N, K, seed));
   W8A8Int8Gemm op(c, repack_w8(synth.checkpoint()));
   auto x = random_activations(M, K, DType::kF32, seed + 1);
   cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 4);

@@ -222,6 +222,19 @@ std::string W4Synth::quantize_config_json() const {
   return j.dump(2);
 }
 
+W4SynthSpec w8a8_synth_spec(int64_t N, int64_t K, uint64_t seed) {
+  W4SynthSpec s;
+  s.format = W4Format::kCompressedTensors;
+  s.bits = 8;
+  s.ct_int_quantized = true;
+  s.symmetric = true;
+  s.group_size = -1;
+  s.K = K;
+  s.N = N;
+  s.seed = seed;
+  return s;
+}
+
 Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {
   const int64_t N = spec.N, K = spec.K;
   const int64_t Nb = (N + kFp8Block - 1) / kFp8Block, Kb = (K + kFp8Block - 1) / kFp8Block;

@@ -47,6 +47,9 @@ class W4Synth {
   std::vector<int64_t> shape_;  // compressed-tensors weight_shape
 };
 
+// The weight form W8A8 int8 takes: compressed-tensors int-quantized, per channel, symmetric.
+W4SynthSpec w8a8_synth_spec(int64_t N, int64_t K, uint64_t seed);
+
 // An FP8 layer the way DeepSeek-V3's converter makes one: normal(0, 0.02) weights, a scale per
 // 128x128 block (or one per tensor) = amax / 448, codes = e4m3(w / scale).
 struct Fp8SynthSpec {
