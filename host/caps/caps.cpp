@@ -72,7 +72,7 @@ const std::vector<VariantRow> kTable = {
   {"w8a16_int8_gemm",  "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
   {"w8a16_int8_gemm",  "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "int8 codes to f16 exactly (|q - z| <= 256), mma.sync f16 with the w4a16 mainloop"},
   {"w8a8_int8_quant",  "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token dynamic int8, correctly rounded divisions by integer long division: bit-identical to the host twin"},
-  {"w8a8_int8_gemm",   "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-channel int8 weights x per-token int8 activations, exact int32 sums, plain integer arithmetic"},
+  {"w8a8_int8_gemm",   "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-channel int8 weights x per-token int8 activations, exact int32 sums, plain integer arithmetic (a correctness baseline: one output per work-item, untuned)"},
   {"w8a8_int8_gemm",   "nv_mma_s8",   kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync s8 (sm80+), after a known-answer probe"},
   {"moe_routing",      "portable",    0, 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
   {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},

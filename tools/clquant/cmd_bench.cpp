@@ -16,10 +16,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
   cmd->add_option("op", a.op,
-                  "op to benchmark: w4a16, w8a16_int8 (GPTQ 8-bit weight-only), fp8 (block W8A8 and its "
+                  "op to benchmark: w4a16, w8a16_int8 (GPTQ 8-bit weight-only), w8a8_int8 (per-token int8 "
+                  "activations, activation quantization included), fp8 (block W8A8 and its "
                   "activation quantizer), moe, or lookup (host "
                   "cost of a kernel lookup and of one W4A16 M=1 call, with and without the kernel memo)")
-      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "fp8", "moe", "lookup"}));
+      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "fp8", "moe", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -63,7 +64,8 @@ void check_bench_shape(const Context& c, const std::string& op, int64_t N, int64
   if (N >= kMaxDim || K >= kMaxDim) fail(Status::kInvalidShape, shape + ": N and K must stay below 2^31");
   const uint64_t max_alloc = c.features().max_alloc, global = c.features().global_mem;
   // Weight bytes on the device: half a byte (int4) or one byte (e4m3, int8) per element.
-  const uint64_t wbytes = op == "fp8" || op == "w8a16_int8" ? uint64_t(N) * uint64_t(K) : uint64_t(N) * uint64_t(K) / 2;
+  const uint64_t wbytes = op == "fp8" || op == "w8a16_int8" || op == "w8a8_int8" ? uint64_t(N) * uint64_t(K)
+                                                                                 : uint64_t(N) * uint64_t(K) / 2;
   if (wbytes > max_alloc || wbytes > global / 2)
     fail(Status::kInvalidArgument, shape + ": the weights need " + std::to_string(wbytes) +
                                        " bytes, above what this device can hold (max allocation " +
@@ -84,6 +86,7 @@ int run_bench(Context& c, const BenchArgs& a) {
   cfg.quick = a.quick;
   cfg.act_order = a.act_order;
   cfg.bits = a.op == "w8a16_int8" ? 8 : 4;
+  cfg.w8a8 = a.op == "w8a8_int8";
   cfg.baseline = !a.no_baseline;
   cfg.variant = a.variant;
   cfg.reps = a.reps;
