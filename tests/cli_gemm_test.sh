@@ -54,6 +54,24 @@ expect "gguf with --format" 4 "is a GGUF file" "$clq" gemm --weights "$d/model.g
 expect "gguf inspect" 0 "gguf Q4_0" "$clq" inspect "$d/model.gguf"
 expect "gguf verify" 0 "1 layers, 0 failed" "$clq" verify "$tmp/gguf-q6_k/model.gguf"
 expect "gguf moe refused" 5 "GGUF" "$clq" moe --weights "$d/model.gguf" --prefix blk.0 --input "$d/input.safetensors" --output "$d/y5.safetensors" --top-k 2
+# W8A16 int8: GPTQ 8-bit v1/v2 (act-order, groups), compressed-tensors pack-quantized and
+# int-quantized (per channel), on the default and the tiled variant.
+for spec in "gptq:8 512 264 128 1 3 f16" "gptq_v2:8 260 76 32 1 17 bf16" "compressed-tensors:8 256 132 -1 0 5 bf16" "int-quantized 300 64 -1 0 1 f16"; do
+  set -- $spec
+  d="$tmp/int8-$1-$2-$3"; mkdir -p "$d"
+  "$gen" "$d" "$1" "$2" "$3" "$4" "$5" "$6" "$7" 13 || { echo "FAIL generator $spec"; fail=1; continue; }
+  expect "gemm $spec" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+  expect "gemm $spec tiled" 0 "w8a16_int8_gemm variant tiled" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
+done
+# W8A8 int8 (per-token int8 activations): exact against the host twin; other tools refuse it.
+d="$tmp/w8a8"; mkdir -p "$d"; "$gen" "$d" w8a8-int 300 72 -1 0 17 bf16 13
+expect "gemm w8a8 int8" 0 "0 of 1224 outputs differ.*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
+# A GPTQ 8-bit file without its config reads as 4-bit and is refused (its qzeros pack 4, not 8);
+# --bits 8 names the width.
+d="$tmp/noconf-gptq8"; mkdir -p "$d"; "$gen" "$d" gptq_v2:8 256 64 64 0 4 f16 5 noconfig
+expect "gptq 8-bit with --bits 8" 0 "w8a16_int8_gemm" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --format gptq_v2 --bits 8 --check
+expect "gptq 8-bit read as 4-bit is refused" 4 "qzeros .* disagrees" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y4.safetensors" --format gptq_v2
+[ -e "$d/y4.safetensors" ] && { echo "FAIL refused run wrote an output"; fail=1; }
 # Format from shapes: AWQ is unambiguous, GPTQ v1/v2 is not and must be named.
 d="$tmp/noconf-awq"; mkdir -p "$d"; "$gen" "$d" awq 256 64 64 0 4 f16 5 noconfig
 expect "awq from shapes" 0 "from shapes" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check

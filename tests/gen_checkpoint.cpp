@@ -1,7 +1,9 @@
 // Test-data generator for the command-line tests.
 //
 //   gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]
-//     FORMAT gptq | gptq_v2 | awq: a real-format int4 layer from random weights, plus
+//     FORMAT gptq | gptq_v2 | awq | compressed-tensors: a real-format int4 layer from random
+//     weights (gptq:8, gptq_v2:8, compressed-tensors:8, int-quantized: int8 weight-only;
+//     w8a8-int: int-quantized per-channel symmetric with per-token int8 activations), plus
 //     DIR/quantize_config.json (unless noconfig); FORMAT fp8_block | fp8_tensor: an e4m3 layer
 //     (GROUP and ACT ignored; fp8_tensor carries a static input_scale). Always writes
 //     DIR/model.safetensors (prefix model.layers.0.mlp.down_proj) and DIR/input.safetensors.
@@ -151,6 +153,19 @@ int main(int argc, char** argv) {
       w.write(dir + "/model.safetensors");
     } else {
       W4SynthSpec s;
+      // FORMAT:8 (gptq:8, gptq_v2:8, compressed-tensors:8) writes the 8-bit layout; int-quantized
+      // is compressed-tensors int8 with an I8 weight.
+      if (fmt == "int-quantized" || fmt == "w8a8-int") {
+        s.w8a8_config = fmt == "w8a8-int";  // W8A8 int8: per-channel symmetric, activations per token
+        s.symmetric = s.w8a8_config;
+        fmt = "compressed-tensors";
+        s.ct_int_quantized = true;
+        s.bits = 8;
+      }
+      if (fmt.size() > 2 && fmt.compare(fmt.size() - 2, 2, ":8") == 0) {
+        fmt.resize(fmt.size() - 2);
+        s.bits = 8;
+      }
       if (!w4_format_from_name(fmt, &s.format)) throw Error(Status::kInvalidArgument, "bad format " + fmt);
       s.K = K;
       s.N = N;

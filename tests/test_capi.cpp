@@ -39,6 +39,14 @@ std::string last() {
   return clq_last_error();
 }
 
+// The layer under kP in dir/model.safetensors, with its quantize_config.json.
+void write_layer(const std::string& dir, const W4Synth& syn) {
+  SafetensorsWriter w;
+  syn.add_to(w, kP);
+  w.write(dir + "/model.safetensors");
+  std::ofstream(dir + "/quantize_config.json") << syn.quantize_config_json();
+}
+
 }  // namespace
 
 TEST(CApi, VersionStatusNamesAndCHeader) {
@@ -68,10 +76,7 @@ TEST(CApi, GptqLayerOnHostArraysAndClMem) {
   s.act_order = true;
   s.seed = test::seed();
   W4Synth syn(s);
-  SafetensorsWriter w;
-  syn.add_to(w, kP);
-  w.write(d.path + "/model.safetensors");
-  std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+  write_layer(d.path, syn);
 
   Ctx ctx;
   ASSERT_NE(ctx.c, nullptr);
@@ -139,6 +144,48 @@ TEST(CApi, GptqLayerOnHostArraysAndClMem) {
   EXPECT_EQ(clq_linear_run_host(l, x.data(), CLQ_F16, y.data(), CLQ_F32, M), CLQ_SUCCESS) << last();
   EXPECT_LT(compare_output(y.data(), DType::kF32, ref).rel_mean(), W4A16Problem::kTolerance);
   clq_linear_release(l);
+}
+
+// Int8 weight-only layers load and run through the same handle (the width from the config).
+TEST(CApi, Int8LayersOnHostArrays) {
+  for (bool ct : {false, true}) {
+    SCOPED_TRACE(ct ? "compressed-tensors int-quantized" : "gptq 8-bit");
+    TempDir d;
+    W4SynthSpec s;
+    s.format = ct ? W4Format::kCompressedTensors : W4Format::kGptq;
+    s.bits = 8;
+    s.ct_int_quantized = ct;
+    s.K = 132;
+    s.N = 40;
+    s.group_size = ct ? -1 : 32;
+    s.act_order = !ct;
+    s.seed = test::seed() + 7;
+    W4Synth syn(s);
+    write_layer(d.path, syn);
+    Ctx ctx;
+    clq_linear* l = nullptr;
+    ASSERT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_SUCCESS) << last();
+    EXPECT_NE(std::string(clq_linear_describe(l)).find("int8"), std::string::npos) << clq_linear_describe(l);
+    const int64_t M = 5;
+    auto x = random_activations(M, 132, DType::kBF16, test::seed() + 8);
+    auto ref = gemm_reference(x.data(), DType::kBF16, M, 132, dequantize_w4(syn.checkpoint()), 40);
+    std::vector<float> y(size_t(M * 40), std::nanf(""));
+    ASSERT_EQ(clq_linear_run_host(l, x.data(), CLQ_BF16, y.data(), CLQ_F32, M), CLQ_SUCCESS) << last();
+    ErrorStats e = compare_output(y.data(), DType::kF32, ref);
+    EXPECT_EQ(e.nan_count, 0u);
+    EXPECT_LT(e.rel_mean(), W4A16Problem::kTolerance);
+    clq_linear_release(l);
+  }
+  // A W8A8 int8 layer is refused by name, not run weight-only (other numbers).
+  TempDir d;
+  W4SynthSpec s = w8a8_synth_spec(16, 64, test::seed());
+  s.w8a8_config = true;
+  W4Synth syn(s);
+  write_layer(d.path, syn);
+  Ctx ctx;
+  clq_linear* l = nullptr;
+  EXPECT_EQ(clq_linear_load(ctx.c, d.path.c_str(), kP.c_str(), nullptr, 0, &l), CLQ_ERROR_NOT_SUPPORTED);
+  EXPECT_NE(last().find("W8A8 int8"), std::string::npos) << last();
 }
 
 TEST(CApi, LoadFailuresAreStatusesWithMessages) {

@@ -318,15 +318,15 @@ TEST(Loader, CompressedTensorsPackQuantized) {
                "\"type\": \"int\", \"group_size\": 64, \"symmetric\": false}}}}}");
     expect_refusal(d.path, {}, Status::kFormatError, {"asymmetric", "weight_zero_point"});
   }
-  {  // 8-bit pack-quantized is a scheme clquant does not read yet: refused by name
+  {  // 2-bit pack-quantized is a scheme clquant does not read: refused by name (4 and 8 are read)
     TempDir d;
     W4Synth syn(w4_spec(W4Format::kCompressedTensors, 64));
     write_w4(d.path, syn);
     write_text(d.path + "/config.json",
                "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"config_groups\": {\"g\": "
-               "{\"targets\": [\"Linear\"], \"format\": \"pack-quantized\", \"weights\": {\"num_bits\": 8, "
+               "{\"targets\": [\"Linear\"], \"format\": \"pack-quantized\", \"weights\": {\"num_bits\": 2, "
                "\"type\": \"int\"}}}}}");
-    expect_refusal(d.path, {}, Status::kNotSupported, {"8-bit", "pack-quantized"});
+    expect_refusal(d.path, {}, Status::kNotSupported, {"2-bit", "pack-quantized"});
   }
 }
 

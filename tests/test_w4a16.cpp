@@ -15,6 +15,7 @@
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
+#include "tests/int_layer_test_util.h"
 #include "tests/test_util.h"
 
 using namespace clq;
@@ -297,38 +298,10 @@ TEST(W4A16, RepackLayout) {
 // ---- bad input: each rule rejected with its own error, before anything is enqueued -----------
 
 namespace {
-struct Mutable {
-  W4Synth synth;
-  W4Checkpoint ck;
-  StTensor qweight, qzeros, scales, g_idx;
-  std::vector<int32_t> g_idx_data;
-  explicit Mutable(W4SynthSpec spec) : synth(spec), ck(synth.checkpoint()) {
-    qweight = *ck.qweight;
-    qzeros = *ck.qzeros;
-    scales = *ck.scales;
-    if (ck.g_idx) {
-      g_idx = *ck.g_idx;
-      g_idx_data.resize(size_t(g_idx.shape[0]));
-      std::memcpy(g_idx_data.data(), g_idx.data, g_idx.nbytes);
-      g_idx.data = reinterpret_cast<const uint8_t*>(g_idx_data.data());
-      ck.g_idx = &g_idx;
-    }
-    ck.qweight = &qweight;
-    ck.qzeros = &qzeros;
-    ck.scales = &scales;
-  }
-};
-
+using test::Mutable;
 void expect_reject(const W4Checkpoint& ck, Status want, const std::string& needle) {
-  try {
-    repack_w4(ck);
-    ADD_FAILURE() << "expected rejection containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.status(), want) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
+  test::expect_error([&] { repack_w4(ck); }, want, needle);
 }
-
 W4SynthSpec small(W4Format f = W4Format::kGptq, bool act = false) {
   W4SynthSpec s;
   s.format = f;

@@ -15,6 +15,7 @@
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/caps/report.h"
 #include "host/version.h"
 #include "runtime/context.h"
@@ -37,7 +38,7 @@ struct clq_linear {
   std::shared_ptr<clq_capi::Device> dev;  // the ops hold a Context&: keep it alive
   clq::LinearLayer layer;
   std::string description, last_variant;
-  std::unique_ptr<clq::W4A16Gemm> w4;
+  std::unique_ptr<clq::IntLayerGemm> w4;  // int4 or int8 weight-only
   std::unique_ptr<clq::Fp8Gemm> fp8;
   std::unique_ptr<clq::GgufGemm> gguf;
   cl::Buffer dx, dy;  // staging for the host-array entry points, grown on demand
@@ -285,12 +286,16 @@ clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefi
     l->layer = clq::load_linear(path, prefix, load_options(format, group_size));
     l->description = l->layer.describe();
     std::lock_guard<std::mutex> lock(l->dev->mu);
-    if (l->layer.is_int4())
-      l->w4 = std::make_unique<clq::W4A16Gemm>(*l->dev->ctx, clq::repack_w4(l->layer.w4().ck));
-    else if (l->layer.is_gguf())
+    if (l->layer.is_int4()) {
+      if (l->layer.is_w8a8())
+        clq::fail(clq::Status::kNotSupported, "'" + l->layer.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                              "per token): the C API does not run it yet (clquant gemm does)");
+      l->w4 = clq::make_int_layer_gemm(*l->dev->ctx, l->layer.w4().ck);
+    } else if (l->layer.is_gguf()) {
       l->gguf = std::make_unique<clq::GgufGemm>(*l->dev->ctx, l->layer.gguf());
-    else
+    } else {
       l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
+    }
     *out = l.release();
   });
 }

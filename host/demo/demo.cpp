@@ -4,13 +4,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iomanip>
+#include <memory>
 #include <random>
 
 #include "host/ops/convert.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
 #include "host/reference/reference.h"
 #include "host/caps/report.h"
 #include "host/synth/synth.h"
@@ -59,18 +63,22 @@ DemoResult check_encode_random(Context& c, NumFormat f, uint64_t seed) {
               fmt_ms(t0, t1) + " with the kernel build/load)"};
 }
 
-// One int4 layer through the op, against the fp64 reference on the same quantized weights.
-DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, int64_t M, int64_t K, int64_t N) {
+// One integer layer (int4, or int8 with bits = 8) through its op, against the fp64 reference on
+// the same quantized weights.
+DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, int64_t M, int64_t K, int64_t N,
+                       int bits = 4, int group_size = 128) {
   W4SynthSpec spec;
   spec.format = fmt;
+  spec.bits = bits;
   spec.K = K;
   spec.N = N;
-  spec.group_size = 128;
+  spec.group_size = group_size;
   spec.act_order = act_order;
   spec.seed = seed;
   W4Synth synth(spec);
   W4Checkpoint ck = synth.checkpoint();
-  W4A16Gemm op(c, repack_w4(ck));
+  const std::unique_ptr<IntLayerGemm> opp = make_int_layer_gemm(c, ck);
+  IntLayerGemm& op = *opp;
   auto x = random_activations(M, K, DType::kF16, seed + 1);
   cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
   c.write(dx, x.data(), x.size());
@@ -89,6 +97,28 @@ DemoResult check_w4a16(Context& c, uint64_t seed, W4Format fmt, bool act_order, 
   std::snprintf(buf, sizeof buf, "variant %s, rel mean err %.2e, %zu NaN", ev.row->variant, e.rel_mean(),
                 e.nan_count);
   return {pass, ev.ms(), buf};
+}
+
+// One W8A8 int8 layer: every output equal to the host twin's (exact int32 sums).
+DemoResult check_w8a8(Context& c, uint64_t seed, int64_t M, int64_t K, int64_t N) {
+  W4Synth synth(w8a8_synth_spec(N, K, seed));
+  W8A8Int8Gemm op(c, repack_w8(synth.checkpoint()));
+  auto x = random_activations(M, K, DType::kF32, seed + 1);
+  cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 4);
+  c.write(dx, x.data(), x.size());
+  op.run(dx, DType::kF32, dy, DType::kF32, M);  // warm-up: the kernel builds stay out of the time
+  c.fill_u32(dy, 0xFFFFFFFFu, size_t(M * N) * 4);
+  OpEvents ev = op.run(dx, DType::kF32, dy, DType::kF32, M);
+  c.finish();
+  std::vector<float> y(size_t(M * N));
+  c.read(dy, y.data(), y.size() * 4);
+  const std::vector<float> twin = w8a8_int8_host(op.weights(), quantize_int8_act_host(x.data(), DType::kF32, M, K));
+  size_t differ = 0;
+  for (size_t i = 0; i < y.size(); ++i) differ += std::memcmp(&y[i], &twin[i], 4) != 0;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "variant %s, %zu of %zu outputs differ from the host twin", ev.row->variant, differ,
+                y.size());
+  return {differ == 0, ev.ms(), buf};
 }
 
 // One FP8 layer through the op in `act` mode, against the fp64 reference.
@@ -185,6 +215,14 @@ std::vector<DemoCheck> make_checks() {
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kAwq, false, 5, 1024, 512); }});
   v.push_back({"w4a16 gptq_v2 M=96 K=512 N=256 g128",
                [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptqV2, false, 96, 512, 256); }});
+  v.push_back({"w8a16 int8 gptq act M=3 K=1024 N=512 g128",
+               [](Context& c, uint64_t s) { return check_w4a16(c, s, W4Format::kGptq, true, 3, 1024, 512, 8); }});
+  v.push_back({"w8a8 int8 per-token M=9 K=1024 N=256",
+               [](Context& c, uint64_t s) { return check_w8a8(c, s, 9, 1024, 256); }});
+  v.push_back({"w8a16 int8 ct per-channel M=80 K=512 N=256",
+               [](Context& c, uint64_t s) {
+                 return check_w4a16(c, s, W4Format::kCompressedTensors, false, 80, 512, 256, 8, -1);
+               }});
   v.push_back({"fp8 block w8a8 M=1 K=3884 N=576",
                [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kBlockDynamic, 1, 3884, 576); }});
   v.push_back({"fp8 block w8a8 M=83 K=1024 N=256",

@@ -44,6 +44,51 @@ std::optional<W4Format> explicit_format(const LoadOptions& opt) {
   return f;
 }
 
+// compressed-tensors `weight_packed`: 4 or 8 bits from the option, the config, else weight_shape
+// (K / packed columns is the codes per word).
+int ct_bits(const Checkpoint& ck, const std::string& P, const StTensor& packed, const LoadOptions& opt,
+            const std::optional<QuantConfig>& cfg) {
+  if (opt.bits) return opt.bits;
+  if (cfg && cfg->format == W4Format::kCompressedTensors) return cfg->bits;
+  const StTensor* ws = ck.find(P + ".weight_shape");
+  if (ws && ws->shape.size() == 1 && ws->shape[0] == 2 && ws->dtype == StDType::kI64 && packed.shape.size() == 2) {
+    int64_t nk[2];
+    std::memcpy(nk, ws->data, 16);
+    if (nk[1] == packed.shape[1] * 4) return 8;
+  }
+  return 4;
+}
+
+// A compressed-tensors integer layer whose quantized weight tensor is `weight` (`what` names it
+// in messages): the ignore list, the format option, scales, zero points, g_idx and group size.
+W4Layer ct_layer(const Checkpoint& ck, const std::string& P, const StTensor& weight, const std::string& what, int bits,
+                 const LoadOptions& opt, const std::optional<QuantConfig>& cfg) {
+  if (cfg && cfg->ignores(P))
+    fail(Status::kInvalidArgument,
+         "layer '" + P + "' has " + what + " but " + cfg->source + " lists it under 'ignore' (left unquantized)");
+  if (auto f = explicit_format(opt); f && *f != W4Format::kCompressedTensors)
+    fail(Status::kInvalidArgument, "layer '" + P + "' holds compressed-tensors tensors (" + what + "), not " +
+                                       w4_format_name(*f) + " (" + opt.format_option + ")");
+  W4Layer l;
+  l.ck.format = W4Format::kCompressedTensors;
+  l.ck.bits = bits;
+  l.ck.qweight = &weight;
+  l.ck.scales = &require(ck, P, ".weight_scale", "a compressed-tensors integer layer needs");
+  l.ck.qzeros = ck.find(P + ".weight_zero_point");
+  l.ck.g_idx = ck.find(P + ".weight_g_idx");
+  if (cfg && cfg->symmetric && !*cfg->symmetric && !l.ck.qzeros)
+    fail(Status::kFormatError, cfg->source + " says the weights are asymmetric, but '" + P +
+                                   ".weight_zero_point' is missing");
+  l.format_source = cfg && cfg->format == W4Format::kCompressedTensors ? cfg->source : "tensor names (" + what + ")";
+  if (opt.group_size != 0)
+    l.ck.group_size = opt.group_size;
+  else if (cfg && cfg->group_size)
+    l.ck.group_size = *cfg->group_size;
+  l.shape = validate_w4(l.ck);
+  l.w8a8 = bits == 8 && cfg && cfg->format == W4Format::kCompressedTensors && cfg->int8_act;
+  return l;
+}
+
 Fp8Layer fp8_layer(const Checkpoint& ck, const std::string& P, const LoadOptions& opt) {
   if (!opt.format.empty())
     fail(Status::kInvalidArgument, opt.format_option + " names an int4 format, but '" + P + ".weight' is an FP8 layer");
@@ -112,7 +157,8 @@ std::string LinearLayer::describe() const {
     return std::string("fp8 e4m3 ") + (s.block ? "128x128 block scales" : "per-tensor scale") + ue8m0;
   }
   const W4Layer& l = w4();
-  return std::string(w4_format_name(l.ck.format)) + " (from " + l.format_source + "), group " +
+  return std::string(w4_format_name(l.ck.format)) + (l.w8a8 ? " W8A8 int8" : l.ck.bits == 8 ? " int8" : "") +
+         " (from " + l.format_source + "), group " +
          std::to_string(l.shape.group_size) + (l.shape.has_g_idx ? ", g_idx" : "");
 }
 
@@ -141,30 +187,9 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
     return out;
   }
   if (const StTensor* packed = ck.find(P + ".weight_packed")) {
-    // compressed-tensors pack-quantized int4: the tensor names say the format.
+    // compressed-tensors pack-quantized: the tensor names say the format.
     auto cfg = read_quant_config(ck.dir());
-    if (cfg && cfg->ignores(P))
-      fail(Status::kInvalidArgument, "layer '" + P + "' has a '.weight_packed' but " + cfg->source +
-                                         " lists it under 'ignore' (left unquantized)");
-    if (auto f = explicit_format(opt); f && *f != W4Format::kCompressedTensors)
-      fail(Status::kInvalidArgument, "layer '" + P + "' holds compressed-tensors tensors ('.weight_packed'), not " +
-                                         w4_format_name(*f) + " (" + opt.format_option + ")");
-    W4Layer l;
-    l.ck.format = W4Format::kCompressedTensors;
-    l.ck.qweight = packed;
-    l.ck.scales = &require(ck, P, ".weight_scale", "a compressed-tensors int4 layer needs");
-    l.ck.qzeros = ck.find(P + ".weight_zero_point");
-    l.ck.g_idx = ck.find(P + ".weight_g_idx");
-    if (cfg && cfg->symmetric && !*cfg->symmetric && !l.ck.qzeros)
-      fail(Status::kFormatError, cfg->source + " says the weights are asymmetric, but '" + P +
-                                     ".weight_zero_point' is missing");
-    l.format_source = cfg && cfg->format == W4Format::kCompressedTensors ? cfg->source
-                                                                           : std::string("tensor names (weight_packed)");
-    if (opt.group_size != 0)
-      l.ck.group_size = opt.group_size;
-    else if (cfg && cfg->group_size)
-      l.ck.group_size = *cfg->group_size;
-    l.shape = validate_w4(l.ck);
+    W4Layer l = ct_layer(ck, P, *packed, "'.weight_packed'", ct_bits(ck, P, *packed, opt, cfg), opt, cfg);
     if (const StTensor* ws = ck.find(P + ".weight_shape")) {
       // The logical [N, K]; the packing rounds K up to whole words, so they must agree exactly here.
       if (ws->shape.size() != 1 || ws->shape[0] != 2 || (ws->dtype != StDType::kI64 && ws->dtype != StDType::kI32))
@@ -184,7 +209,7 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
         fail(Status::kInvalidShape, "'" + ws->name + "' says [" + std::to_string(nk[0]) + ", " + std::to_string(nk[1]) +
                                         "], but '" + packed->name + "' " + packed->shape_str() + " holds [" +
                                         std::to_string(l.shape.N) + ", " + std::to_string(l.shape.K) +
-                                        "] (K must be a multiple of 8)");
+                                        "] (K must be a multiple of " + std::to_string(32 / l.ck.bits) + ")");
     }
     out.weights = std::move(l);
     return out;
@@ -192,6 +217,15 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
   const StTensor* qweight = ck.find(P + ".qweight");
   if (!qweight) {
     const StTensor* dense = ck.find(P + ".weight");
+    if (dense && dense->dtype == StDType::kI8) {
+      // compressed-tensors int-quantized: `weight` I8 [N, K], `weight_scale` [N, 1] (per channel)
+      // or [N, G], `weight_zero_point` I8 [N, G] when asymmetric.
+      if (opt.bits && opt.bits != 8)
+        fail(Status::kInvalidArgument, "layer '" + P + "' holds an I8 '.weight': its codes are 8-bit, not " +
+                                           std::to_string(opt.bits));
+      out.weights = ct_layer(ck, P, *dense, "an I8 '.weight'", 8, opt, read_quant_config(ck.dir()));
+      return out;
+    }
     if (dense && (dense->dtype == StDType::kF8E4M3 || dense->dtype == StDType::kF8E5M2)) {
       out.weights = fp8_layer(ck, P, opt);
       return out;
@@ -210,6 +244,9 @@ LinearLayer load_linear(std::shared_ptr<const Checkpoint> ckp, const std::string
   // The config is read only for int4 layers: an FP8 checkpoint's config holds nothing we use.
   auto cfg = read_quant_config(ck.dir());
   l.ck.format = decide_w4_format(*l.ck.qweight, *l.ck.scales, P, opt, cfg, &l.format_source);
+  // GPTQ 4- and 8-bit files have the same tensor names and shapes of the same rank: the width
+  // comes from the option or the config (`bits`), never from a guess.
+  l.ck.bits = opt.bits ? opt.bits : cfg ? cfg->bits : 4;
   if (l.ck.format == W4Format::kAwq) l.ck.g_idx = nullptr;  // AWQ files carry no g_idx; a stray one is ignored
   if (opt.group_size != 0)
     l.ck.group_size = opt.group_size;
@@ -244,6 +281,8 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
     e0 = shared + ".gate_proj";
   if (const StTensor* q = ck.find(e0 + ".qweight")) {
     auto cfg = read_quant_config(ck.dir());
+    if ((cfg && cfg->bits != 4) || (opt.bits && opt.bits != 4))
+      fail(Status::kNotSupported, "MoE block '" + P + "': int8 experts are not supported yet (int4, FP8 or dense)");
     fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
                            &out.format_source);
     if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;

@@ -22,16 +22,21 @@ namespace clq {
 struct LoadOptions {
   std::string format;  // "" = decide (config, else shapes); else gptq | gptq_v2 | awq | compressed-tensors (int4 only)
   int group_size = 0;  // 0 = from the config, else from the shapes; -1 = one group over K
+  // Integer code width, 4 or 8: 0 = from the config (GPTQ `bits`, compressed-tensors `num_bits`),
+  // else from the tensors where they decide it (weight_shape, an I8 weight), else 4.
+  int bits = 0;
   // How the caller spells the format option in its own interface ("--format" on the command
   // line, "format=" in Python, "the format argument" in C), so a refusal says what to pass.
   std::string format_option = "--format";
   std::string prefix_option = "--prefix";  // likewise for the layer prefix
 };
 
-// An int4 layer: the checkpoint's tensors (views) with the format decided and the shape validated.
+// An integer layer (int4, or int8 weight-only when ck.bits = 8): the checkpoint's tensors (views)
+// with the format decided and the shape validated.
 struct W4Layer {
   W4Checkpoint ck;
   W4Shape shape;
+  bool w8a8 = false;  // int8 weights whose config quantizes the activations too (W8A8Int8Gemm)
   std::string format_source;  // "--format", the config file's path, or "shapes (...)"
 };
 
@@ -47,9 +52,12 @@ struct LinearLayer {
   std::string prefix;
   std::variant<W4Layer, Fp8Layer, GgufLinear> weights;
 
+  // True for every integer layer; bits() says 4 or 8 (repack_w4 refuses 8: check before repacking).
   bool is_int4() const { return std::holds_alternative<W4Layer>(weights); }
   bool is_fp8() const { return std::holds_alternative<Fp8Layer>(weights); }
   bool is_gguf() const { return std::holds_alternative<GgufLinear>(weights); }
+  bool is_int8() const { return is_int4() && w4().ck.bits == 8; }
+  bool is_w8a8() const { return is_int4() && w4().w8a8; }
   const W4Layer& w4() const { return std::get<W4Layer>(weights); }
   const Fp8Layer& fp8() const { return std::get<Fp8Layer>(weights); }
   const GgufLinear& gguf() const { return std::get<GgufLinear>(weights); }

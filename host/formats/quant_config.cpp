@@ -89,14 +89,34 @@ std::optional<QuantConfig> parse_compressed_tensors(const nlohmann::json& q, con
     const std::string type = lower(wf.str("type").value_or("int"));
     const int64_t bits = wf.integer("num_bits").value_or(0);
     c.ct_format = fmt;
-    if (fmt == "pack-quantized" && type == "int" && bits == 4) {
+    const nlohmann::json* acts = g.get("input_activations");
+    if ((fmt == "pack-quantized" || fmt == "int-quantized") && type == "int" && (bits == 4 || bits == 8) &&
+        !(fmt == "int-quantized" && bits == 4)) {
+      // 8-bit weights with activations quantized too: W8A8 int8, which clquant runs in its
+      // SmoothQuant form only (dynamic, per token, symmetric int8); weight-only would give other
+      // numbers. (4-bit groups with activation schemes keep their earlier weight-only reading.)
+      if (bits == 8 && acts && acts->is_object()) {
+        Fields af{*acts, source, gp + "input_activations."};
+        const std::string atype = lower(af.str("type").value_or("int"));
+        const int64_t abits = af.integer("num_bits").value_or(0);
+        const std::string astrategy = lower(af.str("strategy").value_or(""));
+        const bool dynamic = af.boolean("dynamic").value_or(false), asym = !af.boolean("symmetric").value_or(true);
+        if (atype != "int" || abits != 8 || astrategy != "token" || !dynamic || asym)
+          fail(Status::kNotSupported, source + ": compressed-tensors " + gp + "input_activations is " + atype + " " +
+                                          std::to_string(abits) + "-bit, strategy '" + astrategy + "'" +
+                                          (dynamic ? ", dynamic" : ", static") + (asym ? ", asymmetric" : "") +
+                                          "; clquant's W8A8 int8 quantizes activations dynamically per token, "
+                                          "symmetric int8");
+        c.int8_act = true;
+      }
       c.format = W4Format::kCompressedTensors;
+      c.bits = int(bits);
     } else if (fmt == "float-quantized" || type == "float") {
       c.ct_float = true;  // FP8 weights: the tensor names decide the layout
     } else {
       fail(Status::kNotSupported, source + ": compressed-tensors " + gp + " is format '" + fmt + "', " + type + " " +
-                                      std::to_string(bits) + "-bit weights; clquant reads pack-quantized 4-bit int and "
-                                      "float-quantized FP8");
+                                      std::to_string(bits) + "-bit weights; clquant reads pack-quantized 4/8-bit int, "
+                                      "int-quantized 8-bit int and float-quantized FP8");
     }
     const std::string strategy = lower(wf.str("strategy").value_or("group"));
     if (auto gs = wf.integer("group_size")) {
@@ -126,9 +146,12 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
     fail(Status::kFormatError, source + ": quantization settings are " + json_kind(q) + ", not a JSON object");
   Fields f{q, source, prefix};
   c.quant_method = lower(f.str("quant_method").value_or(""));
-  if (auto bits = f.integer("bits"); bits && *bits != 4)
-    fail(Status::kNotSupported,
-         source + ": " + prefix + "bits = " + std::to_string(*bits) + "; clquant's int4 path needs 4");
+  if (auto bits = f.integer("bits")) {
+    if (*bits != 4 && *bits != 8)
+      fail(Status::kNotSupported,
+           source + ": " + prefix + "bits = " + std::to_string(*bits) + "; clquant's integer paths take 4 or 8");
+    c.bits = int(*bits);
+  }
   std::optional<int64_t> gs = f.integer("group_size");
   const char* gs_name = "group_size";
   if (!gs) {
@@ -148,6 +171,8 @@ std::optional<QuantConfig> parse(const nlohmann::json& q, const std::string& sou
                                     "' is not one clquant knows (ue8m0, or none for fp32 scales)");
   if (c.quant_method == "compressed-tensors") return parse_compressed_tensors(q, f, c);
   if (c.quant_method == "awq") {
+    if (c.bits != 4)
+      fail(Status::kNotSupported, source + ": AWQ with bits = " + std::to_string(c.bits) + "; AWQ's GEMM packing is 4-bit");
     std::string version = lower(f.str("version").value_or("gemm"));
     if (version != "gemm")
       fail(Status::kNotSupported, source + ": AWQ version '" + version + "' is not the GEMM packing clquant reads");

@@ -14,6 +14,8 @@ struct QuantConfig {
   std::string quant_method;
   std::optional<W4Format> format;
   std::optional<int> group_size;
+  bool int8_act = false;  // W8A8 int8: the group also quantizes the activations per token to int8
+  int bits = 4;  // integer weights: 4, or 8 (GPTQ `bits`, compressed-tensors `weights.num_bits`)
   std::optional<bool> desc_act;
   std::string scale_fmt;  // FP8 (DeepSeek-V3.1): "ue8m0" rounds activation scales up to powers of two
   // compressed-tensors only:

@@ -68,6 +68,13 @@ void need_rank(const StTensor& t, size_t rank) {
 std::string i2s(int64_t v) {
   return std::to_string(v);
 }
+// Field i of a word holding 32 / bits codes, code i in bits [bits*i, bits*i + bits).
+uint32_t field(uint32_t w, int64_t i, int bits) {
+  return (w >> (uint32_t(bits) * uint32_t(i))) & ((1u << bits) - 1u);
+}
+int8_t rd_i8(const StTensor& t, size_t i) {
+  return int8_t(t.data[i]);
+}
 }  // namespace
 
 namespace {
@@ -124,22 +131,27 @@ W4Shape validate_ct(const W4Checkpoint& ck) {
   need(ck.qweight, "weight_packed");
   need(ck.scales, "weight_scale");
   const StTensor &qw = *ck.qweight, &sc = *ck.scales;
-  need_dtype(qw, StDType::kI32);
+  // int-quantized 8-bit stores one signed byte per weight; everything else packs into I32 words.
+  const bool unpacked = ck.bits == 8 && qw.dtype == StDType::kI8;
+  if (!unpacked) need_dtype(qw, StDType::kI32);
+  const int per = 32 / ck.bits;
   if (sc.dtype != StDType::kF16 && sc.dtype != StDType::kBF16 && sc.dtype != StDType::kF32)
     fail(Status::kFormatError, "tensor '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) +
                                    ", expected F16, BF16 or F32");
   need_rank(qw, 2);
   need_rank(sc, 2);
   W4Shape s;
+  s.bits = ck.bits;
   s.N = qw.shape[0];
-  if (qw.shape[1] > (int64_t(1) << 40))
+  if (qw.shape[1] > (int64_t(1) << 40) || s.N > (int64_t(1) << 31))
     fail(Status::kInvalidShape, "weight_packed '" + qw.name + "' shape " + qw.shape_str() + " is implausibly wide");
-  s.K = qw.shape[1] * 8;
+  s.K = unpacked ? qw.shape[1] : qw.shape[1] * per;
   if (s.K <= 0 || s.N <= 0)
     fail(Status::kInvalidShape, "weight_packed '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
-  if (s.K % 8 || s.N % 8)
-    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) +
-                                    " must both be multiples of 8 (weight_packed " + qw.shape_str() + ")");
+  if (s.K % per || s.N % per)
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of " + i2s(per) +
+                                    " (" + i2s(ck.bits) + "-bit codes, " + i2s(per) + " to a word; weight " +
+                                    qw.shape_str() + ")");
   if (sc.shape[0] != s.N)
     fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' shape " + sc.shape_str() + " has " +
                                     i2s(sc.shape[0]) + " rows, but weight_packed " + qw.shape_str() + " gives N = " +
@@ -148,12 +160,13 @@ W4Shape validate_ct(const W4Checkpoint& ck) {
   if (G < 1) fail(Status::kInvalidShape, "weight_scale '" + sc.name + "' has no groups");
   if (ck.qzeros) {
     const StTensor& qz = *ck.qzeros;
-    need_dtype(qz, StDType::kI32);
+    need_dtype(qz, unpacked ? StDType::kI8 : StDType::kI32);
     need_rank(qz, 2);
-    if (qz.shape[0] * 8 != s.N || qz.shape[1] != G)
+    const int64_t zrows = unpacked ? s.N : s.N / per;
+    if (qz.shape[0] != zrows || qz.shape[1] != G)
       fail(Status::kInvalidShape, "weight_zero_point '" + qz.name + "' shape " + qz.shape_str() +
-                                      " disagrees with weight_scale " + sc.shape_str() + ": expected [" + i2s(s.N / 8) +
-                                      ", " + i2s(G) + "] (packed along N)");
+                                      " disagrees with weight_scale " + sc.shape_str() + ": expected [" + i2s(zrows) +
+                                      ", " + i2s(G) + "]" + (unpacked ? " (one I8 per column and group)" : " (packed along N)"));
   }
   resolve_groups(ck, G, "weight_scale '" + sc.name + "'", "groups", "weight_g_idx", s);
   // A NaN or infinite scale turns a whole output column into NaN (as for GPTQ/AWQ scales).
@@ -182,6 +195,10 @@ float scale_as_f32(const StTensor& t, size_t i) {
 }  // namespace
 
 W4Shape validate_w4(const W4Checkpoint& ck) {
+  if (ck.bits != 4 && ck.bits != 8)
+    fail(Status::kNotSupported, std::to_string(ck.bits) + "-bit integer weights: clquant reads 4 and 8 bits");
+  if (ck.bits == 8 && ck.format == W4Format::kAwq)
+    fail(Status::kNotSupported, "AWQ checkpoints are 4-bit; an 8-bit AWQ layer is not a format clquant knows");
   if (ck.format == W4Format::kCompressedTensors) return validate_ct(ck);
   need(ck.qweight, "qweight");
   need(ck.qzeros, "qzeros");
@@ -194,6 +211,8 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
   need_rank(qz, 2);
   need_rank(sc, 2);
   W4Shape s;
+  s.bits = ck.bits;
+  const int per = 32 / ck.bits;
   const bool awq = ck.format == W4Format::kAwq;
   // K and N index 32-bit kernel arithmetic; checking the packed dims first also keeps the
   // products below in range (a [2^60, 0] qweight is a valid empty tensor, not a layer).
@@ -209,22 +228,23 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
     if (ck.g_idx)
       fail(Status::kInvalidArgument, "AWQ checkpoints have no g_idx, but '" + ck.g_idx->name + "' was given");
   } else {
-    s.K = qw.shape[0] * 8;
+    s.K = qw.shape[0] * per;
     s.N = qw.shape[1];
   }
   if (s.K <= 0 || s.N <= 0)
     fail(Status::kInvalidShape, "qweight '" + qw.name + "' shape " + qw.shape_str() + " gives an empty matrix");
-  if (s.K % 8 || s.N % 8)
-    fail(Status::kInvalidShape,
-         "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of 8 (qweight " + qw.shape_str() + ")");
+  if (s.K % per || s.N % per)
+    fail(Status::kInvalidShape, "K = " + i2s(s.K) + " and N = " + i2s(s.N) + " must both be multiples of " + i2s(per) +
+                                    " (" + i2s(ck.bits) + "-bit codes, " + i2s(per) + " to a word; qweight " +
+                                    qw.shape_str() + ")");
   if (sc.shape[1] != s.N)
     fail(Status::kInvalidShape, "scales '" + sc.name + "' shape " + sc.shape_str() + " has " + i2s(sc.shape[1]) +
                                     " columns, but qweight " + qw.shape_str() + " gives N = " + i2s(s.N));
   int64_t G = sc.shape[0];
   if (G < 1) fail(Status::kInvalidShape, "scales '" + sc.name + "' has no group rows");
-  if (qz.shape[0] != G || qz.shape[1] * 8 != s.N)
+  if (qz.shape[0] != G || qz.shape[1] * per != s.N)
     fail(Status::kInvalidShape, "qzeros '" + qz.name + "' shape " + qz.shape_str() + " disagrees with scales " +
-                                    sc.shape_str() + ": expected [" + i2s(G) + ", " + i2s(s.N / 8) + "]");
+                                    sc.shape_str() + ": expected [" + i2s(G) + ", " + i2s(s.N / per) + "]");
   resolve_groups(ck, G, "scales '" + sc.name + "'", "group rows", "g_idx", s);
   // A NaN or infinite scale turns a whole output column into NaN; refuse it (any sign is a
   // well-defined layer: s * (q - z) is linear in s).
@@ -242,27 +262,31 @@ W4Shape validate_w4(const W4Checkpoint& ck) {
 W4Accessor::W4Accessor(const W4Checkpoint& c) : shape(validate_w4(c)), format(c.format), ck(c) {}
 
 uint32_t W4Accessor::q(int64_t k, int64_t n) const {
+  const int bits = shape.bits, per = 32 / bits;
   if (format == W4Format::kCompressedTensors) {
-    uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(n * (shape.K / 8) + k / 8)));
-    return nibble(w, uint32_t(k % 8));
+    if (ck.qweight->dtype == StDType::kI8) return uint32_t(rd_i8(*ck.qweight, size_t(n * shape.K + k)) + 128);
+    uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(n * (shape.K / per) + k / per)));
+    return field(w, k % per, bits);
   }
   if (format == W4Format::kAwq) {
     uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t(k * (shape.N / 8) + n / 8)));
     return nibble(w, uint32_t(kAwqNibble[n % 8]));
   }
-  uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t((k / 8) * shape.N + n)));
-  return nibble(w, uint32_t(k % 8));
+  uint32_t w = uint32_t(rd_i32(*ck.qweight, size_t((k / per) * shape.N + n)));
+  return field(w, k % per, bits);
 }
 
 uint32_t W4Accessor::z(int64_t g, int64_t n) const {
+  const int bits = shape.bits, per = 32 / bits;
   if (format == W4Format::kCompressedTensors) {
-    if (!ck.qzeros) return 8;  // symmetric: signed zero 0, stored with the +8 offset
-    uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t((n / 8) * shape.G + g)));
-    return nibble(w, uint32_t(n % 8));
+    if (!ck.qzeros) return 1u << (bits - 1);  // symmetric: signed zero 0, stored with the offset
+    if (ck.qzeros->dtype == StDType::kI8) return uint32_t(rd_i8(*ck.qzeros, size_t(n * shape.G + g)) + 128);
+    uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t((n / per) * shape.G + g)));
+    return field(w, n % per, bits);
   }
-  uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t(g * (shape.N / 8) + n / 8)));
+  uint32_t w = uint32_t(rd_i32(*ck.qzeros, size_t(g * (shape.N / per) + n / per)));
   if (format == W4Format::kAwq) return nibble(w, uint32_t(kAwqNibble[n % 8]));
-  uint32_t zs = nibble(w, uint32_t(n % 8));
+  uint32_t zs = field(w, n % per, bits);
   return format == W4Format::kGptq ? zs + 1 : zs;  // v1 stores zero - 1
 }
 
@@ -291,34 +315,45 @@ size_t W4Packed::device_bytes() const {
   return qw.size() * 4 + scales.size() * 2 + zeros.size() + wgroup.size() * 4 + gstart.size() * 4;
 }
 
-W4Packed repack_w4(const W4Checkpoint& ck) {
-  W4Accessor a(ck);
-  const int64_t K = a.shape.K, N = a.shape.N, G = a.shape.G;
-  W4Packed p;
+GroupedRows group_rows(const W4Accessor& a, int rows_per_word) {
+  const int64_t K = a.shape.K, G = a.shape.G, rpw = rows_per_word;
+  GroupedRows p;
   p.K = K;
-  p.N = N;
+  p.N = a.shape.N;
   p.G = G;
-  // Rows of each group in increasing k (stable), each group padded to whole words.
   std::vector<int64_t> count(size_t(G), 0);
   for (int64_t k = 0; k < K; ++k) ++count[size_t(a.group(k))];
   std::vector<int64_t> row_start(size_t(G) + 1, 0);
-  for (int64_t g = 0; g < G; ++g) row_start[size_t(g) + 1] = row_start[size_t(g)] + (count[size_t(g)] + 7) / 8 * 8;
-  int64_t Kp = (row_start[size_t(G)] + kW4RowAlign - 1) / kW4RowAlign * kW4RowAlign;
+  for (int64_t g = 0; g < G; ++g)
+    row_start[size_t(g) + 1] = row_start[size_t(g)] + (count[size_t(g)] + rpw - 1) / rpw * rpw;
+  const int64_t Kp = (row_start[size_t(G)] + kW4RowAlign - 1) / kW4RowAlign * kW4RowAlign;
   p.Kp = Kp;
   p.perm.assign(size_t(Kp), -1);
   std::vector<int64_t> fill(row_start.begin(), row_start.end() - 1);
   for (int64_t k = 0; k < K; ++k) p.perm[size_t(fill[size_t(a.group(k))]++)] = int32_t(k);
+  // Padding inside a group also moves rows, so this is false only for the checkpoint's own order.
   for (int64_t r = 0; r < K && !p.act_order; ++r) p.act_order = p.perm[size_t(r)] != r;
   p.gstart.resize(size_t(G) + 1);
-  for (int64_t g = 0; g <= G; ++g) p.gstart[size_t(g)] = int32_t(row_start[size_t(g)] / 8);
-  p.gstart[size_t(G)] = int32_t(Kp / 8);  // trailing padding words join the last group (their x is 0)
-  p.wgroup.assign(size_t(Kp / 8), int32_t(G - 1));
+  for (int64_t g = 0; g <= G; ++g) p.gstart[size_t(g)] = int32_t(row_start[size_t(g)] / rpw);
+  p.gstart[size_t(G)] = int32_t(Kp / rpw);  // trailing padding words join the last group (their x is 0)
+  p.wgroup.assign(size_t(Kp / rpw), int32_t(G - 1));
   for (int64_t g = 0; g < G; ++g)
-    for (int32_t w = p.gstart[size_t(g)]; w < int32_t(row_start[size_t(g) + 1] / 8); ++w)
+    for (int32_t w = p.gstart[size_t(g)]; w < int32_t(row_start[size_t(g) + 1] / rpw); ++w)
       p.wgroup[size_t(w)] = int32_t(g);
+  return p;
+}
+
+W4Packed repack_w4(const W4Checkpoint& ck) {
+  if (ck.bits != 4)
+    fail(Status::kNotSupported, std::to_string(ck.bits) + "-bit layer: the int4 kernels take 4-bit codes (an 8-bit "
+                                "layer runs through W8A16Int8Gemm, repack_w8)");
+  W4Accessor a(ck);
+  W4Packed p;
+  static_cast<GroupedRows&>(p) = group_rows(a, 8);
+  const int64_t K = p.K, N = p.N, G = p.G, Kp = p.Kp;
 
   p.qw.assign(size_t(Kp / 8 * N), 0u);
-  const bool identity_gptq = (a.format == W4Format::kGptq || a.format == W4Format::kGptqV2) && !p.act_order && row_start[size_t(G)] == K;
+  const bool identity_gptq = (a.format == W4Format::kGptq || a.format == W4Format::kGptqV2) && !p.act_order;
   if (identity_gptq) {
     // Packed along K with rows in order: the checkpoint's words are already the kernel's words.
     std::memcpy(p.qw.data(), ck.qweight->data, size_t(K / 8 * N) * 4);

@@ -28,12 +28,19 @@ StTensor view(const std::string& name, StDType dt, std::vector<int64_t> shape, c
 
 W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
   const int64_t K = spec.K, N = spec.N;
-  if (K % 8 || N % 8) fail(Status::kInvalidArgument, "synthetic int4 layer needs K and N multiples of 8");
+  const int bits = spec.bits, per = 32 / bits;
+  if (bits != 4 && bits != 8) fail(Status::kInvalidArgument, "synthetic integer layer needs 4 or 8 bits");
+  if (K % per || N % per)
+    fail(Status::kInvalidArgument, "synthetic " + std::to_string(bits) + "-bit layer needs K and N multiples of " +
+                                       std::to_string(per));
+  if (bits == 8 && spec.format == W4Format::kAwq) fail(Status::kInvalidArgument, "AWQ is 4-bit only");
   const int gs = spec.group_size;
   const int64_t G = gs == -1 ? 1 : (K + gs - 1) / gs;
   std::mt19937_64 rng(spec.seed);
-  std::uniform_int_distribution<uint32_t> nib(0, 15);
-  std::uniform_real_distribution<float> sc(0.002f, 0.02f);
+  std::uniform_int_distribution<uint32_t> nib(0, (1u << bits) - 1);
+  // Smaller scales at 8 bits keep the weights' magnitude comparable (codes 16x wider).
+  std::uniform_real_distribution<float> sc(bits == 8 ? 0.0001f : 0.002f, bits == 8 ? 0.001f : 0.02f);
+  const uint32_t mid = 1u << (bits - 1);  // the symmetric zero (8 or 128)
 
   // Quantized weights q[k][n], zero points (as stored), scales.
   std::vector<uint8_t> q(static_cast<size_t>(K * N));
@@ -43,7 +50,7 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
     if (!spec.symmetric)
       v = uint8_t(nib(rng));
     else
-      v = spec.format == W4Format::kGptq ? 7 : 8;  // symmetric v1 stores zero - 1 = 7
+      v = uint8_t(spec.format == W4Format::kGptq ? mid - 1 : mid);  // symmetric v1 stores zero - 1
   }
   scales_.resize(size_t(G * N));
   for (auto& v : scales_) v = f32_to_fp16(sc(rng));
@@ -62,6 +69,38 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
     for (int64_t k = 0; k < K; ++k) group[size_t(k)] = int32_t(gs == -1 ? 0 : k / gs);
   }
 
+  if (spec.format == W4Format::kCompressedTensors && bits == 8) {
+    // 8-bit: fp32 scales [N, G] (per channel: [N, 1]) that fp16 cannot hold, so the kernels' fp32
+    // scales are exercised; codes packed along K (pack-quantized, stored q + 128) or as signed I8.
+    scales_f32_.resize(size_t(N * G));
+    for (auto& v : scales_f32_) v = sc(rng) * (1.0f + 0x1.0p-20f);
+    t_scales_ = view("weight_scale", StDType::kF32, {N, G}, scales_f32_.data(), scales_f32_.size() * 4);
+    if (spec.ct_int_quantized) {
+      i8_w_.resize(size_t(N * K));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) i8_w_[size_t(n * K + k)] = int8_t(int(q[size_t(k * N + n)]) - 128);
+      i8_z_.resize(size_t(N * G));
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t n = 0; n < N; ++n) i8_z_[size_t(n * G + g)] = int8_t(int(zs[size_t(g * N + n)]) - 128);
+      t_qweight_ = view("weight", StDType::kI8, {N, K}, i8_w_.data(), i8_w_.size());
+      t_qzeros_ = view("weight_zero_point", StDType::kI8, {N, G}, i8_z_.data(), i8_z_.size());
+    } else {
+      qweight_.assign(size_t(N * (K / 4)), 0);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          qweight_[size_t(n * (K / 4) + k / 4)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (8 * (k % 4)));
+      qzeros_.assign(size_t(N / 4 * G), 0);
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t n = 0; n < N; ++n)
+          qzeros_[size_t(n / 4 * G + g)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (8 * (n % 4)));
+      t_qweight_ = view("weight_packed", StDType::kI32, {N, K / 4}, qweight_.data(), qweight_.size() * 4);
+      t_qzeros_ = view("weight_zero_point", StDType::kI32, {N / 4, G}, qzeros_.data(), qzeros_.size() * 4);
+    }
+    shape_ = {N, K};
+    t_shape_ = view("weight_shape", StDType::kI64, {2}, shape_.data(), shape_.size() * 8);
+    if (!g_idx_.empty()) t_g_idx_ = view("weight_g_idx", StDType::kI32, {K}, g_idx_.data(), g_idx_.size() * 4);
+    return;
+  }
   if (spec.format == W4Format::kCompressedTensors) {
     // pack-quantized: [N, K/8] packed along K, zero points [N/8, G] packed along N, bf16 scales
     // [N, G] (what llm-compressor writes), no zero-point tensor when symmetric.
@@ -104,17 +143,18 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
         qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * kAwqNibble[n % 8]));
     t_qweight_ = view("qweight", StDType::kI32, {K, N / 8}, qweight_.data(), qweight_.size() * 4);
   } else {
-    qweight_.assign(size_t(K / 8 * N), 0);
+    // GPTQ at any width: codes packed along K, zeros along N, `per` to a word in order.
+    qweight_.assign(size_t(K / per * N), 0);
     for (int64_t k = 0; k < K; ++k)
       for (int64_t n = 0; n < N; ++n)
-        qweight_[size_t(k / 8 * N + n)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (4 * (k % 8)));
-    qzeros_.assign(size_t(G * (N / 8)), 0);
+        qweight_[size_t(k / per * N + n)] |= int32_t(uint32_t(q[size_t(k * N + n)]) << (bits * (k % per)));
+    qzeros_.assign(size_t(G * (N / per)), 0);
     for (int64_t g = 0; g < G; ++g)
       for (int64_t n = 0; n < N; ++n)
-        qzeros_[size_t(g * (N / 8) + n / 8)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (4 * (n % 8)));
-    t_qweight_ = view("qweight", StDType::kI32, {K / 8, N}, qweight_.data(), qweight_.size() * 4);
+        qzeros_[size_t(g * (N / per) + n / per)] |= int32_t(uint32_t(zs[size_t(g * N + n)]) << (bits * (n % per)));
+    t_qweight_ = view("qweight", StDType::kI32, {K / per, N}, qweight_.data(), qweight_.size() * 4);
   }
-  t_qzeros_ = view("qzeros", StDType::kI32, {G, N / 8}, qzeros_.data(), qzeros_.size() * 4);
+  t_qzeros_ = view("qzeros", StDType::kI32, {G, N / per}, qzeros_.data(), qzeros_.size() * 4);
   t_scales_ = view("scales", StDType::kF16, {G, N}, scales_.data(), scales_.size() * 2);
   if (!g_idx_.empty()) t_g_idx_ = view("g_idx", StDType::kI32, {K}, g_idx_.data(), g_idx_.size() * 4);
 }
@@ -122,6 +162,7 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
 W4Checkpoint W4Synth::checkpoint() const {
   W4Checkpoint ck;
   ck.format = spec_.format;
+  ck.bits = spec_.bits;
   ck.group_size = spec_.group_size;
   ck.qweight = &t_qweight_;
   ck.qzeros = &t_qzeros_;
@@ -133,8 +174,9 @@ W4Checkpoint W4Synth::checkpoint() const {
 
 void W4Synth::add_to(SafetensorsWriter& w, const std::string& prefix) const {
   if (spec_.format == W4Format::kCompressedTensors) {
+    // int-quantized (the naive compressor) writes no weight_shape: the I8 weight is its own shape.
     for (const StTensor* t : {&t_qweight_, &t_scales_, &t_shape_})
-      w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
+      if (!(spec_.ct_int_quantized && t == &t_shape_)) w.add(prefix + "." + t->name, t->dtype, t->shape, t->data, t->nbytes);
     if (!spec_.symmetric) w.add(prefix + "." + t_qzeros_.name, t_qzeros_.dtype, t_qzeros_.shape, t_qzeros_.data, t_qzeros_.nbytes);
     if (!g_idx_.empty()) w.add(prefix + ".weight_g_idx", t_g_idx_.dtype, t_g_idx_.shape, t_g_idx_.data, t_g_idx_.nbytes);
     return;
@@ -148,7 +190,8 @@ std::string W4Synth::quantize_config_json() const {
   nlohmann::ordered_json j;
   if (spec_.format == W4Format::kCompressedTensors) {
     // What config.json's quantization_config holds for a W4A16 llm-compressor checkpoint.
-    nlohmann::ordered_json weights = {{"num_bits", 4},
+    const char* ct_format = spec_.ct_int_quantized ? "int-quantized" : "pack-quantized";
+    nlohmann::ordered_json weights = {{"num_bits", spec_.bits},
                                       {"type", "int"},
                                       {"symmetric", spec_.symmetric},
                                       {"strategy", spec_.group_size == -1 ? "channel" : "group"},
@@ -156,9 +199,12 @@ std::string W4Synth::quantize_config_json() const {
                                                                             : nlohmann::ordered_json(spec_.group_size)},
                                       {"actorder", spec_.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json(nullptr)}};
     j = {{"quant_method", "compressed-tensors"},
-         {"format", "pack-quantized"},
-         {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", weights}, {"format", "pack-quantized"}}}}},
+         {"format", ct_format},
+         {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", weights}, {"format", ct_format}}}}},
          {"ignore", {"lm_head"}}};
+    if (spec_.w8a8_config)
+      j["config_groups"]["group_0"]["input_activations"] = {
+          {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"dynamic", true}, {"strategy", "token"}};
     return j.dump(2);
   }
   if (spec_.format == W4Format::kAwq) {
@@ -168,7 +214,7 @@ std::string W4Synth::quantize_config_json() const {
          {"zero_point", !spec_.symmetric},
          {"version", "gemm"}};
   } else {
-    j = {{"bits", 4},
+    j = {{"bits", spec_.bits},
          {"group_size", spec_.group_size},
          {"desc_act", spec_.act_order},
          {"sym", spec_.symmetric},
@@ -176,6 +222,19 @@ std::string W4Synth::quantize_config_json() const {
          {"checkpoint_format", w4_format_name(spec_.format)}};
   }
   return j.dump(2);
+}
+
+W4SynthSpec w8a8_synth_spec(int64_t N, int64_t K, uint64_t seed) {
+  W4SynthSpec s;
+  s.format = W4Format::kCompressedTensors;
+  s.bits = 8;
+  s.ct_int_quantized = true;
+  s.symmetric = true;
+  s.group_size = -1;
+  s.K = K;
+  s.N = N;
+  s.seed = seed;
+  return s;
 }
 
 Fp8Synth::Fp8Synth(const Fp8SynthSpec& spec) : spec_(spec) {

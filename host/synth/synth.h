@@ -21,7 +21,10 @@ struct W4SynthSpec {
   int64_t K = 256, N = 256;
   int group_size = 128;    // -1: one group
   bool act_order = false;  // GPTQ / compressed-tensors: g_idx from a random permutation of K
-  bool symmetric = false;  // zero point 8 everywhere
+  bool symmetric = false;  // zero point 8 everywhere (128 at 8 bits)
+  int bits = 4;            // 8: GPTQ 8-bit / compressed-tensors int8 (fp32 per-channel or group scales)
+  bool ct_int_quantized = false;  // 8-bit compressed-tensors: I8 `weight` (int-quantized), not weight_packed
+  bool w8a8_config = false;       // with it: the config also quantizes activations (W8A8 int8, per token)
   uint64_t seed = 1;
 };
 
@@ -39,9 +42,14 @@ class W4Synth {
   W4SynthSpec spec_;
   std::vector<int32_t> qweight_, qzeros_, g_idx_;
   std::vector<uint16_t> scales_;
+  std::vector<float> scales_f32_;      // compressed-tensors 8-bit
+  std::vector<int8_t> i8_w_, i8_z_;    // int-quantized
   StTensor t_qweight_, t_qzeros_, t_scales_, t_g_idx_, t_shape_;
   std::vector<int64_t> shape_;  // compressed-tensors weight_shape
 };
+
+// The weight form W8A8 int8 takes: compressed-tensors int-quantized, per channel, symmetric.
+W4SynthSpec w8a8_synth_spec(int64_t N, int64_t K, uint64_t seed);
 
 // An FP8 layer the way DeepSeek-V3's converter makes one: normal(0, 0.02) weights, a scale per
 // 128x128 block (or one per tensor) = amax / 448, codes = e4m3(w / scale).

@@ -90,7 +90,8 @@ clq_status clq_context_finish(clq_context* ctx);
  * ("model.layers.0.mlp.down_proj"). format: NULL or "" to decide it from quantize_config.json /
  * config.json or the tensor shapes; else "gptq", "gptq_v2" or "awq" (int4 layers). group_size: 0
  * for the config's (else the shapes'), -1 for one group. FP8 layers run W8A8 with their default
- * activation quantization. The weights are uploaded once, here. */
+ * activation quantization. Integer layers may be int8 weight-only (GPTQ 8-bit, compressed-tensors
+ * int8): the width comes from the config or the tensors. The weights are uploaded once, here. */
 clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefix, const char* format,
                            int group_size, clq_linear** out);
 void clq_linear_release(clq_linear* layer);

@@ -8,15 +8,7 @@
 // scale block is four TILE_K = 32 steps: blk[][] accumulates them in fp32, then
 // acc += blk * sa[m][j] * sw[n/128][j] (two-level accumulation). TILE_N = 64 divides 128, so a
 // work-group's columns share one weight scale block.
-#include "common/act_io.clh"
-
-#define TILE_M 64
-#define TILE_N 64
-#define TILE_K 32
-#define WG_X 16
-#define WG_Y 16
-#define RM (TILE_M / WG_Y)
-#define RN (TILE_N / WG_X)
+#include "common/tiled_core.clh"
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
@@ -42,12 +34,7 @@ void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
     for (int i = 0; i < RM; ++i)
       for (int j = 0; j < RN; ++j) blk[i][j] = 0.0f;
     for (int k0 = kb * 128; k0 < (kb + 1) * 128; k0 += TILE_K) {
-      for (int e = lid; e < TILE_M * (TILE_K / 4); e += WG_X * WG_Y) {
-        const int r = e / (TILE_K / 4), c = (e % (TILE_K / 4)) * 4;
-        const int m = m_base + r;
-        const float4 v = m < M ? vload4(0, xq_gl + (size_t)m * Kp + k0 + c) : (float4)(0.0f);
-        x_sh[c + 0][r] = v.s0; x_sh[c + 1][r] = v.s1; x_sh[c + 2][r] = v.s2; x_sh[c + 3][r] = v.s3;
-      }
+      clq_tile_load_x(x_sh, xq_gl, m_base, M, Kp, k0, lid);
       for (int e = lid; e < (TILE_K / 4) * TILE_N; e += WG_X * WG_Y) {
         const int wr = e / TILE_N, c = e % TILE_N;
         const int n = n_base + c;
@@ -60,13 +47,7 @@ void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
         w_sh[wr * 4 + 3][c] = clq_e4m3_to_f32((uchar)(q >> 24));
       }
       barrier(CLK_LOCAL_MEM_FENCE);
-      for (int kk = 0; kk < TILE_K; ++kk) {
-        float a[RM], b[RN];
-        for (int i = 0; i < RM; ++i) a[i] = x_sh[kk][ty + WG_Y * i];
-        for (int j = 0; j < RN; ++j) b[j] = w_sh[kk][tx + WG_X * j];
-        for (int i = 0; i < RM; ++i)
-          for (int j = 0; j < RN; ++j) blk[i][j] = fma(a[i], b[j], blk[i][j]);
-      }
+      clq_tile_fma(x_sh, w_sh, blk, tx, ty);
       barrier(CLK_LOCAL_MEM_FENCE);
     }
     const float swk = sw_rd[kb];
@@ -76,12 +57,5 @@ void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
       for (int j = 0; j < RN; ++j) acc[i][j] += blk[i][j] * sak * swk;
     }
   }
-  for (int i = 0; i < RM; ++i) {
-    const int m = m_base + ty + WG_Y * i;
-    if (m >= M) continue;
-    for (int j = 0; j < RN; ++j) {
-      const int n = n_base + tx + WG_X * j;
-      if (n < N) clq_store_out(y_gl, (size_t)m * N + n, acc[i][j]);
-    }
-  }
+  clq_tile_store(acc, y_gl, m_base, n_base, M, N, tx, ty);
 }

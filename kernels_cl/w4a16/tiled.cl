@@ -9,23 +9,10 @@
 //      +--------+     inner loop reads         +--------+
 //                     rows as broadcasts)
 //
-// Work-group 16 x 16; work-item (tx, ty) accumulates rows ty + 16i and columns tx + 16j
-// (i, j < 4): strided so that neighbouring work-items touch neighbouring local words.
+// The tile skeleton (work split, x staging, inner product, store) is common/tiled_core.clh's.
 // Kp is a multiple of TILE_K = 32 (the repacker pads it), so no K tail exists; M and N tails are
 // guarded. Groups may change at any word row: each word row looks up its own group.
-#include "common/act_io.clh"
-
-#ifndef TILE_M
-#define TILE_M 64  // rows of x per work-group
-#endif
-#ifndef TILE_N
-#define TILE_N 64  // columns per work-group
-#endif
-#define TILE_K 32  // rows of K per step: 4 packed words (fixed by the repacker's padding)
-#define WG_X 16
-#define WG_Y 16
-#define RM (TILE_M / WG_Y)
-#define RN (TILE_N / WG_X)
+#include "common/tiled_core.clh"
 
 __kernel __attribute__((reqd_work_group_size(WG_X, WG_Y, 1)))
 void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
@@ -47,14 +34,7 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
     for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
 
   for (int k0 = 0; k0 < Kp; k0 += TILE_K) {
-    // x tile: TILE_M x TILE_K floats, 8 consecutive k per load.
-    for (int e = lid; e < TILE_M * (TILE_K / 8); e += WG_X * WG_Y) {
-      const int r = e / (TILE_K / 8), c = (e % (TILE_K / 8)) * 8;
-      const int m = m_base + r;
-      const float8 v = m < M ? vload8(0, xp_gl + (size_t)m * Kp + k0 + c) : (float8)(0.0f);
-      x_sh[c + 0][r] = v.s0; x_sh[c + 1][r] = v.s1; x_sh[c + 2][r] = v.s2; x_sh[c + 3][r] = v.s3;
-      x_sh[c + 4][r] = v.s4; x_sh[c + 5][r] = v.s5; x_sh[c + 6][r] = v.s6; x_sh[c + 7][r] = v.s7;
-    }
+    clq_tile_load_x(x_sh, xp_gl, m_base, M, Kp, k0, lid);
     // w tile: TILE_K/8 word rows x TILE_N columns, each word dequantized into 8 rows.
     for (int e = lid; e < (TILE_K / 8) * TILE_N; e += WG_X * WG_Y) {
       const int wr = e / TILE_N, c = e % TILE_N;
@@ -72,21 +52,8 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int kk = 0; kk < TILE_K; ++kk) {
-      float a[RM], b[RN];
-      for (int i = 0; i < RM; ++i) a[i] = x_sh[kk][ty + WG_Y * i];
-      for (int j = 0; j < RN; ++j) b[j] = w_sh[kk][tx + WG_X * j];
-      for (int i = 0; i < RM; ++i)
-        for (int j = 0; j < RN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-    }
+    clq_tile_fma(x_sh, w_sh, acc, tx, ty);
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  for (int i = 0; i < RM; ++i) {
-    const int m = m_base + ty + WG_Y * i;
-    if (m >= M) continue;
-    for (int j = 0; j < RN; ++j) {
-      const int n = n_base + tx + WG_X * j;
-      if (n < N) clq_store_out(y_gl, (size_t)m * N + n, acc[i][j]);
-    }
-  }
+  clq_tile_store(acc, y_gl, m_base, n_base, M, N, tx, ty);
 }

@@ -81,7 +81,9 @@ def _empty_like_rows(x, rows, cols):
 
 
 class Linear:
-    """A quantized linear layer y = x @ W (GPTQ v1/v2 or AWQ int4, FP8 e4m3 block or per-tensor)."""
+    """A quantized linear layer y = x @ W (GPTQ v1/v2, AWQ or compressed-tensors int4; GPTQ 8-bit or
+    compressed-tensors int8 weight-only, the width from the config or the tensors; FP8 e4m3 block or
+    per-tensor)."""
 
     def __init__(self, native):
         self._native = native

@@ -15,6 +15,7 @@
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/caps/report.h"
 #include "host/version.h"
 #include "runtime/context.h"
@@ -92,11 +93,14 @@ class PyLinear {
         mu_(lock_for(ctx_.get())),
         layer_(clq::load_linear(path, prefix, options(format, group_size))) {
     std::lock_guard<std::mutex> lock(*mu_);
-    if (layer_.is_int4())
-      w4_ = std::make_unique<clq::W4A16Gemm>(*ctx_, clq::repack_w4(layer_.w4().ck));
-    else if (layer_.is_gguf())
+    if (layer_.is_int4()) {
+      if (layer_.is_w8a8())
+        clq::fail(clq::Status::kNotSupported, "'" + layer_.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                              "per token): Python does not run it yet (clquant gemm does)");
+      w4_ = clq::make_int_layer_gemm(*ctx_, layer_.w4().ck);
+    } else if (layer_.is_gguf()) {
       gguf_ = std::make_unique<clq::GgufGemm>(*ctx_, layer_.gguf());
-    else
+    } else
       fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
   }
   int64_t K() const { return layer_.K(); }
@@ -138,7 +142,7 @@ class PyLinear {
   std::shared_ptr<clq::Context> ctx_;  // the ops hold a Context&
   std::shared_ptr<std::mutex> mu_;
   clq::LinearLayer layer_;
-  std::unique_ptr<clq::W4A16Gemm> w4_;
+  std::unique_ptr<clq::IntLayerGemm> w4_;  // int4 or int8 weight-only
   std::unique_ptr<clq::Fp8Gemm> fp8_;
   std::unique_ptr<clq::GgufGemm> gguf_;
   Staging st_;

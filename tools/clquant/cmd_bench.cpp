@@ -17,10 +17,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   auto* cmd =
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
   cmd->add_option("op", a.op,
-                  "op to benchmark: w4a16, fp8 (block W8A8 and its activation quantizer), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K "
-                  "layers, and Q4_0 repacked as W4A16 beside them), or lookup (host "
-                  "cost of a kernel lookup and of one W4A16 M=1 call, with and without the kernel memo)")
-      ->check(CLI::IsMember({"w4a16", "fp8", "moe", "gguf", "lookup"}));
+                  "op to benchmark: w4a16, w8a16_int8 (GPTQ 8-bit weight-only), w8a8_int8 (per-token int8 "
+                  "activations, activation quantization included), fp8 (block W8A8 and its "
+                  "activation quantizer), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K layers, and Q4_0 repacked as W4A16 beside "
+                  "them), or lookup (host cost of a kernel lookup and of one W4A16 M=1 call, with and without the "
+                  "kernel memo)")
+      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "fp8", "moe", "gguf", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -28,7 +30,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--shapes", a.shapes, "N x K list, e.g. 4096x4096,28672x8192");
   cmd->add_option("--ms", a.ms, "M list (tokens T for moe), e.g. 1,16,4096");
   cmd->add_option("--reps", a.reps, "timed repetitions (default: by size)")->check(integer_in(1, 1000000));
-  cmd->add_flag("--act-order", a.act_order, "w4a16: use act-order (g_idx) weights");
+  cmd->add_flag("--act-order", a.act_order, "w4a16, w8a16_int8: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
   cmd->add_flag("--breakdown", a.breakdown,
@@ -63,8 +65,9 @@ void check_bench_shape(const Context& c, const std::string& op, int64_t N, int64
   constexpr int64_t kMaxDim = int64_t(1) << 31;
   if (N >= kMaxDim || K >= kMaxDim) fail(Status::kInvalidShape, shape + ": N and K must stay below 2^31");
   const uint64_t max_alloc = c.features().max_alloc, global = c.features().global_mem;
-  // Weight bytes on the device: half a byte (int4) or one byte (e4m3) per element.
-  const uint64_t wbytes = op == "fp8" ? uint64_t(N) * uint64_t(K) : uint64_t(N) * uint64_t(K) / 2;
+  // Weight bytes on the device: half a byte (int4) or one byte (e4m3, int8) per element.
+  const uint64_t wbytes = op == "fp8" || op == "w8a16_int8" || op == "w8a8_int8" ? uint64_t(N) * uint64_t(K)
+                                                                                 : uint64_t(N) * uint64_t(K) / 2;
   if (wbytes > max_alloc || wbytes > global / 2)
     fail(Status::kInvalidArgument, shape + ": the weights need " + std::to_string(wbytes) +
                                        " bytes, above what this device can hold (max allocation " +
@@ -84,6 +87,8 @@ int run_bench(Context& c, const BenchArgs& a) {
   bench::W4A16BenchConfig cfg;
   cfg.quick = a.quick;
   cfg.act_order = a.act_order;
+  cfg.bits = a.op == "w8a16_int8" ? 8 : 4;
+  cfg.w8a8 = a.op == "w8a8_int8";
   cfg.baseline = !a.no_baseline;
   cfg.variant = a.variant;
   cfg.reps = a.reps;

@@ -1,12 +1,17 @@
 // clquant gemm: one quantized linear layer from a checkpoint, applied to activations from a file.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <iostream>
 
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
+#include "host/reference/w8a8_int8_reference.h"
 #include "host/reference/reference.h"
 #include "host/io/safetensors.h"
 #include "runtime/status.h"
@@ -16,8 +21,9 @@ namespace clq::cli {
 
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   auto* cmd = app.add_subcommand(
-      "gemm", "y = x @ W for one quantized layer (GPTQ v1/v2, AWQ or compressed-tensors int4; FP8 e4m3 block or "
-      "per-tensor; GGUF Q4_0/Q8_0/Q4_K/Q6_K)");
+      "gemm", "y = x @ W for one quantized layer (GPTQ v1/v2, AWQ or compressed-tensors int4; GPTQ 8-bit or "
+              "compressed-tensors int8 weight-only; FP8 e4m3 block, per-channel or per-tensor; GGUF "
+              "Q4_0/Q8_0/Q4_K/Q6_K)");
   cmd->add_option("--weights", a.weights, "checkpoint: .safetensors, model.safetensors.index.json, their folder, or a .gguf file")
       ->required();
   cmd->add_option("--prefix", a.prefix,
@@ -31,6 +37,10 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
                   "else the tensor shapes where unambiguous)");
   cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)")
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
+  cmd->add_option("--bits", a.bits,
+                  "integer code width, 4 or 8 (default: quantize_config.json / config.json, else the tensors: an I8 "
+                  "weight or weight_shape; GPTQ files without a config are read as 4-bit)")
+      ->check(CLI::IsMember({4, 8}));
   cmd->add_option("--variant", a.variant, "force a kernel variant (see clquant caps)");
   cmd->add_flag("--check", a.check, "also compute the fp64 host reference and fail (exit 1) beyond tolerance");
   cmd->add_option("--act-dtype", a.act_dtype,
@@ -238,15 +248,77 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
   return 0;
 }
 
+// One integer layer (W4A16Gemm or W8A16Int8Gemm) on the input: y in the input's dtype.
+OpEvents run_int_layer(Context& c, IntLayerGemm& op, const Input& in, const std::string& variant,
+                       std::vector<uint8_t>* y, const VariantRow** row) {
+  const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
+  op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
+  *row = &op.choose(in.M, variant);
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY);
+  c.write(dx, in.x->data, in.x->nbytes);
+  cl::Buffer dy = c.alloc(ybytes);
+  W4A16RunOptions opt;
+  opt.variant = variant;
+  OpEvents ev = op.run(dx, in.dt, dy, in.dt, in.M, opt);
+  c.finish();
+  y->resize(ybytes);
+  c.read(dy, y->data(), ybytes);
+  return ev;
+}
+
+// W8A8 int8: activations quantized per token on the device, exact int32 sums. --check compares
+// with the host twin on the same quantized activations: every element must be equal.
+int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const Input& in,
+                  const std::vector<FileId>& inputs) {
+  const auto t_setup = std::chrono::steady_clock::now();
+  W8A8Int8Gemm op(c, repack_w8(layer.w4().ck));
+  if (!a.variant.empty() && a.variant != "portable")
+    fail(Status::kNotSupported, "--variant " + a.variant + ": W8A8 int8 has one variant, portable");
+  const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
+  op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, in.x->data, in.x->nbytes);
+  OpEvents ev = op.run(dx, in.dt, dy, in.dt, in.M);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "gemm: " << layer.prefix << " " << layer.describe() << ", M=" << in.M << " K=" << op.K()
+            << " N=" << op.N() << " " << dtype_name(in.dt) << ", " << ev.row->op << " variant " << ev.row->variant
+            << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
+  int rc = 0;
+  if (a.check) {
+    const std::vector<float> twin = w8a8_int8_host(op.weights(), quantize_int8_act_host(in.x->data, in.dt, in.M, op.K()));
+    const size_t es = dtype_size(in.dt);
+    size_t differ = 0, nan = 0;
+    std::vector<uint8_t> want(es);
+    for (size_t i = 0; i < twin.size(); ++i) {
+      store_from_f32(want.data(), 0, in.dt, twin[i]);
+      differ += std::memcmp(want.data(), y.data() + i * es, es) != 0;
+      nan += std::isnan(load_as_f32(y.data(), i, in.dt));
+    }
+    const bool ok = differ == 0 && nan == 0;
+    std::cerr << "check: " << differ << " of " << twin.size() << " outputs differ from the host twin (exact int32 sums), NaN "
+              << nan << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", st_of(in.dt), {in.M, op.N()}, y.data(), y.size());
+  out.write(a.output, inputs);
+  return rc;
+}
+
 int run_gemm(Context& c, const GemmArgs& a) {
   LoadOptions lo;
   lo.format = a.format;
   lo.group_size = a.group_size;
+  lo.bits = a.bits;
   const LinearLayer layer = load_linear(a.weights, a.prefix, lo);
   if (layer.is_gguf()) return run_gguf_gemm(c, a, layer);
   if (!layer.is_int4()) return run_fp8_gemm(c, a, layer);
   const std::string& P = layer.prefix;
-  if (!a.act_dtype.empty()) fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is int4");
+  if (!a.act_dtype.empty())
+    fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is " + (layer.is_int8() ? "int8" : "int4"));
   const W4Checkpoint& w = layer.w4().ck;
   const W4Shape& shape = layer.w4().shape;
 
@@ -257,31 +329,22 @@ int run_gemm(Context& c, const GemmArgs& a) {
   if (in.K != shape.K)
     fail(Status::kInvalidShape,
          "input " + x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
+  if (layer.is_w8a8()) return run_w8a8_gemm(c, a, layer, in, inputs);
+  const auto t_setup = std::chrono::steady_clock::now();
+  std::vector<uint8_t> y;
+  const VariantRow* row = nullptr;
+  const OpEvents ev = run_int_layer(c, *make_int_layer_gemm(c, w), in, a.variant, &y, &row);
   const DType xt = in.dt;
   const int64_t M = in.M;
-
-  const auto t_setup = std::chrono::steady_clock::now();
-  W4A16Gemm op(c, repack_w4(w));
-  op.can_implement(M, xt, xt, x->nbytes, size_t(M * shape.N) * dtype_size(xt));
-  W4A16RunOptions opt;
-  opt.variant = a.variant;
-  const VariantRow& row = op.choose(M, a.variant);
-  cl::Buffer dx = c.alloc(x->nbytes, CL_MEM_READ_ONLY);
-  c.write(dx, x->data, x->nbytes);
-  const size_t ybytes = size_t(M * shape.N) * dtype_size(xt);
-  cl::Buffer dy = c.alloc(ybytes);
-  OpEvents ev = op.run(dx, xt, dy, xt, M, opt);
-  c.finish();
-  std::vector<uint8_t> y(ybytes);
-  c.read(dy, y.data(), ybytes);
-
   int rc = 0;
   std::cerr << "gemm: " << P << " " << layer.describe() << ", M=" << M << " K=" << shape.K << " N=" << shape.N << " "
-            << dtype_name(xt) << ", variant " << row.variant << ", " << ev.ms() << " ms device\n";
+            << dtype_name(xt) << ", " << row->op << " variant " << row->variant << ", " << ev.ms() << " ms device\n";
   print_setup(t_setup, ev);
   if (a.check) {
     auto ref = gemm_reference(x->data, xt, M, shape.K, dequantize_w4(w), shape.N);
     ErrorStats e = compare_output(y.data(), xt, ref);
+    // Both integer ops share SPEC section 6's criterion.
+    static_assert(W4A16Problem::kTolerance == W8A16Int8Problem::kTolerance, "one criterion for int4 and int8");
     bool ok = e.nan_count == 0 && e.rel_mean() < W4A16Problem::kTolerance;
     std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count
               << (ok ? "  PASS\n" : "  FAIL\n");

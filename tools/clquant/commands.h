@@ -60,6 +60,7 @@ std::vector<FileId> run_inputs(const Checkpoint* ck, const SafetensorsFile* inpu
 struct GemmArgs {
   std::string weights, prefix, input, output, format, variant;
   int group_size = 0;  // 0: from quantize_config.json or the shapes
+  int bits = 0;        // integer code width 4 or 8; 0: from the config or the tensors
   bool check = false;
   std::string act_dtype;  // FP8 layers: fp16|bf16 selects weight-only (w8a16)
 };

@@ -12,21 +12,25 @@ class Tiled final : public W4A16Launcher {
   Tiled() : W4A16Launcher("tiled", {"w4a16/tiled.cl", "w4a16/gather.cl"}) {}
 
   OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
-    const int64_t M = a.M;
-    const GatherX gather = prepare_gather_x(c, L, a, /*nibble_scaled=*/false);
-    cl::Kernel main_k = c.kernel("w4a16/tiled.cl", "w4a16_gemm_tiled", oputil::io_defines(a.xt, a.yt));
-    OpEvents ev;
-    gather.enqueue(c, ev, L, a);
-    set_args(main_k, L.qw, L.scales, L.zeros, L.wgroup, L.xp, *a.y, cl_int(M), cl_int(L.N), cl_int(L.g.Np),
-             cl_int(L.g.block_n), cl_int(L.Kp));
-    const std::string what = "w4a16_gemm_tiled (M=" + std::to_string(M) + ")";
-    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t((L.N + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
-                  cl::NDRange(16, 16), what);
-    return ev;
+    return enqueue_portable_tiled(c, L, a, "w4a16/tiled.cl", "w4a16_gemm_tiled");
   }
 };
 
 }  // namespace
+
+OpEvents enqueue_portable_tiled(Context& c, W4A16DeviceLayer& L, const W4A16Call& a, const char* file,
+                                const char* entry) {
+  const int64_t M = a.M;
+  const GatherX gather = prepare_gather_x(c, L, a, /*nibble_scaled=*/false);
+  cl::Kernel main_k = c.kernel(file, entry, oputil::io_defines(a.xt, a.yt));
+  OpEvents ev;
+  gather.enqueue(c, ev, L, a);
+  set_args(main_k, L.qw, L.scales, L.zeros, L.wgroup, L.xp, *a.y, cl_int(M), cl_int(L.N), cl_int(L.g.Np),
+           cl_int(L.g.block_n), cl_int(L.Kp));
+  oputil::enqueue(c, ev, main_k, cl::NDRange(size_t((L.N + 63) / 64) * 16, size_t((M + 63) / 64) * 16),
+                  cl::NDRange(16, 16), std::string(entry) + " (M=" + std::to_string(M) + ")");
+  return ev;
+}
 
 const W4A16Launcher& w4a16_tiled_launcher() {
   static const Tiled l;

@@ -84,7 +84,7 @@ FragLayout frag_layout(const W4Packed& p) {
 
 }  // namespace
 
-W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c) {
+W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : IntLayerGemm(c, "w4a16_gemm", w4a16_launchers()) {
   L_.K = p.K;
   L_.N = p.N;
   L_.Kp = p.Kp;
@@ -107,11 +107,6 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c) {
   std::vector<uint32_t> qw = column_blocks(p.qw.data(), L_.Kp / 8, L_.N, L_.g.Np, L_.g.block_n);
   std::vector<uint16_t> scales = pad_columns<uint16_t>(p.scales.data(), L_.G, L_.N, L_.g.Np, 0x3C00);
   std::vector<uint8_t> zeros = pad_columns<uint8_t>(p.zeros.data(), L_.G, L_.N, L_.g.Np, 0);
-  auto upload = [&](const void* data, size_t bytes) {
-    cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
-    c_.write(b, data, bytes);
-    return b;
-  };
   L_.qw = upload(qw.data(), qw.size() * 4);
   L_.scales = upload(scales.data(), scales.size() * 2);
   L_.zeros = upload(zeros.data(), zeros.size());
@@ -133,7 +128,13 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : c_(c) {
   }
 }
 
-void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
+cl::Buffer IntLayerGemm::upload(const void* data, size_t bytes) {
+  cl::Buffer b = c_.alloc(bytes, CL_MEM_READ_ONLY);
+  c_.write(b, data, bytes);
+  return b;
+}
+
+void IntLayerGemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const {
   if (M < 1) fail(Status::kInvalidArgument, "M = " + std::to_string(M) + ": need at least one row of activations");
   if (double(M) * double(L_.Kp) >= 2147483647.0 || double(M) * double(L_.N) >= 2147483647.0)
     fail(Status::kInvalidShape, "M = " + std::to_string(M) + " with K = " + std::to_string(L_.K) +
@@ -145,19 +146,19 @@ void W4A16Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, siz
                                     "-byte activation scratch, above the device's max allocation; split the batch");
 }
 
-const VariantRow& W4A16Gemm::choose(int64_t M, const std::string& variant) const {
-  return select_variant("w4a16_gemm", c_.features(), M, variant);
+const VariantRow& IntLayerGemm::choose(int64_t M, const std::string& variant) const {
+  return select_variant(op_, c_.features(), M, variant);
 }
 
-OpEvents W4A16Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
-                        const W4A16RunOptions& opt) {
+OpEvents IntLayerGemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+                           const W4A16RunOptions& opt) {
   W4A16Call call;
   static_cast<GemmIo&>(call) = GemmIo{&x, xt, &y, yt, M};
   call.opt = opt;
   can_implement(M, xt, yt, call.x_bytes(), call.y_bytes());
   const VariantRow& row = choose(M, opt.variant);
-  const W4A16Launcher* l = w4a16_launcher(row.variant);
-  if (!l) fail(Status::kInternal, std::string("w4a16_gemm row '") + row.variant + "' has no launcher");
+  const W4A16Launcher* l = find_variant(*launchers_, row.variant);
+  if (!l) fail(Status::kInternal, std::string(op_) + " row '" + row.variant + "' has no launcher");
   l->can_implement(L_, call, c_.features()).raise_if_refused();
   OpEvents ev = l->enqueue(c_, L_, call);
   ev.row = &row;

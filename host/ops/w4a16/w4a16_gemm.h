@@ -33,30 +33,13 @@ struct W4A16Problem {
 
 // A dispatcher: validates the call once, picks the capability-table row, asks that row's
 // launcher (host/ops/w4a16/<variant>.cpp) to check and enqueue, returns its events and the row.
-class W4A16Gemm {
+class W4A16Gemm : public IntLayerGemm {
  public:
   // Uploads the repacked layer to the device (the fragment layout too, where the mma probe passed).
   W4A16Gemm(Context& c, const W4Packed& packed);
 
-  int64_t K() const { return L_.K; }
-  int64_t N() const { return L_.N; }
-  int64_t G() const { return L_.G; }
-
-  // Throws InvalidArgument/InvalidShape naming the rule and values; enqueues nothing.
-  void can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const;
-  const VariantRow& choose(int64_t M, const std::string& variant) const;
-
-  // x: [M][K] of xt; y: [M][N] of yt. Returns every launch, and the row that ran.
-  OpEvents run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
-               const W4A16RunOptions& opt = {});
-
   // Where the tensor-core variants are available (their weight layout was uploaded).
   bool has_fragment_layout() const { return L_.has_fragment_layout(); }
-  const W4A16DeviceLayer& layer() const { return L_; }
-
- private:
-  Context& c_;
-  W4A16DeviceLayer L_;
 };
 
 }  // namespace clq

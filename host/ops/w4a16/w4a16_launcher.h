@@ -15,8 +15,11 @@
 
 namespace clq {
 
-// One int4 layer on the device, in every layout its launchers read.
+// One integer layer on the device, in every layout its launchers read. The int8 weight-only op
+// (host/ops/w8a16_int8) keeps its layer here too (bits = 8: 4-row words in qw, fp32 scales, u16
+// zeros, gstart/wgroup in 4-row words), so the activation gather and the scratch are shared.
 struct W4A16DeviceLayer {
+  int bits = 4;
   int64_t K = 0, N = 0, Kp = 0, G = 0;
   GemvGeometry g;  // portable register-tiled layout: columns padded to g.Np, blocks of g.block_n
   cl::Buffer qw, scales, zeros, perm, gstart, wgroup;
@@ -45,6 +48,44 @@ class W4A16Launcher : public Launcher {
   // Allocates its scratch first (so a failed allocation leaves nothing enqueued), then enqueues.
   virtual OpEvents enqueue(Context& c, W4A16DeviceLayer& layer, const W4A16Call& call) const = 0;
 };
+
+// The face both integer ops share (W4A16Gemm, W8A16Int8Gemm): one device layer and one op's
+// launchers, can_implement -> choose -> run.
+class IntLayerGemm {
+ public:
+  virtual ~IntLayerGemm() = default;
+  int64_t K() const { return L_.K; }
+  int64_t N() const { return L_.N; }
+  int64_t G() const { return L_.G; }
+
+  // The call rules (M, 32-bit index limits, buffer sizes, activation scratch): throws
+  // InvalidArgument/InvalidShape naming the rule and values; enqueues nothing.
+  void can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes) const;
+  const VariantRow& choose(int64_t M, const std::string& variant) const;
+
+  // x: [M][K] of xt; y: [M][N] of yt. Checks the call, picks the op's capability-table row, asks
+  // its launcher to check and enqueue; returns every launch, and the row that ran.
+  OpEvents run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M,
+               const W4A16RunOptions& opt = {});
+  const W4A16DeviceLayer& layer() const { return L_; }
+
+ protected:
+  IntLayerGemm(Context& c, const char* op, const std::vector<const W4A16Launcher*>& launchers)
+      : c_(c), op_(op), launchers_(&launchers) {}
+  // Uploads a device layout array (read-only).
+  cl::Buffer upload(const void* data, size_t bytes);
+  Context& c_;
+  W4A16DeviceLayer L_;
+
+ private:
+  const char* op_;
+  const std::vector<const W4A16Launcher*>* launchers_;
+};
+
+// The portable tiled variants' launch (w4a16/tiled.cl, w8a16_int8/tiled.cl: the same arguments and
+// 64x64 tiles of 16x16 work-items, after the activation gather).
+OpEvents enqueue_portable_tiled(Context& c, W4A16DeviceLayer& L, const W4A16Call& a, const char* file,
+                                const char* entry);
 
 // The W4A16 launchers, one per implemented variant of the w4a16_gemm table rows.
 const std::vector<const W4A16Launcher*>& w4a16_launchers();

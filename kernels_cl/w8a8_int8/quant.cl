@@ -1,0 +1,86 @@
+// W8A8 int8 activation quantization (SPEC section 7), per token, before the integer GEMM:
+//
+//   s_a[m] = max(max_k |x[m][k]|, 1e-10) / 127       (fp32, correctly rounded)
+//   q[m][k] = clamp(rint(x[m][k] / s_a[m]), -128, 127)  (fp32 division correctly rounded, then
+//                                                      round half to even)
+//
+// Bit-identical to its host twin (host/reference/w8a8_int8_reference.cpp) on every device: the
+// two divisions go through clq_div_rn, an integer long division of the significands, because
+// OpenCL's fp32 division may be 2.5 ulp off where -cl-fp32-correctly-rounded-divide-sqrt is not
+// offered (rusticl), and one ulp moves a quotient across a .5 tie.
+// A row holding NaN or +-Inf gets s_a = NaN and zero codes: its outputs are NaN, others untouched.
+//
+// Codes are stored 4 to a word along K (byte k % 4 of word [m][k / 4], two's complement), rows
+// Kw words long with zero padding (the GEMM reads whole words).
+#include "common/act_io.clh"
+
+#define WG 64  // work-items per row
+
+// a / b rounded to nearest even, for finite a and positive normal b. Quotients below the normal
+// range return a signed zero (they only feed rint, which makes them 0 anyway).
+inline float clq_div_rn(float a, float b) {
+  uint ua = as_uint(a);
+  const uint sign = ua & 0x80000000u;
+  ua &= 0x7FFFFFFFu;
+  if (ua == 0u) return as_float(sign);
+  const uint ub = as_uint(b);
+  int ea = (int)(ua >> 23);
+  ulong ma = ua & 0x7FFFFFu;
+  if (ea) ma |= 0x800000u;
+  else ea = 1;
+  while (ma < 0x800000u) { ma <<= 1; --ea; }  // subnormal a: normalize the significand
+  const int eb = (int)(ub >> 23);
+  const ulong mb = (ub & 0x7FFFFFu) | 0x800000u;
+  const ulong num = ma << 40;
+  ulong qt = num / mb;  // ma / mb in (1/2, 2): 40 or 41 bits
+  const ulong rem = num - qt * mb;
+  const int shift = (qt >> 40) ? 17 : 16;  // keep 24 significant bits
+  ulong mant = qt >> shift;
+  const ulong low = qt & ((1ul << shift) - 1ul), halfway = 1ul << (shift - 1);
+  if (low > halfway || (low == halfway && (rem != 0ul || (mant & 1ul)))) ++mant;
+  int e = shift - 40 + ea - eb + 150;
+  if (mant == 0x1000000ul) { mant >>= 1; ++e; }
+  if (e <= 0) return as_float(sign);
+  return as_float(sign | ((uint)e << 23) | (uint)(mant & 0x7FFFFFu));
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void w8a8_int8_quant(__global const clq_in_t* restrict x,  // [M][K]
+                     __global uint* restrict codes,        // [M][Kw]
+                     __global float* restrict scales,      // [M]
+                     int M, int K, int Kw) {
+  __local float amax_sh[WG];
+  __local int bad_sh[WG];
+  const int m = get_group_id(0), lid = get_local_id(0);
+  float amax = 0.0f;
+  int bad = 0;
+  for (int k = lid; k < K; k += WG) {
+    const float v = clq_load_in(x, (size_t)m * K + k);
+    bad |= !isfinite(v);
+    amax = fmax(amax, fabs(v));
+  }
+  amax_sh[lid] = amax;
+  bad_sh[lid] = bad;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  // max is exact and order-free: any reduction tree gives the host's value.
+  for (int step = WG / 2; step > 0; step >>= 1) {
+    if (lid < step) {
+      amax_sh[lid] = fmax(amax_sh[lid], amax_sh[lid + step]);
+      bad_sh[lid] |= bad_sh[lid + step];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const int row_bad = bad_sh[0];
+  const float s = row_bad ? as_float(0x7FC00000u) : clq_div_rn(fmax(amax_sh[0], 1e-10f), 127.0f);
+  if (lid == 0) scales[m] = s;
+  for (int w = lid; w < Kw; w += WG) {
+    uint word = 0u;
+    for (int i = 0; i < 4; ++i) {
+      const int k = 4 * w + i;
+      if (k >= K || row_bad) continue;
+      const float q = clamp(rint(clq_div_rn(clq_load_in(x, (size_t)m * K + k), s)), -128.0f, 127.0f);
+      word |= ((uint)(int)q & 0xFFu) << (8 * i);
+    }
+    codes[(size_t)m * Kw + w] = word;
+  }
+}
