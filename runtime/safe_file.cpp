@@ -1,6 +1,7 @@
 #include "runtime/safe_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -166,6 +167,33 @@ void write_file_atomic(const std::string& path, const std::vector<std::pair<cons
     ::unlink(tmp.c_str());
     fail(Status::kIoError, "cannot rename '" + tmp + "' to '" + path + "': " + err);
   }
+}
+
+std::unique_ptr<MappedFile> MappedFile::open(const std::string& path, const std::string& what) {
+  OpenedFile of = open_regular_file(path, what);
+  std::unique_ptr<MappedFile> f(new MappedFile());
+  f->id_ = of.id;
+  f->size_ = size_t(of.size);
+  if (f->size_ > 0) {
+    void* m = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, of.fd, 0);
+    if (m == MAP_FAILED) {
+      const int e = errno;
+      ::close(of.fd);
+      fail(Status::kIoError, "cannot map " + what + " '" + path + "': " + std::strerror(e));
+    }
+    f->map_ = m;
+  }
+  ::close(of.fd);
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (map_) ::munmap(map_, size_);
+}
+
+const uint8_t* MappedFile::data() const {
+  static const uint8_t empty[1] = {0};
+  return map_ ? static_cast<const uint8_t*>(map_) : empty;
 }
 
 }  // namespace clq

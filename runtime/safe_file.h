@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,25 @@ struct OpenedFile {
 OpenedFile open_regular_file(const std::string& path, const std::string& what);
 // The same without throwing: fd -1 and `why` set when the path is absent, unreadable or special.
 OpenedFile try_open_regular_file(const std::string& path, std::string* why);
+
+// A regular file mapped read-only (the file readers' input): the bytes stay valid while the
+// object lives. An empty file maps to a one-byte zero buffer so readers need no special case.
+class MappedFile {
+ public:
+  static std::unique_ptr<MappedFile> open(const std::string& path, const std::string& what);  // IoError
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const;
+  size_t size() const { return size_; }
+  const FileId& id() const { return id_; }
+
+ private:
+  MappedFile() = default;
+  void* map_ = nullptr;
+  size_t size_ = 0;
+  FileId id_;
+};
 
 // A whole regular file of at most `max_bytes` (IoError / FormatError beyond).
 std::string read_regular_file(const std::string& path, const std::string& what, uint64_t max_bytes,

@@ -389,9 +389,10 @@ TEST(Fp8Gemm, EveryWeightCodeDecodesExactly) {
       for (int64_t n = 0; n < N; ++n) {
         float want = e4m3_to_f32(w[size_t(n * K)]);
         ASSERT_EQ(y[size_t(n)], want) << tuning << " " << v->variant << " code 0x" << std::hex << int(w[size_t(n * K)]);
-        if (want != 0.0f)  // -0 plus the +0 accumulator start is +0: arithmetic, not decode
+        if (want != 0.0f) {  // -0 plus the +0 accumulator start is +0: arithmetic, not decode
           ASSERT_EQ(std::signbit(y[size_t(n)]), std::signbit(want))
               << "sign of code 0x" << std::hex << int(w[size_t(n * K)]);
+        }
       }
     }
   }

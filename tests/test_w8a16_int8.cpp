@@ -197,7 +197,9 @@ TEST(W8A16Int8, AccessorsAndRepackLayout) {
   EXPECT_EQ(q.Kp % kW4RowAlign, 0);
   std::set<int> seen;
   for (int r : q.perm)
-    if (r >= 0) EXPECT_TRUE(seen.insert(r).second) << "row " << r << " twice";
+    if (r >= 0) {
+      EXPECT_TRUE(seen.insert(r).second) << "row " << r << " twice";
+    }
   EXPECT_EQ(seen.size(), 200u);
   for (int64_t gi = 0; gi < q.G; ++gi)
     for (int32_t wd = q.gstart[size_t(gi)]; wd < q.gstart[size_t(gi) + 1] && gi + 1 < q.G; ++wd)

@@ -322,22 +322,11 @@ GgufFile::Parsed parse_gguf(const uint8_t* base, size_t size, const std::string&
 }
 
 std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  OpenedFile of = open_regular_file(path, "GGUF file");
   std::shared_ptr<GgufFile> f(new GgufFile());
+  f->map_ = MappedFile::open(path, "GGUF file");
   f->path_ = path;
-  f->id_ = of.id;
-  f->map_size_ = size_t(of.size);
-  if (f->map_size_ > 0) {
-    void* m = ::mmap(nullptr, f->map_size_, PROT_READ, MAP_PRIVATE, of.fd, 0);
-    if (m == MAP_FAILED) {
-      ::close(of.fd);
-      fail(Status::kIoError, "cannot map '" + path + "': " + std::strerror(errno));
-    }
-    f->map_ = m;
-  }
-  ::close(of.fd);
-  static const uint8_t empty[1] = {0};
-  Parsed p = parse_gguf(f->map_ ? static_cast<const uint8_t*>(f->map_) : empty, f->map_size_, path);
+  f->id_ = f->map_->id();
+  Parsed p = parse_gguf(f->map_->data(), f->map_->size(), path);
   f->version_ = p.version;
   f->alignment_ = p.alignment;
   f->tensors_ = std::move(p.tensors);
@@ -346,9 +335,7 @@ std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
   return f;
 }
 
-GgufFile::~GgufFile() {
-  if (map_) ::munmap(map_, map_size_);
-}
+GgufFile::~GgufFile() = default;
 
 const GgufTensor* GgufFile::find(const std::string& name) const {
   auto it = index_.find(name);

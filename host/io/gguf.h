@@ -95,8 +95,7 @@ class GgufFile {
   GgufFile() = default;
   std::string path_;
   FileId id_;
-  void* map_ = nullptr;
-  size_t map_size_ = 0;
+  std::unique_ptr<MappedFile> map_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<GgufTensor> tensors_;

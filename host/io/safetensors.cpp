@@ -559,30 +559,16 @@ void parse_safetensors(const uint8_t* base, size_t size, const std::string& labe
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  OpenedFile of = open_regular_file(path, "safetensors file");
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->map_ = MappedFile::open(path, "safetensors file");
   f->path_ = path;
-  f->id_ = of.id;
-  f->map_size_ = size_t(of.size);
-  if (f->map_size_ > 0) {
-    void* m = ::mmap(nullptr, f->map_size_, PROT_READ, MAP_PRIVATE, of.fd, 0);
-    if (m == MAP_FAILED) {
-      ::close(of.fd);
-      fail(Status::kIoError, "cannot map '" + path + "': " + std::strerror(errno));
-    }
-    f->map_ = m;
-  }
-  ::close(of.fd);
-  static const uint8_t empty[1] = {0};
-  parse_safetensors(f->map_ ? static_cast<const uint8_t*>(f->map_) : empty, f->map_size_, path, &f->tensors_,
-                    &f->metadata_);
+  f->id_ = f->map_->id();
+  parse_safetensors(f->map_->data(), f->map_->size(), path, &f->tensors_, &f->metadata_);
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, map_size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const StTensor* SafetensorsFile::find(const std::string& name) const {
   auto it = index_.find(name);

@@ -56,8 +56,7 @@ class SafetensorsFile {
   SafetensorsFile() = default;
   std::string path_;
   FileId id_;
-  void* map_ = nullptr;
-  size_t map_size_ = 0;
+  std::unique_ptr<MappedFile> map_;
   std::vector<StTensor> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
