@@ -121,7 +121,8 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
           for (int64_t k = 0; k < K; ++k)
             store_from_f32(x.data(), size_t(r * K + k), dt, load_as_f32(x.data(), size_t(r * K + k), dt) * f);
         }
-        for (Fp8Act mode : {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic}) {
+        for (Fp8Act mode :
+             {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic}) {
           std::vector<float> scales;
           auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
           Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
@@ -278,6 +279,11 @@ TEST(Fp8Gemm, PerChannelScales) {
   GemmCase dyn2{17, 136, 300, true, Fp8Act::kBlockDynamic, DType::kF16, DType::kF32};
   dyn2.channel = true;
   run_gemm_case(dyn2, s + 1);
+  // Per token over all K: what compressed-tensors FP8_DYNAMIC checkpoints are calibrated for,
+  // and what a channel layer without input_scale takes by default.
+  GemmCase tok{5, 264, 1000, true, Fp8Act::kTokenDynamic, DType::kBF16, DType::kBF16};
+  tok.channel = true;
+  run_gemm_case(tok, s + 4);
   GemmCase st{9, 200, 256, false, Fp8Act::kTensorStatic, DType::kBF16, DType::kBF16};
   st.channel = true;
   run_gemm_case(st, s + 2);

@@ -177,6 +177,8 @@ const char* fp8_act_name(Fp8Act a) {
   switch (a) {
     case Fp8Act::kBlockDynamic:
       return "per-token-group dynamic";
+    case Fp8Act::kTokenDynamic:
+      return "per-token dynamic";
     case Fp8Act::kTensorDynamic:
       return "per-tensor dynamic";
     case Fp8Act::kTensorStatic:

@@ -61,6 +61,7 @@ float fp8_channel_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t n); 
 enum class Fp8Act {
   kBlockDynamic,   // per token, per 128 columns (DeepSeek-V3)
   kTensorDynamic,  // one scale from the whole activation tensor
+  kTokenDynamic,   // one scale per token over all K (compressed-tensors FP8_DYNAMIC, SPEC section 7)
   kTensorStatic,   // the checkpoint's input_scale
   kNone,           // weight-only (w8a16)
 };

@@ -47,7 +47,17 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
     }
     tensor_s = group_scale(amax, nan, ue8m0);
   }
-  for (int64_t m = 0; m < M; ++m)
+  for (int64_t m = 0; m < M; ++m) {
+    if (mode == Fp8Act::kTokenDynamic) {
+      float amax = 0;
+      bool nan = false;
+      for (int64_t k = 0; k < K; ++k) {
+        float v = load_as_f32(x, size_t(m * K + k), xt);
+        nan |= std::isnan(v);
+        amax = std::max(amax, std::fabs(v));
+      }
+      tensor_s = group_scale(amax, nan, ue8m0);
+    }
     for (int64_t j = 0; j < h.Kb; ++j) {
       const int64_t k0 = j * kFp8Block, k1 = std::min(K, k0 + kFp8Block);
       float s = tensor_s;
@@ -65,6 +75,7 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
       for (int64_t k = k0; k < k1; ++k)
         h.codes[size_t(m * K + k)] = quant_e4m3(load_as_f32(x, size_t(m * K + k), xt), s);
     }
+  }
   return h;
 }
 

@@ -130,14 +130,31 @@ void fp8_tensor_scale(__global const float* restrict amax_in, __global float* re
   if (t == 0) scale_out[0] = clq_group_scale(red_sh[0], nan_sh[0]);
 }
 
-// Per-tensor quantization with one scale (static input_scale, or pass 2's result). Writes the
-// scale into every (token, group) slot so the GEMM reads one layout for both scale kinds.
+// Per-token dynamic scale, pass 2: each token's group maxima folded into its scale, in group
+// order (max is exact, so the order only matters for NaN, which wins either way).
+__kernel void fp8_token_scale(__global const float* restrict amax_in, __global float* restrict scale_out, int M,
+                              int Kb) {
+  const int m = get_global_id(0);
+  if (m >= M) return;
+  float a = 0.0f;
+  int has_nan = 0;
+  for (int j = 0; j < Kb; ++j) {
+    const float v = amax_in[(size_t)m * Kb + j];
+    has_nan |= isnan(v);
+    a = fmax(a, v);
+  }
+  scale_out[m] = clq_group_scale(a, has_nan);
+}
+
+// Quantization with one scale per tensor (static input_scale, or pass 2's result; per_row = 0)
+// or per token (per_row = 1). Writes the scale into every (token, group) slot so the GEMM reads
+// one layout for every scale kind.
 __kernel void fp8_quant_tensor(__global const clq_in_t* restrict x, __global const float* restrict scale_in,
                                __global uchar* restrict codes, __global float* restrict scales,
-                               __global float* restrict xq, int M, int K, int Kb) {
+                               __global float* restrict xq, int M, int K, int Kb, int per_row) {
   const int j = get_global_id(0), m = get_global_id(1);
   if (j >= Kb || m >= M) return;
-  const float s = scale_in[0];
+  const float s = scale_in[per_row ? m : 0];
   scales[(size_t)m * Kb + j] = s;
   clq_quant_group(x, s, codes, xq, m, K, Kb, j);
 }

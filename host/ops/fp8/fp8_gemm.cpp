@@ -51,8 +51,8 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   grow(codes_, codes_bytes_, padded_codes ? size_t(M) * Kp : round_up(size_t(M * K), 4));
   grow(scales_, scales_bytes_, size_t(M * Kb_) * 4);
   grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
-  grow(tensor_scale_, tensor_scale_bytes_, 4);
-  if (mode == Fp8Act::kTensorDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
+  grow(tensor_scale_, tensor_scale_bytes_, mode == Fp8Act::kTokenDynamic ? size_t(M) * 4 : 4);
+  if (mode == Fp8Act::kTensorDynamic || mode == Fp8Act::kTokenDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
   const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "") +
                            (ue8m0_ ? " -DSCALE_UE8M0=1" : "");
   const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
@@ -73,13 +73,19 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
     if (mode == Fp8Act::kTensorStatic) {
       float s = *static_scale;
       c_.write(tensor_scale_, &s, 4);
+    } else if (mode == Fp8Act::kTokenDynamic) {
+      cl::Kernel tok = c_.kernel("fp8/quant.cl", "fp8_token_scale", defs);
+      set_args(amax, x, amax_, Mi, Ki, Kbi);
+      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
+      set_args(tok, amax_, tensor_scale_, Mi, Kbi);
+      oputil::enqueue(c_, ev, tok, cl::NDRange(round_up(size_t(M), 64)), cl::NDRange(64), "fp8_token_scale");
     } else {
       set_args(amax, x, amax_, Mi, Ki, Kbi);
       oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
       set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
       oputil::enqueue(c_, ev, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
     }
-    set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi);
+    set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi, cl_int(mode == Fp8Act::kTokenDynamic));
     oputil::enqueue(c_, ev, qt, grid, local, "fp8_quant_tensor");
   }
   return ev;
@@ -124,6 +130,7 @@ Fp8Gemm::Fp8Gemm(Context& c, const Fp8Packed& p) : c_(c), input_scale_(p.input_s
 }
 
 Fp8Act Fp8Gemm::default_act() const {
+  if (L_.channel && !input_scale_) return Fp8Act::kTokenDynamic;
   if (L_.block) return Fp8Act::kBlockDynamic;
   return input_scale_ ? Fp8Act::kTensorStatic : Fp8Act::kTensorDynamic;
 }
