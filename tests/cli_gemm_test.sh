@@ -29,6 +29,12 @@ for f in fp8_channel fp8_channel_static fp8_ct_block; do
   expect "gemm $f" 0 "$want" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --check
   expect "gemm $f tiled" 0 "check: .*PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --variant tiled --check
 done
+# W4A8: int4 weights with e4m3 activations per token (--act-dtype fp8), over two int4 variants.
+d="$tmp/w4a8"; mkdir -p "$d"; "$gen" "$d" gptq 512 264 128 1 5 bf16 21
+expect "w4a8 gemm" 0 "w4a8_gemm/emulated over w4a16_gemm" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y.safetensors" --act-dtype fp8 --check
+expect "w4a8 gemm tiled" 0 "over w4a16_gemm/tiled" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y2.safetensors" --act-dtype fp8 --variant tiled --check
+expect "w4a8 differs from w4a16" 0 "PASS" "$clq" gemm --weights "$d" --prefix $P --input "$d/input.safetensors" --output "$d/y3.safetensors" --check
+if cmp -s "$d/y.safetensors" "$d/y3.safetensors"; then echo "FAIL W4A8 and W4A16 outputs identical"; fail=1; else echo "ok   w4a8 output is not w4a16's"; fi
 # DeepSeek-V3.1 scale_fmt ue8m0: activation scales rounded up to powers of two, from config.json.
 d="$tmp/fp8-ue8m0"; mkdir -p "$d"; "$gen" "$d" fp8_block 384 256 0 0 3 bf16 4
 printf '{"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128], "scale_fmt": "ue8m0"}}' > "$d/config.json"

@@ -107,4 +107,23 @@ std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, D
   return y;
 }
 
+std::vector<double> w4a8_reference(const W4Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode,
+                                   float static_scale) {
+  const std::vector<double> w = dequantize_w4(ck);  // [K][N]
+  const W4Shape s = validate_w4(ck);
+  const int64_t K = s.K, N = s.N;
+  const Fp8ActHost q = quantize_fp8_host(x, xt, M, K, mode, static_scale);
+  std::vector<double> y(size_t(M * N), 0.0), xa(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k)
+      xa[size_t(k)] = double(e4m3_to_f32(q.codes[size_t(m * K + k)])) * double(q.scales[size_t(m * q.Kb + k / kFp8Block)]);
+    for (int64_t k = 0; k < K; ++k) {
+      const double a = xa[size_t(k)];
+      const double* wr = w.data() + size_t(k * N);
+      for (int64_t n = 0; n < N; ++n) y[size_t(m * N + n)] += a * wr[n];
+    }
+  }
+  return y;
+}
+
 }  // namespace clq

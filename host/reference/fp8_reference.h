@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "host/formats/fp8.h"
+#include "host/formats/w4.h"
 #include "host/numeric.h"
 
 namespace clq {
@@ -21,5 +22,10 @@ Fp8ActHost quantize_fp8_host(const void* x, DType xt, int64_t M, int64_t K, Fp8A
 
 // fp64 reference on the same quantized inputs (activations quantized by the host twin).
 std::vector<double> fp8_gemm_reference(const Fp8Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode);
+
+// W4A8 (SPEC section 7): x quantized to e4m3 as `mode` (per token or per tensor), then
+// y[m][n] = sum_k (code * s_a) * W[k][n] in fp64 with W = dequantize_w4(ck).
+std::vector<double> w4a8_reference(const W4Checkpoint& ck, const void* x, DType xt, int64_t M, Fp8Act mode,
+                                   float static_scale = 0);
 
 }  // namespace clq

@@ -170,3 +170,14 @@ __kernel void fp8_widen_act(__global const clq_in_t* restrict x, __global float*
   for (int k = k0; k < k1; ++k) xq[(size_t)m * Kp + k] = clq_load_in(x, (size_t)m * K + k);
   for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
 }
+
+// W4A8 emulated: the quantized activations as fp32 values code * scale, [M][K], the operand of
+// the int4 GEMM (each product rounds once in fp32; SPEC section 7 sums code products and scales
+// after, which differs by that rounding only).
+__kernel void fp8_dequant_rows(__global const float* restrict xq, __global const float* restrict scales,
+                               __global float* restrict out, int M, int K, int Kb) {
+  const int k = get_global_id(0), m = get_global_id(1);
+  if (k >= K || m >= M) return;
+  const size_t Kp = (size_t)Kb * FP8_GROUP;
+  out[(size_t)m * K + k] = xq[(size_t)m * Kp + k] * scales[(size_t)m * Kb + k / FP8_GROUP];
+}

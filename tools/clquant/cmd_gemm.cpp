@@ -8,6 +8,8 @@
 #include "host/formats/loader.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
+#include "host/ops/w4a8/w4a8_gemm.h"
+#include "host/reference/fp8_reference.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
@@ -45,8 +47,9 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
   cmd->add_flag("--check", a.check, "also compute the fp64 host reference and fail (exit 1) beyond tolerance");
   cmd->add_option("--act-dtype", a.act_dtype,
                   "FP8 layers: fp16 or bf16 runs weight-only (w8a16) with activations in that type "
-                  "(the input is rounded to it if it differs); default: W8A8 with on-the-fly activation quantization")
-      ->check(CLI::IsMember({"fp16", "bf16"}));
+                  "(the input is rounded to it if it differs); default: W8A8 with on-the-fly activation quantization. "
+                  "int4 layers: fp8 runs W4A8 (activations to e4m3 per token)")
+      ->check(CLI::IsMember({"fp16", "bf16", "fp8"}));
   return cmd;
 }
 
@@ -268,6 +271,51 @@ OpEvents run_int_layer(Context& c, IntLayerGemm& op, const Input& in, const std:
 
 // W8A8 int8: activations quantized per token on the device, exact int32 sums. --check compares
 // with the host twin on the same quantized activations: every element must be equal.
+// int4 weights with e4m3 activations per token (W4A8, SPEC section 7).
+int run_w4a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer) {
+  const std::string& P = layer.prefix;
+  const W4Checkpoint& w = layer.w4().ck;
+  const W4Shape& shape = layer.w4().shape;
+  Input in = read_input(a.input);
+  const std::vector<FileId> inputs = run_inputs(layer.checkpoint.get(), in.file.get());
+  check_output_path(a.output, inputs);
+  if (in.K != shape.K)
+    fail(Status::kInvalidShape,
+         "input " + in.x->shape_str() + " must be [M, K] with K = " + std::to_string(shape.K) + " (from " + P + ")");
+  const DType xt = in.dt;
+  const int64_t M = in.M;
+  const size_t ybytes = size_t(M * shape.N) * dtype_size(xt);
+  const auto t_setup = std::chrono::steady_clock::now();
+  W4A8Gemm op(c, w);
+  W4A8RunOptions o;
+  o.int4_variant = a.variant;  // --variant names the int4 kernel underneath
+  op.can_implement(M, xt, xt, in.x->nbytes, ybytes, o);
+  const VariantRow& int4 = op.int4_row(M, a.variant);
+  cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
+  c.write(dx, in.x->data, in.x->nbytes);
+  OpEvents ev = op.run(dx, xt, dy, xt, M, o);
+  c.finish();
+  std::vector<uint8_t> y(ybytes);
+  c.read(dy, y.data(), ybytes);
+  std::cerr << "gemm: " << P << " " << layer.describe() << ", activations e4m3 per token (W4A8), M=" << M
+            << " K=" << shape.K << " N=" << shape.N << " " << dtype_name(xt) << ", " << ev.row->op << "/"
+            << ev.row->variant << " over " << int4.op << "/" << int4.variant << ", " << ev.ms() << " ms device\n";
+  print_setup(t_setup, ev);
+  int rc = 0;
+  if (a.check) {
+    auto ref = w4a8_reference(w, in.x->data, xt, M, o.act);
+    ErrorStats e = compare_output(y.data(), xt, ref);
+    bool ok = e.nan_count == 0 && e.rel_mean() < W4A16Problem::kTolerance;  // SPEC section 6: as the fp8 GEMM
+    std::cerr << "check: rel mean err " << e.rel_mean() << ", max abs err " << e.max_abs_err << ", NaN " << e.nan_count
+              << (ok ? "  PASS\n" : "  FAIL\n");
+    rc = ok ? 0 : 1;
+  }
+  SafetensorsWriter out;
+  out.add("output", st_of(xt), {M, shape.N}, y.data(), y.size());
+  out.write(a.output, inputs);
+  return rc;
+}
+
 int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const Input& in,
                   const std::vector<FileId>& inputs) {
   const auto t_setup = std::chrono::steady_clock::now();
@@ -315,8 +363,13 @@ int run_gemm(Context& c, const GemmArgs& a) {
   lo.bits = a.bits;
   const LinearLayer layer = load_linear(a.weights, a.prefix, lo);
   if (layer.is_gguf()) return run_gguf_gemm(c, a, layer);
-  if (!layer.is_int4()) return run_fp8_gemm(c, a, layer);
+  if (!layer.is_int4()) {
+    if (a.act_dtype == "fp8")
+      fail(Status::kInvalidArgument, "--act-dtype fp8: FP8 layers quantize activations to e4m3 already (the default)");
+    return run_fp8_gemm(c, a, layer);
+  }
   const std::string& P = layer.prefix;
+  if (a.act_dtype == "fp8" && !layer.is_int8() && !layer.is_w8a8()) return run_w4a8_gemm(c, a, layer);
   if (!a.act_dtype.empty())
     fail(Status::kInvalidArgument, "--act-dtype applies to FP8 layers; '" + P + "' is " + (layer.is_int8() ? "int8" : "int4"));
   const W4Checkpoint& w = layer.w4().ck;
