@@ -97,15 +97,24 @@ TEST(Runtime, SelectionByVendorVersionAndType) {
                                     got.vendor + got.driver_version);
       EXPECT_NE(hay.find(lower(f.platform_vendor)), std::string::npos);
     }
-    if (lower(f.platform_version).find("pocl") != std::string::npos)
+    if (lower(f.platform_version).find("pocl") != std::string::npos) {
       EXPECT_NE(lower(select_device("pocl").features.platform_version).find("pocl"), std::string::npos);
-    if (f.platform_name == "rusticl") EXPECT_EQ(select_device("RustiCL").features.platform_name, "rusticl");
-    if (f.is_cpu) EXPECT_TRUE(select_device("cpu").features.is_cpu);
-    if (f.is_gpu) EXPECT_TRUE(select_device("GPU").features.is_gpu);
+    }
+    if (f.platform_name == "rusticl") {
+      EXPECT_EQ(select_device("RustiCL").features.platform_name, "rusticl");
+    }
+    if (f.is_cpu) {
+      EXPECT_TRUE(select_device("cpu").features.is_cpu);
+    }
+    if (f.is_gpu) {
+      EXPECT_TRUE(select_device("GPU").features.is_gpu);
+    }
   }
   bool any_gpu = false;
   for (auto& e : all) any_gpu |= e.features.is_gpu;
-  if (!any_gpu) EXPECT_THROW(select_device("gpu"), Error);
+  if (!any_gpu) {
+    EXPECT_THROW(select_device("gpu"), Error);
+  }
 }
 
 TEST(Runtime, PoclCacheProblemIsNamed) {
