@@ -298,6 +298,47 @@ TEST(CApi, MoeBlockMatchesTheReference) {
   clq_moe_release(m);
 }
 
+// The family's routing from config.json (DeepSeek-V3 grouped sigmoid, norm_topk_prob default
+// true), or found = 0 and the defaults without one.
+TEST(CApi, MoeRoutingFromConfig) {
+  const std::string M = "model.layers.3.mlp";
+  MoeSynthSpec s;
+  s.kind = MoeWeightKind::kDense;
+  s.E = 16;
+  s.H = 128;
+  s.I = 64;
+  s.bias = true;
+  MoeSynth syn(s);
+  TempDir d;
+  SafetensorsWriter w;
+  syn.add_to(w, M);
+  w.write(d.path + "/model.safetensors");
+  Ctx ctx;
+  clq_moe* m = nullptr;
+  ASSERT_EQ(clq_moe_load(ctx.c, d.path.c_str(), M.c_str(), nullptr, 0, &m), CLQ_SUCCESS) << last();
+  clq_moe_routing r;
+  int found = -1;
+  ASSERT_EQ(clq_moe_config_routing(m, &r, &found), CLQ_SUCCESS) << last();
+  EXPECT_EQ(found, 0);
+  EXPECT_EQ(r.top_k, 2);
+  clq_moe_release(m);
+  std::ofstream(d.path + "/config.json")
+      << R"({"model_type": "deepseek_v3", "num_experts_per_tok": 6, "n_group": 4, "topk_group": 2,)"
+      << R"( "routed_scaling_factor": 2.5})";
+  ASSERT_EQ(clq_moe_load(ctx.c, d.path.c_str(), M.c_str(), nullptr, 0, &m), CLQ_SUCCESS) << last();
+  ASSERT_EQ(clq_moe_config_routing(m, &r, &found), CLQ_SUCCESS) << last();
+  EXPECT_EQ(found, 1);
+  EXPECT_EQ(r.top_k, 6);
+  EXPECT_EQ(r.grouped, 1);
+  EXPECT_EQ(r.n_group, 4);
+  EXPECT_EQ(r.topk_group, 2);
+  EXPECT_EQ(r.renormalize, 1);
+  EXPECT_EQ(r.softmax_scores, 0);
+  EXPECT_FLOAT_EQ(r.routed_scaling, 2.5f);
+  EXPECT_EQ(clq_moe_config_routing(m, nullptr, &found), CLQ_ERROR_INVALID_ARGUMENT);
+  clq_moe_release(m);
+}
+
 TEST(CApi, ThreadsShareAContext) {
   TempDir d;
   W4SynthSpec s;

@@ -399,6 +399,25 @@ clq_status clq_moe_shared_experts(const clq_moe* layer, int64_t* shared_I, int* 
   });
 }
 
+clq_status clq_moe_config_routing(const clq_moe* layer, clq_moe_routing* routing, int* found) {
+  return guard([&] {
+    need(layer, "layer");
+    need(routing, "routing");
+    need(found, "found");
+    clq_moe_routing_init(routing);
+    *found = layer->layer.config ? 1 : 0;
+    if (!layer->layer.config) return;
+    const clq::MoeRouting r = clq::moe_routing_from_config(*layer->layer.config);
+    routing->top_k = r.top_k;
+    routing->renormalize = r.renormalize ? 1 : 0;
+    routing->grouped = r.kind == clq::MoeRouting::Kind::kGrouped ? 1 : 0;
+    routing->n_group = r.n_group;
+    routing->topk_group = r.topk_group;
+    routing->routed_scaling = r.routed_scaling;
+    routing->softmax_scores = r.softmax_scores ? 1 : 0;
+  });
+}
+
 clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t T,
                             const clq_moe_routing* routing) {
   return guard([&] {

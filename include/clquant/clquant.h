@@ -128,6 +128,11 @@ clq_status clq_moe_shape(const clq_moe* layer, int64_t* E, int64_t* H, int64_t* 
  * intermediate size (0: none), *gated = 1 for Qwen2-MoE's sigmoid-gated shared expert. Either
  * pointer may be NULL. */
 clq_status clq_moe_shared_experts(const clq_moe* layer, int64_t* shared_I, int* gated);
+/* The routing of the model family named by config.json beside the weights (Mixtral,
+ * Qwen2/3-MoE, DeepSeek-V2/V3): *found = 1 and *routing filled (top_k 0 when the config does not
+ * give num_experts_per_tok), or *found = 0 and *routing left as clq_moe_routing_init makes it.
+ * Change any field before a run to override the config. */
+clq_status clq_moe_config_routing(const clq_moe* layer, clq_moe_routing* routing, int* found);
 clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t T,
                             const clq_moe_routing* routing);
 clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t T,

@@ -122,20 +122,41 @@ class MoE:
         self._routing = routing
 
     @classmethod
-    def from_checkpoint(cls, path, prefix, top_k, device=None, format=None, group_size=0, renormalize=False,
-                        routing="softmax", n_group=1, topk_group=1, routed_scaling=1.0, scoring="sigmoid"):
+    def from_checkpoint(cls, path, prefix, top_k=None, device=None, format=None, group_size=0, renormalize=None,
+                        routing=None, n_group=None, topk_group=None, routed_scaling=None, scoring=None):
         """Loads prefix.gate.weight and prefix.experts.{e}.{gate,up,down}_proj (dense, int4 or block
         FP8 experts), and the shared experts when present (DeepSeek-V3 prefix.shared_experts,
-        Qwen2-MoE prefix.shared_expert gated by prefix.shared_expert_gate), which every call adds. routing="softmax" (Mixtral, Qwen-MoE) or "grouped" (DeepSeek-V3 noaux_tc,
-        with n_group, topk_group, routed_scaling and scoring "sigmoid" or "softmax")."""
-        if routing not in ("softmax", "grouped"):
-            raise ValueError(f"routing must be 'softmax' or 'grouped', not {routing!r}")
-        if scoring not in ("sigmoid", "softmax"):
-            raise ValueError(f"scoring must be 'sigmoid' or 'softmax', not {scoring!r}")
+        Qwen2-MoE prefix.shared_expert gated by prefix.shared_expert_gate), which every call adds.
+        The routing comes from config.json beside the weights when it names a model family (Mixtral,
+        Qwen2/3-MoE, DeepSeek-V2/V3: `config_routing`), and every argument given here overrides it;
+        without a config the defaults are softmax top-k without renormalisation, and top_k must be
+        given. routing="softmax" (Mixtral, Qwen-MoE) or "grouped" (DeepSeek-V3 noaux_tc, with n_group,
+        topk_group, routed_scaling and scoring "sigmoid" or "softmax")."""
         native = _clquant.MoE(_context(device), str(path), prefix, format or "", int(group_size))
-        r = (int(top_k), bool(renormalize), routing == "grouped", int(n_group), int(topk_group),
-             float(routed_scaling), scoring == "softmax")
-        return cls(native, r)
+        settings = {"top_k": None, "renormalize": False, "routing": "softmax", "n_group": 1, "topk_group": 1,
+                    "routed_scaling": 1.0, "scoring": "sigmoid"}
+        cfg = native.config_routing()
+        if cfg is not None:
+            settings.update({k: v for k, v in cfg.items() if k in settings and v is not None})
+        given = {"top_k": top_k, "renormalize": renormalize, "routing": routing, "n_group": n_group,
+                 "topk_group": topk_group, "routed_scaling": routed_scaling, "scoring": scoring}
+        settings.update({k: v for k, v in given.items() if v is not None})
+        if settings["top_k"] is None:
+            raise ValueError("top_k is needed: the checkpoint has no config.json naming num_experts_per_tok")
+        if settings["routing"] not in ("softmax", "grouped"):
+            raise ValueError(f"routing must be 'softmax' or 'grouped', not {settings['routing']!r}")
+        if settings["scoring"] not in ("sigmoid", "softmax"):
+            raise ValueError(f"scoring must be 'sigmoid' or 'softmax', not {settings['scoring']!r}")
+        r = (int(settings["top_k"]), bool(settings["renormalize"]), settings["routing"] == "grouped",
+             int(settings["n_group"]), int(settings["topk_group"]), float(settings["routed_scaling"]),
+             settings["scoring"] == "softmax")
+        moe = cls(native, r)
+        moe.routing = settings
+        return moe
+
+    def config_routing(self):
+        """The routing config.json gives this block's model family (a dict), or None."""
+        return self._native.config_routing()
 
     E = property(lambda self: self._native.E, doc="experts")
     H = property(lambda self: self._native.H, doc="hidden size")

@@ -163,6 +163,22 @@ class PyMoe {
   std::string kind() const { return clq::moe_kind_name(layer_.moe.kind); }
   int64_t shared_I() const { return op_.shared_I(); }
   bool shared_gated() const { return op_.shared_gated(); }
+  // The routing config.json gives this block's model family (read_moe_config), or None.
+  nb::object config_routing() const {
+    if (!layer_.config) return nb::none();
+    const clq::MoeRouting r = clq::moe_routing_from_config(*layer_.config);
+    nb::dict d;
+    d["top_k"] = r.top_k > 0 ? nb::object(nb::int_(r.top_k)) : nb::none();
+    d["renormalize"] = r.renormalize;
+    d["routing"] = r.kind == clq::MoeRouting::Kind::kGrouped ? "grouped" : "softmax";
+    d["n_group"] = r.n_group;
+    d["topk_group"] = r.topk_group;
+    d["routed_scaling"] = r.routed_scaling;
+    d["scoring"] = r.softmax_scores ? "softmax" : "sigmoid";
+    d["model_type"] = layer_.config->model_type;
+    d["source"] = layer_.config->source;
+    return d;
+  }
 
   void run(const InArray& x, int xcode, const OutArray& y, int ycode, int64_t T, int top_k, bool renormalize,
            bool grouped, int n_group, int topk_group, float routed_scaling, bool softmax_scores) {
@@ -246,5 +262,6 @@ NB_MODULE(_clquant, m) {
       .def_prop_ro("kind", &PyMoe::kind)
       .def_prop_ro("shared_I", &PyMoe::shared_I)
       .def_prop_ro("shared_gated", &PyMoe::shared_gated)
+      .def("config_routing", &PyMoe::config_routing)
       .def("run", &PyMoe::run);
 }

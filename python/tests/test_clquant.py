@@ -173,3 +173,25 @@ def test_threads_share_a_device(make_checkpoint):
         t.join()
     for w, g in zip(want, got):
         np.testing.assert_array_equal(bits(w), bits(g))
+
+
+def test_moe_routing_from_config_json(make_checkpoint, run_cli):
+    d = make_checkpoint("moe_dense", 256, 128, 8, 0, 5, "f16", 3)
+    x, _ = read_safetensors(d / "input.safetensors")["input"]
+    with pytest.raises(ValueError, match="top_k is needed"):
+        clquant.MoE.from_checkpoint(d, MOE)
+    # Mixtral's family rules: top-k from num_experts_per_tok, always renormalised.
+    (d / "config.json").write_text('{"model_type": "mixtral", "num_experts_per_tok": 2}')
+    moe = clquant.MoE.from_checkpoint(d, MOE)
+    assert moe.config_routing()["model_type"] == "mixtral"
+    assert moe.routing["top_k"] == 2 and moe.routing["renormalize"] is True
+    y = moe(x)
+    explicit = clquant.MoE.from_checkpoint(d, MOE, top_k=2, renormalize=True)(x)
+    np.testing.assert_array_equal(bits(y), bits(explicit))
+    run_cli("moe", "--weights", d, "--prefix", MOE, "--input", d / "input.safetensors", "--output",
+            d / "y.safetensors")
+    np.testing.assert_array_equal(bits(y), bits(read_safetensors(d / "y.safetensors")["output"][0]))
+    # An argument given overrides the config.
+    plain = clquant.MoE.from_checkpoint(d, MOE, renormalize=False)
+    assert plain.routing["renormalize"] is False and plain.routing["top_k"] == 2
+    assert not np.array_equal(bits(plain(x)), bits(y))
