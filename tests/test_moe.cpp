@@ -38,6 +38,18 @@ struct Device {
   cl::Buffer x, y, logits;
 };
 
+// The output against the reference, or for FP8 experts against the first alternative reference
+// that holds (a value of `a` on an e4m3 rounding midpoint may round either way: docs/numerics.md).
+ErrorStats compare_moe(const std::vector<uint8_t>& y, DType dt, const std::vector<std::vector<double>>& refs) {
+  ErrorStats first = compare_output(y.data(), dt, refs.front());
+  if (MoeProblem::within_tolerance(first)) return first;
+  for (size_t i = 1; i < refs.size(); ++i) {
+    ErrorStats e = compare_output(y.data(), dt, refs[i]);
+    if (MoeProblem::within_tolerance(e)) return e;
+  }
+  return first;
+}
+
 void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouting& r, DType dt, uint64_t seed,
                  const MoeRunOptions& o = {}, const std::vector<float>* logits_in = nullptr) {
   SCOPED_TRACE(std::string(moe_kind_name(m.kind)) + " T=" + std::to_string(T) + " E=" + std::to_string(m.E) +
@@ -57,10 +69,10 @@ void check_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, const MoeRouti
   moe_route_host(logits, T, m.E, r, bias, &hids, &hw);
   ASSERT_EQ(ids, hids) << "routing decisions differ from the host twin";
   for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(w[i], hw[i], 1e-5f * std::max(1.0f, std::fabs(hw[i])));
-  auto ref = moe_reference(m, x.data(), dt, T, hids, hw, r.top_k, o.expert_map);
+  const auto refs = moe_reference_alternatives(m, x.data(), dt, T, hids, hw, r.top_k, o.expert_map);
   std::vector<uint8_t> y(size_t(T * m.H) * dtype_size(dt));
   c.read(dy, y.data(), y.size());
-  ErrorStats e = compare_output(y.data(), dt, ref);
+  ErrorStats e = compare_moe(y, dt, refs);
   EXPECT_EQ(e.nan_count, 0u);
   EXPECT_LT(e.max_abs_err, MoeProblem::kMaxAbsTolerance);
   EXPECT_LT(e.rel_mean(), MoeProblem::kRelTolerance) << "max abs err " << e.max_abs_err;
@@ -537,8 +549,8 @@ TEST(MoeDecode, HostRoutedAgainstFp64) {
       op.run_routed(dx, DType::kBF16, dy, DType::kBF16, T, ids, w, 2, o);  // the alignment alone routes
       std::vector<uint8_t> y(size_t(T * 256) * 2);
       c.read(dy, y.data(), y.size());
-      ErrorStats e = compare_output(y.data(), DType::kBF16, moe_reference(syn.checkpoint(), x.data(), DType::kBF16, T,
-                                                                          ids, w, 2));
+      ErrorStats e = compare_moe(y, DType::kBF16,
+                                 moe_reference_alternatives(syn.checkpoint(), x.data(), DType::kBF16, T, ids, w, 2));
       EXPECT_TRUE(MoeProblem::within_tolerance(e))
           << moe_kind_name(kind) << " splits " << splits << ": max abs " << e.max_abs_err << ", NaN " << e.nan_count;
     }

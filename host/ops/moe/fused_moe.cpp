@@ -109,9 +109,27 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 
 // ---- fp64 reference ---------------------------------------------------------------------------
 
-std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
-                                  const std::vector<int>& ids, const std::vector<float>& weights, int K,
-                                  const std::vector<int>& expert_map) {
+namespace {
+// Whether r (a value over its scale) sits so close to a midpoint between two e4m3 values that
+// fp32 sums in another order may round it the other way; returns the other code then.
+bool e4m3_near_midpoint(double r, uint8_t code, uint8_t* other) {
+  const double v = e4m3_to_f32(code);
+  const int mag = code & 0x7F, sign = code & 0x80;
+  const int omag = std::fabs(r) > std::fabs(v) ? mag + 1 : mag - 1;
+  if (omag < 0 || omag > 0x7E) return false;
+  const double ov = std::fabs(double(e4m3_to_f32(uint8_t(omag))));
+  const double mid = 0.5 * (std::fabs(v) + ov);
+  if (std::fabs(std::fabs(r) - mid) > 1e-5 * mid) return false;
+  *other = uint8_t(sign | omag);
+  return true;
+}
+
+// flip: the index (in order of discovery) of an ambiguous FP8 `a` value to round the other way,
+// or -1; *ambiguous counts them.
+std::vector<double> moe_reference_impl(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
+                                       const std::vector<int>& ids, const std::vector<float>& weights, int K,
+                                       const std::vector<int>& expert_map, int flip, int* ambiguous) {
+  int seen = 0;
   const int64_t H = m.H, I = m.I;
   std::vector<double> out(size_t(T * H), 0.0);
   std::vector<std::vector<double>> w13(size_t(m.E)), w2(size_t(m.E));
@@ -153,8 +171,15 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
         std::vector<float> af(static_cast<size_t>(I));
         for (int64_t n = 0; n < I; ++n) af[size_t(n)] = float(a[size_t(n)]);
         Fp8ActHost q = quantize_fp8_host(af.data(), DType::kF32, 1, I, Fp8Act::kBlockDynamic);
-        for (int64_t n = 0; n < I; ++n)
-          a[size_t(n)] = double(e4m3_to_f32(q.codes[size_t(n)])) * q.scales[size_t(n / 128)];
+        for (int64_t n = 0; n < I; ++n) {
+          uint8_t code = q.codes[size_t(n)], other = 0;
+          const float s = q.scales[size_t(n / 128)];
+          if (e4m3_near_midpoint(double(af[size_t(n)]) / double(s), code, &other)) {
+            if (seen == flip) code = other;
+            ++seen;
+          }
+          a[size_t(n)] = double(e4m3_to_f32(code)) * s;
+        }
       }
       const double w = weights[size_t(t * K + j)];
       const std::vector<double>& W2 = w2[size_t(e)];
@@ -165,7 +190,27 @@ std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType x
       }
     }
   }
+  if (ambiguous) *ambiguous = seen;
   return out;
+}
+}  // namespace
+
+std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
+                                  const std::vector<int>& ids, const std::vector<float>& weights, int K,
+                                  const std::vector<int>& expert_map) {
+  return moe_reference_impl(m, x, xt, T, ids, weights, K, expert_map, -1, nullptr);
+}
+
+std::vector<std::vector<double>> moe_reference_alternatives(const MoeCheckpoint& m, const void* x, DType xt,
+                                                            int64_t T, const std::vector<int>& ids,
+                                                            const std::vector<float>& weights, int K,
+                                                            const std::vector<int>& expert_map, int max_flips) {
+  int ambiguous = 0;
+  std::vector<std::vector<double>> refs;
+  refs.push_back(moe_reference_impl(m, x, xt, T, ids, weights, K, expert_map, -1, &ambiguous));
+  for (int i = 0; i < std::min(ambiguous, max_flips); ++i)
+    refs.push_back(moe_reference_impl(m, x, xt, T, ids, weights, K, expert_map, i, nullptr));
+  return refs;
 }
 
 // ---- the op -----------------------------------------------------------------------------------

@@ -56,6 +56,14 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
                                   const std::vector<int>& ids, const std::vector<float>& weights, int top_k,
                                   const std::vector<int>& expert_map = {});
+// The reference, then for FP8 experts one more per value of `a` that lies within 1e-5 of an e4m3
+// rounding midpoint (at most max_flips), with that value rounded the other way: fp32 sums in the
+// device's order may round it either way (docs/numerics.md), so a check passes on any of them.
+std::vector<std::vector<double>> moe_reference_alternatives(const MoeCheckpoint& m, const void* x, DType xt,
+                                                            int64_t T, const std::vector<int>& ids,
+                                                            const std::vector<float>& weights, int top_k,
+                                                            const std::vector<int>& expert_map = {},
+                                                            int max_flips = 4);
 
 struct MoeProblem {
   int64_t T = 1, E = 8, H = 0, I = 0;
