@@ -111,6 +111,9 @@ expect "quant-fp8" 0 "" "$clq" quant-fp8 --input "$tmp/fp8b/input.safetensors" -
 expect "quant-fp8 matches host" 0 "PASS" "$gen" check-quant "$tmp/fp8b/input.safetensors" "$tmp/q.safetensors"
 expect "quant-fp8 per tensor" 0 "" "$clq" quant-fp8 --input "$d/input.safetensors" --output "$tmp/qt.safetensors" --per-tensor
 expect "quant-fp8 per tensor matches host" 0 "PASS" "$gen" check-quant "$d/input.safetensors" "$tmp/qt.safetensors" per-tensor
+expect "quant-fp8 per token" 0 "one scale per token" "$clq" quant-fp8 --input "$d/input.safetensors" --output "$tmp/qk.safetensors" --per-token
+expect "quant-fp8 per token matches host" 0 "PASS" "$gen" check-quant "$d/input.safetensors" "$tmp/qk.safetensors" per-token
+expect "quant-fp8 per token and per tensor" 2 "" "$clq" quant-fp8 --input "$d/input.safetensors" --output "$tmp/qx.safetensors" --per-token --per-tensor
 # MoE: each expert kind through `clquant moe --check`, softmax and grouped routing.
 M=model.layers.3.mlp
 d="$tmp/moe-dense"; mkdir -p "$d"; "$gen" "$d" moe_dense 256 128 8 0 5 bf16 3

@@ -32,7 +32,7 @@
 using namespace clq;
 
 namespace {
-int check_quant(const std::string& xpath, const std::string& qpath, bool per_tensor) {
+int check_quant(const std::string& xpath, const std::string& qpath, bool per_tensor, bool per_token) {
   auto xf = SafetensorsFile::open(xpath);
   auto qf = SafetensorsFile::open(qpath);
   const StTensor* x = xf->find("input");
@@ -44,7 +44,14 @@ int check_quant(const std::string& xpath, const std::string& qpath, bool per_ten
   }
   DType dt = x->dtype == StDType::kBF16 ? DType::kBF16 : x->dtype == StDType::kF32 ? DType::kF32 : DType::kF16;
   auto h = quantize_fp8_host(x->data, dt, x->shape[0], x->shape[1],
-                             per_tensor ? Fp8Act::kTensorDynamic : Fp8Act::kBlockDynamic);
+                             per_tensor  ? Fp8Act::kTensorDynamic
+                             : per_token ? Fp8Act::kTokenDynamic
+                                         : Fp8Act::kBlockDynamic);
+  if (per_token) {  // one scale per row: the host twin repeats it in every group
+    std::vector<float> rows(size_t(h.M));
+    for (int64_t m = 0; m < h.M; ++m) rows[size_t(m)] = h.scales[size_t(m * h.Kb)];
+    h.scales = rows;
+  }
   size_t want_scales = per_tensor ? 1 : h.scales.size();
   if (s->nbytes != want_scales * 4) {
     std::cerr << "check-quant: input_scale has " << s->nbytes / 4 << " values, expected " << want_scales << "\n";
@@ -79,7 +86,8 @@ int check_quant(const std::string& xpath, const std::string& qpath, bool per_ten
 int main(int argc, char** argv) {
   try {
     if (argc >= 4 && std::string(argv[1]) == "check-quant")
-      return check_quant(argv[2], argv[3], argc > 4 && std::string(argv[4]) == "per-tensor");
+      return check_quant(argv[2], argv[3], argc > 4 && std::string(argv[4]) == "per-tensor",
+                         argc > 4 && std::string(argv[4]) == "per-token");
     if (argc >= 3 && std::string(argv[1]) == "model") {
       SynthModelSpec m;
       if (argc > 3) m.corrupt = argv[3];
@@ -89,7 +97,7 @@ int main(int argc, char** argv) {
     if (argc < 10) {
       std::cerr << "usage: gen_checkpoint DIR FORMAT K N GROUP ACT M DTYPE SEED [noconfig]\n"
                    "       gen_checkpoint model DIR [huge-scale|nan-scale]\n"
-                   "       gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]\n";
+                   "       gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor|per-token]\n";
       return 2;
     }
     std::string dir = argv[1], fmt = argv[2];

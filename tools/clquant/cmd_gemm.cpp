@@ -60,8 +60,11 @@ CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& a) {
   cmd->add_option("--output", a.output,
                   "safetensors file to write 'input_fp8' (F8_E4M3 [M, K]) and 'input_scale' (F32 [M, ceil(K/128)])")
       ->required();
-  cmd->add_flag("--per-tensor", a.per_tensor,
-                "one dynamic scale for the whole tensor ('input_scale' is then a scalar)");
+  auto* pt = cmd->add_flag("--per-tensor", a.per_tensor,
+                           "one dynamic scale for the whole tensor ('input_scale' is then a scalar)");
+  cmd->add_flag("--per-token", a.per_token,
+                "one dynamic scale per token over all K ('input_scale' is then F32 [M, 1]; SPEC section 7)")
+      ->excludes(pt);
   return cmd;
 }
 
@@ -232,8 +235,10 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
   Fp8Quantizer q(c);
   cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY);
   c.write(dx, in.x->data, in.x->nbytes);
-  OpEvents ev =
-      q.run(dx, in.dt, in.M, in.K, a.per_tensor ? Fp8Act::kTensorDynamic : Fp8Act::kBlockDynamic, std::nullopt);
+  const Fp8Act mode = a.per_tensor  ? Fp8Act::kTensorDynamic
+                      : a.per_token ? Fp8Act::kTokenDynamic
+                                    : Fp8Act::kBlockDynamic;
+  OpEvents ev = q.run(dx, in.dt, in.M, in.K, mode, std::nullopt);
   c.finish();
   std::vector<uint8_t> codes;
   std::vector<float> scales;
@@ -241,13 +246,18 @@ int run_quant_fp8(Context& c, const QuantFp8Args& a) {
   const int64_t Kb = (in.K + kFp8Block - 1) / kFp8Block;
   SafetensorsWriter out;
   out.add("input_fp8", StDType::kF8E4M3, {in.M, in.K}, codes.data(), codes.size());
-  if (a.per_tensor)
+  if (a.per_tensor) {
     out.add("input_scale", StDType::kF32, {}, scales.data(), 4);
-  else
+  } else if (a.per_token) {
+    std::vector<float> per_row(size_t(in.M));
+    for (int64_t m = 0; m < in.M; ++m) per_row[size_t(m)] = scales[size_t(m * Kb)];  // every group holds it
+    out.add("input_scale", StDType::kF32, {in.M, 1}, per_row.data(), per_row.size() * 4);
+  } else
     out.add("input_scale", StDType::kF32, {in.M, Kb}, scales.data(), scales.size() * 4);
   out.write(a.output, inputs);
   std::cerr << "quant-fp8: [" << in.M << ", " << in.K << "] " << dtype_name(in.dt) << " -> e4m3, "
-            << (a.per_tensor ? "one scale" : "scales per token per 128 columns") << ", " << ev.ms() << " ms\n";
+            << (a.per_tensor ? "one scale" : a.per_token ? "one scale per token" : "scales per token per 128 columns")
+            << ", " << ev.ms() << " ms\n";
   return 0;
 }
 

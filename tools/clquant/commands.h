@@ -70,6 +70,7 @@ int run_gemm(Context& c, const GemmArgs& args);
 struct QuantFp8Args {
   std::string input, output;
   bool per_tensor = false;
+  bool per_token = false;
 };
 CLI::App* add_quant_fp8_command(CLI::App& app, QuantFp8Args& args);
 int run_quant_fp8(Context& c, const QuantFp8Args& args);
