@@ -7,14 +7,7 @@
 
 namespace clq::bench {
 
-struct GgufBenchConfig {
-  bool quick = false;
-  bool baseline = true;
-  std::string variant;
-  std::vector<std::pair<int64_t, int64_t>> shapes;  // N x K; empty = Llama-style 4096x4096, 14336x4096
-  std::vector<int64_t> ms;                          // empty = {1, 16, 64, 256}
-  int reps = 0;
-};
+struct GgufBenchConfig : DenseBenchConfig {};  // shapes: 4096x4096, 14336x4096; ms: {1, 16, 64, 256}
 
 // GGUF Q4_0, Q8_0, Q4_K and Q6_K layers as GgufGemm runs them (GB/s counts the file's block
 // bytes, or for Q4_0 the W4A16 layout's), and each Q4_0 case also on the affine layout of the

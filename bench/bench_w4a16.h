@@ -6,16 +6,10 @@
 
 namespace clq::bench {
 
-struct W4A16BenchConfig {
-  bool quick = false;
+struct W4A16BenchConfig : DenseBenchConfig {
   bool act_order = false;
   int bits = 4;  // 8: the int8 weight-only op (w8a16_int8_gemm) on GPTQ 8-bit weights
   bool w8a8 = false;  // the W8A8 int8 op (per-token int8 activations) on per-channel int8 weights
-  bool baseline = true;
-  std::string variant;
-  std::vector<std::pair<int64_t, int64_t>> shapes;  // N x K; empty = the standard list
-  std::vector<int64_t> ms;                          // empty = the standard list
-  int reps = 0;                                     // 0 = by size
 };
 
 // The standard shapes of the issue: N x K in {4096x4096, 14336x4096, 4096x14336, 8192x8192,

@@ -55,6 +55,16 @@ Timing clblast_hgemm(Context& c, int64_t M, int64_t N, int64_t K, int warmup, in
 Timing clblast_sgemv(Context& c, int64_t N, int64_t K, int warmup, int reps);
 Timing clblast_hgemv(Context& c, int64_t N, int64_t K, int warmup, int reps);  // needs fp16
 
+// The knobs every dense-layer benchmark takes (the command line fills one and hands it on).
+struct DenseBenchConfig {
+  bool quick = false;
+  bool baseline = true;
+  std::string variant;
+  std::vector<std::pair<int64_t, int64_t>> shapes;  // N x K; empty = the op's standard list
+  std::vector<int64_t> ms;                          // empty = the op's standard list
+  int reps = 0;                                     // 0 = by size
+};
+
 struct Row {
   std::string op, label, variant;
   int64_t M = 0, N = 0, K = 0;

@@ -127,21 +127,11 @@ int run_bench(Context& c, const BenchArgs& a) {
     rows = bench::bench_moe(c, m, &std::cerr);
   } else if (a.op == "fp8") {
     bench::Fp8BenchConfig f;
-    f.quick = cfg.quick;
-    f.baseline = cfg.baseline;
-    f.variant = cfg.variant;
-    f.shapes = cfg.shapes;
-    f.ms = cfg.ms;
-    f.reps = cfg.reps;
+    static_cast<bench::DenseBenchConfig&>(f) = cfg;
     rows = bench::bench_fp8(c, f, &std::cerr);
   } else if (a.op == "gguf") {
     bench::GgufBenchConfig g;
-    g.quick = cfg.quick;
-    g.baseline = cfg.baseline;
-    g.variant = cfg.variant;
-    g.shapes = cfg.shapes;
-    g.ms = cfg.ms;
-    g.reps = cfg.reps;
+    static_cast<bench::DenseBenchConfig&>(g) = cfg;
     rows = bench::bench_gguf(c, g, &std::cerr);
   } else {
     rows = bench::bench_w4a16(c, cfg, &std::cerr);
