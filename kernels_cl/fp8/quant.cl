@@ -171,13 +171,20 @@ __kernel void fp8_widen_act(__global const clq_in_t* restrict x, __global float*
   for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
 }
 
-// W4A8 emulated: the quantized activations as fp32 values code * scale, [M][K], the operand of
-// the int4 GEMM (each product rounds once in fp32; SPEC section 7 sums code products and scales
-// after, which differs by that rounding only).
-__kernel void fp8_dequant_rows(__global const float* restrict xq, __global const float* restrict scales,
-                               __global float* restrict out, int M, int K, int Kb) {
+// W4A8 emulated, step 1: the e4m3 codes of the quantized activations as fp32, [M][K], the operand
+// of the int4 GEMM. Codes, not code * scale: a code is exact in fp16 and bf16 too, so the int4
+// tensor-core variants (16-bit operands) multiply the very values SPEC section 7 multiplies.
+__kernel void fp8_codes_rows(__global const float* restrict xq, __global float* restrict out, int M, int K, int Kb) {
   const int k = get_global_id(0), m = get_global_id(1);
   if (k >= K || m >= M) return;
-  const size_t Kp = (size_t)Kb * FP8_GROUP;
-  out[(size_t)m * K + k] = xq[(size_t)m * Kp + k] * scales[(size_t)m * Kb + k / FP8_GROUP];
+  out[(size_t)m * K + k] = xq[(size_t)m * (size_t)Kb * FP8_GROUP + k];
+}
+
+// Step 2: each row's fp32 sums times its activation scale, rounded once to the output type.
+// W4A8 scales are per token or per tensor, so every 128-block of a row holds the same scale.
+__kernel void fp8_scale_rows(__global const float* restrict acc, __global const float* restrict scales,
+                             __global clq_out_t* restrict y, int M, int N, int Kb) {
+  const int n = get_global_id(0), m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  clq_store_out(y, (size_t)m * N + n, acc[(size_t)m * N + n] * scales[(size_t)m * Kb]);
 }
