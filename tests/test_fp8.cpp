@@ -122,14 +122,16 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
             store_from_f32(x.data(), size_t(r * K + k), dt, load_as_f32(x.data(), size_t(r * K + k), dt) * f);
         }
         for (Fp8Act mode :
-             {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic}) {
-          std::vector<float> scales;
-          auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
-          Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
-          expect_codes_match(codes, h.codes, fp8_act_name(mode));
-          for (size_t s = 0; s < scales.size(); ++s)
-            ASSERT_EQ(scales[s], h.scales[s]) << fp8_act_name(mode) << " scale " << s;
-        }
+             {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic})
+          for (bool wide : {false, true}) {  // both kernel shapes must give the host twin's bits
+            q.set_wide_groups(wide);
+            const std::string what = std::string(fp8_act_name(mode)) + (wide ? " wg" : " item");
+            std::vector<float> scales;
+            auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
+            Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
+            expect_codes_match(codes, h.codes, what.c_str());
+            for (size_t s = 0; s < scales.size(); ++s) ASSERT_EQ(scales[s], h.scales[s]) << what << " scale " << s;
+          }
       }
 }
 
@@ -204,16 +206,20 @@ TEST(Fp8Quant, InfAndNanPolicy) {
   float* xf = reinterpret_cast<float*>(x.data());
   xf[0 * K + 5] = NAN;
   xf[1 * K + 200] = INFINITY;
-  std::vector<float> scales;
-  auto codes = run_quant(q, x, DType::kF32, M, K, Fp8Act::kBlockDynamic, std::nullopt, &scales);
-  EXPECT_TRUE(std::isnan(scales[0]));
-  for (int k = 0; k < 128; ++k) EXPECT_EQ(codes[size_t(k)] & 0x7F, 0x7F);
-  EXPECT_FALSE(std::isnan(scales[1]));  // the other group of row 0 is normal
-  EXPECT_TRUE(std::isinf(scales[3]));
-  EXPECT_EQ(codes[size_t(K + 200)] & 0x7F, 0x7F);
-  EXPECT_EQ(codes[size_t(K + 130)] & 0x7F, 0);  // finite / Inf = +-0
-  auto h = quantize_fp8_host(x.data(), DType::kF32, M, K, Fp8Act::kBlockDynamic);
-  expect_codes_match(codes, h.codes, "inf/nan");
+  for (bool wide : {false, true}) {
+    SCOPED_TRACE(wide ? "wg" : "item");
+    q.set_wide_groups(wide);
+    std::vector<float> scales;
+    auto codes = run_quant(q, x, DType::kF32, M, K, Fp8Act::kBlockDynamic, std::nullopt, &scales);
+    EXPECT_TRUE(std::isnan(scales[0]));
+    for (int k = 0; k < 128; ++k) EXPECT_EQ(codes[size_t(k)] & 0x7F, 0x7F);
+    EXPECT_FALSE(std::isnan(scales[1]));  // the other group of row 0 is normal
+    EXPECT_TRUE(std::isinf(scales[3]));
+    EXPECT_EQ(codes[size_t(K + 200)] & 0x7F, 0x7F);
+    EXPECT_EQ(codes[size_t(K + 130)] & 0x7F, 0);  // finite / Inf = +-0
+    auto h = quantize_fp8_host(x.data(), DType::kF32, M, K, Fp8Act::kBlockDynamic);
+    expect_codes_match(codes, h.codes, "inf/nan");
+  }
 
   // Through the GEMM: rows 0 and 1 become NaN, row 2 stays finite.
   Fp8SynthSpec spec;
