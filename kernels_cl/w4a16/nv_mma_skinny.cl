@@ -57,6 +57,9 @@
 #ifndef XDIRECT
 #define XDIRECT 0  // 1: read B fragments from the rows of x (xf_gl is x [M][K]) instead of xf
 #endif
+#ifndef ROT
+#define ROT 0  // 1: each warp starts its K range at a rotated chunk (spreads simultaneous addresses)
+#endif
 #ifndef CPA
 #define CPA 0  // 0: weights loaded into registers; 4/8/16: a per-warp ring of CPA chunks fed by cp.async
 #endif
@@ -91,7 +94,18 @@ typedef struct {
   __global const int* wgroup_gl;
   __global const int* desc_gl;
   int tiles, chunks, c_end;
+  int c_begin, rot;  // ROT: chunk i of the warp's range is c_begin + (i - c_begin + rot) mod length
 } clq_skinny_src;
+
+// The chunk really read for pipeline index c (c < c_end; others are masked by their callers).
+CLQ_INLINE int clq_rot(const clq_skinny_src* src, int c) {
+#if ROT
+  const int r = c + src->rot;
+  return r >= src->c_end ? r - (src->c_end - src->c_begin) : r;
+#else
+  return c;
+#endif
+}
 
 CLQ_INLINE void clq_skinny_fold(clq_skinny_state* st) {
 #pragma unroll
@@ -150,10 +164,11 @@ CLQ_INLINE void clq_skinny_step(clq_skinny_state* st, const uint* q, const uint2
 // Stage 2 of the pipeline for the warp's i-th chunk (chunk index c, descriptor d from stage 1).
 CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c, int d) {
   const bool ok = c < src->c_end;
+  const int ca = ok ? clq_rot(src, c) : c;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
 #if !CPA
-    ch->q[nt] = ok && src->tile_ok[nt] ? src->q_rd[nt][(size_t)c * 32] : (uint4)(0u);
+    ch->q[nt] = ok && src->tile_ok[nt] ? src->q_rd[nt][(size_t)ca * 32] : (uint4)(0u);
 #endif
     ch->sz[nt] = ok ? clq_skinny_sz(src, d & (CLQ_MIXED - 1), nt) : (uint2)(0u);
   }
@@ -164,7 +179,7 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
     uint v[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const int k = c * 64 + (j >> 1) * 16 + (j & 1) * 8;  // + 2t: already in xd_rd
+      const int k = ca * 64 + (j >> 1) * 16 + (j & 1) * 8;  // + 2t: already in xd_rd
       v[j] = ok && src->row_ok[mb] && k + src->t2 < src->kvalid ? *(const __global uint*)(src->xd_rd[mb] + k) : 0u;
     }
     ch->x[mb][0] = (uint4)(v[0], v[1], v[2], v[3]);
@@ -173,7 +188,7 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
 #else
 #pragma unroll
   for (int mb = 0; mb < MB; ++mb) {
-    const __global uint4* xp = src->x_rd + ((size_t)mb * src->chunks + c) * 64;
+    const __global uint4* xp = src->x_rd + ((size_t)mb * src->chunks + ca) * 64;
     ch->x[mb][0] = ok ? xp[0] : (uint4)(0u);
     ch->x[mb][1] = ok ? xp[1] : (uint4)(0u);
   }
@@ -181,7 +196,9 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
   ch->desc = d;
 }
 
-CLQ_INLINE int clq_skinny_desc(const clq_skinny_src* src, int c) { return c < src->c_end ? src->desc_gl[c] : 0; }
+CLQ_INLINE int clq_skinny_desc(const clq_skinny_src* src, int c) {
+  return c < src->c_end ? src->desc_gl[clq_rot(src, c)] : 0;
+}
 
 // Stage 3: the four 16-row steps of chunk c.
 CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src, const clq_chunk* ch, int c) {
@@ -210,7 +227,7 @@ CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src
     uint q[NT];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) q[nt] = s == 0 ? ch->q[nt].x : s == 1 ? ch->q[nt].y : s == 2 ? ch->q[nt].z : ch->q[nt].w;
-    const int w = c * 8 + 2 * s;
+    const int w = clq_rot(src, c) * 8 + 2 * s;
     const int ga = src->wgroup_gl[w], gb = src->wgroup_gl[w + 1];
     if (ga != st->cur) clq_skinny_switch_load(st, src, ga);
     if (gb == ga) {
@@ -239,7 +256,7 @@ CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src
 // lane's own wait_group. Chunks past the warp's range are zero-filled (source size 0).
 CLQ_INLINE void clq_skinny_cpa(const clq_skinny_src* src, __local uint4* slot, int c) {
   const bool ok = c < src->c_end;
-  const int cc = ok ? c : 0;
+  const int cc = ok ? clq_rot(src, c) : 0;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((uint)(size_t)(slot + nt * 32)),
@@ -297,6 +314,11 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
   const int per_warp = (s_end - s_begin + KW - 1) / KW;
   const int c_begin = min(s_end, s_begin + warp * per_warp);
   src.c_end = min(s_end, c_begin + per_warp);
+  src.c_begin = c_begin;
+  {
+    const int len = src.c_end - c_begin;
+    src.rot = len > 0 ? (tile0 * 7 + warp * 3 + split * 5) % len : 0;
+  }
   const int step = 1;
 #if CPA
   __local uint4* my = ring + (size_t)warp * CPA * NT * 32 + lane;  // slot i, tile nt: my[(i * NT + nt) * 32]
