@@ -57,12 +57,6 @@
 #ifndef XDIRECT
 #define XDIRECT 0  // 1: read B fragments from the rows of x (xf_gl is x [M][K]) instead of xf
 #endif
-#ifndef ROT
-#define ROT 0  // 1: each warp starts its K range at a rotated chunk (spreads simultaneous addresses)
-#endif
-#ifndef CPA
-#define CPA 0  // 0: weights loaded into registers; 4/8/16: a per-warp ring of CPA chunks fed by cp.async
-#endif
 #define CLQ_MIXED 0x40000000  // descriptor bit: the chunk's words are not all in one group
 
 #define CLQ_INLINE inline __attribute__((always_inline))
@@ -94,18 +88,7 @@ typedef struct {
   __global const int* wgroup_gl;
   __global const int* desc_gl;
   int tiles, chunks, c_end;
-  int c_begin, rot;  // ROT: chunk i of the warp's range is c_begin + (i - c_begin + rot) mod length
 } clq_skinny_src;
-
-// The chunk really read for pipeline index c (c < c_end; others are masked by their callers).
-CLQ_INLINE int clq_rot(const clq_skinny_src* src, int c) {
-#if ROT
-  const int r = c + src->rot;
-  return r >= src->c_end ? r - (src->c_end - src->c_begin) : r;
-#else
-  return c;
-#endif
-}
 
 CLQ_INLINE void clq_skinny_fold(clq_skinny_state* st) {
 #pragma unroll
@@ -164,12 +147,9 @@ CLQ_INLINE void clq_skinny_step(clq_skinny_state* st, const uint* q, const uint2
 // Stage 2 of the pipeline for the warp's i-th chunk (chunk index c, descriptor d from stage 1).
 CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c, int d) {
   const bool ok = c < src->c_end;
-  const int ca = ok ? clq_rot(src, c) : c;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-#if !CPA
-    ch->q[nt] = ok && src->tile_ok[nt] ? src->q_rd[nt][(size_t)ca * 32] : (uint4)(0u);
-#endif
+    ch->q[nt] = ok && src->tile_ok[nt] ? src->q_rd[nt][(size_t)c * 32] : (uint4)(0u);
     ch->sz[nt] = ok ? clq_skinny_sz(src, d & (CLQ_MIXED - 1), nt) : (uint2)(0u);
   }
 #if XDIRECT
@@ -179,7 +159,7 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
     uint v[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const int k = ca * 64 + (j >> 1) * 16 + (j & 1) * 8;  // + 2t: already in xd_rd
+      const int k = c * 64 + (j >> 1) * 16 + (j & 1) * 8;  // + 2t: already in xd_rd
       v[j] = ok && src->row_ok[mb] && k + src->t2 < src->kvalid ? *(const __global uint*)(src->xd_rd[mb] + k) : 0u;
     }
     ch->x[mb][0] = (uint4)(v[0], v[1], v[2], v[3]);
@@ -188,7 +168,7 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
 #else
 #pragma unroll
   for (int mb = 0; mb < MB; ++mb) {
-    const __global uint4* xp = src->x_rd + ((size_t)mb * src->chunks + ca) * 64;
+    const __global uint4* xp = src->x_rd + ((size_t)mb * src->chunks + c) * 64;
     ch->x[mb][0] = ok ? xp[0] : (uint4)(0u);
     ch->x[mb][1] = ok ? xp[1] : (uint4)(0u);
   }
@@ -196,9 +176,7 @@ CLQ_INLINE void clq_skinny_load(clq_chunk* ch, const clq_skinny_src* src, int c,
   ch->desc = d;
 }
 
-CLQ_INLINE int clq_skinny_desc(const clq_skinny_src* src, int c) {
-  return c < src->c_end ? src->desc_gl[clq_rot(src, c)] : 0;
-}
+CLQ_INLINE int clq_skinny_desc(const clq_skinny_src* src, int c) { return c < src->c_end ? src->desc_gl[c] : 0; }
 
 // Stage 3: the four 16-row steps of chunk c.
 CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src, const clq_chunk* ch, int c) {
@@ -227,7 +205,7 @@ CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src
     uint q[NT];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) q[nt] = s == 0 ? ch->q[nt].x : s == 1 ? ch->q[nt].y : s == 2 ? ch->q[nt].z : ch->q[nt].w;
-    const int w = clq_rot(src, c) * 8 + 2 * s;
+    const int w = c * 8 + 2 * s;
     const int ga = src->wgroup_gl[w], gb = src->wgroup_gl[w + 1];
     if (ga != st->cur) clq_skinny_switch_load(st, src, ga);
     if (gb == ga) {
@@ -239,32 +217,6 @@ CLQ_INLINE void clq_skinny_chunk(clq_skinny_state* st, const clq_skinny_src* src
     }
   }
 }
-
-#if CPA
-#if UNROLL != 1 || (CPA & (CPA - 1)) != 0
-#error "CPA needs UNROLL 1 and a power-of-two ring"
-#endif
-#ifndef CPA_WAIT
-#error "CPA_WAIT (CPA - 1, as a literal for the PTX) must be defined with CPA"
-#endif
-#define CLQ_STR2(x) #x
-#define CLQ_STR(x) CLQ_STR2(x)
-// Registers bound how many weight loads a warp keeps in flight (each costs four until it lands,
-// and more registers mean fewer warps), which held the register pipeline's bare weight stream
-// near 58% of copy bandwidth. cp.async puts them in local memory instead: each lane copies its
-// own 16 bytes of a chunk and later reads back only those, so no barrier is needed, only the
-// lane's own wait_group. Chunks past the warp's range are zero-filled (source size 0).
-CLQ_INLINE void clq_skinny_cpa(const clq_skinny_src* src, __local uint4* slot, int c) {
-  const bool ok = c < src->c_end;
-  const int cc = ok ? clq_rot(src, c) : 0;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((uint)(size_t)(slot + nt * 32)),
-                 "l"(src->q_rd[nt] + (size_t)cc * 32), "r"(ok && src->tile_ok[nt] ? 16 : 0)
-                 : "memory");
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-#endif
 
 __kernel __attribute__((reqd_work_group_size(32 * KW, 1, 1)))
 void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][chunks][32] (see above)
@@ -278,9 +230,6 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
                           int M, int N, int K, int tiles, int chunks, int chunks_per_split) {
   __local float red[(KW > 1 ? KW - 1 : 1) * 32 * NT * MB * 4];
   __local int last;
-#if CPA
-  __local uint4 ring[KW * CPA * NT * 32];
-#endif
   const int lane = get_local_id(0) & 31, warp = get_local_id(0) >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int tile0 = get_group_id(0) * NT;
@@ -314,16 +263,7 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
   const int per_warp = (s_end - s_begin + KW - 1) / KW;
   const int c_begin = min(s_end, s_begin + warp * per_warp);
   src.c_end = min(s_end, c_begin + per_warp);
-  src.c_begin = c_begin;
-  {
-    const int len = src.c_end - c_begin;
-    src.rot = len > 0 ? (tile0 * 7 + warp * 3 + split * 5) % len : 0;
-  }
   const int step = 1;
-#if CPA
-  __local uint4* my = ring + (size_t)warp * CPA * NT * 32 + lane;  // slot i, tile nt: my[(i * NT + nt) * 32]
-  for (int i = 0; i < CPA - 1; ++i) clq_skinny_cpa(&src, my + i * NT * 32, c_begin + i);
-#endif
 
   clq_skinny_state st;
 #pragma unroll
@@ -374,16 +314,6 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
     clq_skinny_load(&n3, &src, c + batch + 3 * step, d3);
     d3 = clq_skinny_desc(&src, c + 2 * batch + 3 * step);
 #endif
-#if CPA
-    {
-      // The slot refilled here is the one read (into registers) in the previous iteration.
-      const int j = c - c_begin;
-      clq_skinny_cpa(&src, my + ((j + CPA - 1) & (CPA - 1)) * NT * 32, c + CPA - 1);
-      asm volatile("cp.async.wait_group " CLQ_STR(CPA_WAIT) ";" ::: "memory");
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) a0.q[nt] = my[((j & (CPA - 1)) * NT + nt) * 32];
-    }
-#endif
     clq_skinny_chunk(&st, &src, &a0, c);
     a0 = n0;
 #if UNROLL >= 2
@@ -398,9 +328,6 @@ void w4a16_gemm_nv_skinny(__global const uint4* restrict qf_gl,    // [tiles][ch
 #endif
   }
   if (st.cur >= 0) clq_skinny_fold(&st);
-#if CPA
-  asm volatile("cp.async.wait_group 0;" ::: "memory");  // nothing may write local memory after the group ends
-#endif
 
   // Warps 1.. hand their sums to warp 0, which adds them in warp order.
   if (KW > 1) {

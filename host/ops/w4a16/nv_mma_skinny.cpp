@@ -24,10 +24,6 @@ NvSkinnyConfig nv_skinny_config(const W4A16DeviceLayer& L, const DeviceFeatures&
   // One chunk per batch measured best on the H200 (more costs registers, hence warps).
   k.unroll = skinny_env("unroll", k.unroll);
   if (k.unroll != 1 && k.unroll != 2 && k.unroll != 4) k.unroll = 1;
-  k.cpa = skinny_env("cpa", k.cpa);
-  k.rot = skinny_env("rot", k.rot) != 0;
-  if (k.cpa != 4 && k.cpa != 8 && k.cpa != 16) k.cpa = 0;
-  if (k.cpa) k.unroll = 1;
   // Work-groups per compute unit to aim for; split-K makes up what the columns alone lack.
   const int64_t per_cu = std::max(1, skinny_env("wgs", 8));
   const int64_t wgs = ((L.tiles + k.nt - 1) / k.nt) * ((M + 8 * k.mb - 1) / (8 * k.mb));
@@ -70,9 +66,7 @@ class NvMmaSkinny final : public W4A16Launcher {
     cl::Kernel main_k = c.kernel("w4a16/nv_mma_skinny.cl", "w4a16_gemm_nv_skinny",
                                  defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DNT=" + std::to_string(k.nt) +
                                      " -DMB=" + std::to_string(k.mb) + " -DKW=" + std::to_string(k.kw) +
-                                     " -DUNROLL=" + std::to_string(k.unroll) + " -DXDIRECT=" + (k.direct ? "1" : "0") + " -DROT=" + (k.rot ? "1" : "0") +
-                                     (k.cpa ? " -DCPA=" + std::to_string(k.cpa) + " -DCPA_WAIT=" + std::to_string(k.cpa - 1)
-                                            : std::string()));
+                                     " -DUNROLL=" + std::to_string(k.unroll) + " -DXDIRECT=" + (k.direct ? "1" : "0"));
     OpEvents ev;
     if (!k.direct) {
       cl::Kernel gather =

@@ -20,8 +20,6 @@ struct NvSkinnyConfig {
   int unroll = 1;       // 64-row chunks per pipeline batch (1, 2 or 4)
   int splits = 1;       // split-K ranges across work-groups
   bool direct = false;  // B fragments read from the rows of x: no gather pass
-  int cpa = 0;          // 0, or a per-warp cp.async ring of this many chunks (4, 8, 16) for the weights
-  bool rot = false;     // each warp starts its K range at a rotated chunk
 };
 
 // Launch shape of the nv_mma_tiled variant (kernels_cl/w4a16/nv_mma_tiled.cl): wn x wm warps,
