@@ -4,6 +4,8 @@
     print(clquant.devices())
     layer = clquant.Linear.from_checkpoint("ckpt/", "model.layers.0.mlp.down_proj")
     y = layer(np.random.rand(4, layer.K).astype(np.float16))    # [4, N] float16
+    clquant.inspect("ckpt/")                                     # every layer, as dicts
+    assert clquant.verify("ckpt/").ok                            # every layer against fp64
 
 Inputs are 2-D numpy arrays of float16, float32 or (with ml_dtypes installed) bfloat16; the
 output has the input's dtype. Errors from the library raise clquant.Error, whose message starts
