@@ -7,6 +7,7 @@ or its host references: the expected output is an fp64 numpy computation from ml
 decoding of the stored codes and SPEC's rules (section 4; section 7 for per-token scales;
 docs/numerics.md for ue8m0), compared with SPEC section 6's criterion."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -193,9 +194,9 @@ def check(y, ref, dtype):
     return err
 
 
-def activations(rng, dtype=BF16):
+def activations(rng, dtype=BF16, rows=M):
     """Seeded activations as a model feeds them (bf16 values), a few outliers per row."""
-    x = rng.standard_normal((M, K)).astype(np.float32)
+    x = rng.standard_normal((rows, K)).astype(np.float32)
     x[:, rng.integers(0, K, 3)] *= 8
     return x.astype(dtype)
 
@@ -322,3 +323,75 @@ def test_cli_gemm_check_on_an_independent_checkpoint(tmp_path, run_cli):
     y, dt = read_safetensors(tmp_path / "y.safetensors")["output"]
     assert dt == "BF16"
     check(y.view(BF16), ref_block(x, codes, s), BF16)
+
+
+# ---- the same checkpoints for another machine: files here, clquant there ---------------------
+# `python3 python/tests/test_fp8_independent.py DIR` writes each case into DIR/<case>/ (the
+# checkpoint, x_mM.safetensors inputs and expected_mM.safetensors: the fp64 reference rounded to
+# bf16), and
+# python/tests/fp8_independent_check.py (standard library only) runs `clquant gemm --check` on
+# each and compares the output with expected.safetensors, for a machine without this package.
+
+# Decode-sized and prefill-sized inputs: on GPUs they take different variants (gemv below M=8,
+# the mma kernels from there on the H200; CLQ_VARIANT forces others).
+EXPORT_ROWS = (5, 77)
+
+
+def export_cases(root, seed=61):
+    rng = np.random.default_rng(seed)
+    block_cfg = ct_config(ct_args("block", False, block_structure=[128, 128]),
+                          ct_args("group", True, group_size=128), K)
+    cases = {}
+    w = bf16_weights(rng, N, K)
+    codes, s = quantize_channel(w, BF16)
+    cases["ct_channel_dynamic"] = ({P + ".weight": codes, P + ".weight_scale": s},
+                                   ct_config(ct_args("channel", False), ct_args("token", True), K),
+                                   lambda x, c=codes, s=s: ref_channel_dynamic(x, c, s))
+    codes, s = quantize_blocks(w, BF16)
+    cases["ct_block_dynamic"] = ({P + ".weight": codes, P + ".weight_scale": s}, block_cfg,
+                                 lambda x, c=codes, s=s: ref_block(x, c, s))
+    s_in = np.array([0.02]).astype(BF16)
+    for strategy in ("tensor", "channel"):
+        codes, s = quantize_tensor(w, BF16) if strategy == "tensor" else quantize_channel(w, BF16)
+        cases[f"ct_{strategy}_static"] = (
+            {P + ".weight": codes, P + ".weight_scale": s, P + ".input_scale": s_in},
+            ct_config(ct_args(strategy, False), ct_args("tensor", False, observer="static_minmax"), K),
+            lambda x, c=codes, s=s: ref_static(x, c, s, s_in))
+    codes, s = quantize_blocks(w, np.float32, ue8m0=True)
+    for storage, stored in (("f32", s), ("e8m0", s.astype(E8M0))):
+        cases[f"ds_ue8m0_{storage}"] = ({P + ".weight": codes, P + ".weight_scale_inv": stored}, deepseek_config(K),
+                                        lambda x, c=codes, s=stored: ref_block(x, c, s, ue8m0=True))
+    for name, (tensors, cfg, ref) in cases.items():
+        d = root / name
+        d.mkdir(parents=True)
+        write_checkpoint(d, tensors, cfg, rng)
+        for rows in EXPORT_ROWS:
+            x = activations(rng, rows=rows)
+            st_numpy.save_file({"input": x}, str(d / f"x_m{rows}.safetensors"))
+            st_numpy.save_file({"expected": ref(x).astype(BF16)}, str(d / f"expected_m{rows}.safetensors"))
+    return sorted(cases)
+
+
+def test_export_and_stdlib_checker(tmp_path, tools):
+    """The files-here, clquant-there route works end to end on this machine's build."""
+    import subprocess
+    import sys
+    names = export_cases(tmp_path)
+    assert len(names) == 6
+    checker = pathlib.Path(__file__).with_name("fp8_independent_check.py")
+    r = subprocess.run([sys.executable, str(checker), str(tmp_path), str(tools[1])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("PASS") == 6 * len(EXPORT_ROWS), r.stdout
+    # A wrong expected file fails: the checker compares, it does not just run.
+    bad = tmp_path / "ct_block_dynamic"
+    st_numpy.save_file({"expected": np.ones((EXPORT_ROWS[0], N), BF16)},
+                       str(bad / f"expected_m{EXPORT_ROWS[0]}.safetensors"))
+    r = subprocess.run([sys.executable, str(checker), str(tmp_path), str(tools[1])], capture_output=True, text=True)
+    assert r.returncode == 1 and "FAIL ct_block_dynamic" in r.stdout, r.stdout + r.stderr
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 2:
+        sys.exit("usage: test_fp8_independent.py DIR   (writes the cases into DIR/<case>/)")
+    print("\n".join(export_cases(pathlib.Path(sys.argv[1]))))
