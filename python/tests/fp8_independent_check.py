@@ -4,6 +4,7 @@ output with the exported fp64 reference (rounded to bf16), by SPEC section 6's c
 clquant binary but not numpy or the Python package:
 
     python3 python/tests/fp8_independent_check.py DIR build/tools/clquant
+    python3 python/tests/fp8_independent_check.py DIR --compare-only   # y_mM.safetensors made elsewhere
 
 Exit 0 when every case passes, 1 otherwise."""
 import json
@@ -32,6 +33,8 @@ def read_tensor(path, name):
 
 
 def main(root, clquant):
+    """clquant None: compare the y_mM.safetensors already there (written by the same gemm command
+    on another machine) without running anything."""
     runs = sorted(pathlib.Path(root).glob("*/x_m*.safetensors"))
     if not runs:
         print(f"no cases under {root} (write them with test_fp8_independent.py DIR)")
@@ -41,10 +44,17 @@ def main(root, clquant):
         d, rows = x.parent, x.name[len("x_"):-len(".safetensors")]
         name = f"{d.name} {rows}"
         out = d / f"y_{rows}.safetensors"
-        if out.exists():  # this script's own output of an earlier run
-            out.unlink()
-        r = subprocess.run([clquant, "gemm", "--weights", str(d), "--prefix", PREFIX, "--input", str(x),
-                            "--output", str(out), "--check"], capture_output=True, text=True)
+        if clquant is None:
+            r = subprocess.CompletedProcess([], 0, "", "")
+            if not out.exists():
+                print(f"FAIL {name}: {out} is missing")
+                failed += 1
+                continue
+        else:
+            if out.exists():  # this script's own output of an earlier run
+                out.unlink()
+            r = subprocess.run([clquant, "gemm", "--weights", str(d), "--prefix", PREFIX, "--input", str(x),
+                                "--output", str(out), "--check"], capture_output=True, text=True)
         if r.returncode != 0:
             print(f"FAIL {name}: clquant gemm --check exit {r.returncode}\n{r.stdout}{r.stderr}")
             failed += 1
@@ -68,5 +78,5 @@ def main(root, clquant):
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit("usage: fp8_independent_check.py DIR CLQUANT_BINARY")
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+        raise SystemExit("usage: fp8_independent_check.py DIR CLQUANT_BINARY|--compare-only")
+    sys.exit(main(sys.argv[1], None if sys.argv[2] == "--compare-only" else sys.argv[2]))

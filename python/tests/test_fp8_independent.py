@@ -388,6 +388,12 @@ def test_export_and_stdlib_checker(tmp_path, tools):
                        str(bad / f"expected_m{EXPORT_ROWS[0]}.safetensors"))
     r = subprocess.run([sys.executable, str(checker), str(tmp_path), str(tools[1])], capture_output=True, text=True)
     assert r.returncode == 1 and "FAIL ct_block_dynamic" in r.stdout, r.stdout + r.stderr
+    # Outputs made elsewhere are compared as they are; a missing one fails.
+    r = subprocess.run([sys.executable, str(checker), str(tmp_path), "--compare-only"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout.count("PASS") == 6 * len(EXPORT_ROWS) - 1, r.stdout + r.stderr
+    (tmp_path / "ds_ue8m0_f32" / "y_m5.safetensors").unlink()
+    r = subprocess.run([sys.executable, str(checker), str(tmp_path), "--compare-only"], capture_output=True, text=True)
+    assert "FAIL ds_ue8m0_f32 m5" in r.stdout and "is missing" in r.stdout, r.stdout
 
 
 if __name__ == "__main__":
