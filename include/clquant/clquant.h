@@ -153,7 +153,8 @@ clq_status clq_inspect(clq_context* ctx, const char* path, const char* format, i
  * whether it passed). It must not call clquant on the same context (that context's lock is held). */
 typedef void (*clq_verify_progress_fn)(void* user, size_t index, size_t total, const char* prefix, int done, int ok);
 
-/* Fill with clq_verify_options_init, then set what differs. */
+/* Fill with clq_verify_options_init, then set what differs (a later minor release may add fields at
+ * the end, which init sets to their defaults; see the README on the ABI while the major version is 0). */
 typedef struct clq_verify_options {
   const char* layers;  /* ECMAScript regex searched in each layer prefix; NULL or "" = every layer */
   int64_t tokens;      /* rows of random bf16 activations per layer, 1 .. 4096 (default 5) */
@@ -176,7 +177,7 @@ clq_status clq_verify(clq_context* ctx, const char* path, const clq_verify_optio
 /* The report as JSON, the document `clquant inspect --json` / `clquant verify --json` prints:
  * {path, device, layers: [{prefix, kind, format, K, N | E, H, I, shared_I, group_size, bytes,
  * variant, error, and for verify ok, variant_ran, rel_err, max_abs_err, nan, tolerance, ms,
- * device_ms}], ...}. "" for NULL. */
+ * device_ms}], ...}; a non-finite error (a layer whose output overflowed) is null. "" for NULL. */
 const char* clq_report_json(const clq_report* report);
 /* Layers listed or run; failed: refused by the loader (inspect) or failed (verify); the worst
  * mean relative error over the layers that ran and its layer ("" for inspect). Any pointer but
