@@ -1,5 +1,6 @@
 #include "bench/bench_moe.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -28,6 +29,19 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
     models = {{"mixtral-8x7b/4", 8, 1024, 3584, 2, MoeWeightKind::kDense, false},
               {"qwen3-30b-a3b/4", 128, 512, 192, 8, MoeWeightKind::kDense, false},
               {"deepseek-v3/8", 256, 896, 256, 8, MoeWeightKind::kFp8, true}};
+  if (!cfg.models.empty()) {
+    std::vector<Model> keep;
+    for (const std::string& name : cfg.models) {
+      auto it = std::find_if(models.begin(), models.end(), [&](const Model& m) { return name == m.name; });
+      if (it == models.end()) {
+        std::string known;
+        for (const Model& m : models) known += (known.empty() ? "" : ", ") + std::string(m.name);
+        fail(Status::kInvalidArgument, "moe --models: '" + name + "' is not one of " + known);
+      }
+      keep.push_back(*it);
+    }
+    models = keep;
+  }
   std::vector<int64_t> ts = cfg.ts;
   if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
   MoeRunOptions opt;

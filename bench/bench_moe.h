@@ -14,6 +14,7 @@ struct MoeBenchConfig {
   // "decode" or "general" forces that fused_moe row (MoeRunOptions::variant); empty = the table's choice.
   std::string variant;
   int block_size = 0;  // MoeRunOptions::block_size
+  std::vector<std::string> models;  // names to keep ("qwen3-30b-a3b", ...; quick names too); empty = all
 };
 
 // Mixtral-8x7B (E 8, k 2, H 4096, I 14336, bf16), Qwen3-30B-A3B (E 128, k 8, H 2048, I 768, bf16),

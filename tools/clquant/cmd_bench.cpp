@@ -34,6 +34,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_flag("--act-order", a.act_order, "w4a16, w8a16_int8: use act-order (g_idx) weights");
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
+  cmd->add_option("--models", a.models, "moe: only these models, e.g. qwen3-30b-a3b,deepseek-v3 (default: all three)");
   cmd->add_flag("--breakdown", a.breakdown,
                 "also list each launch of one call per case (name, start, device time) in the table and JSON");
   return cmd;
@@ -126,6 +127,9 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.reps = cfg.reps;
     m.variant = cfg.variant;
     m.block_size = a.block_size;
+    std::stringstream ms(a.models);
+    for (std::string tok; std::getline(ms, tok, ',');)
+      if (!tok.empty()) m.models.push_back(tok);
     rows = bench::bench_moe(c, m, &std::cerr);
   } else if (a.op == "fp8" || a.op == "fp8_channel") {
     bench::Fp8BenchConfig f;

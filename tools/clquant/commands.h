@@ -110,6 +110,7 @@ struct BenchArgs {
   std::string json_out, variant, shapes, ms;
   int reps = 0;
   int block_size = 0;
+  std::string models;
 };
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& args);
 int run_bench(Context& c, const BenchArgs& args);
