@@ -119,9 +119,9 @@ class General final : public MoeLauncher {
     const std::string sfmt = L.ue8m0 ? " -DSCALE_UE8M0=1" : "";
     if (L.kind == MoeWeightKind::kInt4) {
       // Act-order: per-expert orders, gathered per GEMM row (moe_gather_act_order).
-      st1 = L.act1 ? c.kernel(row_kernel_file(gv), "moe_gather_act_order", gdef + " " + in1)
+      st1 = L.act1 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " " + in1)
                    : c.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
-      st2 = L.act2 ? c.kernel(row_kernel_file(gv), "moe_gather_act_order", gdef + " -DIN_DTYPE=0 -DOUT_DTYPE=0")
+      st2 = L.act2 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " -DIN_DTYPE=0 -DOUT_DTYPE=0")
                    : c.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
     } else {
       const char* name = L.kind == MoeWeightKind::kFp8 ? "fp8_quant_group" : "fp8_widen_act";
