@@ -128,6 +128,16 @@ rm "$d/config.json"
 expect "moe without config needs --top-k" 4 "top-k is needed" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y5.safetensors"
 d="$tmp/moe-int4"; mkdir -p "$d"; "$gen" "$d" moe_int4 256 128 8 0 3 f16 4
 expect "moe int4" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --check
+d="$tmp/moe-int4-act"; mkdir -p "$d"; "$gen" "$d" moe_int4+actorder 256 128 8 0 20 f16 8
+expect "moe int4 act-order" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 3 --check
+expect "moe int4 act-order named" 0 "int4 act-order experts.*fused_moe/general" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
+expect "inspect names moe act-order" 0 "int4 experts gptq.*act-order" "$clq" inspect "$d"
+d="$tmp/moe-fp8-ue8m0"; mkdir -p "$d"; "$gen" "$d" moe_fp8+ue8m0 256 128 8 0 5 bf16 9
+for v in general decode; do
+  expect "moe fp8 ue8m0 $v" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y-$v.safetensors" --top-k 2 --variant $v --check
+done
+expect "moe fp8 ue8m0 named" 0 "ue8m0 activation scales" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y3.safetensors" --top-k 2
+expect "inspect names moe ue8m0" 0 "fp8 e4m3 block experts, ue8m0 activation scales" "$clq" inspect "$d"
 d="$tmp/moe-fp8"; mkdir -p "$d"; "$gen" "$d" moe_fp8 256 128 16 1 4 bf16 5
 expect "moe fp8 grouped" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --check
 expect "moe fp8 decode path" 0 "fused_moe/decode.*ms device" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/yd.safetensors" --top-k 6 --routing grouped --n-group 4 --topk-group 2 --routed-scaling 2.5 --renormalize --variant decode --check

@@ -10,7 +10,9 @@
 //     FORMAT moe_dense | moe_int4 | moe_fp8: a MoE block under model.layers.3.mlp (K = H,
 //     N = I, GROUP = E, ACT = 1 adds DeepSeek's e_score_correction_bias; int4 experts are GPTQ
 //     group 64, with quantize_config.json). A suffix adds shared experts: FORMAT+ds DeepSeek-V3's
-//     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N).
+//     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N);
+//     moe_int4+actorder: GPTQ act-order experts (random g_idx per expert and projection);
+//     moe_fp8+ue8m0: F8_E8M0 block scales and a config.json with scale_fmt ue8m0.
 //   gen_checkpoint model DIR [huge-scale|nan-scale]
 //     the four-layer sharded model of host/synth/synth_model.h (optionally with one layer damaged).
 //   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
@@ -113,11 +115,20 @@ int main(int argc, char** argv) {
     const std::string prefix = "model.layers.0.mlp.down_proj";
     if (fmt.rfind("moe_", 0) == 0) {
       MoeSynthSpec s;
-      if (size_t plus = fmt.find('+'); plus != std::string::npos) {
-        const std::string family = fmt.substr(plus + 1);
-        if (family != "ds" && family != "qwen") throw Error(Status::kInvalidArgument, "bad shared family " + family);
-        s.shared_I = family == "ds" ? 2 * N : 3 * N;
-        s.shared_gate = family == "qwen";
+      bool ue8m0 = false;
+      for (size_t plus; (plus = fmt.rfind('+')) != std::string::npos;) {
+        const std::string opt = fmt.substr(plus + 1);
+        if (opt == "ds" || opt == "qwen") {
+          s.shared_I = opt == "ds" ? 2 * N : 3 * N;
+          s.shared_gate = opt == "qwen";
+        } else if (opt == "actorder") {
+          s.act_order = true;
+        } else if (opt == "ue8m0") {
+          ue8m0 = true;  // config.json scale_fmt ue8m0, block scales stored as F8_E8M0
+          s.fp8_e8m0_scales = true;
+        } else {
+          throw Error(Status::kInvalidArgument, "bad MoE option " + opt + " (ds, qwen, actorder, ue8m0)");
+        }
         fmt = fmt.substr(0, plus);
       }
       s.kind = fmt == "moe_int4"  ? MoeWeightKind::kInt4
@@ -133,7 +144,12 @@ int main(int argc, char** argv) {
       w.write(dir + "/model.safetensors");
       if (s.kind == MoeWeightKind::kInt4 && config)
         std::ofstream(dir + "/quantize_config.json")
-            << R"({"bits": 4, "group_size": 64, "desc_act": false, "quant_method": "gptq", "checkpoint_format": "gptq"})";
+            << R"({"bits": 4, "group_size": 64, "desc_act": )" << (s.act_order ? "true" : "false")
+            << R"(, "quant_method": "gptq", "checkpoint_format": "gptq"})";
+      if (ue8m0)
+        std::ofstream(dir + "/config.json")
+            << R"({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", )"
+               R"("weight_block_size": [128, 128], "scale_fmt": "ue8m0"}})";
     } else if (fmt.rfind("gguf_", 0) == 0) {
       // A GGUF file with one linear layer blk.0.ffn_down.weight of the named block type.
       const std::string ty = fmt.substr(5);

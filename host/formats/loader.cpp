@@ -294,6 +294,20 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
            opt.format_option + " names an int4 format, but '" + e0 + ".weight' is not an int4 layer");
   }
   out.moe = moe_from_checkpoint(ck, P, fmt, gs);
+  // FP8 experts honour the config's `scale_fmt: ue8m0` as a dense FP8 layer does (load_fp8),
+  // the shared experts with them.
+  auto set_ue8m0 = [](MoeCheckpoint& m, bool on) { m.ue8m0_act_scales = on && m.kind == MoeWeightKind::kFp8; };
+  const bool any_fp8 = out.moe.kind == MoeWeightKind::kFp8 || (out.moe.shared && out.moe.shared->kind == MoeWeightKind::kFp8);
+  if (any_fp8) {
+    const auto qcfg = read_quant_config(ck.dir());
+    const bool ue8m0 = qcfg && qcfg->scale_fmt == "ue8m0";
+    set_ue8m0(out.moe, ue8m0);
+    if (out.moe.shared) {
+      auto shared = std::make_shared<MoeCheckpoint>(*out.moe.shared);
+      set_ue8m0(*shared, ue8m0);
+      out.moe.shared = shared;
+    }
+  }
   out.config = read_moe_config(ck.dir());
   if (!out.moe.router) fail(Status::kFormatError, "checkpoint has no router '" + P + ".gate.weight'");
   // A config that promises shared experts the checkpoint lacks (or of another size) would give a

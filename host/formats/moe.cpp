@@ -198,6 +198,8 @@ void validate_moe(const MoeCheckpoint& m) {
              "e_score_correction_bias '" + m.bias->name + "'[" + i2s(e) + "] = " + std::to_string(v) + " is not finite");
     }
   int group_gate = 0, group_down = 0;
+  // Int4: rows per group of expert 0's gate_up and down (with g_idx they need not be contiguous).
+  std::vector<int64_t> count_gate, count_down;
   for (int64_t e = 0; e < E; ++e) {
     const std::string who = "expert " + i2s(e);
     if (m.kind == MoeWeightKind::kDense) {
@@ -226,9 +228,10 @@ void validate_moe(const MoeCheckpoint& m) {
       }
     } else if (m.kind == MoeWeightKind::kInt4) {
       const W4Checkpoint* w[3] = {&m.gate_q[size_t(e)], &m.up_q[size_t(e)], &m.down_q[size_t(e)]};
+      W4Shape sh[3];
       for (int p = 0; p < 3; ++p) {
         // Each projection is validated once; expert 0's group sizes are the reference for the rest.
-        W4Shape s = validate_w4(*w[p]);
+        const W4Shape s = sh[p] = validate_w4(*w[p]);
         if (e == 0) (p == 2 ? group_down : group_gate) = s.group_size;
         const int64_t K = p == 2 ? I : H, N = p == 2 ? H : I;
         if (s.K != K || s.N != N)
@@ -237,17 +240,30 @@ void validate_moe(const MoeCheckpoint& m) {
         if (s.group_size != (p == 2 ? group_down : group_gate))
           fail(Status::kInvalidShape,
                who + " " + kProj[p] + " has group size " + i2s(s.group_size) + ", unlike expert 0");
-        if (w[p]->g_idx) {
-          // Act-order permutes K per expert and per projection; the fused kernels share one staged
-          // copy of the activations, so only the trivial g_idx (k / group_size) is accepted.
-          for (int64_t k = 0; k < s.K; ++k) {
-            int32_t g;
-            std::memcpy(&g, w[p]->g_idx->data + 4 * k, 4);
-            if (s.group_size != -1 && g != k / s.group_size)
-              fail(Status::kNotSupported, who + " " + kProj[p] + " uses act-order (g_idx[" + i2s(k) + "] = " + i2s(g) +
-                                              "); fused MoE takes int4 experts without act-order");
-          }
-        }
+        // Act-order (GPTQ desc_act): each expert's rows are sorted by its own g_idx at load and
+        // the activations gathered per expert (FusedMoe), but every expert must pack into the same
+        // group layout (gstart/wgroup/Kp are shared), i.e. hold as many rows in each group as
+        // expert 0; the gate and up rows share one gather of x, so their g_idx must agree.
+        if (p == 1) continue;  // up: compared with gate below
+        std::vector<int64_t> count(size_t(s.G), 0);
+        for (int64_t k = 0; k < s.K; ++k) ++count[size_t(w4_group_of(*w[p], s, k))];
+        std::vector<int64_t>& ref = p == 2 ? count_down : count_gate;
+        if (e == 0) ref = count;
+        for (int64_t g = 0; g < s.G; ++g)
+          if (count[size_t(g)] != ref[size_t(g)])
+            fail(Status::kNotSupported,
+                 who + " " + kProj[p] + ": g_idx puts " + i2s(count[size_t(g)]) + " rows in group " + i2s(g) +
+                     " but expert 0 puts " + i2s(ref[size_t(g)]) +
+                     "; fused MoE needs every expert's groups to hold the same number of rows (act-order as GPTQ "
+                     "writes it, g_idx = perm^-1 / group_size, does)");
+      }
+      for (int64_t k = 0; k < H; ++k) {
+        const int64_t gg = w4_group_of(*w[0], sh[0], k), gu = w4_group_of(*w[1], sh[1], k);
+        if (gg != gu)
+          fail(Status::kNotSupported,
+               who + ": gate_proj and up_proj have different g_idx (g_idx[" + i2s(k) + "] = " + i2s(gg) + " vs " +
+                   i2s(gu) + "); fused MoE gathers x once for both (they read the same input, so GPTQ's act-order "
+                   "gives them one order)");
       }
     } else {
       const Fp8Checkpoint* w[3] = {&m.gate_f[size_t(e)], &m.up_f[size_t(e)], &m.down_f[size_t(e)]};
@@ -292,6 +308,18 @@ void validate_moe(const MoeCheckpoint& m) {
       if (!std::isfinite(load_as_f32(g.data, size_t(h), gt)))
         fail(Status::kInvalidArgument, "shared_expert_gate '" + g.name + "'[0][" + i2s(h) + "] is not finite");
   }
+}
+
+bool moe_uses_act_order(const MoeCheckpoint& m) {
+  if (m.kind != MoeWeightKind::kInt4) return false;
+  for (const auto* v : {&m.gate_q, &m.up_q, &m.down_q})
+    for (const W4Checkpoint& w : *v) {
+      if (!w.g_idx) continue;
+      const W4Shape s = validate_w4(w);
+      for (int64_t k = 0; k < s.K; ++k)
+        if (w4_group_of(w, s, k) != (s.group_size == -1 ? 0 : k / s.group_size)) return true;
+    }
+  return false;
 }
 
 std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which) {

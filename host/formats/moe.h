@@ -35,6 +35,10 @@ struct MoeCheckpoint {
   // weight kind) so the fused expert GEMMs run it unchanged (host/ops/moe/moe_block.h).
   std::shared_ptr<const MoeCheckpoint> shared;
   const StTensor* shared_gate = nullptr;  // Qwen2-MoE P.shared_expert_gate.weight [1, H]; null: weight 1
+  // FP8 experts: config.json's `scale_fmt: ue8m0` (DeepSeek-V3.1): every dynamic activation scale
+  // (x per token and 128 columns, and the intermediate a likewise) rounded up to a power of two,
+  // as Fp8Checkpoint::ue8m0_act_scales for a dense layer. Set by load_moe, shared experts too.
+  bool ue8m0_act_scales = false;
   // Set by moe_from_checkpoint once validate_moe passed, so FusedMoe does not check every expert
   // a second time; code that edits the views afterwards must reset it.
   bool validated = false;
@@ -78,10 +82,16 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& prefi
                                   int group_size);
 
 // Every expert the same kind and shape; gate/up [I, H], down [H, I]; router [E, H]; bias [E];
-// int4 experts without act-order and with one group structure; FP8 needs I % 128 == 0 (gate and
+// int4 experts with one group structure: act-order (a g_idx other than k / group_size) is taken
+// when gate and up of an expert carry the same g_idx (they read the same x) and every expert's
+// g_idx puts as many rows in each group as expert 0's does (GPTQ's desc_act, g_idx = perm^-1 /
+// group_size, always does), so all experts share one packed group layout; FP8 needs I % 128 == 0 (gate and
 // up blocks meet at a block edge); dense weights finite; I % 16 == 0 (the fused SwiGLU reads gate
 // and up columns in aligned vectors). Throws naming the expert, the tensor and the rule.
 void validate_moe(const MoeCheckpoint& m);
+
+// Whether an int4 expert's g_idx is other than k / group_size (GPTQ act-order, desc_act).
+bool moe_uses_act_order(const MoeCheckpoint& m);
 
 // fp64 dequantized weights of one projection, as [out][in] (HF layout).
 std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which /*0 gate, 1 up, 2 down*/);

@@ -295,9 +295,13 @@ float W4Accessor::s(int64_t g, int64_t n) const {
   return fp16_to_f32(rd_u16(*ck.scales, size_t(g * shape.N + n)));
 }
 
+int64_t w4_group_of(const W4Checkpoint& ck, const W4Shape& s, int64_t k) {
+  if (s.has_g_idx) return rd_i32(*ck.g_idx, size_t(k));
+  return s.group_size == -1 ? 0 : k / s.group_size;
+}
+
 int64_t W4Accessor::group(int64_t k) const {
-  if (shape.has_g_idx) return rd_i32(*ck.g_idx, size_t(k));
-  return shape.group_size == -1 ? 0 : k / shape.group_size;
+  return w4_group_of(ck, shape, k);
 }
 
 std::vector<double> dequantize_w4(const W4Checkpoint& ck) {

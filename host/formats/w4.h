@@ -70,6 +70,9 @@ struct W4Accessor {
   const W4Checkpoint& ck;
 };
 
+// The group of row k of a validated layer (s = validate_w4(ck)): g_idx[k], or k / group_size.
+int64_t w4_group_of(const W4Checkpoint& ck, const W4Shape& s, int64_t k);
+
 // fp64 dequantized weights W[k][n] = s * (q - z), row-major [K][N].
 std::vector<double> dequantize_w4(const W4Checkpoint& ck);
 

@@ -150,7 +150,9 @@ void describe_layer(const MoeLayer& ml, LayerInfo* l) {
     l->group_size = validate_w4(m.gate_q[0]).group_size;
     l->format += std::string(" ") + w4_format_name(m.gate_q[0].format) + " (from " + ml.format_source + "), group " +
                  std::to_string(l->group_size);
+    if (moe_uses_act_order(m)) l->format += ", act-order";
   }
+  if (m.ue8m0_act_scales) l->format += ", ue8m0 activation scales";
   if (m.shared) {
     l->shared_I = m.shared->I;
     l->format +=

@@ -62,7 +62,12 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
     if (spec.format == W4Format::kAwq) fail(Status::kInvalidArgument, "AWQ has no act-order");
     std::vector<int64_t> order(static_cast<size_t>(K));
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng);
+    if (spec.act_order_seed) {
+      std::mt19937_64 order_rng(spec.act_order_seed);
+      std::shuffle(order.begin(), order.end(), order_rng);
+    } else {
+      std::shuffle(order.begin(), order.end(), rng);
+    }
     for (int64_t i = 0; i < K; ++i) group[size_t(order[size_t(i)])] = int32_t(gs == -1 ? 0 : i / gs);
     g_idx_ = group;
   } else {
@@ -357,6 +362,7 @@ const char* kMoeProj[3] = {"gate_proj", "up_proj", "down_proj"};
 MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
   const int64_t E = spec.E, H = spec.H, I = spec.I;
   ck_.kind = spec.kind;
+  ck_.ue8m0_act_scales = spec.ue8m0_act_scales && spec.kind == MoeWeightKind::kFp8;
   ck_.E = E;
   ck_.H = H;
   ck_.I = I;
@@ -402,6 +408,8 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
         s.N = out_dim;
         s.group_size = spec.group_size;
         s.seed = seed;
+        s.act_order = spec.act_order;
+        s.act_order_seed = spec.seed * 2654435761u + uint64_t(e * 2 + (p == 2 ? 1 : 0)) + 1;  // gate == up
         w4_.emplace_back(s);
         (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_.back().checkpoint());
       } else {
@@ -409,6 +417,7 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
         s.N = out_dim;
         s.K = in_dim;
         s.seed = seed;
+        s.e8m0_scales = spec.fp8_e8m0_scales;
         f8_.emplace_back(s);
         (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_.back().checkpoint());
       }

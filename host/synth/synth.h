@@ -21,6 +21,9 @@ struct W4SynthSpec {
   int64_t K = 256, N = 256;
   int group_size = 128;    // -1: one group
   bool act_order = false;  // GPTQ / compressed-tensors: g_idx from a random permutation of K
+  // With act_order, nonzero: the permutation comes from this seed alone, so two layers can share
+  // one (an MoE expert's gate and up projections read the same input: GPTQ gives them one order).
+  uint64_t act_order_seed = 0;
   bool symmetric = false;  // zero point 8 everywhere (128 at 8 bits)
   int bits = 4;            // 8: GPTQ 8-bit / compressed-tensors int8 (fp32 per-channel or group scales)
   bool ct_int_quantized = false;  // 8-bit compressed-tensors: I8 `weight` (int-quantized), not weight_packed
@@ -94,6 +97,11 @@ struct MoeSynthSpec {
   // P.shared_expert_gate.weight [1, H] (bf16, ~ N(0, 1/sqrt(H))).
   int64_t shared_I = 0;
   bool shared_gate = false;
+  // int4: GPTQ act-order (desc_act), a random permutation per expert and projection, gate and up
+  // of one expert sharing theirs.
+  bool act_order = false;
+  bool fp8_e8m0_scales = false;   // FP8: weight block scales stored as F8_E8M0
+  bool ue8m0_act_scales = false;  // FP8: the checkpoint's config says scale_fmt ue8m0 (MoeCheckpoint's flag)
   uint64_t seed = 1;
 };
 

@@ -64,6 +64,22 @@ inline float4 clq_load_in4(__global const clq_in_t* p, size_t i) {
 #endif
 }
 
+#ifndef SCALE_UE8M0
+#define SCALE_UE8M0 0  // 1: activation scales rounded up to a power of two (ue8m0, config scale_fmt)
+#endif
+
+// A group's activation scale from its amax (fp8/quant.cl's clq_group_scale): NaN for a group
+// holding NaN, else max(amax, 1e-10) / 448, with ue8m0 rounded up to the next power of two.
+inline float clq_dec_scale(float amax, int has_nan) {
+  if (has_nan) return as_float(0x7FC00000u);
+  const float s = fmax(amax, 1e-10f) / E4M3_MAX;
+#if SCALE_UE8M0
+  return as_float((as_uint(s) + 0x007FFFFFu) & 0xFF800000u);
+#else
+  return s;
+#endif
+}
+
 // e4m3 value of v / s in fp32 (fp8/quant.cl's rule: fp32 division, clamp, round to nearest
 // even); NaN stays NaN.
 inline float clq_dec_quant(float v, float s) {
@@ -118,7 +134,7 @@ void moe_route_stage(__global const clq_in_t* restrict x, __global const float* 
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  const float sc = nan_sh[0] ? as_float(0x7FC00000u) : fmax(red[0], 1e-10f) / E4M3_MAX;
+  const float sc = clq_dec_scale(red[0], nan_sh[0]);
   if (l == 0) xs[(size_t)t * Kb + j] = sc;
   for (int i = 0; i < FP8_GROUP / RS_WG; ++i) {
     const int k = k0 + l + i * RS_WG;
@@ -344,7 +360,7 @@ void moe_decode_gate_up(__global const void* restrict w_gl, long w_stride, __glo
       m = fmax(m, red[lid * 32 + i]);
       nn = fmax(nn, red[MOE_BS * 32 + lid * 32 + i]);
     }
-    amax_sh[lid] = nn > 0.0f ? as_float(0x7FC00000u) : fmax(m, 1e-10f) / E4M3_MAX;
+    amax_sh[lid] = clq_dec_scale(m, nn > 0.0f);
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 #endif

@@ -10,8 +10,9 @@
 // Blocks past num_post_padded exit at once, so the host launches an upper bound.
 //
 // The weights are the dense ops' layouts, one expert after another at a fixed stride, and the
-// inner loops are theirs (common/gemv_core.clh): WEIGHT_KIND 0 = fp16/bf16, 1 = int4 (GPTQ/AWQ
-// without act-order), 2 = e4m3 with 128x128 block scales. Work split: VEC_COLS columns x GEMV_M
+// inner loops are theirs (common/gemv_core.clh): WEIGHT_KIND 0 = fp16/bf16, 1 = int4 (GPTQ/AWQ;
+// act-order experts read rows gathered per expert, moe_gather_act_order below), 2 = e4m3 with
+// 128x128 block scales. Work split: VEC_COLS columns x GEMV_M
 // rows per work-item; a block of MOE_BS rows is MOE_BS / GEMV_M work-groups in dimension 2.
 // Decode has few rows, so dimension 1 splits K (as the dense gemv does) when the columns alone
 // leave the device idle: each split then writes raw partial sums, and moe_reduce_gate_up /
@@ -62,7 +63,8 @@ __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,
                               __global const int* restrict sorted_gl, __global const int* restrict expert_ids_gl,
                               __global const int* restrict npp_gl, __global const float* restrict topk_w_gl,
                               __global float* restrict out_gl, int N_out, int I_offset, int Np, int block_n, int Kp,
-                              int topk, int sentinel,
+                              int topk,  // x_by_token: staged row = id / topk (1: a row per assignment, act-order)
+                              int sentinel,
                               int units, int units_per_split,        // K units in all / per split
                               __global float* restrict part_gl, int S_max) {  // [splits][S_max][N_part]
   const int n0 = get_global_id(0) * VEC_COLS;
@@ -182,4 +184,44 @@ __kernel void moe_combine(__global const float* restrict y2, __global clq_out_t*
   float acc = 0.0f;
   for (int j = 0; j < K; ++j) acc += y2[((size_t)t * K + j) * H + n];
   clq_store_out(out, (size_t)t * H + n, acc);
+}
+
+// Act-order int4 experts (GPTQ desc_act): each expert's weight rows were sorted by its own g_idx
+// at load, so the activations of a GEMM row are gathered with that row's expert's order
+// perm [E][Kp] (w4a16/gather.cl's rule and NIBBLE_SCALED layout, which clq_w4_accumulate reads):
+//   by_sorted 0 (gate_up): row a = t*k + j of the routing, expert ids[a], source row x[a / k]
+//   by_sorted 1 (down):    row s = sorted position, expert expert_ids[s / MOE_BS], source a[s]
+// Rows the GEMM never reads (past num_post_padded, or a block of a non-local expert) are skipped.
+// One work-item per word (8 packed rows) of one row.
+__kernel void moe_gather_act_order(__global const clq_in_t* restrict src,  // [rows or T][K]
+                                   __global const int* restrict perm,      // [E][Kp]
+                                   __global const int* restrict ids,       // [T*k] expert of each assignment
+                                   __global const int* restrict expert_ids_gl, __global const int* restrict npp_gl,
+                                   __global float* restrict xp,            // [rows][Kp]
+                                   __global float* restrict xw,            // [rows][Kp/8]
+                                   int rows, int K, int Kp, int topk, int by_sorted) {
+  const int w = get_global_id(0);
+  const int r = get_global_id(1);
+  if (w >= Kp / 8 || r >= rows) return;
+  int e, src_row;
+  if (by_sorted) {
+    if (r >= npp_gl[0]) return;
+    e = expert_ids_gl[r / MOE_BS];
+    src_row = r;
+  } else {
+    e = ids[r];
+    src_row = r / topk;
+  }
+  if (e < 0) return;
+  __global const int* p = perm + (size_t)e * Kp + (size_t)w * 8;
+  float v[8];
+  float sum = 0.0f;
+  for (int i = 0; i < 8; ++i) {
+    const int k = p[i];
+    v[i] = k < 0 ? 0.0f : clq_load_in(src, (size_t)src_row * K + k);
+    sum += v[i];
+  }
+  const float8 scale = (float8)(1.0f, 0x1.0p-4f, 0x1.0p-8f, 0x1.0p-12f, 0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 0x1.0p-24f);
+  vstore8(vload8(0, v) * scale, w, xp + (size_t)r * Kp);
+  xw[(size_t)r * (Kp / 8) + w] = sum;
 }

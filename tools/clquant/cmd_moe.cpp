@@ -120,6 +120,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   std::vector<uint8_t> y(ybytes);
   c.read(dy, y.data(), ybytes);
   std::cerr << "moe: " << a.prefix << " E=" << m.E << " H=" << m.H << " I=" << m.I << " " << moe_kind_name(m.kind)
+            << (moe_uses_act_order(m) ? " act-order" : "") << (m.ue8m0_act_scales ? " (ue8m0 activation scales)" : "")
             << " experts, T=" << T << " top-" << r.top_k << " " << (grouped ? "grouped" : "softmax")
             << " routing, block " << (o.block_size ? o.block_size : op.routed().block_size_for(T, r.top_k));
   if (m.shared)

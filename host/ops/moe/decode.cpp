@@ -89,7 +89,7 @@ class Decode final : public MoeLauncher {
     counters(L.cnt2, L.cnt2_b, size_t(B_max * tiles2) * 4);
     counters(L.tokcnt, L.tokcnt_b, size_t(T * tiles2) * 4);
 
-    const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(call.xt));
+    const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(call.xt)) + (fp8 && L.ue8m0 ? " -DSCALE_UE8M0=1" : "");
     const std::string wdef =
         "-DWEIGHT_KIND=" + i2s(fp8 ? 2 : 0) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0") + " -DMOE_BS=" + i2s(bs) +
         (fp8 ? oputil::fp8_decode_define(c.features()) : std::string());

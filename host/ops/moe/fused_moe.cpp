@@ -147,7 +147,7 @@ std::vector<double> moe_reference_impl(const MoeCheckpoint& m, const void* x, DT
     std::vector<double> xr(static_cast<size_t>(H));
     if (fp8) {
       Fp8ActHost q = quantize_fp8_host(static_cast<const uint8_t*>(x) + size_t(t * H) * dtype_size(xt), xt, 1, H,
-                                       Fp8Act::kBlockDynamic);
+                                       Fp8Act::kBlockDynamic, 0.0f, m.ue8m0_act_scales);
       for (int64_t h = 0; h < H; ++h)
         xr[size_t(h)] = double(e4m3_to_f32(q.codes[size_t(h)])) * q.scales[size_t(h / 128)];
     } else {
@@ -170,7 +170,7 @@ std::vector<double> moe_reference_impl(const MoeCheckpoint& m, const void* x, DT
       if (fp8) {
         std::vector<float> af(static_cast<size_t>(I));
         for (int64_t n = 0; n < I; ++n) af[size_t(n)] = float(a[size_t(n)]);
-        Fp8ActHost q = quantize_fp8_host(af.data(), DType::kF32, 1, I, Fp8Act::kBlockDynamic);
+        Fp8ActHost q = quantize_fp8_host(af.data(), DType::kF32, 1, I, Fp8Act::kBlockDynamic, 0.0f, m.ue8m0_act_scales);
         for (int64_t n = 0; n < I; ++n) {
           uint8_t code = q.codes[size_t(n)], other = 0;
           const float s = q.scales[size_t(n / 128)];
@@ -252,6 +252,9 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
     std::vector<uint16_t> sc1, sc2;
     std::vector<uint8_t> z1, z2;
     W4Packed first_up, first_down;
+    // Each expert's K order (its rows sorted by g_idx, int4 act-order); validate_moe made the group
+    // layouts (gstart, wgroup, Kp) the same for every expert, so only the orders can differ.
+    std::vector<int32_t> perm1, perm2;
     for (int64_t e = 0; e < L_.E; ++e) {
       W4Packed g = repack_w4(m.gate_q[size_t(e)]), u = repack_w4(m.up_q[size_t(e)]), d = repack_w4(m.down_q[size_t(e)]);
       if (e == 0) {
@@ -262,7 +265,14 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         L_.g1_stride = g.G * L_.lay1.Np;
         L_.g2_stride = d.G * L_.lay2.Np;
       }
-      // Concatenate gate and up along N: both have the same rows (same K, groups, no act-order).
+      if (g.perm != u.perm || g.gstart != first_up.gstart || g.wgroup != first_up.wgroup ||
+          d.gstart != first_down.gstart || d.wgroup != first_down.wgroup)
+        fail(Status::kInternal, "expert " + i2s(e) + ": int4 group layout differs after validate_moe");
+      L_.act1 = L_.act1 || g.perm != first_up.perm;
+      L_.act2 = L_.act2 || d.perm != first_down.perm;
+      perm1.insert(perm1.end(), g.perm.begin(), g.perm.end());
+      perm2.insert(perm2.end(), d.perm.begin(), d.perm.end());
+      // Concatenate gate and up along N: both have the same rows (same K, groups and g_idx).
       const int64_t words = g.Kp / 8;
       std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * L_.I));
       std::vector<uint16_t> sc(static_cast<size_t>(g.G * 2 * L_.I));
@@ -298,10 +308,13 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
     L_.z2 = upload(z2.data(), z2.size());
     L_.gstart1 = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
     L_.wgroup1 = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
-    L_.perm1 = upload(first_up.perm.data(), first_up.perm.size() * 4);
+    // One order for all experts: expert 0's, gathered once per token (no act-order cost).
+    if (!L_.act1) perm1 = first_up.perm;
+    if (!L_.act2) perm2 = first_down.perm;
+    L_.perm1 = upload(perm1.data(), perm1.size() * 4);
     L_.gstart2 = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
     L_.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
-    L_.perm2 = upload(first_down.perm.data(), first_down.perm.size() * 4);
+    L_.perm2 = upload(perm2.data(), perm2.size() * 4);
     L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.g1_stride + L_.g2_stride) * 3;
   } else if (L_.kind == MoeWeightKind::kFp8) {
     std::vector<float> sw1, sw2;
@@ -332,6 +345,7 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
     L_.w2_stride = int64_t(w2.size() / size_t(L_.E));
     L_.sw1 = upload(sw1.data(), sw1.size() * 4);
     L_.sw2 = upload(sw2.data(), sw2.size() * 4);
+    L_.ue8m0 = m.ue8m0_act_scales;
     L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.sw1_stride + L_.sw2_stride) * 4;
   } else {
     L_.dense_bf16 = m.gate_d[0]->dtype == StDType::kBF16;

@@ -52,7 +52,9 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 
 // fp64 reference given the routing: per token and chosen expert, h = x W13^T, a = silu(g) * u,
 // out += w * (a W2^T). FP8 experts see their activations quantized as the device does (x per
-// token per 128 columns; a rounded to fp32, then likewise).
+// token per 128 columns; a rounded to fp32, then likewise; scales rounded up to powers of two
+// when m.ue8m0_act_scales). Int4 experts are dequantized from the checkpoint as stored
+// (dequantize_w4 reads g_idx), never from the act-order-sorted device layout.
 std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
                                   const std::vector<int>& ids, const std::vector<float>& weights, int top_k,
                                   const std::vector<int>& expert_map = {});

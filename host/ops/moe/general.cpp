@@ -91,8 +91,10 @@ class General final : public MoeLauncher {
     MoeDeviceLayer::grow(c, L.npp, L.npp_b, 4);
     MoeDeviceLayer::grow(c, L.map, L.map_b, size_t(L.E) * 4);
     const int64_t Kb1 = L.Kp1 / 128 > 0 ? (L.Kp1 + 127) / 128 : 1, Kb2 = (L.Kp2 + 127) / 128;
-    MoeDeviceLayer::grow(c, L.xs1, L.xs1_b, size_t(T * std::max(L.Kp1, Kb1 * 128)) * 4);
-    MoeDeviceLayer::grow(c, L.aux1, L.aux1_b, size_t(T * std::max(L.Kp1 / 8, Kb1)) * 4);
+    // Act-order gate_up stages one row per routed assignment (t, j), in its expert's order.
+    const int64_t R1 = L.act1 ? TK : T;
+    MoeDeviceLayer::grow(c, L.xs1, L.xs1_b, size_t(R1 * std::max(L.Kp1, Kb1 * 128)) * 4);
+    MoeDeviceLayer::grow(c, L.aux1, L.aux1_b, size_t(R1 * std::max(L.Kp1 / 8, Kb1)) * 4);
     MoeDeviceLayer::grow(c, L.codes1, L.codes1_b, round_up(size_t(T * L.H), 4));
     MoeDeviceLayer::grow(c, L.a, L.a_b, size_t(S_max * L.I) * 4);
     MoeDeviceLayer::grow(c, L.xs2, L.xs2_b, size_t(S_max * std::max(L.Kp2, Kb2 * 128)) * 4);
@@ -113,16 +115,27 @@ class General final : public MoeLauncher {
     // Staging of each GEMM's activations in the layout its weight kind reads (the dense ops' passes).
     const std::string in1 = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=0";
     cl::Kernel st1, st2;
+    // ue8m0 (FP8, config.json scale_fmt): every dynamic activation scale rounded up to 2^n.
+    const std::string sfmt = L.ue8m0 ? " -DSCALE_UE8M0=1" : "";
     if (L.kind == MoeWeightKind::kInt4) {
-      st1 = c.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
-      st2 = c.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
+      // Act-order: per-expert orders, gathered per GEMM row (moe_gather_act_order).
+      st1 = L.act1 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " " + in1)
+                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
+      st2 = L.act2 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " -DIN_DTYPE=0 -DOUT_DTYPE=0")
+                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
     } else {
       const char* name = L.kind == MoeWeightKind::kFp8 ? "fp8_quant_group" : "fp8_widen_act";
-      st1 = c.kernel("fp8/quant.cl", name, in1);
-      st2 = c.kernel("fp8/quant.cl", name, "-DIN_DTYPE=0 -DOUT_DTYPE=0");
+      st1 = c.kernel("fp8/quant.cl", name, in1 + sfmt);
+      st2 = c.kernel("fp8/quant.cl", name, "-DIN_DTYPE=0 -DOUT_DTYPE=0" + sfmt);
     }
     auto stage = [&](cl::Kernel& k, const cl::Buffer& src, int64_t M, int64_t Kdim, int64_t Kp, const cl::Buffer& perm,
-                     const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what) {
+                     const cl::Buffer& xs, const cl::Buffer& aux, const cl::Buffer& codes, const char* what,
+                     bool act_order, int by_sorted) {
+      if (act_order) {
+        set_args(k, src, perm, L.ids, L.expert_ids, L.npp, xs, aux, cl_int(M), cl_int(Kdim), cl_int(Kp), cl_int(K),
+                 cl_int(by_sorted));
+        return launch(c, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
+      }
       if (L.kind == MoeWeightKind::kInt4) {
         set_args(k, src, perm, xs, aux, cl_int(M), cl_int(Kdim), cl_int(Kp));
         return launch(c, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
@@ -163,12 +176,12 @@ class General final : public MoeLauncher {
                     int64_t gstride, const cl::Buffer& sw, int64_t swstride, const cl::Buffer& gs, const cl::Buffer& wg,
                     const cl::Buffer& xs, const cl::Buffer& aux, int by_token, const cl::Buffer& out, int64_t N_out,
                     int64_t I_off, int64_t Np, int64_t bn, int64_t Kp, int splits, const cl::Buffer& part,
-                    const char* what) {
+                    const char* what, int row_div) {
       const int64_t units = units_of(Kp);
       const int64_t per = (units + splits - 1) / splits;
       set_args(k, w, cl_long(wstride), sc, z, cl_long(gstride), sw, cl_long(swstride), gs, wg, xs, aux,
                cl_int(by_token), L.sorted, L.expert_ids, L.npp, L.topw, out, cl_int(N_out), cl_int(I_off), cl_int(Np),
-               cl_int(bn), cl_int(Kp), cl_int(K), cl_int(TK), cl_int(units), cl_int(per), part, cl_int(S_max));
+               cl_int(bn), cl_int(Kp), cl_int(row_div), cl_int(TK), cl_int(units), cl_int(per), part, cl_int(S_max));
       const size_t local = size_t(tune.gemv_local);
       return launch(c, k,
                     cl::NDRange(round_up(size_t((N_out + L.lay1.cols - 1) / L.lay1.cols), local), size_t(splits),
@@ -179,9 +192,12 @@ class General final : public MoeLauncher {
     set_args(align, L.ids, L.map, cl_int(!o.expert_map.empty()), cl_int(TK), cl_int(L.E), cl_int(bs), L.counts,
              L.sorted, L.expert_ids, L.npp);
     ev.add(launch(c, align, cl::NDRange(256), cl::NDRange(256), "moe_align"), "moe_align");
-    ev.add(stage(st1, x, T, L.H, L.Kp1, L.perm1, L.xs1, L.aux1, L.codes1, "moe stage x"), "moe stage x");
+    ev.add(stage(st1, x, R1, L.H, L.Kp1, L.perm1, L.xs1, L.aux1, L.codes1, "moe stage x", L.act1, 0), "moe stage x");
+    // The gate_up kernel reads staged row id / row_div of sorted id = t*k + j: the token (row_div
+    // k), or with act-order the assignment's own row (row_div 1).
     ev.add(gemm(g1, L.w1, L.w1_stride, L.sc1, L.z1, L.g1_stride, L.sw1, L.sw1_stride, L.gstart1, L.wgroup1, L.xs1,
-                L.aux1, 1, L.a, L.I, L.I, L.lay1.Np, L.lay1.block_n, L.Kp1, splits1, L.part1, "moe gate_up"),
+                L.aux1, 1, L.a, L.I, L.I, L.lay1.Np, L.lay1.block_n, L.Kp1, splits1, L.part1, "moe gate_up",
+                L.act1 ? 1 : K),
            "moe gate_up");
     if (splits1 > 1) {
       set_args(red1, L.part1, L.a, L.sorted, L.npp, cl_int(L.I), cl_int(S_max), cl_int(splits1), cl_int(TK));
@@ -189,10 +205,11 @@ class General final : public MoeLauncher {
                     "moe_reduce_gate_up"),
              "moe_reduce_gate_up");
     }
-    ev.add(stage(st2, L.a, S_max, L.I, L.Kp2, L.perm2, L.xs2, L.aux2, L.codes2, "moe stage a"), "moe stage a");
+    ev.add(stage(st2, L.a, S_max, L.I, L.Kp2, L.perm2, L.xs2, L.aux2, L.codes2, "moe stage a", L.act2, 1),
+           "moe stage a");
     check_cl(c.queue().enqueueFillBuffer(L.y2, cl_float(0.0f), 0, size_t(TK * L.H) * 4), "clEnqueueFillBuffer(moe y2)");
     ev.add(gemm(g2, L.w2, L.w2_stride, L.sc2, L.z2, L.g2_stride, L.sw2, L.sw2_stride, L.gstart2, L.wgroup2, L.xs2,
-                L.aux2, 0, L.y2, L.H, 0, L.lay2.Np, L.lay2.block_n, L.Kp2, splits2, L.part2, "moe down"),
+                L.aux2, 0, L.y2, L.H, 0, L.lay2.Np, L.lay2.block_n, L.Kp2, splits2, L.part2, "moe down", K),
            "moe down");
     if (splits2 > 1) {
       set_args(red2, L.part2, L.y2, L.sorted, L.npp, L.topw, cl_int(L.H), cl_int(S_max), cl_int(splits2), cl_int(TK));
