@@ -105,7 +105,7 @@ TEST(WeightQuant, KernelIsBitIdenticalToTheHostTwin) {
       const double rel = quant_error(m.view(), host).rel_fro();
       const double bound = cs.method == QuantMethod::kInt4 ? 0.2 : cs.method == QuantMethod::kInt8 ? 0.015 : 0.06;
       EXPECT_LT(rel, bound) << name_of(cs, dt);
-      EXPECT_GT(rel, 0.0) << name_of(cs, dt);
+      if (cs.N * cs.K > 1) EXPECT_GT(rel, 0.0) << name_of(cs, dt);  // one value alone can be exact (w = 448 s)
     }
 }
 
