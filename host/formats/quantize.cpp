@@ -40,6 +40,25 @@ void check_quant_spec(const QuantSpec& spec) {
     fail(Status::kInvalidArgument, "fp8-block quantization is symmetric (one scale per 128 x 128 block); --asym applies to int4 and int8");
 }
 
+QuantSpec quant_spec_from(const std::string& method, int group_size, bool asym) {
+  QuantSpec spec;
+  if (!quant_method_from_name(method, &spec.method))
+    fail(Status::kInvalidArgument, "quantization method '" + method + "' is not one of int4, int8, fp8-block");
+  if (!spec.is_int() && group_size != 0)
+    fail(Status::kInvalidArgument, "group size " + i2s(group_size) +
+                                       ": fp8-block has fixed 128 x 128 blocks; a group size applies to int4 and int8");
+  if (group_size != 0) spec.group_size = group_size;
+  spec.symmetric = !asym;
+  check_quant_spec(spec);
+  return spec;
+}
+
+std::string quant_spec_text(const QuantSpec& s) {
+  if (!s.is_int()) return "fp8-block 128x128";
+  return std::string(quant_method_name(s.method)) + " " +
+         (s.group_size == -1 ? std::string("per-channel") : "g" + i2s(s.group_size)) + (s.symmetric ? " sym" : " asym");
+}
+
 double QuantizedWeight::dequant(int64_t n, int64_t k) const {
   const uint8_t c = codes[size_t(n * K + k)];
   if (!spec.is_int()) return double(e4m3_to_f32(c)) * double(scales32[size_t((n / 128) * G + k / 128)]);

@@ -34,6 +34,11 @@ struct QuantSpec {
 
 // Refuses (InvalidArgument) a group size that is neither -1 nor in [1, 2^30], and asymmetric FP8.
 void check_quant_spec(const QuantSpec& spec);
+// The spec from a method name ("int4" | "int8" | "fp8-block"), a group size (0: the default,
+// 128, for the integer methods; refused for fp8-block, whose blocks are fixed) and asymmetry,
+// checked (InvalidArgument naming the value).
+QuantSpec quant_spec_from(const std::string& method, int group_size, bool asym);
+std::string quant_spec_text(const QuantSpec& s);  // "int4 g128 sym", "int8 per-channel asym", "fp8-block 128x128"
 
 // The quantized form of w [N][K]. Integer methods: codes in stored units (signed code + 2^(bits-1),
 // 0..15 or 0..255), G = ceil(K / group_size) fp16 scales per row, zeros in stored units when

@@ -162,6 +162,25 @@ QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& 
   return rep;
 }
 
+nlohmann::json quantize_report_json(const QuantizeReport& r, const QuantSpec& spec) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (auto& l : r.layers)
+    layers.push_back({{"layer", l.layer},
+                      {"N", l.N},
+                      {"K", l.K},
+                      {"rel_fro_error", l.error.rel_fro()},
+                      {"max_abs_error", l.error.max_abs},
+                      {"device_ms", l.device_ms}});
+  return {{"method", quant_method_name(spec.method)},
+          {"group_size", spec.is_int() ? spec.group_size : 128},
+          {"symmetric", spec.symmetric},
+          {"layers", layers},
+          {"overall", {{"rel_fro_error", r.total.rel_fro()}, {"max_abs_error", r.total.max_abs}, {"weights", r.total.count}}},
+          {"copied_tensors", r.copied},
+          {"weights", r.weights_path},
+          {"config", r.config_path}};
+}
+
 OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> ck, const std::string& P,
                                  const QuantSpec& spec) {
   if (!ck) fail(Status::kInvalidArgument, "quantize_linear: no checkpoint");

@@ -372,14 +372,14 @@ int run_quantized_gemm(Context& c, const GemmArgs& a) {
   if (!a.format.empty() || a.bits)
     fail(Status::kInvalidArgument, std::string(a.bits ? "--bits" : "--format") +
                                        " describes a quantized checkpoint; --quantize takes a dense layer");
-  const QuantSpec spec = quant_spec(a.quantize, a.group_size, a.asym);
+  const QuantSpec spec = quant_spec_from(a.quantize, a.group_size, a.asym);
   auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(a.weights));
   {  // the output is checked against every input before the device quantizes anything
     Input in = read_input(a.input);
     check_output_path(a.output, run_inputs(ck.get(), in.file.get()));
   }
   const OnlineQuantLayer q = quantize_linear(c, ck, a.prefix, spec);
-  std::cerr << "quantize: " << a.prefix << ".weight [" << q.layer.N() << ", " << q.layer.K() << "] to " << spec_text(spec)
+  std::cerr << "quantize: " << a.prefix << ".weight [" << q.layer.N() << ", " << q.layer.K() << "] to " << quant_spec_text(spec)
             << " on the device (" << q.events.row->op << "/" << q.events.row->variant << ", " << q.events.ms()
             << " ms): rel error " << q.error.rel_fro() << ", max abs err " << q.error.max_abs << "\n";
   return run_layer(c, a, q.layer);

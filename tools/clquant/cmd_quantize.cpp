@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "host/model/quantize.h"
-#include "runtime/status.h"
 #include "tools/clquant/commands.h"
 
 namespace clq::cli {
@@ -41,51 +40,16 @@ std::string sci(double v) {
 }
 }  // namespace
 
-QuantSpec quant_spec(const std::string& method, int group_size, bool asym) {
-  QuantSpec spec;
-  if (!quant_method_from_name(method, &spec.method))
-    fail(Status::kInvalidArgument, "--quantize / --method '" + method + "' is not one of int4, int8, fp8-block");
-  if (!spec.is_int() && group_size != 0)
-    fail(Status::kInvalidArgument, "--group-size " + std::to_string(group_size) +
-                                       ": fp8-block has fixed 128 x 128 blocks; --group-size applies to int4 and int8");
-  if (group_size != 0) spec.group_size = group_size;
-  spec.symmetric = !asym;
-  check_quant_spec(spec);
-  return spec;
-}
-
-std::string spec_text(const QuantSpec& s) {
-  if (!s.is_int()) return "fp8-block 128x128";
-  return std::string(quant_method_name(s.method)) + " " + (s.group_size == -1 ? "per-channel" : "g" + std::to_string(s.group_size)) +
-         (s.symmetric ? " sym" : " asym");
-}
-
 int run_quantize(Context& c, const QuantizeArgs& a) {
   QuantizeCheckpointOptions o;
   o.input = a.input;
   o.output = a.output;
-  o.spec = quant_spec(a.method, a.group_size, a.asym);
+  o.spec = quant_spec_from(a.method, a.group_size, a.asym);
   o.layers = a.layers;
   o.force = a.force;
   const QuantizeReport r = quantize_checkpoint(c, o);
   if (a.json) {
-    nlohmann::json layers = nlohmann::json::array();
-    for (auto& l : r.layers)
-      layers.push_back({{"layer", l.layer},
-                        {"N", l.N},
-                        {"K", l.K},
-                        {"rel_fro_error", l.error.rel_fro()},
-                        {"max_abs_error", l.error.max_abs},
-                        {"device_ms", l.device_ms}});
-    nlohmann::json j = {{"method", quant_method_name(o.spec.method)},
-                        {"group_size", o.spec.is_int() ? o.spec.group_size : 128},
-                        {"symmetric", o.spec.symmetric},
-                        {"layers", layers},
-                        {"overall", {{"rel_fro_error", r.total.rel_fro()}, {"max_abs_error", r.total.max_abs}, {"weights", r.total.count}}},
-                        {"copied_tensors", r.copied},
-                        {"weights", r.weights_path},
-                        {"config", r.config_path}};
-    std::cout << j.dump(2) << "\n";
+    std::cout << quantize_report_json(r, o.spec).dump(2) << "\n";
     return 0;
   }
   size_t w = 5;
@@ -100,7 +64,7 @@ int run_quantize(Context& c, const QuantizeArgs& a) {
   }
   std::cout << std::setw(int(w)) << ("overall (" + std::to_string(r.layers.size()) + " layers)") << "  " << std::setw(14) << ""
             << "  " << std::setw(11) << sci(r.total.rel_fro()) << "  " << std::setw(11) << sci(r.total.max_abs) << "\n";
-  std::cout << "quantize: " << spec_text(o.spec) << " (rel error = ||deq - w||_F / ||w||_F); wrote " << r.weights_path
+  std::cout << "quantize: " << quant_spec_text(o.spec) << " (rel error = ||deq - w||_F / ||w||_F); wrote " << r.weights_path
             << " (" << r.layers.size() << " quantized layers, " << r.copied << " tensors copied) and " << r.config_path
             << "\n";
   return 0;

@@ -70,11 +70,6 @@ struct GemmArgs {
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& args);
 int run_gemm(Context& c, const GemmArgs& args);
 
-// Online quantization (host/formats/quantize.h): the spec from the command line's method name,
-// group size (0 = not given: 128 for int methods, refused for fp8-block) and asymmetry.
-QuantSpec quant_spec(const std::string& method, int group_size, bool asym);
-std::string spec_text(const QuantSpec& s);  // "int4 g128 sym", "fp8-block 128x128"
-
 struct QuantizeArgs {
   std::string input, output, method, layers;
   int group_size = 0;  // 0: not given
