@@ -195,3 +195,33 @@ def test_moe_routing_from_config_json(make_checkpoint, run_cli):
     plain = clquant.MoE.from_checkpoint(d, MOE, renormalize=False)
     assert plain.routing["renormalize"] is False and plain.routing["top_k"] == 2
     assert not np.array_equal(bits(plain(x)), bits(y))
+
+
+@pytest.mark.parametrize("method,asym", [("int4", False), ("int8", True), ("fp8-block", False)])
+def test_online_quantization_matches_cli(make_checkpoint, run_cli, tmp_path, method, asym):
+    d = make_checkpoint("dense", 512, 264, 0, 0, 3, "f16", 7)
+    x, _ = read_safetensors(d / "input.safetensors")["input"]
+    # A dense layer quantized at load: the same bits as `clquant gemm --quantize` on the same files.
+    layer = clquant.Linear.from_checkpoint(d, P, quantize=method, asym=asym)
+    rel, max_abs = layer.quant_error
+    assert 0 < rel < 0.2 and max_abs > 0
+    y = layer(x)
+    flags = ["--asym"] if asym else []
+    run_cli("gemm", "--weights", d, "--prefix", P, "--input", d / "input.safetensors", "--output",
+            tmp_path / "y.safetensors", "--quantize", method, *flags)
+    np.testing.assert_array_equal(bits(y), bits(read_safetensors(tmp_path / "y.safetensors")["output"][0]))
+    # A whole checkpoint: the report, and the same tensors as `clquant quantize` writes.
+    report = clquant.quantize(d, tmp_path / "py", method, asym=asym)
+    assert [r["layer"] for r in report["layers"]] == ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.q_proj"]
+    assert report["layers"][0]["rel_fro_error"] == pytest.approx(rel, rel=1e-12)
+    run_cli("quantize", d, tmp_path / "cli", "--method", method, *flags)
+    a, b = read_safetensors(tmp_path / "py" / "model.safetensors"), read_safetensors(tmp_path / "cli" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0], err_msg=name)
+    assert clquant.Linear.from_checkpoint(tmp_path / "py", P).K == 512
+    assert clquant.Linear.from_checkpoint(tmp_path / "py", P).quant_error is None
+    with pytest.raises(clquant.Error, match="is not empty"):
+        clquant.quantize(d, tmp_path / "py", method)
+    with pytest.raises(clquant.Error, match="'int3' is not one of"):
+        clquant.Linear.from_checkpoint(d, P, quantize="int3")
