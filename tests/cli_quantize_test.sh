@@ -44,6 +44,31 @@ grep -q '"model_type": "llama"' "$tmp/out-fp8/config.json" || { echo "FAIL the i
 expect "json report" 0 '"rel_fro_error"' "$clq" quantize "$in" "$tmp/out-json" --method int8 --json
 expect "fp16 input, --layers" 0 "overall (1 layers)" "$clq" quantize "$in" "$tmp/out-layers" --method int4 --layers 'mlp\.down'
 expect "--layers keeps q_proj dense" 0 "1 layers (" "$clq" inspect "$tmp/out-layers"
+# A sharded input (model.safetensors.index.json over two shards) gives the same tensors.
+sh="$tmp/sharded"; mkdir -p "$sh"; cp "$in/config.json" "$sh/"
+python3 - "$in/model.safetensors" "$sh" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+b = open(src, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); data = b[8 + n:]
+names = sorted(k for k in h if k != '__metadata__')
+shards = {'model-00001-of-00002.safetensors': names[::2], 'model-00002-of-00002.safetensors': names[1::2]}
+weight_map = {}
+for fname, keys in shards.items():
+    hdr, blob, off = {}, b'', 0
+    for k in keys:
+        t = h[k]; s, e = t['data_offsets']
+        hdr[k] = {'dtype': t['dtype'], 'shape': t['shape'], 'data_offsets': [off, off + e - s]}
+        blob += data[s:e]; off += e - s; weight_map[k] = fname
+    j = json.dumps(hdr).encode(); j += b' ' * (-len(j) % 8)
+    open(f'{dst}/{fname}', 'wb').write(struct.pack('<Q', len(j)) + j + blob)
+json.dump({'metadata': {}, 'weight_map': weight_map}, open(f'{dst}/model.safetensors.index.json', 'w'))
+PY
+expect "quantize sharded" 0 "overall (2 layers)" "$clq" quantize "$sh/model.safetensors.index.json" "$tmp/out-sharded" --method int4
+cmp -s "$tmp/out-sharded/model.safetensors" "$tmp/out-int4-asym-g64/model.safetensors" && { echo "FAIL different specs gave the same file"; fail=1; }
+"$clq" quantize "$in" "$tmp/out-int4-again" --method int4 >/dev/null 2>&1
+if cmp -s "$tmp/out-sharded/model.safetensors" "$tmp/out-int4-again/model.safetensors"; then echo "ok   sharded input gives the single file's output"
+else echo "FAIL sharded input differs from the single file's"; fail=1; fi
+expect "sharded: OUT over a shard's folder" 4 "input checkpoint's folder" "$clq" quantize "$sh" "$sh" --method int4 --force
 # Online quantization inside gemm, each method, against the fp64 reference on the quantized weights.
 for m in int4 int8 fp8-block; do
   expect "gemm --quantize $m" 0 "check: .*PASS" "$clq" gemm --weights "$in" --prefix $P --input "$in/input.safetensors" --output "$tmp/yq-$m.safetensors" --quantize $m --check
