@@ -217,4 +217,54 @@ OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> c
   return out;
 }
 
+namespace {
+// Replaces m's dense projections by quantized ones (tensors kept in `keep`).
+void quantize_experts(Context& c, MoeCheckpoint& m, const QuantSpec& spec, OnlineQuantMoe& out) {
+  if (m.kind != MoeWeightKind::kDense)
+    fail(Status::kInvalidArgument, std::string("--quantize takes dense experts; these are ") + moe_kind_name(m.kind));
+  WeightQuantizer quantizer(c);
+  std::vector<const StTensor*>* dense[3] = {&m.gate_d, &m.up_d, &m.down_d};
+  std::vector<W4Checkpoint>* q4[3] = {&m.gate_q, &m.up_q, &m.down_q};
+  std::vector<Fp8Checkpoint>* f8[3] = {&m.gate_f, &m.up_f, &m.down_f};
+  for (int p = 0; p < 3; ++p)
+    for (const StTensor* t : *dense[p]) {
+      const DenseWeight w = dense_weight(*t);
+      const std::string P = layer_of(t->name);
+      check_writable(P, w.N, w.K, spec);
+      QuantizedWeight q;
+      out.device_ms += quantizer.run(w, spec, &q).ms();
+      out.error.add(quant_error(w, q));
+      out.tensors.push_back(quantized_tensors(q, P));
+      if (spec.is_int())
+        q4[p]->push_back(out.tensors.back().w4());
+      else
+        f8[p]->push_back(out.tensors.back().fp8());
+    }
+  for (auto* d : dense) d->clear();
+  m.kind = spec.is_int() ? MoeWeightKind::kInt4 : MoeWeightKind::kFp8;
+  m.validated = false;
+}
+}  // namespace
+
+OnlineQuantMoe quantize_moe(Context& c, const MoeLayer& dense, const QuantSpec& spec) {
+  check_quant_spec(spec);
+  if (spec.method == QuantMethod::kInt8)
+    fail(Status::kNotSupported, "MoE experts are dense, int4 or block FP8: --quantize int8 has no MoE expert kind");
+  OnlineQuantMoe out;
+  out.layer = dense;
+  MoeCheckpoint& m = out.layer.moe;
+  quantize_experts(c, m, spec, out);
+  if (m.shared) {
+    out.shared = std::make_shared<MoeCheckpoint>(*m.shared);
+    quantize_experts(c, *out.shared, spec, out);
+    validate_moe(*out.shared);
+    out.shared->validated = true;
+    m.shared = out.shared;
+  }
+  validate_moe(m);
+  m.validated = true;
+  out.layer.format_source = std::string("--quantize ") + quant_method_name(spec.method);
+  return out;
+}
+
 }  // namespace clq

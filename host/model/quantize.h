@@ -6,6 +6,7 @@
 //     int4 / int8 / FP8 ops take exactly as if it had been loaded from such a checkpoint.
 // Each reports the quantization error of the dequantized weights against the originals.
 #pragma once
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,5 +63,18 @@ struct OnlineQuantLayer {
 };
 OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> ck, const std::string& prefix,
                                  const QuantSpec& spec);
+
+// A MoE block with dense experts (and dense shared experts) quantized at load, every projection
+// through WeightQuantizer: int4 (compressed-tensors layout, run as the int4 expert kind) or
+// fp8-block; int8 is refused (NotSupported: MoE experts have no int8 kind). The router stays as it
+// is. `layer` views `tensors` (keep them together); `error` sums every projection.
+struct OnlineQuantMoe {
+  std::deque<QuantizedTensors> tensors;
+  std::shared_ptr<MoeCheckpoint> shared;  // the quantized shared experts, when the block has them
+  MoeLayer layer;
+  QuantError error;
+  double device_ms = 0.0;
+};
+OnlineQuantMoe quantize_moe(Context& c, const MoeLayer& dense, const QuantSpec& spec);
 
 }  // namespace clq

@@ -93,6 +93,8 @@ struct MoeArgs {
   std::string variant;  // fused_moe row: decode or general (default: the table's choice)
   float routed_scaling = 0.0f;
   bool renormalize = false, no_renormalize = false, check = false;
+  std::string quantize;  // int4|fp8-block: dense experts quantized on the device first
+  bool asym = false;
 };
 CLI::App* add_moe_command(CLI::App& app, MoeArgs& args);
 int run_moe(Context& c, const MoeArgs& args);
