@@ -101,9 +101,10 @@ TEST(WeightQuant, KernelIsBitIdenticalToTheHostTwin) {
       QuantizedWeight dev;
       op.run(m.view(), spec, &dev);
       expect_equal(dev, host, name_of(cs, dt));
-      // Sanity of the arithmetic itself: round to nearest is far better than these bounds.
+      // Sanity of the arithmetic itself. The rel error is about amax / (qmax * sqrt(12) * rms) for
+      // the largest row, so a 6-sigma outlier in a 300-value row gives int4 0.25, int8 0.014.
       const double rel = quant_error(m.view(), host).rel_fro();
-      const double bound = cs.method == QuantMethod::kInt4 ? 0.2 : cs.method == QuantMethod::kInt8 ? 0.015 : 0.06;
+      const double bound = cs.method == QuantMethod::kInt4 ? 0.3 : cs.method == QuantMethod::kInt8 ? 0.02 : 0.06;
       EXPECT_LT(rel, bound) << name_of(cs, dt);
       if (cs.N * cs.K > 1) EXPECT_GT(rel, 0.0) << name_of(cs, dt);  // one value alone can be exact (w = 448 s)
     }

@@ -113,12 +113,12 @@ void check_writable(const std::string& layer, int64_t N, int64_t K, const QuantS
   if (K % per || N % per)
     fail(Status::kInvalidShape, "layer '" + layer + "' is [N, K] = [" + i2s(N) + ", " + i2s(K) + "]; " +
                                     quant_method_name(spec.method) + " pack-quantized needs N and K multiples of " +
-                                    i2s(per) + " (" + i2s(per) + " codes to an int32 word); leave it out with --layers");
+                                    i2s(per) + " (" + i2s(per) + " codes to an int32 word; clquant quantize: leave it out with --layers)");
   if (spec.group_size != -1 && K % spec.group_size)
     fail(Status::kInvalidShape, "layer '" + layer + "' has K = " + i2s(K) + ", not a multiple of group size " +
                                     i2s(spec.group_size) +
-                                    " (compressed-tensors readers take whole groups); choose another --group-size, -1, "
-                                    "or leave it out with --layers");
+                                    " (compressed-tensors readers take whole groups); choose another --group-size or -1"
+                                    " (clquant quantize: or leave the layer out with --layers)");
 }
 
 void check_quant_result(const QuantizedWeight& q, const std::string& name) {
