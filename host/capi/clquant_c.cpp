@@ -362,7 +362,7 @@ clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const ch
     std::string report;
     {
       std::lock_guard<std::mutex> lock(ctx->dev->mu);
-      report = clq::quantize_report_json(clq::quantize_checkpoint(*ctx->dev->ctx, o), o.spec).dump(2);
+      report = clq::quantize_report_json(clq::quantize_checkpoint(*ctx->dev->ctx, o), o.spec);
     }
     copy_out(report, buf, size, needed);
   });

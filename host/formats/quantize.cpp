@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "runtime/status.h"
 
@@ -236,14 +237,15 @@ void QuantizedTensors::add_to(SafetensorsWriter& w) const {
   for (auto& t : tensors) w.add(t.name, t.dtype, t.shape, t.data, t.nbytes);
 }
 
-nlohmann::json quantization_config_json(const QuantSpec& spec, const std::vector<std::string>& ignore) {
+std::string quantization_config_json(const QuantSpec& spec, const std::vector<std::string>& ignore) {
   using nlohmann::json;
   if (!spec.is_int())
     return json{{"quant_method", "fp8"},
                 {"fmt", "e4m3"},
                 {"activation_scheme", "dynamic"},
                 {"weight_block_size", {128, 128}},
-                {"modules_to_not_convert", ignore}};
+                {"modules_to_not_convert", ignore}}
+        .dump();
   json weights = {{"num_bits", spec.bits()},
                   {"type", "int"},
                   {"symmetric", spec.symmetric},
@@ -265,7 +267,8 @@ nlohmann::json quantization_config_json(const QuantSpec& spec, const std::vector
               {"config_groups", {{"group_0", group}}},
               {"kv_cache_scheme", nullptr},
               {"global_compression_ratio", nullptr},
-              {"ignore", ignore}};
+              {"ignore", ignore}}
+      .dump();
 }
 
 bool default_quantizable(const StTensor& t) {

@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "host/formats/fp8.h"
 #include "host/formats/w4.h"
 #include "host/io/safetensors.h"
@@ -112,7 +110,8 @@ QuantizedTensors quantized_tensors(const QuantizedWeight& q, const std::string& 
 // (`quant_method: compressed-tensors`, `format: pack-quantized`, one config group targeting
 // Linear, `ignore` = `ignore`) or FP8 (`quant_method: fp8`, `fmt: e4m3`, `activation_scheme:
 // dynamic`, `weight_block_size: [128, 128]`, `modules_to_not_convert` = `ignore`).
-nlohmann::json quantization_config_json(const QuantSpec& spec, const std::vector<std::string>& ignore);
+// Returned as JSON text, so this header needs no JSON library.
+std::string quantization_config_json(const QuantSpec& spec, const std::vector<std::string>& ignore);
 
 // The default selection of `clquant quantize` without --layers: the tensor `name` is a 2-D
 // F16/BF16/F32 `*.weight` and no dot-separated part of its layer name is an embedding

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "host/io/json_file.h"
@@ -149,8 +150,7 @@ QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& 
       ++rep.copied;
     }
   }
-  nlohmann::json qc = quantization_config_json(opt.spec, ignore);
-  config["quantization_config"] = qc;
+  config["quantization_config"] = nlohmann::json::parse(quantization_config_json(opt.spec, ignore));
   const std::string text = config.dump(2) + "\n";
   // Checked again at the end: the folder may have changed while the weights were quantized.
   if (!check_out_dir(opt.output, ck->dir(), opt.force).exists) {
@@ -162,7 +162,7 @@ QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& 
   return rep;
 }
 
-nlohmann::json quantize_report_json(const QuantizeReport& r, const QuantSpec& spec) {
+std::string quantize_report_json(const QuantizeReport& r, const QuantSpec& spec, int indent) {
   nlohmann::json layers = nlohmann::json::array();
   for (auto& l : r.layers)
     layers.push_back({{"layer", l.layer},
@@ -171,7 +171,7 @@ nlohmann::json quantize_report_json(const QuantizeReport& r, const QuantSpec& sp
                       {"rel_fro_error", l.error.rel_fro()},
                       {"max_abs_error", l.error.max_abs},
                       {"device_ms", l.device_ms}});
-  return {{"method", quant_method_name(spec.method)},
+  const nlohmann::json j = {{"method", quant_method_name(spec.method)},
           {"group_size", spec.is_int() ? spec.group_size : 128},
           {"symmetric", spec.symmetric},
           {"layers", layers},
@@ -179,6 +179,7 @@ nlohmann::json quantize_report_json(const QuantizeReport& r, const QuantSpec& sp
           {"copied_tensors", r.copied},
           {"weights", r.weights_path},
           {"config", r.config_path}};
+  return j.dump(indent);
 }
 
 OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> ck, const std::string& P,

@@ -49,10 +49,10 @@ struct QuantizeReport {
 // quantization_config in config.json or a quantize_config.json) or a GGUF file, and an output
 // that is an input, IN's folder, not a folder, or a non-empty folder without `force`.
 QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& opt);
-// The report as JSON (`clquant quantize --json`, the C API and Python): method, group_size,
+// The report as JSON text (`clquant quantize --json`, the C API and Python): method, group_size,
 // symmetric, layers [{layer, N, K, rel_fro_error, max_abs_error, device_ms}], overall
-// {rel_fro_error, max_abs_error, weights}, copied_tensors, weights, config.
-nlohmann::json quantize_report_json(const QuantizeReport& r, const QuantSpec& spec);
+// {rel_fro_error, max_abs_error, weights}, copied_tensors, weights, config. indent < 0: one line.
+std::string quantize_report_json(const QuantizeReport& r, const QuantSpec& spec, int indent = 2);
 
 // One dense layer quantized on the device. `layer` views `tensors` (keep them together).
 struct OnlineQuantLayer {

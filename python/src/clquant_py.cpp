@@ -297,7 +297,7 @@ NB_MODULE(_clquant, m) {
         auto mu = lock_for(c.get());
         nb::gil_scoped_release release;
         std::lock_guard<std::mutex> lock(*mu);
-        return clq::quantize_report_json(clq::quantize_checkpoint(*c, o), o.spec).dump();
+        return clq::quantize_report_json(clq::quantize_checkpoint(*c, o), o.spec, -1);
       },
       nb::arg("context"), nb::arg("input"), nb::arg("output"), nb::arg("method"), nb::arg("group_size"),
       nb::arg("asym"), nb::arg("layers"), nb::arg("force"));

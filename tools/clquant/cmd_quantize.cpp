@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "host/model/quantize.h"
@@ -49,7 +48,7 @@ int run_quantize(Context& c, const QuantizeArgs& a) {
   o.force = a.force;
   const QuantizeReport r = quantize_checkpoint(c, o);
   if (a.json) {
-    std::cout << quantize_report_json(r, o.spec).dump(2) << "\n";
+    std::cout << quantize_report_json(r, o.spec) << "\n";
     return 0;
   }
   size_t w = 5;
