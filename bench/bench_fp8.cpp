@@ -19,6 +19,10 @@ std::vector<Row> bench_fp8(Context& c, const Fp8BenchConfig& cfg, std::ostream* 
     spec.N = N;
     spec.K = K;
     spec.seed = uint64_t(N + 7 * K);
+    if (cfg.channel) {
+      spec.block = false;
+      spec.channel = true;
+    }
     Fp8Synth synth(spec);
     Fp8Gemm op(c, repack_fp8(synth.checkpoint()));
     for (int64_t M : ms) {
@@ -31,13 +35,16 @@ std::vector<Row> bench_fp8(Context& c, const Fp8BenchConfig& cfg, std::ostream* 
       c.write(dx, x.data(), x.size());
       Fp8RunOptions opt;
       opt.variant = cfg.variant;
+      const Fp8Act act = cfg.channel ? Fp8Act::kTokenDynamic : Fp8Act::kBlockDynamic;
+      opt.act = act;
       const std::string shape = std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M);
       rows.push_back(measure_case(
-          c, "fp8_block", shape, op.choose(M, Fp8Act::kBlockDynamic, cfg.variant).variant, M, N, K, prob.flops(),
+          c, cfg.channel ? "fp8_channel" : "fp8_block", shape, op.choose(M, act, cfg.variant).variant, M, N, K, prob.flops(),
           prob.bytes(), [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, M, opt); }, cfg.baseline, cfg.reps,
           progress));
     }
   }
+  if (cfg.channel) return rows;
   // The quantizer alone, at DeepSeek-V3's hidden size.
   Fp8Quantizer q(c);
   for (int64_t M : ms) {

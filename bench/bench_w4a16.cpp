@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w4a8/w4a8_gemm.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
 #include "host/synth/synth.h"
@@ -45,6 +46,27 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
     spec.act_order = cfg.act_order;
     spec.seed = uint64_t(N * 31 + K);
     W4Synth synth(spec);
+    if (cfg.w4a8) {
+      W4A8Gemm op(c, synth.checkpoint());
+      for (int64_t M : ms) {
+        W4A16Problem prob;
+        prob.M = M;
+        prob.N = N;
+        prob.K = K;
+        prob.group_size = 128;
+        prob.act = DType::kF16;
+        auto x = random_activations(M, K, DType::kF16, uint64_t(M));
+        cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
+        c.write(dx, x.data(), x.size());
+        W4A8RunOptions opt;
+        opt.int4_variant = cfg.variant;
+        rows.push_back(measure_case(
+            c, "w4a8", std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M),
+            std::string("emulated/") + op.int4_row(M, cfg.variant).variant, M, N, K, prob.flops(), prob.bytes(),
+            [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); }, cfg.baseline, cfg.reps, progress));
+      }
+      continue;
+    }
     const std::unique_ptr<IntLayerGemm> opp = make_int_layer_gemm(c, synth.checkpoint());
     IntLayerGemm& op = *opp;
     for (int64_t M : ms) {

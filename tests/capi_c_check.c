@@ -5,6 +5,9 @@
 
 int clq_c_check_version(void) {
   clq_moe_routing r;
+  clq_verify_options o;
   clq_moe_routing_init(&r);
-  return strcmp(clq_version(), CLQ_VERSION_STRING) == 0 && r.top_k == 2 && clq_linear_describe(NULL)[0] == 0;
+  clq_verify_options_init(&o);
+  return strcmp(clq_version(), CLQ_VERSION_STRING) == 0 && r.top_k == 2 && clq_linear_describe(NULL)[0] == 0 &&
+         o.tokens == 5 && o.progress == NULL && clq_report_json(NULL)[0] == 0;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <filesystem>
 #include <thread>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "host/reference/quantize_reference.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
+#include "host/synth/synth_model.h"
 #include "test_util.h"
 
 using namespace clq;
@@ -379,6 +381,210 @@ TEST(CApi, ThreadsShareAContext) {
   EXPECT_EQ(failures.load(), 0);
   for (int i = 0; i < kRuns; ++i) EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "run " << i;
   for (auto* p : l) clq_linear_release(p);
+}
+
+namespace {
+
+const char* kModelLayers[4] = {"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj",
+                               "model.layers.2.mlp.gate_proj", "model.layers.3.mlp"};
+
+struct Report {
+  clq_report* r = nullptr;
+  ~Report() { clq_report_release(r); }
+  nlohmann::json json() const { return nlohmann::json::parse(clq_report_json(r)); }
+};
+
+// Every call the progress callback receives, as "index/total prefix before|ok|FAIL".
+struct Progress {
+  std::vector<std::string> calls;
+  static void fn(void* user, size_t i, size_t n, const char* prefix, int done, int ok) {
+    static_cast<Progress*>(user)->calls.push_back(std::to_string(i) + "/" + std::to_string(n) + " " + prefix + " " +
+                                                  (done ? (ok ? "ok" : "FAIL") : "before"));
+  }
+};
+
+}  // namespace
+
+TEST(CApi, InspectListsTheSyntheticModel) {
+  TempDir d;
+  write_synthetic_model(d.path, {test::seed(), ""});
+  Ctx ctx;
+  Report rep;
+  ASSERT_EQ(clq_inspect(ctx.c, (d.path + "/model.safetensors.index.json").c_str(), nullptr, 0, &rep.r), CLQ_SUCCESS)
+      << last();
+  size_t n = 0, failed = 9;
+  ASSERT_EQ(clq_report_summary(rep.r, &n, &failed, nullptr, nullptr), CLQ_SUCCESS) << last();
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(failed, 0u);
+  const nlohmann::json j = rep.json();
+  ASSERT_EQ(j["layers"].size(), 4u);
+  EXPECT_EQ(j["device"], clq_context_device_name(ctx.c));
+  for (size_t i = 0; i < 4; ++i) {
+    const char* prefix = nullptr;
+    int ok = 0;
+    ASSERT_EQ(clq_report_layer(rep.r, i, &prefix, &ok, nullptr, nullptr), CLQ_SUCCESS) << last();
+    EXPECT_STREQ(prefix, kModelLayers[i]);
+    EXPECT_EQ(ok, 1);
+    EXPECT_EQ(j["layers"][i]["prefix"], kModelLayers[i]);
+    EXPECT_TRUE(j["layers"][i].contains("variant")) << j["layers"][i].dump();
+  }
+  EXPECT_EQ(j["layers"][0]["K"], 512);
+  EXPECT_EQ(j["layers"][0]["N"], 264);
+  EXPECT_EQ(j["layers"][0]["group_size"], 128);
+  EXPECT_EQ(j["layers"][3]["kind"], "moe");
+  EXPECT_EQ(j["layers"][3]["shared_I"], 384);
+  EXPECT_EQ(clq_report_layer(rep.r, 4, nullptr, nullptr, nullptr, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("layer index 4 is out of range: the report has 4 layers"), std::string::npos) << last();
+
+  // Without a device: the same layers, no variants.
+  Report plain;
+  ASSERT_EQ(clq_inspect(nullptr, d.path.c_str(), nullptr, 0, &plain.r), CLQ_SUCCESS) << last();
+  const nlohmann::json p = plain.json();
+  EXPECT_TRUE(p["device"].is_null());
+  ASSERT_EQ(p["layers"].size(), 4u);
+  EXPECT_FALSE(p["layers"][0].contains("variant"));
+}
+
+TEST(CApi, InspectListsARefusedLayer) {
+  TempDir d;
+  write_synthetic_model(d.path, {test::seed(), "nan-scale"});
+  Report rep;
+  ASSERT_EQ(clq_inspect(nullptr, d.path.c_str(), nullptr, 0, &rep.r), CLQ_SUCCESS) << last();
+  size_t failed = 0;
+  ASSERT_EQ(clq_report_summary(rep.r, nullptr, &failed, nullptr, nullptr), CLQ_SUCCESS);
+  EXPECT_EQ(failed, 1u);
+  int ok = 1;
+  const char* msg = nullptr;
+  ASSERT_EQ(clq_report_layer(rep.r, 0, nullptr, &ok, nullptr, &msg), CLQ_SUCCESS);
+  EXPECT_EQ(ok, 0);
+  EXPECT_NE(std::string(msg).find("[InvalidArgument]"), std::string::npos) << msg;
+  EXPECT_NE(std::string(msg).find("q_proj.scales"), std::string::npos) << msg;
+  EXPECT_EQ(rep.json()["layers"][0]["error"]["status"], "InvalidArgument");
+}
+
+TEST(CApi, VerifyRunsEveryLayerWithProgress) {
+  TempDir d;
+  write_synthetic_model(d.path, {test::seed(), ""});
+  Ctx ctx;
+  Progress prog;
+  clq_verify_options o;
+  clq_verify_options_init(&o);
+  EXPECT_EQ(o.tokens, 5);
+  EXPECT_EQ(o.seed, 1u);
+  o.seed = test::seed();
+  o.progress = &Progress::fn;
+  o.progress_user = &prog;
+  Report rep;
+  ASSERT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &rep.r), CLQ_SUCCESS) << last();
+  ASSERT_EQ(prog.calls.size(), 8u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(prog.calls[2 * i], std::to_string(i) + "/4 " + kModelLayers[i] + " before");
+    EXPECT_EQ(prog.calls[2 * i + 1], std::to_string(i) + "/4 " + kModelLayers[i] + " ok");
+  }
+  size_t n = 0, failed = 9;
+  double worst = -1;
+  const char* worst_layer = nullptr;
+  ASSERT_EQ(clq_report_summary(rep.r, &n, &failed, &worst, &worst_layer), CLQ_SUCCESS);
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(failed, 0u);
+  EXPECT_GT(worst, 0.0);  // rounding exists: an exact zero would mean nothing was compared
+  EXPECT_LT(worst, 1e-3);
+  EXPECT_GT(std::strlen(worst_layer), 0u);
+  const nlohmann::json j = rep.json();
+  EXPECT_EQ(j["ok"], true);
+  ASSERT_EQ(j["layers"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    double rel = -1;
+    int ok = 0;
+    ASSERT_EQ(clq_report_layer(rep.r, i, nullptr, &ok, &rel, nullptr), CLQ_SUCCESS);
+    EXPECT_EQ(ok, 1);
+    EXPECT_DOUBLE_EQ(rel, j["layers"][i]["rel_err"].get<double>());
+    EXPECT_LT(rel, j["layers"][i]["tolerance"].get<double>());
+    EXPECT_FALSE(j["layers"][i]["variant_ran"].get<std::string>().empty());
+  }
+
+  // A regex selects layers; NULL options are the defaults.
+  Report one;
+  o.layers = "mlp$";
+  o.progress = nullptr;
+  ASSERT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &one.r), CLQ_SUCCESS) << last();
+  const nlohmann::json j1 = one.json();
+  ASSERT_EQ(j1["layers"].size(), 1u);
+  EXPECT_EQ(j1["layers"][0]["prefix"], "model.layers.3.mlp");
+  Report all;
+  ASSERT_EQ(clq_verify(ctx.c, d.path.c_str(), nullptr, &all.r), CLQ_SUCCESS) << last();
+  EXPECT_EQ(all.json()["layers"].size(), 4u);
+}
+
+TEST(CApi, VerifyNamesTheFailedLayer) {
+  Ctx ctx;
+  {  // numbers broken: the loader accepts the layer, the check fails it
+    TempDir d;
+    write_synthetic_model(d.path, {test::seed(), "huge-scale"});
+    Progress prog;
+    clq_verify_options o;
+    clq_verify_options_init(&o);
+    o.progress = &Progress::fn;
+    o.progress_user = &prog;
+    Report rep;
+    ASSERT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &rep.r), CLQ_ERROR_VERIFICATION_FAILED);
+    EXPECT_EQ(last(), "1 of 4 layers failed: model.layers.2.mlp.gate_proj");
+    ASSERT_NE(rep.r, nullptr);  // the report is still handed over
+    EXPECT_EQ(prog.calls[5], "2/4 model.layers.2.mlp.gate_proj FAIL");
+    size_t failed = 0;
+    ASSERT_EQ(clq_report_summary(rep.r, nullptr, &failed, nullptr, nullptr), CLQ_SUCCESS);
+    EXPECT_EQ(failed, 1u);
+    for (size_t i = 0; i < 4; ++i) {
+      int ok = -1;
+      ASSERT_EQ(clq_report_layer(rep.r, i, nullptr, &ok, nullptr, nullptr), CLQ_SUCCESS);
+      EXPECT_EQ(ok, i == 2 ? 0 : 1) << kModelLayers[i];
+    }
+    EXPECT_EQ(rep.json()["ok"], false);
+  }
+  {  // a layer the loader refuses: failed by name, with the refusal
+    TempDir d;
+    write_synthetic_model(d.path, {test::seed(), "nan-scale"});
+    Report rep;
+    ASSERT_EQ(clq_verify(ctx.c, d.path.c_str(), nullptr, &rep.r), CLQ_ERROR_VERIFICATION_FAILED);
+    EXPECT_EQ(last(), "1 of 4 layers failed: model.layers.0.self_attn.q_proj");
+    int ok = 1;
+    const char* msg = nullptr;
+    ASSERT_EQ(clq_report_layer(rep.r, 0, nullptr, &ok, nullptr, &msg), CLQ_SUCCESS);
+    EXPECT_EQ(ok, 0);
+    EXPECT_NE(std::string(msg).find("[InvalidArgument]"), std::string::npos) << msg;
+  }
+}
+
+TEST(CApi, VerifyBadInputIsAStatusWithoutAReport) {
+  TempDir d;
+  write_synthetic_model(d.path, {test::seed(), ""});
+  Ctx ctx;
+  clq_verify_options o;
+  clq_verify_options_init(&o);
+  clq_report* r = reinterpret_cast<clq_report*>(1);
+  EXPECT_EQ(clq_verify(ctx.c, (d.path + "/missing").c_str(), &o, &r), CLQ_ERROR_IO);
+  EXPECT_EQ(r, nullptr);
+  EXPECT_NE(last().find("missing"), std::string::npos) << last();
+  EXPECT_EQ(clq_inspect(ctx.c, (d.path + "/missing").c_str(), nullptr, 0, &r), CLQ_ERROR_IO);
+  EXPECT_EQ(r, nullptr);
+  o.layers = "(";
+  EXPECT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("layer pattern '(' is not a regular expression"), std::string::npos) << last();
+  EXPECT_EQ(r, nullptr);
+  o.layers = "nope";
+  EXPECT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("no layer matches 'nope' (4 layers"), std::string::npos) << last();
+  o.layers = nullptr;
+  o.tokens = 0;
+  EXPECT_EQ(clq_verify(ctx.c, d.path.c_str(), &o, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("tokens = 0 must be in [1, 4096]"), std::string::npos) << last();
+  EXPECT_EQ(clq_verify(nullptr, d.path.c_str(), nullptr, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("ctx is NULL"), std::string::npos) << last();
+  EXPECT_EQ(clq_verify(ctx.c, nullptr, nullptr, &r), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(clq_verify(ctx.c, d.path.c_str(), nullptr, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(clq_report_summary(nullptr, nullptr, nullptr, nullptr, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(clq_report_json(nullptr), "");
+  clq_report_release(nullptr);
 }
 
 // Online quantization through the C API: a dense layer quantized at load runs its method against

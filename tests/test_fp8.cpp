@@ -8,6 +8,7 @@
 
 #include "host/caps/caps.h"
 #include "host/formats/fp8.h"
+#include "host/numeric.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
@@ -122,14 +123,16 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
             store_from_f32(x.data(), size_t(r * K + k), dt, load_as_f32(x.data(), size_t(r * K + k), dt) * f);
         }
         for (Fp8Act mode :
-             {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic}) {
-          std::vector<float> scales;
-          auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
-          Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
-          expect_codes_match(codes, h.codes, fp8_act_name(mode));
-          for (size_t s = 0; s < scales.size(); ++s)
-            ASSERT_EQ(scales[s], h.scales[s]) << fp8_act_name(mode) << " scale " << s;
-        }
+             {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic})
+          for (bool wide : {false, true}) {  // both kernel shapes must give the host twin's bits
+            q.set_wide_groups(wide);
+            const std::string what = std::string(fp8_act_name(mode)) + (wide ? " wg" : " item");
+            std::vector<float> scales;
+            auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
+            Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
+            expect_codes_match(codes, h.codes, what.c_str());
+            for (size_t s = 0; s < scales.size(); ++s) ASSERT_EQ(scales[s], h.scales[s]) << what << " scale " << s;
+          }
       }
 }
 
@@ -204,16 +207,20 @@ TEST(Fp8Quant, InfAndNanPolicy) {
   float* xf = reinterpret_cast<float*>(x.data());
   xf[0 * K + 5] = NAN;
   xf[1 * K + 200] = INFINITY;
-  std::vector<float> scales;
-  auto codes = run_quant(q, x, DType::kF32, M, K, Fp8Act::kBlockDynamic, std::nullopt, &scales);
-  EXPECT_TRUE(std::isnan(scales[0]));
-  for (int k = 0; k < 128; ++k) EXPECT_EQ(codes[size_t(k)] & 0x7F, 0x7F);
-  EXPECT_FALSE(std::isnan(scales[1]));  // the other group of row 0 is normal
-  EXPECT_TRUE(std::isinf(scales[3]));
-  EXPECT_EQ(codes[size_t(K + 200)] & 0x7F, 0x7F);
-  EXPECT_EQ(codes[size_t(K + 130)] & 0x7F, 0);  // finite / Inf = +-0
-  auto h = quantize_fp8_host(x.data(), DType::kF32, M, K, Fp8Act::kBlockDynamic);
-  expect_codes_match(codes, h.codes, "inf/nan");
+  for (bool wide : {false, true}) {
+    SCOPED_TRACE(wide ? "wg" : "item");
+    q.set_wide_groups(wide);
+    std::vector<float> scales;
+    auto codes = run_quant(q, x, DType::kF32, M, K, Fp8Act::kBlockDynamic, std::nullopt, &scales);
+    EXPECT_TRUE(std::isnan(scales[0]));
+    for (int k = 0; k < 128; ++k) EXPECT_EQ(codes[size_t(k)] & 0x7F, 0x7F);
+    EXPECT_FALSE(std::isnan(scales[1]));  // the other group of row 0 is normal
+    EXPECT_TRUE(std::isinf(scales[3]));
+    EXPECT_EQ(codes[size_t(K + 200)] & 0x7F, 0x7F);
+    EXPECT_EQ(codes[size_t(K + 130)] & 0x7F, 0);  // finite / Inf = +-0
+    auto h = quantize_fp8_host(x.data(), DType::kF32, M, K, Fp8Act::kBlockDynamic);
+    expect_codes_match(codes, h.codes, "inf/nan");
+  }
 
   // Through the GEMM: rows 0 and 1 become NaN, row 2 stays finite.
   Fp8SynthSpec spec;
@@ -451,6 +458,42 @@ void expect_reject(const Fp8Checkpoint& ck, Status want, const std::string& need
 }
 }  // namespace
 
+// compressed-tensors stores its scales in the observed weights' dtype (bf16 for most models):
+// block, per-tensor and input scales in BF16 or F16 are widened exactly, and checked as F32 ones.
+TEST(Fp8Formats, Bf16AndF16ScalesWidenExactly) {
+  for (bool block : {true, false})
+    for (StDType dt : {StDType::kBF16, StDType::kF16}) {
+      MutableFp8 m(block);
+      std::vector<uint16_t> half(m.sdata.size());
+      std::vector<float> want(m.sdata.size());
+      for (size_t i = 0; i < half.size(); ++i) {
+        half[i] = dt == StDType::kBF16 ? f32_to_bf16(m.sdata[i]) : f32_to_fp16(m.sdata[i]);
+        want[i] = load_as_f32(half.data(), i, dt == StDType::kBF16 ? DType::kBF16 : DType::kF16);
+      }
+      m.scale.dtype = dt;
+      m.scale.data = reinterpret_cast<const uint8_t*>(half.data());
+      m.scale.nbytes = half.size() * 2;
+      uint16_t in_half = 0;
+      if (!block) {  // the static input_scale too
+        in_half = dt == StDType::kBF16 ? f32_to_bf16(0.0375f) : f32_to_fp16(0.0375f);
+        m.input_scale.dtype = dt;
+        m.input_scale.data = reinterpret_cast<const uint8_t*>(&in_half);
+        m.input_scale.nbytes = 2;
+      }
+      const Fp8Packed p = repack_fp8(m.ck);
+      if (block) {
+        ASSERT_EQ(p.sw.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(p.sw[i], want[i]) << i;
+      } else {
+        for (float v : p.sw) EXPECT_EQ(v, want[0]);
+        ASSERT_TRUE(p.input_scale);
+        EXPECT_EQ(*p.input_scale, load_as_f32(&in_half, 0, dt == StDType::kBF16 ? DType::kBF16 : DType::kF16));
+      }
+      half[0] = dt == StDType::kBF16 ? f32_to_bf16(-2.0f) : f32_to_fp16(-2.0f);
+      expect_reject(m.ck, Status::kInvalidArgument, "is not a positive finite number");
+    }
+}
+
 TEST(Fp8BadInput, EachRuleHasItsOwnError) {
   {
     MutableFp8 m(true);
@@ -479,8 +522,13 @@ TEST(Fp8BadInput, EachRuleHasItsOwnError) {
   }
   {
     MutableFp8 m(true);
-    m.scale.dtype = StDType::kBF16;
-    expect_reject(m.ck, Status::kFormatError, "expected F32");
+    m.scale.dtype = StDType::kI32;
+    expect_reject(m.ck, Status::kFormatError, "expected F32, BF16, F16 or F8_E8M0");
+  }
+  {
+    MutableFp8 m(false);
+    m.scale.dtype = StDType::kF64;
+    expect_reject(m.ck, Status::kFormatError, "expected F32, BF16 or F16");
   }
   {
     MutableFp8 m(true);

@@ -8,10 +8,14 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "clquant/clquant.h"
 #include "host/formats/loader.h"
+#include "host/model/inspect.h"
 #include "host/model/quantize.h"
+#include "host/model/report_json.h"
+#include "host/model/verify.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
@@ -45,6 +49,20 @@ struct clq_linear {
   std::unique_ptr<clq::OnlineQuantLayer> quantized;  // clq_linear_load_quantized: `layer` views its tensors
   cl::Buffer dx, dy;  // staging for the host-array entry points, grown on demand
   size_t dx_bytes = 0, dy_bytes = 0;
+};
+
+// A clq_inspect or clq_verify result: the rows the accessors read, and the JSON kept as a string
+// so the pointer clq_report_json returns lives as long as the handle.
+struct clq_report {
+  struct Row {
+    std::string prefix, message;
+    bool ok = false;
+    double rel_err = 0;
+  };
+  std::vector<Row> rows;
+  size_t failed = 0;
+  double worst_rel = 0;
+  std::string worst_layer, json;
 };
 
 struct clq_moe {
@@ -174,6 +192,37 @@ clq::MoeRouting routing_of(const clq_moe_routing* r) {
   m.routed_scaling = r->routed_scaling;
   m.softmax_scores = r->softmax_scores != 0;
   return m;
+}
+
+clq_report* report_of(const clq::CheckpointInventory& inv, const std::string& device) {
+  auto r = std::make_unique<clq_report>();
+  for (const clq::LayerInfo& l : inv.layers) {
+    clq_report::Row row;
+    row.prefix = l.prefix;
+    row.ok = l.error.empty();
+    if (!row.ok) row.message = std::string("[") + clq::status_name(l.status) + "] " + l.error;
+    r->failed += !row.ok;
+    r->rows.push_back(std::move(row));
+  }
+  r->json = clq::inventory_json(inv, device).dump(2);
+  return r.release();
+}
+
+clq_report* report_of(const clq::VerifyReport& rep, const std::string& device) {
+  auto r = std::make_unique<clq_report>();
+  for (const clq::LayerCheck& c : rep.layers) {
+    clq_report::Row row;
+    row.prefix = c.layer.prefix;
+    row.ok = c.ok;
+    row.message = c.error;
+    if (c.error.empty()) row.rel_err = c.err.rel_mean();
+    r->rows.push_back(std::move(row));
+  }
+  r->failed = rep.failed;
+  r->worst_rel = rep.worst_rel;
+  r->worst_layer = rep.worst_layer;
+  r->json = clq::verify_report_json(rep, device).dump(2);
+  return r.release();
 }
 
 }  // namespace
@@ -520,6 +569,98 @@ clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem
     layer->op->can_implement(T, dxt, dyt, xb, yb, r, {});
     layer->op->run(bx, dxt, by, dyt, T, r);
   });
+}
+
+clq_status clq_inspect(clq_context* ctx, const char* path, const char* format, int group_size, clq_report** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(path, "path");
+    // Loading the layers touches no device; the features only pick the variants.
+    const clq::DeviceFeatures* f = ctx ? &ctx->dev->ctx->features() : nullptr;
+    const clq::CheckpointInventory inv = clq::inspect_checkpoint(path, f, load_options(format, group_size));
+    *out = report_of(inv, f ? f->device_name : "");
+  });
+}
+
+void clq_verify_options_init(clq_verify_options* o) {
+  if (!o) return;
+  o->layers = nullptr;
+  o->tokens = 5;
+  o->seed = 1;
+  o->format = nullptr;
+  o->group_size = 0;
+  o->progress = nullptr;
+  o->progress_user = nullptr;
+}
+
+clq_status clq_verify(clq_context* ctx, const char* path, const clq_verify_options* options, clq_report** out) {
+  size_t failed = 0;
+  std::string names;
+  const clq_status st = guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(ctx, "ctx");
+    need(path, "path");
+    clq_verify_options defaults;
+    clq_verify_options_init(&defaults);
+    const clq_verify_options& o = options ? *options : defaults;
+    clq::VerifyOptions vo;
+    vo.layers = o.layers ? o.layers : "";
+    vo.tokens = o.tokens;
+    vo.seed = o.seed;
+    vo.load = load_options(o.format, o.group_size);
+    if (o.progress) {
+      const clq_verify_progress_fn fn = o.progress;
+      void* user = o.progress_user;
+      vo.progress = [fn, user](size_t i, size_t n, const clq::LayerInfo& l, const clq::LayerCheck* done) {
+        fn(user, i, n, l.prefix.c_str(), done ? 1 : 0, done && done->ok ? 1 : 0);
+      };
+    }
+    std::lock_guard<std::mutex> lock(ctx->dev->mu);
+    const clq::VerifyReport rep = clq::verify_checkpoint(*ctx->dev->ctx, path, vo);
+    *out = report_of(rep, ctx->dev->ctx->features().device_name);
+    failed = rep.failed;
+    for (const clq::LayerCheck& c : rep.layers)
+      if (!c.ok) names += (names.empty() ? "" : ", ") + c.layer.prefix;
+  });
+  if (st != CLQ_SUCCESS || failed == 0) return st;
+  g_last_error = std::to_string(failed) + " of " + std::to_string((*out)->rows.size()) + " layers failed: " + names;
+  return CLQ_ERROR_VERIFICATION_FAILED;
+}
+
+const char* clq_report_json(const clq_report* report) {
+  return report ? report->json.c_str() : "";
+}
+
+clq_status clq_report_summary(const clq_report* report, size_t* layers, size_t* failed, double* worst_rel_err,
+                              const char** worst_layer) {
+  return guard([&] {
+    need(report, "report");
+    if (layers) *layers = report->rows.size();
+    if (failed) *failed = report->failed;
+    if (worst_rel_err) *worst_rel_err = report->worst_rel;
+    if (worst_layer) *worst_layer = report->worst_layer.c_str();
+  });
+}
+
+clq_status clq_report_layer(const clq_report* report, size_t index, const char** prefix, int* ok, double* rel_err,
+                            const char** message) {
+  return guard([&] {
+    need(report, "report");
+    if (index >= report->rows.size())
+      clq::fail(clq::Status::kInvalidArgument, "layer index " + std::to_string(index) + " is out of range: the report has " +
+                                                   std::to_string(report->rows.size()) + " layers");
+    const clq_report::Row& r = report->rows[index];
+    if (prefix) *prefix = r.prefix.c_str();
+    if (ok) *ok = r.ok ? 1 : 0;
+    if (rel_err) *rel_err = r.rel_err;
+    if (message) *message = r.message.c_str();
+  });
+}
+
+void clq_report_release(clq_report* report) {
+  delete report;
 }
 
 }  // extern "C"

@@ -20,14 +20,37 @@ float rd_f32(const StTensor& t, size_t i) {
   return v;
 }
 
+// A scale as stored, widened exactly: F32, or BF16 / F16 (compressed-tensors keeps its scales in
+// the dtype of the weights it observed, bf16 for most models), or F8_E8M0 (ue8m0: the byte is a
+// biased exponent, the value 2^(e - 127) exactly, 0xFF is NaN; 2^-127 is an fp32 subnormal and
+// still exact).
+bool is_scale_dtype(StDType d, bool e8m0) {
+  return d == StDType::kF32 || d == StDType::kBF16 || d == StDType::kF16 || (e8m0 && d == StDType::kF8E8M0);
+}
+float scale_at(const StTensor& t, size_t i) {
+  switch (t.dtype) {
+    case StDType::kF8E8M0: {
+      const uint8_t e = t.data[i];
+      if (e == 0xFF) return std::numeric_limits<float>::quiet_NaN();
+      return std::ldexp(1.0f, int(e) - 127);
+    }
+    case StDType::kBF16:
+      return load_as_f32(t.data, i, DType::kBF16);
+    case StDType::kF16:
+      return load_as_f32(t.data, i, DType::kF16);
+    default:
+      return rd_f32(t, i);
+  }
+}
+
 float scalar_f32(const StTensor& t, const char* what) {
-  if (t.dtype != StDType::kF32)
-    fail(Status::kFormatError,
-         std::string(what) + " '" + t.name + "' has dtype " + st_dtype_name(t.dtype) + ", expected F32");
+  if (!is_scale_dtype(t.dtype, false))
+    fail(Status::kFormatError, std::string(what) + " '" + t.name + "' has dtype " + st_dtype_name(t.dtype) +
+                                   ", expected F32, BF16 or F16");
   if (t.numel() != 1 || t.shape.size() > 1)
     fail(Status::kInvalidShape,
          std::string(what) + " '" + t.name + "' has shape " + t.shape_str() + ", expected a scalar ([] or [1])");
-  float v = rd_f32(t, 0);
+  float v = scale_at(t, 0);
   if (!std::isfinite(v) || v <= 0)
     fail(Status::kInvalidArgument,
          std::string(what) + " '" + t.name + "' = " + std::to_string(v) + " is not a positive finite number");
@@ -40,16 +63,6 @@ bool is_channel_scale(const StTensor& t, int64_t N) {
 }
 }  // namespace
 
-// A block scale as stored: F32, or F8_E8M0 (ue8m0: the byte is a biased exponent, the value
-// 2^(e - 127) exactly, 0xFF is NaN). 2^-127 is an fp32 subnormal and still exact.
-static float block_scale(const StTensor& t, size_t i) {
-  if (t.dtype == StDType::kF8E8M0) {
-    const uint8_t e = t.data[i];
-    if (e == 0xFF) return std::numeric_limits<float>::quiet_NaN();
-    return std::ldexp(1.0f, int(e) - 127);
-  }
-  return rd_f32(t, i);
-}
 
 Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
   if (!ck.weight) fail(Status::kFormatError, "FP8 layer has no weight tensor");
@@ -74,15 +87,15 @@ Fp8Shape validate_fp8(const Fp8Checkpoint& ck) {
          "weight '" + w.name + "' has neither weight_scale_inv (block scales) nor weight_scale (per-tensor)");
   if (ck.weight_scale_inv) {
     const StTensor& sc = *ck.weight_scale_inv;
-    if (sc.dtype != StDType::kF32 && sc.dtype != StDType::kF8E8M0)
+    if (!is_scale_dtype(sc.dtype, true))
       fail(Status::kFormatError, "weight_scale_inv '" + sc.name + "' has dtype " + st_dtype_name(sc.dtype) +
-                                     ", expected F32 or F8_E8M0");
+                                     ", expected F32, BF16, F16 or F8_E8M0");
     if (sc.shape.size() != 2 || sc.shape[0] != s.Nb || sc.shape[1] != s.Kb)
       fail(Status::kInvalidShape, "weight_scale_inv '" + sc.name + "' has shape " + sc.shape_str() + ", but weight " +
                                       w.shape_str() + " with 128x128 blocks needs [ceil(N/128), ceil(K/128)] = [" +
                                       i2s(s.Nb) + ", " + i2s(s.Kb) + "]");
     for (int64_t i = 0; i < s.Nb * s.Kb; ++i) {
-      float v = block_scale(sc, size_t(i));
+      float v = scale_at(sc, size_t(i));
       // Block scales multiply the e4m3 codes (SPEC section 3); writers derive them from the
       // block's absolute maximum, so 0, a negative value or a non-finite one is a broken file.
       if (!std::isfinite(v) || v <= 0)
@@ -133,9 +146,9 @@ uint8_t fp8_weight_code(const Fp8Checkpoint& ck, int64_t n, int64_t k) {
 }
 
 float fp8_weight_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t nb, int64_t kb) {
-  if (ck.weight_scale_inv) return block_scale(*ck.weight_scale_inv, size_t(nb * s.Kb + kb));
+  if (ck.weight_scale_inv) return scale_at(*ck.weight_scale_inv, size_t(nb * s.Kb + kb));
   if (s.channel) return 1.0f;
-  return rd_f32(*ck.weight_scale, 0);
+  return scale_at(*ck.weight_scale, 0);
 }
 
 float fp8_channel_scale(const Fp8Checkpoint& ck, const Fp8Shape& s, int64_t n) {

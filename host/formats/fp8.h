@@ -1,6 +1,7 @@
 // FP8 (e4m3) linear layers (SPEC section 4): DeepSeek-V3 / vLLM block scales
-// (`weight` F8_E4M3 [N, K] + `weight_scale_inv` F32 [ceil(N/128), ceil(K/128)], multiplied despite
-// the name), per-tensor (`weight_scale` F32 scalar, optional static `input_scale`), or per output
+// (`weight` F8_E4M3 [N, K] + `weight_scale_inv` [ceil(N/128), ceil(K/128)] in F32, BF16, F16 or
+// F8_E8M0, multiplied despite the name), per-tensor (`weight_scale` scalar, optional static
+// `input_scale`, each F32, BF16 or F16), or per output
 // channel (compressed-tensors `float-quantized` channel strategy: `weight_scale` [N, 1] in F32,
 // BF16 or F16). The loader hands a compressed-tensors block `weight_scale` [ceil(N/128),
 // ceil(K/128)] over as `weight_scale_inv`.

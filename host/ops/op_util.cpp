@@ -30,4 +30,16 @@ int env_knob(const char* var, const char* key, int fallback) {
   return fallback;
 }
 
+std::string fp8_decode_define(const DeviceFeatures& f) {
+  const char* e = std::getenv("CLQ_FP8_DECODE");
+  const std::string want = e ? e : "";
+  if (want == "lut") return " -DFP8_DECODE_LUT=1";
+  if (want == "bits") return "";
+  if (want == "ptx" && !f.nv_mma_e4m3)
+    fail(Status::kNotSupported, "CLQ_FP8_DECODE=ptx needs the NVIDIA e4m3 probe (sm89+), which did not pass here");
+  if (!want.empty() && want != "ptx")
+    fail(Status::kInvalidArgument, "CLQ_FP8_DECODE='" + want + "' is not one of bits, lut, ptx");
+  return f.nv_mma_e4m3 ? " -DFP8_DECODE_PTX=1" : "";
+}
+
 }  // namespace clq::oputil

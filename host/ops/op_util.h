@@ -55,6 +55,11 @@ inline int gemv_rows(int64_t M, int max_rows) {
 // CLQ_NV_TILED: sweeps), or `fallback` when the variable or the key is absent.
 int env_knob(const char* var, const char* key, int fallback);
 
+// Build option choosing the e4m3 decode of the FP8 register-tile kernels (common/fp8_vec.clh):
+// the hardware cvt.rn.f16x2.e4m3x2 where the e4m3 mma probe passed (sm89+), else bit placement.
+// CLQ_FP8_DECODE=bits|lut|ptx forces one (ptx is refused where the probe did not pass).
+std::string fp8_decode_define(const DeviceFeatures& f);
+
 // Input [M][K] of xt and output [M][N] of yt must fit their buffers (InvalidArgument otherwise).
 void check_io_buffers(int64_t M, int64_t K, int64_t N, DType xt, DType yt, size_t x_bytes, size_t y_bytes);
 

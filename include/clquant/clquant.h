@@ -161,6 +161,59 @@ clq_status clq_moe_run_host(clq_moe* layer, const void* x, clq_dtype xt, void* y
 clq_status clq_moe_run_cl(clq_moe* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t T,
                           const clq_moe_routing* routing);
 
+/* Whole checkpoints (`clquant inspect` / `clquant verify`): the path takes what clq_linear_load
+ * takes; format and group_size apply to int4 layers as there. A report is a handle: release it
+ * with clq_report_release; the strings it returns stay valid while it lives. */
+typedef struct clq_report clq_report;
+
+/* Every quantized linear layer and MoE block of a checkpoint, each loaded and described (format,
+ * shapes, group size, bytes) with the variant it would run on ctx's device for M=1 and M=512
+ * (ctx NULL: no device, no variants). A layer the loader refuses is listed with its error and
+ * counted as failed; the call still succeeds. A checkpoint that cannot be opened is an error. */
+clq_status clq_inspect(clq_context* ctx, const char* path, const char* format, int group_size, clq_report** out);
+
+/* Called on the calling thread before each layer (done = 0, ok = 0) and after it (done = 1, ok =
+ * whether it passed). It must not call clquant on the same context (that context's lock is held). */
+typedef void (*clq_verify_progress_fn)(void* user, size_t index, size_t total, const char* prefix, int done, int ok);
+
+/* Fill with clq_verify_options_init, then set what differs (a later minor release may add fields at
+ * the end, which init sets to their defaults; see the README on the ABI while the major version is 0). */
+typedef struct clq_verify_options {
+  const char* layers;  /* ECMAScript regex searched in each layer prefix; NULL or "" = every layer */
+  int64_t tokens;      /* rows of random bf16 activations per layer, 1 .. 4096 (default 5) */
+  uint64_t seed;       /* random seed of the activations (default 1) */
+  const char* format;  /* int4 layers, as clq_linear_load (default NULL) */
+  int group_size;      /* as clq_linear_load (default 0) */
+  clq_verify_progress_fn progress; /* NULL: none */
+  void* progress_user;             /* passed to progress */
+} clq_verify_options;
+void clq_verify_options_init(clq_verify_options* o);
+
+/* Runs every selected layer once on ctx's device against its fp64 host reference (docs/numerics.md
+ * tolerances), one layer in device memory at a time. options NULL = the defaults. Returns
+ * CLQ_SUCCESS when every layer passed; CLQ_ERROR_VERIFICATION_FAILED when one failed by its
+ * numbers or was refused, with clq_last_error() naming the failed layers and *out STILL set to
+ * the report (release it); any other status (bad path, a regex that is malformed or matches no
+ * layer, tokens out of range) leaves *out NULL. */
+clq_status clq_verify(clq_context* ctx, const char* path, const clq_verify_options* options, clq_report** out);
+
+/* The report as JSON, the document `clquant inspect --json` / `clquant verify --json` prints:
+ * {path, device, layers: [{prefix, kind, format, K, N | E, H, I, shared_I, group_size, bytes,
+ * variant, error, and for verify ok, variant_ran, rel_err, max_abs_err, nan, tolerance, ms,
+ * device_ms}], ...}; a non-finite error (a layer whose output overflowed) is null. "" for NULL. */
+const char* clq_report_json(const clq_report* report);
+/* Layers listed or run; failed: refused by the loader (inspect) or failed (verify); the worst
+ * mean relative error over the layers that ran and its layer ("" for inspect). Any pointer but
+ * report may be NULL. */
+clq_status clq_report_summary(const clq_report* report, size_t* layers, size_t* failed, double* worst_rel_err,
+                              const char** worst_layer);
+/* Layer `index` (model order): its prefix, *ok = 1 when it loaded (inspect) or passed (verify),
+ * its mean relative error (0 for inspect or a layer that did not run), and *message the refusal
+ * ("" when none). Any output pointer may be NULL; an index out of range is INVALID_ARGUMENT. */
+clq_status clq_report_layer(const clq_report* report, size_t index, const char** prefix, int* ok, double* rel_err,
+                            const char** message);
+void clq_report_release(clq_report* report); /* NULL is ignored */
+
 #ifdef __cplusplus
 }
 #endif

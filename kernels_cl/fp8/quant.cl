@@ -94,6 +94,74 @@ __kernel void fp8_quant_group(__global const clq_in_t* restrict x,  // [M][K]
   clq_quant_group(x, s, codes, xq, m, K, Kb, j);
 }
 
+// The same three steps with a work-group of 128 per (group j, token m), one column per
+// work-item: the group's max comes from a local-memory tree (max is exact, so the bits are those
+// of the one-work-item kernels), and the loads and stores are coalesced.
+#define QWG FP8_GROUP
+inline float clq_wg_amax(float v, __local float* red, __local int* nan_sh, int l, int* has_nan) {
+  red[l] = fabs(v);
+  nan_sh[l] = isnan(v);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = QWG / 2; s > 0; s >>= 1) {
+    if (l < s) {
+      red[l] = fmax(red[l], red[l + s]);  // fmax drops a NaN operand; nan_sh keeps the fact
+      nan_sh[l] |= nan_sh[l + s];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  *has_nan = nan_sh[0];
+  return red[0];
+}
+
+inline void clq_wg_quant(float v, float s, __global uchar* codes, __global float* xq, int m, int K, int Kb, int k) {
+  const size_t Kp = (size_t)Kb * FP8_GROUP;
+  if (k < K) {
+    const uchar q = clq_quant_e4m3(v, s);
+    codes[CODE_AT(m, k)] = q;
+    xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
+  } else {
+    xq[(size_t)m * Kp + k] = 0.0f;
+#if CODES_PADDED
+    codes[CODE_AT(m, k)] = 0;
+#endif
+  }
+}
+
+__kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))
+void fp8_quant_group_wg(__global const clq_in_t* restrict x, __global uchar* restrict codes,
+                        __global float* restrict scales, __global float* restrict xq, int M, int K, int Kb) {
+  __local float red[QWG];
+  __local int nan_sh[QWG];
+  const int j = get_group_id(0), m = get_group_id(1), l = get_local_id(0), k = j * FP8_GROUP + l;
+  const float v = k < K ? clq_load_in(x, (size_t)m * K + k) : 0.0f;
+  int has_nan;
+  const float amax = clq_wg_amax(v, red, nan_sh, l, &has_nan);
+  const float s = clq_group_scale(amax, has_nan);
+  if (l == 0) scales[(size_t)m * Kb + j] = s;
+  clq_wg_quant(v, s, codes, xq, m, K, Kb, k);
+}
+
+__kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))
+void fp8_group_amax_wg(__global const clq_in_t* restrict x, __global float* restrict amax_out, int M, int K, int Kb) {
+  __local float red[QWG];
+  __local int nan_sh[QWG];
+  const int j = get_group_id(0), m = get_group_id(1), l = get_local_id(0), k = j * FP8_GROUP + l;
+  const float v = k < K ? clq_load_in(x, (size_t)m * K + k) : 0.0f;
+  int has_nan;
+  const float amax = clq_wg_amax(v, red, nan_sh, l, &has_nan);
+  if (l == 0) amax_out[(size_t)m * Kb + j] = has_nan ? as_float(0x7FC00000u) : amax;
+}
+
+__kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))
+void fp8_quant_tensor_wg(__global const clq_in_t* restrict x, __global const float* restrict scale_in,
+                         __global uchar* restrict codes, __global float* restrict scales,
+                         __global float* restrict xq, int M, int K, int Kb, int per_row) {
+  const int j = get_group_id(0), m = get_group_id(1), l = get_local_id(0), k = j * FP8_GROUP + l;
+  const float s = scale_in[per_row ? m : 0];
+  if (l == 0) scales[(size_t)m * Kb + j] = s;
+  clq_wg_quant(k < K ? clq_load_in(x, (size_t)m * K + k) : 0.0f, s, codes, xq, m, K, Kb, k);
+}
+
 // Per-tensor dynamic scale, pass 1: amax of each (group, token), NaN recorded as NaN.
 __kernel void fp8_group_amax(__global const clq_in_t* restrict x, __global float* restrict amax_out, int M, int K,
                              int Kb) {
@@ -171,13 +239,20 @@ __kernel void fp8_widen_act(__global const clq_in_t* restrict x, __global float*
   for (int k = k1; k < k0 + FP8_GROUP; ++k) xq[(size_t)m * Kp + k] = 0.0f;
 }
 
-// W4A8 emulated: the quantized activations as fp32 values code * scale, [M][K], the operand of
-// the int4 GEMM (each product rounds once in fp32; SPEC section 7 sums code products and scales
-// after, which differs by that rounding only).
-__kernel void fp8_dequant_rows(__global const float* restrict xq, __global const float* restrict scales,
-                               __global float* restrict out, int M, int K, int Kb) {
+// W4A8 emulated, step 1: the e4m3 codes of the quantized activations as fp32, [M][K], the operand
+// of the int4 GEMM. Codes, not code * scale: a code is exact in fp16 and bf16 too, so the int4
+// tensor-core variants (16-bit operands) multiply the very values SPEC section 7 multiplies.
+__kernel void fp8_codes_rows(__global const float* restrict xq, __global float* restrict out, int M, int K, int Kb) {
   const int k = get_global_id(0), m = get_global_id(1);
   if (k >= K || m >= M) return;
-  const size_t Kp = (size_t)Kb * FP8_GROUP;
-  out[(size_t)m * K + k] = xq[(size_t)m * Kp + k] * scales[(size_t)m * Kb + k / FP8_GROUP];
+  out[(size_t)m * K + k] = xq[(size_t)m * (size_t)Kb * FP8_GROUP + k];
+}
+
+// Step 2: each row's fp32 sums times its activation scale, rounded once to the output type.
+// W4A8 scales are per token or per tensor, so every 128-block of a row holds the same scale.
+__kernel void fp8_scale_rows(__global const float* restrict acc, __global const float* restrict scales,
+                             __global clq_out_t* restrict y, int M, int N, int Kb) {
+  const int n = get_global_id(0), m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  clq_store_out(y, (size_t)m * N + n, acc[(size_t)m * N + n] * scales[(size_t)m * Kb]);
 }

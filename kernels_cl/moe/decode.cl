@@ -153,10 +153,8 @@ inline void clq_dec_accumulate(__global const uint* w_e, int block_n, int Kp, in
     for (int i = 0; i < 32 / DEC_KS; ++i) wq[i] = q[(size_t)(j * 32 + ks + i * DEC_KS) * qs];
     for (int i = 0; i < 32 / DEC_KS; ++i) {
       const int w = j * 32 + ks + i * DEC_KS;
-      const float4 d0 = clq_e4m3_dec(wq[i] & 0xFFu);
-      const float4 d1 = clq_e4m3_dec((wq[i] >> 8) & 0xFFu);
-      const float4 d2 = clq_e4m3_dec((wq[i] >> 16) & 0xFFu);
-      const float4 d3 = clq_e4m3_dec(wq[i] >> 24);
+      float4 d0, d1, d2, d3;
+      clq_e4m3_word(wq[i], &d0, &d1, &d2, &d3);
       for (int r = 0; r < MOE_BS; ++r) {
         const float4 xv = vload4(w, x_rd[r]);
         blk[r] = fma((float4)(xv.s0), d0, blk[r]);

@@ -4,6 +4,8 @@
     print(clquant.devices())
     layer = clquant.Linear.from_checkpoint("ckpt/", "model.layers.0.mlp.down_proj")
     y = layer(np.random.rand(4, layer.K).astype(np.float16))    # [4, N] float16
+    clquant.inspect("ckpt/")                                     # every layer, as dicts
+    assert clquant.verify("ckpt/").ok                            # every layer against fp64
 
 Inputs are 2-D numpy arrays of float16, float32 or (with ml_dtypes installed) bfloat16; the
 output has the input's dtype. Errors from the library raise clquant.Error, whose message starts
@@ -200,4 +202,72 @@ def quantize(input, output, method, group_size=0, asym=False, layers=None, force
     return _json.loads(report)
 
 
-__all__ = ["Error", "Linear", "MoE", "capabilities", "devices", "git_revision", "quantize", "__version__"]
+def inspect(path, device=None, format=None, group_size=0):
+    """Every quantized linear layer and MoE block of a checkpoint (a .safetensors file, a sharded
+    model.safetensors.index.json or their folder), in model order: one dict per layer with prefix,
+    kind ("linear" or "moe"), format, K and N (or E, H, I, shared_I), group_size, bytes and the
+    variant {"decode", "prefill"} that would run it on `device` (M=1 / M=512), the same rows as
+    `clquant inspect --json`. A layer the loader refuses is listed with "error": {"status",
+    "message"}; a checkpoint that cannot be opened raises clquant.Error."""
+    return _json.loads(_clquant.inspect_json(_context(device), str(path), format or "", int(group_size)))["layers"]
+
+
+class VerifyReport:
+    """What verify() found: `ok` (every layer passed), `layers` (one dict per layer as
+    `clquant verify --json` writes it: prefix, kind, ok, rel_err, max_abs_err, nan, tolerance,
+    variant_ran, ms, and error when it did not run), `failed` (the prefixes of the layers that
+    failed), `worst_rel_err`, `worst_abs_err`, `worst_layer`, `seconds`, `path`, `device`."""
+
+    def __init__(self, report):
+        self._report = report
+        self.ok = report["ok"]
+        self.layers = report["layers"]
+        self.failed = [layer["prefix"] for layer in self.layers if not layer["ok"]]
+        self.worst_rel_err = report["worst_rel_err"]
+        self.worst_abs_err = report["worst_abs_err"]
+        self.worst_layer = report["worst_layer"]
+        self.seconds = report["seconds"]
+        self.path = report["path"]
+        self.device = report["device"]
+
+    def as_dict(self):
+        """The whole report as `clquant verify --json` prints it."""
+        return _json.loads(_json.dumps(self._report))
+
+    def __repr__(self):
+        state = "ok" if self.ok else "FAILED: " + ", ".join(self.failed)
+        return (f"clquant.VerifyReport({len(self.layers)} layers, {state}; worst rel err "
+                f"{self.worst_rel_err:.2e} ({self.worst_layer or '-'}))")
+
+
+def verify(path, layers=None, progress=None, device=None, tokens=5, seed=1, format=None, group_size=0):
+    """Runs every quantized linear layer and MoE block of a checkpoint once on `tokens` rows of
+    seeded random bf16 activations against its fp64 host reference (the tolerances of
+    docs/numerics.md), one layer on the device at a time, and returns a VerifyReport; a layer
+    that fails (by its numbers, or refused by the loader) is in `report.failed`, and
+    `report.ok` is False. `layers` is a regular expression searched in each prefix (None: every
+    layer). `progress(index, total, prefix, row)` is called before each layer (row None) and after
+    it (row: that layer's dict). A checkpoint that cannot be opened, a malformed regex or one
+    that matches no layer, and tokens outside [1, 4096] raise clquant.Error."""
+    if layers is not None and not isinstance(layers, str):
+        raise TypeError(f"layers must be None or a regular expression string, not {type(layers).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or callable, not {type(progress).__name__}")
+    for name, v in (("tokens", tokens), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+    if seed < 0 or seed >= 2**64:
+        raise ValueError(f"seed = {seed} must be in [0, 2**64)")
+    if tokens < 1 or tokens > 4096:  # checked again by the library; here before the int64 conversion
+        raise Error(f"[InvalidArgument] tokens = {tokens} must be in [1, 4096]")
+
+    def rows(index, total, prefix, row):
+        progress(index, total, prefix, None if row is None else _json.loads(row))
+
+    report = _clquant.verify_json(_context(device), str(path), layers or "", int(tokens), int(seed), format or "",
+                                  int(group_size), rows if progress is not None else None)
+    return VerifyReport(_json.loads(report))
+
+
+__all__ = ["Error", "Linear", "MoE", "VerifyReport", "capabilities", "devices", "git_revision", "inspect", "quantize",
+           "verify", "__version__"]

@@ -11,7 +11,10 @@
 #include <string>
 
 #include "host/formats/loader.h"
+#include "host/model/inspect.h"
 #include "host/model/quantize.h"
+#include "host/model/report_json.h"
+#include "host/model/verify.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
@@ -243,6 +246,39 @@ class PyMoe {
   Staging st_;
 };
 
+// clquant.inspect: the JSON of `clquant inspect --json` for the context's device. Loading the
+// layers touches no device (the features only pick the variants), so no lock is taken.
+std::string inspect_json(const std::shared_ptr<clq::Context>& c, const std::string& path, const std::string& format,
+                         int group_size) {
+  nb::gil_scoped_release release;
+  return clq::inventory_json(clq::inspect_checkpoint(path, &c->features(), options(format, group_size)),
+                             c->features().device_name)
+      .dump();
+}
+
+// clquant.verify: the JSON of `clquant verify --json`. progress (None or a callable) gets
+// (index, total, prefix, row JSON or None) before and after each layer, with the GIL held; an
+// exception it raises ends the run and reaches the caller.
+std::string verify_json(const std::shared_ptr<clq::Context>& c, const std::string& path, const std::string& layers,
+                        int64_t tokens, uint64_t seed, const std::string& format, int group_size,
+                        const nb::object& progress) {
+  clq::VerifyOptions o;
+  o.layers = layers;
+  o.tokens = tokens;
+  o.seed = seed;
+  o.load = options(format, group_size);
+  if (!progress.is_none())
+    o.progress = [&progress](size_t i, size_t n, const clq::LayerInfo& l, const clq::LayerCheck* done) {
+      nb::gil_scoped_acquire acquire;
+      nb::object row = done ? nb::object(nb::str(clq::layer_check_json(*done).dump().c_str())) : nb::none();
+      progress(i, n, l.prefix, row);
+    };
+  const std::shared_ptr<std::mutex> mu = lock_for(c.get());
+  nb::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(*mu);
+  return clq::verify_report_json(clq::verify_checkpoint(*c, path, o), c->features().device_name).dump();
+}
+
 }  // namespace
 
 NB_MODULE(_clquant, m) {
@@ -269,6 +305,10 @@ NB_MODULE(_clquant, m) {
       .def_prop_ro("device_name", [](const clq::Context& c) { return c.features().device_name; })
       .def_prop_ro("device_index", &clq::Context::device_index)
       .def("capabilities_json", [](const clq::Context& c) { return clq::caps_json(c).dump(); });
+
+  m.def("inspect_json", &inspect_json, nb::arg("context"), nb::arg("path"), nb::arg("format"), nb::arg("group_size"));
+  m.def("verify_json", &verify_json, nb::arg("context"), nb::arg("path"), nb::arg("layers"), nb::arg("tokens"),
+        nb::arg("seed"), nb::arg("format"), nb::arg("group_size"), nb::arg("progress").none());
 
   nb::class_<PyLinear>(m, "Linear")
       .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int>(),

@@ -18,11 +18,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
       app.add_subcommand("bench", "benchmark an op: median event time, GB/s, TFLOP/s, % of copy bandwidth, baseline");
   cmd->add_option("op", a.op,
                   "op to benchmark: w4a16, w8a16_int8 (GPTQ 8-bit weight-only), w8a8_int8 (per-token int8 "
-                  "activations, activation quantization included), fp8 (block W8A8 and its "
-                  "activation quantizer), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K layers, and Q4_0 repacked as W4A16 beside "
+                  "activations, activation quantization included), w4a8 (int4 weights, e4m3 activations per token, "
+                  "quantizer included), fp8 (block W8A8 and its activation quantizer), fp8_channel (per-channel "
+                  "weight scales, activations per token), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K layers, and Q4_0 repacked as W4A16 beside "
                   "them), or lookup (host cost of a kernel lookup and of one W4A16 M=1 call, with and without the "
                   "kernel memo)")
-      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "fp8", "moe", "gguf", "lookup"}));
+      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "w4a8", "fp8", "fp8_channel", "moe", "gguf", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -66,7 +67,7 @@ void check_bench_shape(const Context& c, const std::string& op, int64_t N, int64
   if (N >= kMaxDim || K >= kMaxDim) fail(Status::kInvalidShape, shape + ": N and K must stay below 2^31");
   const uint64_t max_alloc = c.features().max_alloc, global = c.features().global_mem;
   // Weight bytes on the device: half a byte (int4) or one byte (e4m3, int8) per element.
-  const uint64_t wbytes = op == "fp8" || op == "w8a16_int8" || op == "w8a8_int8" ? uint64_t(N) * uint64_t(K)
+  const uint64_t wbytes = op == "fp8" || op == "fp8_channel" || op == "w8a16_int8" || op == "w8a8_int8" ? uint64_t(N) * uint64_t(K)
                                                                                  : uint64_t(N) * uint64_t(K) / 2;
   if (wbytes > max_alloc || wbytes > global / 2)
     fail(Status::kInvalidArgument, shape + ": the weights need " + std::to_string(wbytes) +
@@ -89,6 +90,7 @@ int run_bench(Context& c, const BenchArgs& a) {
   cfg.act_order = a.act_order;
   cfg.bits = a.op == "w8a16_int8" ? 8 : 4;
   cfg.w8a8 = a.op == "w8a8_int8";
+  cfg.w4a8 = a.op == "w4a8";
   cfg.baseline = !a.no_baseline;
   cfg.variant = a.variant;
   cfg.reps = a.reps;
@@ -125,9 +127,10 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.variant = cfg.variant;
     m.block_size = a.block_size;
     rows = bench::bench_moe(c, m, &std::cerr);
-  } else if (a.op == "fp8") {
+  } else if (a.op == "fp8" || a.op == "fp8_channel") {
     bench::Fp8BenchConfig f;
     static_cast<bench::DenseBenchConfig&>(f) = cfg;
+    f.channel = a.op == "fp8_channel";
     rows = bench::bench_fp8(c, f, &std::cerr);
   } else if (a.op == "gguf") {
     bench::GgufBenchConfig g;

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "host/model/inspect.h"
+#include "host/model/report_json.h"
 #include "host/model/verify.h"
 #include "tools/clquant/commands.h"
 
@@ -39,23 +39,6 @@ std::string group_text(const LayerInfo& l) {
   return l.group_size == 0 ? "-" : l.group_size == -1 ? "K" : std::to_string(l.group_size);
 }
 
-nlohmann::json layer_json(const LayerInfo& l) {
-  nlohmann::json j = {{"prefix", l.prefix}, {"kind", l.kind_name()}, {"format", l.format}, {"bytes", l.bytes}};
-  if (l.kind == LayerInfo::Kind::kLinear) {
-    j["K"] = l.K;
-    j["N"] = l.N;
-  } else {
-    j["E"] = l.E;
-    j["H"] = l.H;
-    j["I"] = l.I;
-    j["shared_I"] = l.shared_I;
-  }
-  j["group_size"] = l.group_size;
-  if (!l.variant_decode.empty()) j["variant"] = {{"decode", l.variant_decode}, {"prefill", l.variant_prefill}};
-  if (!l.error.empty()) j["error"] = {{"status", status_name(l.status)}, {"message", l.error}};
-  return j;
-}
-
 LoadOptions load_options(const std::string& format, int group_size) {
   LoadOptions lo;
   lo.format = format;
@@ -82,14 +65,7 @@ int run_inspect(Context& c, const InspectArgs& a) {
   size_t refused = 0;
   for (const LayerInfo& l : inv.layers) refused += !l.error.empty();
   if (a.json) {
-    nlohmann::json j = {{"path", inv.path},
-                        {"device", c.features().device_name},
-                        {"layers", nlohmann::json::array()},
-                        {"other_tensors", inv.other_tensors},
-                        {"other_bytes", inv.other_bytes},
-                        {"total_bytes", inv.total_bytes}};
-    for (const LayerInfo& l : inv.layers) j["layers"].push_back(layer_json(l));
-    std::cout << j.dump(2) << "\n";
+    std::cout << inventory_json(inv, c.features().device_name).dump(2) << "\n";
     return 0;
   }
   size_t w = 6;
@@ -154,29 +130,7 @@ int run_verify(Context& c, const VerifyArgs& a) {
   };
   const VerifyReport rep = verify_checkpoint(c, a.checkpoint, o);
   if (a.json) {
-    nlohmann::json j = {{"path", rep.path},
-                        {"device", c.features().device_name},
-                        {"ok", rep.ok()},
-                        {"layers", nlohmann::json::array()},
-                        {"failed", rep.failed},
-                        {"worst_rel_err", rep.worst_rel},
-                        {"worst_abs_err", rep.worst_abs},
-                        {"worst_layer", rep.worst_layer},
-                        {"seconds", rep.seconds}};
-    for (const LayerCheck& r : rep.layers) {
-      nlohmann::json l = layer_json(r.layer);
-      l["ok"] = r.ok;
-      if (!r.error.empty()) l["error"] = r.error;
-      l["variant_ran"] = r.variant;
-      l["rel_err"] = r.err.rel_mean();
-      l["max_abs_err"] = r.err.max_abs_err;
-      l["nan"] = r.err.nan_count;
-      l["tolerance"] = r.tolerance;
-      l["ms"] = r.ms;
-      l["device_ms"] = r.device_ms;
-      j["layers"].push_back(l);
-    }
-    std::cout << j.dump(2) << "\n";
+    std::cout << verify_report_json(rep, c.features().device_name).dump(2) << "\n";
     return rep.ok() ? 0 : 1;
   }
   size_t w = 6;

@@ -55,40 +55,52 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   if (mode == Fp8Act::kTensorDynamic || mode == Fp8Act::kTokenDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
   const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "") +
                            (ue8m0_ ? " -DSCALE_UE8M0=1" : "");
-  const cl::NDRange grid(round_up(size_t(Kb_), 16), size_t(M)), local(16, 1);
+  const bool wide = wide_groups();
+  const cl::NDRange grid = wide ? cl::NDRange(size_t(Kb_) * kFp8Block, size_t(M)) : cl::NDRange(round_up(size_t(Kb_), 16), size_t(M));
+  const cl::NDRange local = wide ? cl::NDRange(kFp8Block, 1) : cl::NDRange(16, 1);
+  const std::string wg = wide ? "_wg" : "";
   const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
   OpEvents ev;
   if (mode == Fp8Act::kBlockDynamic) {
-    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group", defs);
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group" + wg, defs);
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
-    oputil::enqueue(c_, ev, k, grid, local, "fp8_quant_group");
+    oputil::enqueue(c_, ev, k, grid, local, "fp8_quant_group" + wg);
   } else if (mode == Fp8Act::kNone) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_widen_act", defs);
     set_args(k, x, scales_, xq_, Mi, Ki, Kbi);
     oputil::enqueue(c_, ev, k, grid, local, "fp8_widen_act");
   } else {
-    cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax", defs);
+    cl::Kernel amax = c_.kernel("fp8/quant.cl", "fp8_group_amax" + wg, defs);
     cl::Kernel red = c_.kernel("fp8/quant.cl", "fp8_tensor_scale", defs);
-    cl::Kernel qt = c_.kernel("fp8/quant.cl", "fp8_quant_tensor", defs);
+    cl::Kernel qt = c_.kernel("fp8/quant.cl", "fp8_quant_tensor" + wg, defs);
     if (mode == Fp8Act::kTensorStatic) {
       float s = *static_scale;
       c_.write(tensor_scale_, &s, 4);
     } else if (mode == Fp8Act::kTokenDynamic) {
       cl::Kernel tok = c_.kernel("fp8/quant.cl", "fp8_token_scale", defs);
       set_args(amax, x, amax_, Mi, Ki, Kbi);
-      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
+      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax" + wg);
       set_args(tok, amax_, tensor_scale_, Mi, Kbi);
       oputil::enqueue(c_, ev, tok, cl::NDRange(round_up(size_t(M), 64)), cl::NDRange(64), "fp8_token_scale");
     } else {
       set_args(amax, x, amax_, Mi, Ki, Kbi);
-      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax");
+      oputil::enqueue(c_, ev, amax, grid, local, "fp8_group_amax" + wg);
       set_args(red, amax_, tensor_scale_, cl_int(M * Kb_));
       oputil::enqueue(c_, ev, red, cl::NDRange(256), cl::NDRange(256), "fp8_tensor_scale");
     }
     set_args(qt, x, tensor_scale_, codes_, scales_, xq_, Mi, Ki, Kbi, cl_int(mode == Fp8Act::kTokenDynamic));
-    oputil::enqueue(c_, ev, qt, grid, local, "fp8_quant_tensor");
+    oputil::enqueue(c_, ev, qt, grid, local, "fp8_quant_tensor" + wg);
   }
   return ev;
+}
+
+bool Fp8Quantizer::wide_groups() const {
+  if (wide_ >= 0) return wide_ == 1;
+  const char* e = std::getenv("CLQ_FP8_QUANT");
+  if (e && std::string(e) == "wg") return true;
+  if (e && std::string(e) == "item") return false;
+  if (e && *e) fail(Status::kInvalidArgument, std::string("CLQ_FP8_QUANT='") + e + "' is not one of wg, item");
+  return !c_.features().is_cpu;
 }
 
 void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {

@@ -26,6 +26,12 @@ class Fp8Quantizer {
   // a power of two, so every group still fits e4m3's range.
   void set_ue8m0_scales(bool on) { ue8m0_ = on; }
   bool ue8m0_scales() const { return ue8m0_; }
+  // Kernel shape: one work-group of 128 per (group, token), one element per work-item and a
+  // local-memory max (GPUs: a decode row is a few groups, which one work-item each leaves as a
+  // serial chain of loads), or one work-item per (group, token) walking its 128 values (CPUs).
+  // Both give identical bits. Default: by device type; CLQ_FP8_QUANT=wg|item overrides.
+  void set_wide_groups(bool on) { wide_ = on ? 1 : 0; }
+  bool wide_groups() const;
 
  private:
   void grow(cl::Buffer& b, size_t& have, size_t need);
@@ -33,6 +39,7 @@ class Fp8Quantizer {
   int64_t M_ = 0, K_ = 0, Kb_ = 0;
   bool padded_ = false;
   bool ue8m0_ = false;
+  int wide_ = -1;  // -1: by device type / environment
   cl::Buffer codes_, scales_, xq_, amax_, tensor_scale_;
   size_t codes_bytes_ = 0, scales_bytes_ = 0, xq_bytes_ = 0, amax_bytes_ = 0, tensor_scale_bytes_ = 0;
 };

@@ -36,11 +36,8 @@ class Gemv final : public Fp8Launcher {
     const int64_t bps = (L.Kb + splits - 1) / splits;
     const int rows = oputil::gemv_rows(M, L.g.rows_max);
     oputil::grow_scratch(c, L.part, L.part_bytes, splits > 1 ? size_t(splits) * size_t(M) * size_t(L.N) * 4 : 4);
-    // CLQ_FP8_DECODE=lut swaps the bit-placement decode for a 256-entry table (for measurement).
-    const char* dec = std::getenv("CLQ_FP8_DECODE");
     const std::string opts = oputil::io_defines(a.xt, a.yt) + " -DGEMV_M=" + std::to_string(rows) +
-                             " -DVEC_COLS=" + std::to_string(L.g.cols) +
-                             (dec && std::string(dec) == "lut" ? " -DFP8_DECODE_LUT=1" : "");
+                             " -DVEC_COLS=" + std::to_string(L.g.cols) + oputil::fp8_decode_define(c.features());
     cl::Kernel main_k = c.kernel("fp8/gemv.cl", "fp8_block_gemv", opts);
     cl::Kernel reduce;
     if (splits > 1) reduce = c.kernel("fp8/gemv.cl", "fp8_splitk_reduce", opts);

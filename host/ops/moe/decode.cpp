@@ -91,7 +91,8 @@ class Decode final : public MoeLauncher {
 
     const std::string in = "-DIN_DTYPE=" + i2s(dtype_code(call.xt));
     const std::string wdef =
-        "-DWEIGHT_KIND=" + i2s(fp8 ? 2 : 0) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0") + " -DMOE_BS=" + i2s(bs);
+        "-DWEIGHT_KIND=" + i2s(fp8 ? 2 : 0) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0") + " -DMOE_BS=" + i2s(bs) +
+        (fp8 ? oputil::fp8_decode_define(c.features()) : std::string());
     const VariantRow& route = select_variant("moe_routing", c.features(), T);
     OpEvents ev;  // every launch recorded (bench --breakdown)
     auto mark = [&](const cl::Event& e, const char* name) { ev.add(e, name); };

@@ -1,5 +1,6 @@
 #include "host/ops/w4a8/w4a8_gemm.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "host/ops/op_util.h"
@@ -21,10 +22,10 @@ void W4A8Gemm::can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size
                                        fp8_act_name(o.act) + "'");
   if (o.act == Fp8Act::kTensorStatic && !(o.input_scale && std::isfinite(*o.input_scale) && *o.input_scale > 0))
     fail(Status::kInvalidArgument, "static per-tensor W4A8 activations need a positive finite input_scale");
-  w_->can_implement(M, DType::kF32, yt, size_t(M) * size_t(K()) * 4, y_bytes);
+  w_->can_implement(M, DType::kF32, DType::kF32, size_t(M) * size_t(K()) * 4, size_t(M) * size_t(N()) * 4);
   oputil::check_io_buffers(M, K(), N(), xt, yt, x_bytes, y_bytes);
-  if (size_t(M) * size_t(K()) * 4 > c_.features().max_alloc)
-    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs a dequantized-activation scratch above the "
+  if (std::max(size_t(M) * size_t(K()), size_t(M) * size_t(N())) * 4 > c_.features().max_alloc)
+    fail(Status::kInvalidShape, "M = " + std::to_string(M) + " needs an activation-code or fp32-sum scratch above the "
                                 "device's max allocation; split the batch");
 }
 
@@ -41,15 +42,20 @@ OpEvents W4A8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType
   const VariantRow& row = choose(M, o.variant);
   w_->choose(M, o.int4_variant);  // a bad int4 variant is refused before anything is enqueued
   oputil::grow_scratch(c_, xd_, xd_bytes_, size_t(M) * size_t(K()) * 4);
+  oputil::grow_scratch(c_, acc_, acc_bytes_, size_t(M) * size_t(N()) * 4);
   const int64_t Kb = (K() + kFp8Block - 1) / kFp8Block;
-  cl::Kernel deq = c_.kernel("fp8/quant.cl", "fp8_dequant_rows", oputil::io_defines(xt, DType::kF32));
+  cl::Kernel codes = c_.kernel("fp8/quant.cl", "fp8_codes_rows", oputil::io_defines(xt, DType::kF32));
+  cl::Kernel scale = c_.kernel("fp8/quant.cl", "fp8_scale_rows", oputil::io_defines(DType::kF32, yt));
   OpEvents ev = q_.run(x, xt, M, K(), o.act, o.input_scale);
-  set_args(deq, q_.xq(), q_.scales(), xd_, cl_int(M), cl_int(K()), cl_int(Kb));
-  oputil::enqueue(c_, ev, deq, cl::NDRange(oputil::round_up(size_t(K()), 64), size_t(M)), cl::NDRange(64, 1),
-                  "fp8_dequant_rows");
+  set_args(codes, q_.xq(), xd_, cl_int(M), cl_int(K()), cl_int(Kb));
+  oputil::enqueue(c_, ev, codes, cl::NDRange(oputil::round_up(size_t(K()), 64), size_t(M)), cl::NDRange(64, 1),
+                  "fp8_codes_rows");
   W4A16RunOptions wo;
   wo.variant = o.int4_variant;
-  ev.append(w_->run(xd_, DType::kF32, y, yt, M, wo));
+  ev.append(w_->run(xd_, DType::kF32, acc_, DType::kF32, M, wo));
+  set_args(scale, acc_, q_.scales(), y, cl_int(M), cl_int(N()), cl_int(Kb));
+  oputil::enqueue(c_, ev, scale, cl::NDRange(oputil::round_up(size_t(N()), 64), size_t(M)), cl::NDRange(64, 1),
+                  "fp8_scale_rows");
   ev.row = &row;
   return ev;
 }

@@ -1,8 +1,10 @@
 // W4A8Gemm: int4 group-wise weights (GPTQ, AWQ, compressed-tensors) with e4m3 activations
 // quantized per token over all K (dynamic) or per tensor (dynamic, or the checkpoint's static
 // input_scale); SPEC section 7. The portable row `w4a8_gemm/emulated` quantizes with the FP8
-// quantizer, turns the codes back into fp32 values (code * scale) and runs the int4 GEMM's own
-// variants on them: W4A8 numerics at W4A16 speed. The native sm89 row (mma.sync e4m3 on the
+// quantizer, runs the int4 GEMM's own variants on the e4m3 codes (exact in fp32, fp16 and bf16,
+// so the tensor-core variants multiply the same values) into fp32, and scales each row once
+// (the scale is one per token or per tensor, so it factors out of the sum): W4A8 numerics at
+// W4A16 speed. The native sm89 row (mma.sync e4m3 on the
 // exact integers q - z) is planned.
 #pragma once
 #include <memory>
@@ -35,7 +37,7 @@ class W4A8Gemm {
   // Throws InvalidArgument/InvalidShape naming the rule and values; enqueues nothing.
   void can_implement(int64_t M, DType xt, DType yt, size_t x_bytes, size_t y_bytes, const W4A8RunOptions& o) const;
   const VariantRow& choose(int64_t M, const std::string& variant) const;
-  // The events of the quantizer, the dequant pass and the int4 GEMM; ev.row is the w4a8_gemm row.
+  // The events of the quantizer, the codes pass, the int4 GEMM and the row scaling; ev.row is the w4a8_gemm row.
   OpEvents run(const cl::Buffer& x, DType xt, const cl::Buffer& y, DType yt, int64_t M, const W4A8RunOptions& o = {});
   // The int4 GEMM's row for M (what the emulated path runs underneath).
   const VariantRow& int4_row(int64_t M, const std::string& variant) const { return w_->choose(M, variant); }
@@ -44,8 +46,8 @@ class W4A8Gemm {
   Context& c_;
   std::unique_ptr<IntLayerGemm> w_;
   Fp8Quantizer q_;
-  cl::Buffer xd_;
-  size_t xd_bytes_ = 0;
+  cl::Buffer xd_, acc_;  // activation codes [M][K]; the int4 GEMM's fp32 sums [M][N]
+  size_t xd_bytes_ = 0, acc_bytes_ = 0;
 };
 
 }  // namespace clq
