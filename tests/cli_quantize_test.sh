@@ -27,6 +27,7 @@ while IFS='|' read -r name flags want; do
   expect "inspect $name" 0 "$P .*$want" "$clq" inspect "$dst"
   expect "inspect $name q_proj" 0 "$Q .*$want" "$clq" inspect "$dst"
   expect "inspect $name lm_head not a layer" 0 "2 layers (0 refused" "$clq" inspect "$dst"
+  expect "verify $name" 0 "2 layers, 0 failed" "$clq" verify "$dst"
   expect "gemm $name" 0 "check: .*PASS" "$clq" gemm --weights "$dst" --prefix $P --input "$in/input.safetensors" --output "$dst/y.safetensors" --check
   expect "gemm $name tiled" 0 "check: .*PASS" "$clq" gemm --weights "$dst/model.safetensors" --prefix $Q --input "$in/input.safetensors" --output "$dst/y2.safetensors" --variant tiled --check
 done <<'CASES'
