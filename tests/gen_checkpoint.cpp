@@ -13,6 +13,10 @@
 //     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N);
 //     moe_int4+actorder: GPTQ act-order experts (random g_idx per expert and projection);
 //     moe_fp8+ue8m0: F8_E8M0 block scales and a config.json with scale_fmt ue8m0.
+//     FORMAT dense: an unquantized checkpoint in DTYPE for `clquant quantize` (GROUP and ACT
+//     ignored): model.layers.0.mlp.down_proj.weight [N, K], model.layers.0.self_attn.q_proj.weight
+//     [128, K], model.embed_tokens.weight and lm_head.weight [64, K], two norms [K], and a
+//     config.json without a quantization_config.
 //   gen_checkpoint model DIR [huge-scale|nan-scale]
 //     the four-layer sharded model of host/synth/synth_model.h (optionally with one layer damaged).
 //   gen_checkpoint check-quant X.safetensors Q.safetensors [per-tensor]
@@ -113,7 +117,27 @@ int main(int argc, char** argv) {
     DType t = dt == "bf16" ? DType::kBF16 : dt == "f32" ? DType::kF32 : DType::kF16;
     SafetensorsWriter w;
     const std::string prefix = "model.layers.0.mlp.down_proj";
-    if (fmt.rfind("moe_", 0) == 0) {
+    auto st_of = [](DType d) {
+      return d == DType::kBF16 ? StDType::kBF16 : d == DType::kF32 ? StDType::kF32 : StDType::kF16;
+    };
+    if (fmt == "dense") {
+      uint64_t i = 0;
+      auto dense = [&](const std::string& name, std::vector<int64_t> shape) {
+        const int64_t rows = shape.size() == 2 ? shape[0] : 1, cols = shape.back();
+        const auto v = random_activations(rows, cols, t, seed + 100 * ++i);
+        w.add(name, st_of(t), shape, v.data(), v.size());
+      };
+      dense(prefix + ".weight", {N, K});
+      dense("model.layers.0.self_attn.q_proj.weight", {128, K});
+      dense("model.embed_tokens.weight", {64, K});
+      dense("lm_head.weight", {64, K});
+      dense("model.layers.0.input_layernorm.weight", {K});
+      dense("model.norm.weight", {K});
+      w.write(dir + "/model.safetensors");
+      std::ofstream(dir + "/config.json") << R"({"model_type": "llama", "hidden_size": )" << K
+                                          << R"(, "torch_dtype": ")" << (t == DType::kBF16 ? "bfloat16" : t == DType::kF32 ? "float32" : "float16")
+                                          << R"("})";
+    } else if (fmt.rfind("moe_", 0) == 0) {
       MoeSynthSpec s;
       bool ue8m0 = false;
       for (size_t plus; (plus = fmt.rfind('+')) != std::string::npos;) {

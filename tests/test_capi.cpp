@@ -13,6 +13,9 @@
 #include "host/formats/loader.h"
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/formats/quantize.h"
+#include "host/reference/fp8_reference.h"
+#include "host/reference/quantize_reference.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
 #include "host/synth/synth_model.h"
@@ -582,4 +585,80 @@ TEST(CApi, VerifyBadInputIsAStatusWithoutAReport) {
   EXPECT_EQ(clq_report_summary(nullptr, nullptr, nullptr, nullptr, nullptr), CLQ_ERROR_INVALID_ARGUMENT);
   EXPECT_STREQ(clq_report_json(nullptr), "");
   clq_report_release(nullptr);
+}
+
+// Online quantization through the C API: a dense layer quantized at load runs its method against
+// the fp64 reference on the quantized weights; a whole checkpoint written by
+// clq_quantize_checkpoint loads back through clq_linear_load; refusals are statuses.
+TEST(CApi, OnlineQuantization) {
+  TempDir d;
+  const int64_t K = 256, N = 136, M = 2;
+  auto wbytes = random_activations(N, K, DType::kBF16, test::seed() + 40);
+  auto qbytes = random_activations(128, K, DType::kBF16, test::seed() + 41);
+  {
+    SafetensorsWriter w;
+    w.add(kP + ".weight", StDType::kBF16, {N, K}, wbytes.data(), wbytes.size());
+    w.add("model.layers.0.self_attn.q_proj.weight", StDType::kBF16, {128, K}, qbytes.data(), qbytes.size());
+    w.add("lm_head.weight", StDType::kBF16, {128, K}, qbytes.data(), qbytes.size());
+    w.write(d.path + "/model.safetensors");
+  }
+  Ctx ctx;
+  ASSERT_NE(ctx.c, nullptr);
+  auto x = random_activations(M, K, DType::kBF16, test::seed() + 42);
+  for (const char* method : {"int4", "int8", "fp8-block"}) {
+    clq_linear* l = nullptr;
+    ASSERT_EQ(clq_linear_load_quantized(ctx.c, d.path.c_str(), kP.c_str(), method, 0, 0, &l), CLQ_SUCCESS) << last();
+    double rel = -1, mx = -1;
+    ASSERT_EQ(clq_linear_quant_error(l, &rel, &mx), CLQ_SUCCESS) << last();
+    EXPECT_GT(rel, 0.0) << method;
+    EXPECT_LT(rel, 0.2) << method;
+    std::vector<float> y(size_t(M * N), std::nanf(""));
+    ASSERT_EQ(clq_linear_run_host(l, x.data(), CLQ_BF16, y.data(), CLQ_F32, M), CLQ_SUCCESS) << last();
+    // The reference on the same quantized weights: the host twin's (the device op is bit-identical).
+    QuantSpec spec = quant_spec_from(method, 0, false);
+    DenseWeight dw{kP + ".weight", DType::kBF16, N, K, wbytes.data()};
+    const QuantizedWeight q = quantize_weight_host(dw, spec);
+    std::vector<double> ref;
+    if (spec.is_int()) {
+      std::vector<double> W(size_t(K * N));
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) W[size_t(k * N + n)] = q.dequant(n, k);
+      ref = gemm_reference(x.data(), DType::kBF16, M, K, W, N);
+    } else {
+      ref = fp8_gemm_reference(quantized_tensors(q, kP).fp8(), x.data(), DType::kBF16, M, Fp8Act::kBlockDynamic);
+    }
+    const ErrorStats e = compare_output(y.data(), DType::kF32, ref);
+    EXPECT_EQ(e.nan_count, 0u) << method;
+    EXPECT_LT(e.rel_mean(), 1e-3) << method;
+    EXPECT_NEAR(rel, quant_error(dw, q).rel_fro(), 1e-12) << method;
+    for (float v : y) ASSERT_TRUE(std::isfinite(v)) << method;
+    clq_linear_release(l);
+  }
+  clq_linear* bad = nullptr;
+  EXPECT_EQ(clq_linear_load_quantized(ctx.c, d.path.c_str(), kP.c_str(), "int3", 0, 0, &bad), CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("'int3'"), std::string::npos) << last();
+  EXPECT_EQ(clq_linear_load_quantized(ctx.c, d.path.c_str(), kP.c_str(), "fp8-block", 64, 0, &bad), CLQ_ERROR_INVALID_ARGUMENT);
+
+  const std::string out = d.path + "/q";
+  size_t need = 0;
+  ASSERT_EQ(clq_quantize_checkpoint(ctx.c, d.path.c_str(), out.c_str(), "int8", -1, 1, nullptr, 0, nullptr, 0, &need),
+            CLQ_SUCCESS)
+      << last();
+  EXPECT_GT(need, 0u);
+  clq_linear* back = nullptr;
+  ASSERT_EQ(clq_linear_load(ctx.c, out.c_str(), kP.c_str(), nullptr, 0, &back), CLQ_SUCCESS) << last();
+  EXPECT_NE(std::string(clq_linear_describe(back)).find("int8"), std::string::npos) << clq_linear_describe(back);
+  clq_linear_release(back);
+  EXPECT_EQ(clq_linear_load(ctx.c, out.c_str(), "lm_head", nullptr, 0, &back), CLQ_ERROR_NOT_SUPPORTED) << last();
+  std::string report(4096, '\0');
+  EXPECT_EQ(clq_quantize_checkpoint(ctx.c, d.path.c_str(), out.c_str(), "int4", 0, 0, "q_proj", 0, report.data(),
+                                    report.size(), nullptr),
+            CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("is not empty"), std::string::npos) << last();
+  ASSERT_EQ(clq_quantize_checkpoint(ctx.c, d.path.c_str(), out.c_str(), "int4", 0, 0, "q_proj", 1, report.data(),
+                                    report.size(), nullptr),
+            CLQ_SUCCESS)
+      << last();
+  EXPECT_NE(report.find("\"model.layers.0.self_attn.q_proj\""), std::string::npos) << report;
+  EXPECT_EQ(report.find("down_proj"), std::string::npos) << report;
 }

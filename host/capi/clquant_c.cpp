@@ -13,6 +13,7 @@
 #include "clquant/clquant.h"
 #include "host/formats/loader.h"
 #include "host/model/inspect.h"
+#include "host/model/quantize.h"
 #include "host/model/report_json.h"
 #include "host/model/verify.h"
 #include "host/ops/fp8/fp8_gemm.h"
@@ -45,6 +46,7 @@ struct clq_linear {
   std::unique_ptr<clq::IntLayerGemm> w4;  // int4 or int8 weight-only
   std::unique_ptr<clq::Fp8Gemm> fp8;
   std::unique_ptr<clq::GgufGemm> gguf;
+  std::unique_ptr<clq::OnlineQuantLayer> quantized;  // clq_linear_load_quantized: `layer` views its tensors
   cl::Buffer dx, dy;  // staging for the host-array entry points, grown on demand
   size_t dx_bytes = 0, dy_bytes = 0;
 };
@@ -322,6 +324,23 @@ clq_status clq_context_finish(clq_context* ctx) {
   });
 }
 
+namespace {
+// The ops of a loaded or quantized layer, built under the context's lock.
+void build_linear_ops(clq_linear* l) {
+  std::lock_guard<std::mutex> lock(l->dev->mu);
+  if (l->layer.is_int4()) {
+    if (l->layer.is_w8a8())
+      clq::fail(clq::Status::kNotSupported, "'" + l->layer.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                            "per token): the C API does not run it yet (clquant gemm does)");
+    l->w4 = clq::make_int_layer_gemm(*l->dev->ctx, l->layer.w4().ck);
+  } else if (l->layer.is_gguf()) {
+    l->gguf = std::make_unique<clq::GgufGemm>(*l->dev->ctx, l->layer.gguf());
+  } else {
+    l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
+  }
+}
+}  // namespace
+
 clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefix, const char* format, int group_size,
                            clq_linear** out) {
   return guard([&] {
@@ -334,18 +353,67 @@ clq_status clq_linear_load(clq_context* ctx, const char* path, const char* prefi
     l->dev = ctx->dev;
     l->layer = clq::load_linear(path, prefix, load_options(format, group_size));
     l->description = l->layer.describe();
-    std::lock_guard<std::mutex> lock(l->dev->mu);
-    if (l->layer.is_int4()) {
-      if (l->layer.is_w8a8())
-        clq::fail(clq::Status::kNotSupported, "'" + l->layer.prefix + "' is a W8A8 int8 layer (activations quantized "
-                                              "per token): the C API does not run it yet (clquant gemm does)");
-      l->w4 = clq::make_int_layer_gemm(*l->dev->ctx, l->layer.w4().ck);
-    } else if (l->layer.is_gguf()) {
-      l->gguf = std::make_unique<clq::GgufGemm>(*l->dev->ctx, l->layer.gguf());
-    } else {
-      l->fp8 = std::make_unique<clq::Fp8Gemm>(*l->dev->ctx, clq::repack_fp8(l->layer.fp8().ck));
-    }
+    build_linear_ops(l.get());
     *out = l.release();
+  });
+}
+
+
+clq_status clq_linear_load_quantized(clq_context* ctx, const char* path, const char* prefix, const char* method,
+                                     int group_size, int asym, clq_linear** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need(ctx, "ctx");
+    need(path, "path");
+    need(prefix, "prefix");
+    need(method, "method");
+    const clq::QuantSpec spec = clq::quant_spec_from(method, group_size, asym != 0);
+    auto ck = std::make_shared<const clq::Checkpoint>(clq::Checkpoint::open(path));
+    auto l = std::make_unique<clq_linear>();
+    l->dev = ctx->dev;
+    {
+      std::lock_guard<std::mutex> lock(l->dev->mu);
+      l->quantized = std::make_unique<clq::OnlineQuantLayer>(clq::quantize_linear(*l->dev->ctx, ck, prefix, spec));
+    }
+    l->layer = l->quantized->layer;
+    l->description = l->layer.describe();
+    build_linear_ops(l.get());
+    *out = l.release();
+  });
+}
+
+clq_status clq_linear_quant_error(const clq_linear* layer, double* rel_fro, double* max_abs) {
+  return guard([&] {
+    need(layer, "layer");
+    if (!layer->quantized)
+      clq::fail(clq::Status::kInvalidArgument, "layer '" + layer->layer.prefix +
+                                                   "' was not quantized at load (clq_linear_load_quantized)");
+    if (rel_fro) *rel_fro = layer->quantized->error.rel_fro();
+    if (max_abs) *max_abs = layer->quantized->error.max_abs;
+  });
+}
+
+clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const char* output, const char* method,
+                                   int group_size, int asym, const char* layers, int force, char* buf, size_t size,
+                                   size_t* needed) {
+  return guard([&] {
+    need(ctx, "ctx");
+    need(input, "input");
+    need(output, "output");
+    need(method, "method");
+    clq::QuantizeCheckpointOptions o;
+    o.input = input;
+    o.output = output;
+    o.spec = clq::quant_spec_from(method, group_size, asym != 0);
+    o.layers = layers ? layers : "";
+    o.force = force != 0;
+    std::string report;
+    {
+      std::lock_guard<std::mutex> lock(ctx->dev->mu);
+      report = clq::quantize_report_json(clq::quantize_checkpoint(*ctx->dev->ctx, o), o.spec);
+    }
+    copy_out(report, buf, size, needed);
   });
 }
 

@@ -78,6 +78,7 @@ const std::vector<VariantRow> kTable = {
   {"w8a8_int8_gemm",   "nv_mma_s8",   kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync s8 (sm80+), after a known-answer probe"},
   {"w4a8_gemm",        "emulated",    0, 10, K::kEmulated, St::kImplemented, 0, "e4m3 activations per token or per tensor, turned back into fp32 values, then the w4a16_gemm variants: W4A8 numerics at W4A16 speed"},
   {"w4a8_gemm",        "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative, St::kPlanned, 0, "(q - z) to e4m3 exactly, mma.sync e4m3, group scales folded per step"},
+  {"weight_quant",     "portable",    0, 10, K::kNative,   St::kImplemented, 0, "online weight quantization (int4/int8 groups with fp16 scales, block FP8), integer maxima and correctly rounded divisions: bit-identical to the host twin"},
   {"moe_routing",      "portable",    0, 10, K::kNative,   St::kImplemented, 0, "router logits, softmax / DeepSeek grouped top-k, ties to the lower id"},
   {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
   {"moe_gemm",         "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
@@ -107,6 +108,7 @@ const std::vector<MatrixRow> kMatrixRows = {
     {"w4a8 int4 x fp8 act", "w4a8_gemm"},
     {"w8a16 int8 weight-only", "w8a16_int8_gemm"},
     {"w8a8 int8 act quant", "w8a8_int8_quant"},   {"w8a8 int8 per-channel", "w8a8_int8_gemm"},
+    {"online quant int4/int8/fp8", "weight_quant"},
     {"moe routing top-k", "moe_routing"},       {"moe align", "moe_align"},
     {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
 };

@@ -14,7 +14,9 @@
 #include "host/ops/moe/fused_moe.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/quantize/weight_quant.h"
 #include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
+#include "host/reference/quantize_reference.h"
 #include "host/reference/reference.h"
 #include "host/caps/report.h"
 #include "host/synth/synth.h"
@@ -119,6 +121,30 @@ DemoResult check_w8a8(Context& c, uint64_t seed, int64_t M, int64_t K, int64_t N
   std::snprintf(buf, sizeof buf, "variant %s, %zu of %zu outputs differ from the host twin", ev.row->variant, differ,
                 y.size());
   return {differ == 0, ev.ms(), buf};
+}
+
+// Online weight quantization of one bf16 matrix: codes, scales and zero points equal to the host
+// twin's, every method.
+DemoResult check_weight_quant(Context& c, uint64_t seed, int64_t N, int64_t K) {
+  auto w = random_activations(N, K, DType::kBF16, seed + 7);
+  const DenseWeight dw{"demo.weight", DType::kBF16, N, K, w.data()};
+  WeightQuantizer op(c, /*poison=*/true);
+  double ms = 0.0;
+  size_t differ = 0;
+  std::string detail;
+  for (QuantSpec spec : {QuantSpec{QuantMethod::kInt4, 128, false}, QuantSpec{QuantMethod::kInt8, -1, true},
+                         QuantSpec{QuantMethod::kFp8Block, 128, true}}) {
+    QuantizedWeight dev;
+    ms += op.run(dw, spec, &dev).ms();
+    const QuantizedWeight host = quantize_weight_host(dw, spec);
+    differ += dev.codes != host.codes || dev.scales16 != host.scales16 || dev.zeros != host.zeros ||
+              std::memcmp(dev.scales32.data(), host.scales32.data(), host.scales32.size() * 4) != 0;
+    char part[96];
+    std::snprintf(part, sizeof part, "%s%s rel err %.2e", detail.empty() ? "" : ", ", quant_spec_text(spec).c_str(),
+                  quant_error(dw, host).rel_fro());
+    detail += part;
+  }
+  return {differ == 0, ms, (differ ? std::to_string(differ) + " method(s) differ from the host twin; " : "bit-identical: ") + detail};
 }
 
 // One FP8 layer through the op in `act` mode, against the fp64 reference.
@@ -231,6 +257,8 @@ std::vector<DemoCheck> make_checks() {
                [](Context& c, uint64_t s) { return check_fp8(c, s, false, Fp8Act::kTensorStatic, 7, 512, 512); }});
   v.push_back({"fp8 weight-only w8a16 M=3 K=1024 N=384",
                [](Context& c, uint64_t s) { return check_fp8(c, s, true, Fp8Act::kNone, 3, 1024, 384); }});
+  v.push_back({"weight quant int4/int8/fp8-block N=264 K=1024",
+               [](Context& c, uint64_t s) { return check_weight_quant(c, s, 264, 1024); }});
   v.push_back({"moe bf16 experts E=8 top-2 softmax T=5",
                [](Context& c, uint64_t s) { return check_moe(c, s, MoeWeightKind::kDense, false); }});
   v.push_back({"moe int4 experts E=8 top-2 softmax T=5",

@@ -8,6 +8,7 @@
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/moe/moe_block.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
 #include "host/reference/fp8_reference.h"
 #include "host/synth/synth.h"
 
@@ -53,10 +54,14 @@ LayerCheck verify_layer(Context& c, std::shared_ptr<const Checkpoint> ck, const 
       std::vector<double> ref;
       OpEvents ev;
       if (l.is_int4()) {
-        W4A16Gemm op(c, repack_w4(l.w4().ck));
-        op.can_implement(T, xt, yt, x.size(), yb);
-        r.variant = std::string("w4a16_gemm/") + op.choose(T, "").variant;
-        ev = op.run(dx, xt, dy, yt, T, {});
+        // int4 and int8 weight-only alike (W8A8 int8 would be checked against the wrong numbers).
+        if (l.is_w8a8())
+          fail(Status::kNotSupported, "W8A8 int8 layers are checked by clquant gemm --check, not by verify yet");
+        auto op = make_int_layer_gemm(c, l.w4().ck);
+        op->can_implement(T, xt, yt, x.size(), yb);
+        const VariantRow& row = op->choose(T, "");
+        r.variant = std::string(row.op) + "/" + row.variant;
+        ev = op->run(dx, xt, dy, yt, T, {});
         c.read(dy, y.data(), yb);
         ref = gemm_reference(x.data(), xt, T, K, dequantize_w4(l.w4().ck), N);
         r.tolerance = W4A16Problem::kTolerance;

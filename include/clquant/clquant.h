@@ -103,6 +103,29 @@ const char* clq_linear_last_variant(const clq_linear* layer);
 clq_status clq_linear_run_host(clq_linear* layer, const void* x, clq_dtype xt, void* y, clq_dtype yt, int64_t M);
 clq_status clq_linear_run_cl(clq_linear* layer, clq_cl_mem x, clq_dtype xt, clq_cl_mem y, clq_dtype yt, int64_t M);
 
+/* The same for a dense (F16/BF16/F32) layer P.weight quantized at load on the device (online
+ * quantization, docs/numerics.md): method "int4", "int8" or "fp8-block"; group_size 0 for 128
+ * (int methods; must be 0 for fp8-block), -1 for one group per row; asym nonzero for asymmetric
+ * integer codes. The layer then runs the matching method (W4A16, W8A16 int8, W8A8 block FP8). */
+clq_status clq_linear_load_quantized(clq_context* ctx, const char* path, const char* prefix, const char* method,
+                                     int group_size, int asym, clq_linear** out);
+/* Quantization error of a layer from clq_linear_load_quantized: ||Wdeq - W||_F / ||W||_F and
+ * max |Wdeq - W| (InvalidArgument for a layer that was loaded already quantized). */
+clq_status clq_linear_quant_error(const clq_linear* layer, double* rel_fro, double* max_abs);
+
+/* Online quantization of a whole dense checkpoint into the folder `output` (`clquant quantize`:
+ * model.safetensors and config.json, compressed-tensors pack-quantized int4/int8 or Hugging Face
+ * block FP8). method, group_size and asym as for clq_linear_load_quantized; layers: NULL or "" for
+ * the default rule (every 2-D *.weight except embeddings, lm_head, norms, routers), else an
+ * ECMAScript regular expression searched in layer names; force nonzero lets `output` be a
+ * non-empty folder (its model.safetensors and config.json are replaced; never an input). On
+ * success the report (JSON, as `clquant quantize --json`) is copied to buf when it fits (`size`
+ * bytes, terminator included; buf NULL with size 0 skips it); `needed` receives its length. A
+ * buffer too small is reported as InvalidArgument after the checkpoint was written. */
+clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const char* output, const char* method,
+                                   int group_size, int asym, const char* layers, int force, char* buf, size_t size,
+                                   size_t* needed);
+
 /* MoE routing (SPEC section 5). Fill with clq_moe_routing_init, then set what differs. */
 typedef struct clq_moe_routing {
   int top_k;            /* experts per token (default 2) */

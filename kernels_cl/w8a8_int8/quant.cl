@@ -13,36 +13,9 @@
 // Codes are stored 4 to a word along K (byte k % 4 of word [m][k / 4], two's complement), rows
 // Kw words long with zero padding (the GEMM reads whole words).
 #include "common/act_io.clh"
+#include "common/div_rn.clh"
 
 #define WG 64  // work-items per row
-
-// a / b rounded to nearest even, for finite a and positive normal b. Quotients below the normal
-// range return a signed zero (they only feed rint, which makes them 0 anyway).
-inline float clq_div_rn(float a, float b) {
-  uint ua = as_uint(a);
-  const uint sign = ua & 0x80000000u;
-  ua &= 0x7FFFFFFFu;
-  if (ua == 0u) return as_float(sign);
-  const uint ub = as_uint(b);
-  int ea = (int)(ua >> 23);
-  ulong ma = ua & 0x7FFFFFu;
-  if (ea) ma |= 0x800000u;
-  else ea = 1;
-  while (ma < 0x800000u) { ma <<= 1; --ea; }  // subnormal a: normalize the significand
-  const int eb = (int)(ub >> 23);
-  const ulong mb = (ub & 0x7FFFFFu) | 0x800000u;
-  const ulong num = ma << 40;
-  ulong qt = num / mb;  // ma / mb in (1/2, 2): 40 or 41 bits
-  const ulong rem = num - qt * mb;
-  const int shift = (qt >> 40) ? 17 : 16;  // keep 24 significant bits
-  ulong mant = qt >> shift;
-  const ulong low = qt & ((1ul << shift) - 1ul), halfway = 1ul << (shift - 1);
-  if (low > halfway || (low == halfway && (rem != 0ul || (mant & 1ul)))) ++mant;
-  int e = shift - 40 + ea - eb + 150;
-  if (mant == 0x1000000ul) { mant >>= 1; ++e; }
-  if (e <= 0) return as_float(sign);
-  return as_float(sign | ((uint)e << 23) | (uint)(mant & 0x7FFFFFu));
-}
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void w8a8_int8_quant(__global const clq_in_t* restrict x,  // [M][K]

@@ -91,18 +91,29 @@ class Linear:
         self._native = native
 
     @classmethod
-    def from_checkpoint(cls, path, prefix, device=None, format=None, group_size=0):
+    def from_checkpoint(cls, path, prefix, device=None, format=None, group_size=0, quantize=None, asym=False):
         """Loads `prefix` from a .safetensors file, a sharded model.safetensors.index.json, or a
         folder holding either. The int4 format comes from `format` ("gptq", "gptq_v2", "awq"),
         else quantize_config.json / config.json beside the weights, else the tensor shapes where
-        they decide it; GPTQ v1 and v2 cannot be told apart by shapes and are refused."""
-        native = _clquant.Linear(_context(device), str(path), prefix, format or "", int(group_size))
+        they decide it; GPTQ v1 and v2 cannot be told apart by shapes and are refused.
+
+        quantize="int4" | "int8" | "fp8-block" instead takes the dense (fp16/bf16/fp32)
+        prefix.weight and quantizes it at load on the device (round to nearest; group_size 0 means
+        128 for the integer methods, -1 one group per row; asym=True for zero points); the layer
+        then runs the matching method and `quant_error` holds (rel Frobenius error, max abs error)."""
+        if quantize is not None:
+            native = _clquant.Linear(_context(device), str(path), prefix, format or "", int(group_size), str(quantize),
+                                     bool(asym))
+        else:
+            native = _clquant.Linear(_context(device), str(path), prefix, format or "", int(group_size))
         return cls(native)
 
     K = property(lambda self: self._native.K, doc="input features")
     N = property(lambda self: self._native.N, doc="output features")
     description = property(lambda self: self._native.description)
     last_variant = property(lambda self: self._native.last_variant, doc="kernel variant of the last call")
+    quant_error = property(lambda self: self._native.quant_error,
+                           doc="(rel Frobenius error, max abs error) of a layer quantized at load, else None")
 
     def __call__(self, x):
         x, raw, code = _prepare(x)
@@ -180,6 +191,17 @@ class MoE:
         return f"clquant.MoE(E={self.E}, H={self.H}, I={self.I}, {self.kind} experts{shared})"
 
 
+def quantize(input, output, method, group_size=0, asym=False, layers=None, force=False, device=None):
+    """Online quantization of a dense checkpoint (`clquant quantize`): writes output/model.safetensors
+    and output/config.json as compressed-tensors pack-quantized (method "int4", "int8") or Hugging
+    Face block FP8 ("fp8-block"). layers: a regular expression searched in layer names (default:
+    every 2-D *.weight except embeddings, lm_head, norms and routers). output must be a new or empty
+    folder unless force=True. Returns the report: per-layer and overall rel_fro_error / max_abs_error."""
+    report = _clquant.quantize_checkpoint(_context(device), str(input), str(output), str(method), int(group_size),
+                                          bool(asym), layers or "", bool(force))
+    return _json.loads(report)
+
+
 def inspect(path, device=None, format=None, group_size=0):
     """Every quantized linear layer and MoE block of a checkpoint (a .safetensors file, a sharded
     model.safetensors.index.json or their folder), in model order: one dict per layer with prefix,
@@ -247,5 +269,5 @@ def verify(path, layers=None, progress=None, device=None, tokens=5, seed=1, form
     return VerifyReport(_json.loads(report))
 
 
-__all__ = ["Error", "Linear", "MoE", "VerifyReport", "capabilities", "devices", "git_revision", "inspect", "verify",
-           "__version__"]
+__all__ = ["Error", "Linear", "MoE", "VerifyReport", "capabilities", "devices", "git_revision", "inspect", "quantize",
+           "verify", "__version__"]

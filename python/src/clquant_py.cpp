@@ -12,6 +12,7 @@
 
 #include "host/formats/loader.h"
 #include "host/model/inspect.h"
+#include "host/model/quantize.h"
 #include "host/model/report_json.h"
 #include "host/model/verify.h"
 #include "host/ops/fp8/fp8_gemm.h"
@@ -95,16 +96,27 @@ class PyLinear {
       : ctx_(std::move(c)),
         mu_(lock_for(ctx_.get())),
         layer_(clq::load_linear(path, prefix, options(format, group_size))) {
-    std::lock_guard<std::mutex> lock(*mu_);
-    if (layer_.is_int4()) {
-      if (layer_.is_w8a8())
-        clq::fail(clq::Status::kNotSupported, "'" + layer_.prefix + "' is a W8A8 int8 layer (activations quantized "
-                                              "per token): Python does not run it yet (clquant gemm does)");
-      w4_ = clq::make_int_layer_gemm(*ctx_, layer_.w4().ck);
-    } else if (layer_.is_gguf()) {
-      gguf_ = std::make_unique<clq::GgufGemm>(*ctx_, layer_.gguf());
-    } else
-      fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
+    build();
+  }
+  // A dense layer quantized at load on the device (online quantization, `quantize` = method).
+  PyLinear(std::shared_ptr<clq::Context> c, const std::string& path, const std::string& prefix,
+           const std::string& format, int group_size, const std::string& quantize, bool asym)
+      : ctx_(std::move(c)), mu_(lock_for(ctx_.get())) {
+    if (!format.empty())
+      clq::fail(clq::Status::kInvalidArgument, "format= describes a quantized checkpoint; quantize= takes a dense layer");
+    const clq::QuantSpec spec = clq::quant_spec_from(quantize, group_size, asym);
+    auto ck = std::make_shared<const clq::Checkpoint>(clq::Checkpoint::open(path));
+    {
+      std::lock_guard<std::mutex> lock(*mu_);
+      quantized_ = std::make_unique<clq::OnlineQuantLayer>(clq::quantize_linear(*ctx_, ck, prefix, spec));
+    }
+    layer_ = quantized_->layer;
+    build();
+  }
+  // (rel Frobenius error, max abs error) of a layer quantized at load; None otherwise.
+  nb::object quant_error() const {
+    if (!quantized_) return nb::none();
+    return nb::make_tuple(quantized_->error.rel_fro(), quantized_->error.max_abs);
   }
   int64_t K() const { return layer_.K(); }
   int64_t N() const { return layer_.N(); }
@@ -142,8 +154,22 @@ class PyLinear {
   }
 
  private:
+  void build() {
+    std::lock_guard<std::mutex> lock(*mu_);
+    if (layer_.is_int4()) {
+      if (layer_.is_w8a8())
+        clq::fail(clq::Status::kNotSupported, "'" + layer_.prefix + "' is a W8A8 int8 layer (activations quantized "
+                                              "per token): Python does not run it yet (clquant gemm does)");
+      w4_ = clq::make_int_layer_gemm(*ctx_, layer_.w4().ck);
+    } else if (layer_.is_gguf()) {
+      gguf_ = std::make_unique<clq::GgufGemm>(*ctx_, layer_.gguf());
+    } else
+      fp8_ = std::make_unique<clq::Fp8Gemm>(*ctx_, clq::repack_fp8(layer_.fp8().ck));
+  }
+
   std::shared_ptr<clq::Context> ctx_;  // the ops hold a Context&
   std::shared_ptr<std::mutex> mu_;
+  std::unique_ptr<clq::OnlineQuantLayer> quantized_;  // quantized at load: layer_ views its tensors
   clq::LinearLayer layer_;
   std::unique_ptr<clq::IntLayerGemm> w4_;  // int4 or int8 weight-only
   std::unique_ptr<clq::Fp8Gemm> fp8_;
@@ -290,8 +316,31 @@ NB_MODULE(_clquant, m) {
       .def_prop_ro("K", &PyLinear::K)
       .def_prop_ro("N", &PyLinear::N)
       .def_prop_ro("description", &PyLinear::description)
+      .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int,
+                    const std::string&, bool>(),
+           nb::arg("context"), nb::arg("path"), nb::arg("prefix"), nb::arg("format"), nb::arg("group_size"),
+           nb::arg("quantize"), nb::arg("asym"))
       .def_prop_ro("last_variant", &PyLinear::last_variant)
+      .def_prop_ro("quant_error", &PyLinear::quant_error)
       .def("run", &PyLinear::run);
+
+  m.def(
+      "quantize_checkpoint",
+      [](std::shared_ptr<clq::Context> c, const std::string& input, const std::string& output,
+         const std::string& method, int group_size, bool asym, const std::string& layers, bool force) {
+        clq::QuantizeCheckpointOptions o;
+        o.input = input;
+        o.output = output;
+        o.spec = clq::quant_spec_from(method, group_size, asym);
+        o.layers = layers;
+        o.force = force;
+        auto mu = lock_for(c.get());
+        nb::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(*mu);
+        return clq::quantize_report_json(clq::quantize_checkpoint(*c, o), o.spec, -1);
+      },
+      nb::arg("context"), nb::arg("input"), nb::arg("output"), nb::arg("method"), nb::arg("group_size"),
+      nb::arg("asym"), nb::arg("layers"), nb::arg("force"));
 
   nb::class_<PyMoe>(m, "MoE")
       .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int>(),

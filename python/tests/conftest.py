@@ -12,7 +12,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("CLQ_BUILD_DIR", ROOT / "build"))
 
-ST_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": np.uint16, "F8_E4M3": np.uint8}
+ST_DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": np.uint16, "F8_E4M3": np.uint8, "I32": np.int32,
+             "I64": np.int64}
 
 
 def read_safetensors(path):

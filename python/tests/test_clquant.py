@@ -195,3 +195,94 @@ def test_moe_routing_from_config_json(make_checkpoint, run_cli):
     plain = clquant.MoE.from_checkpoint(d, MOE, renormalize=False)
     assert plain.routing["renormalize"] is False and plain.routing["top_k"] == 2
     assert not np.array_equal(bits(plain(x)), bits(y))
+
+
+@pytest.mark.parametrize("method,asym", [("int4", False), ("int8", True), ("fp8-block", False)])
+def test_online_quantization_matches_cli(make_checkpoint, run_cli, tmp_path, method, asym):
+    d = make_checkpoint("dense", 512, 264, 0, 0, 3, "f16", 7)
+    x, _ = read_safetensors(d / "input.safetensors")["input"]
+    # A dense layer quantized at load: the same bits as `clquant gemm --quantize` on the same files.
+    layer = clquant.Linear.from_checkpoint(d, P, quantize=method, asym=asym)
+    rel, max_abs = layer.quant_error
+    assert 0 < rel < 0.2 and max_abs > 0
+    y = layer(x)
+    flags = ["--asym"] if asym else []
+    run_cli("gemm", "--weights", d, "--prefix", P, "--input", d / "input.safetensors", "--output",
+            tmp_path / "y.safetensors", "--quantize", method, *flags)
+    np.testing.assert_array_equal(bits(y), bits(read_safetensors(tmp_path / "y.safetensors")["output"][0]))
+    # A whole checkpoint: the report, and the same tensors as `clquant quantize` writes.
+    report = clquant.quantize(d, tmp_path / "py", method, asym=asym)
+    assert [r["layer"] for r in report["layers"]] == ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.q_proj"]
+    assert report["layers"][0]["rel_fro_error"] == pytest.approx(rel, rel=1e-12)
+    run_cli("quantize", d, tmp_path / "cli", "--method", method, *flags)
+    a, b = read_safetensors(tmp_path / "py" / "model.safetensors"), read_safetensors(tmp_path / "cli" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0], err_msg=name)
+    assert clquant.Linear.from_checkpoint(tmp_path / "py", P).K == 512
+    assert clquant.Linear.from_checkpoint(tmp_path / "py", P).quant_error is None
+    with pytest.raises(clquant.Error, match="is not empty"):
+        clquant.quantize(d, tmp_path / "py", method)
+    with pytest.raises(clquant.Error, match="'int3' is not one of"):
+        clquant.Linear.from_checkpoint(d, P, quantize="int3")
+
+
+def _unpack_ct(packed, bits, cols):
+    """compressed-tensors unpack_from_int32 as its source states it: element i in bits
+    [bits*i, bits*i + bits) of the little-endian words of a row, stored as the signed value plus
+    2^(bits-1)."""
+    per = 32 // bits
+    words = packed.astype("<u4")
+    fields = (words[..., None] >> (bits * np.arange(per, dtype=np.uint32))) & ((1 << bits) - 1)
+    return fields.reshape(packed.shape[0], -1)[:, :cols].astype(np.int64) - (1 << (bits - 1))
+
+
+@pytest.mark.parametrize("method,group,asym", [("int4", 128, False), ("int4", 64, True), ("int8", -1, True),
+                                               ("int8", 128, False), ("fp8-block", 0, False)])
+def test_quantized_checkpoint_read_independently(make_checkpoint, tmp_path, method, group, asym):
+    """The written checkpoint dequantized here in numpy from the formats' own rules
+    (compressed-tensors pack-quantized; HF block FP8), not through clquant's readers: it must give
+    the error clquant reports, and the config must say what the tensors are."""
+    import json
+    if method == "fp8-block" and ml_dtypes is None:
+        pytest.skip("e4m3 decoding needs ml_dtypes")
+    d = make_checkpoint("dense", 512, 264, 0, 0, 3, "f16", 12)
+    report = clquant.quantize(d, tmp_path / "q", method, group_size=group, asym=asym)
+    dense = read_safetensors(d / "model.safetensors")
+    q = read_safetensors(tmp_path / "q" / "model.safetensors")
+    cfg = json.loads((tmp_path / "q" / "config.json").read_text())["quantization_config"]
+    assert "lm_head.weight" in q and q["lm_head.weight"][1] == "F16"  # copied through
+    for row in report["layers"]:
+        P_, (N, K) = row["layer"], (row["N"], row["K"])
+        w = dense[P_ + ".weight"][0].astype(np.float64)
+        if method == "fp8-block":
+            assert cfg["quant_method"] == "fp8" and cfg["weight_block_size"] == [128, 128]
+            assert cfg["activation_scheme"] == "dynamic"
+            assert q[P_ + ".weight"][1] == "F8_E4M3"
+            codes = q[P_ + ".weight"][0].view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+            s = q[P_ + ".weight_scale_inv"][0].astype(np.float64)
+            assert s.shape == (-(-N // 128), -(-K // 128))
+            deq = codes * np.repeat(np.repeat(s, 128, 0), 128, 1)[:N, :K]
+        else:
+            bits = 4 if method == "int4" else 8
+            g = cfg["config_groups"]["group_0"]
+            assert cfg["quant_method"] == "compressed-tensors" and cfg["format"] == "pack-quantized"
+            assert g["weights"]["num_bits"] == bits and g["weights"]["symmetric"] == (not asym)
+            assert g["weights"]["strategy"] == ("channel" if group == -1 else "group")
+            assert list(q[P_ + ".weight_shape"][0]) == [N, K]
+            codes = _unpack_ct(q[P_ + ".weight_packed"][0], bits, K)
+            scale = q[P_ + ".weight_scale"][0].astype(np.float64)
+            gs = K if group == -1 else group
+            assert scale.shape == (N, K // gs)
+            if asym:
+                zp = _unpack_ct(q[P_ + ".weight_zero_point"][0].T.copy(), bits, N).T  # packed along N
+            else:
+                assert P_ + ".weight_zero_point" not in q
+                zp = np.zeros_like(scale, dtype=np.int64)
+            cols = np.arange(K) // gs
+            assert codes.min() >= -(1 << (bits - 1)) and codes.max() < (1 << (bits - 1))
+            deq = (codes - zp[:, cols]) * scale[:, cols]
+        rel = np.linalg.norm(deq - w) / np.linalg.norm(w)
+        assert rel == pytest.approx(row["rel_fro_error"], rel=1e-9), P_
+        assert np.abs(deq - w).max() == pytest.approx(row["max_abs_error"], rel=1e-9), P_
+        assert rel < (0.2 if method == "int4" else 0.05)

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "host/formats/loader.h"
+#include "host/model/quantize.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/gguf/gguf_gemm.h"
 #include "host/ops/w4a8/w4a8_gemm.h"
@@ -37,7 +38,9 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
                   "gptq | gptq_v2 | awq | compressed-tensors (default: the tensor names for compressed-tensors, "
                   "else quantize_config.json / config.json beside the weights, "
                   "else the tensor shapes where unambiguous)");
-  cmd->add_option("--group-size", a.group_size, "group size, -1 for one group (default: config, else shapes)")
+  cmd->add_option("--group-size", a.group_size,
+                  "group size, -1 for one group (default: config, else shapes); with --quantize the group to "
+                  "quantize with (default 128)")
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
   cmd->add_option("--bits", a.bits,
                   "integer code width, 4 or 8 (default: quantize_config.json / config.json, else the tensors: an I8 "
@@ -50,6 +53,12 @@ CLI::App* add_gemm_command(CLI::App& app, GemmArgs& a) {
                   "(the input is rounded to it if it differs); default: W8A8 with on-the-fly activation quantization. "
                   "int4 layers: fp8 runs W4A8 (activations to e4m3 per token)")
       ->check(CLI::IsMember({"fp16", "bf16", "fp8"}));
+  cmd->add_option("--quantize", a.quantize,
+                  "quantize the dense (F16/BF16/F32) PREFIX.weight on the device first (round to nearest; "
+                  "docs/numerics.md), print the quantization error, then run the matching method: int4 "
+                  "(W4A16), int8 (W8A16 int8) or fp8-block (W8A8 block FP8); --check uses the quantized weights")
+      ->check(CLI::IsMember({"int4", "int8", "fp8-block"}));
+  cmd->add_flag("--asym", a.asym, "with --quantize int4/int8: asymmetric codes (a zero point per group)");
   return cmd;
 }
 
@@ -355,12 +364,40 @@ int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const
   return rc;
 }
 
+namespace {
+int run_layer(Context& c, const GemmArgs& a, const LinearLayer& layer);
+
+// --quantize: the dense layer quantized on the device (weight_quant), then run as if loaded.
+int run_quantized_gemm(Context& c, const GemmArgs& a) {
+  if (!a.format.empty() || a.bits)
+    fail(Status::kInvalidArgument, std::string(a.bits ? "--bits" : "--format") +
+                                       " describes a quantized checkpoint; --quantize takes a dense layer");
+  const QuantSpec spec = quant_spec_from(a.quantize, a.group_size, a.asym);
+  auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(a.weights));
+  {  // the output is checked against every input before the device quantizes anything
+    Input in = read_input(a.input);
+    check_output_path(a.output, run_inputs(ck.get(), in.file.get()));
+  }
+  const OnlineQuantLayer q = quantize_linear(c, ck, a.prefix, spec);
+  std::cerr << "quantize: " << a.prefix << ".weight [" << q.layer.N() << ", " << q.layer.K() << "] to " << quant_spec_text(spec)
+            << " on the device (" << q.events.row->op << "/" << q.events.row->variant << ", " << q.events.ms()
+            << " ms): rel error " << q.error.rel_fro() << ", max abs err " << q.error.max_abs << "\n";
+  return run_layer(c, a, q.layer);
+}
+}  // namespace
+
 int run_gemm(Context& c, const GemmArgs& a) {
+  if (!a.quantize.empty()) return run_quantized_gemm(c, a);
+  if (a.asym) fail(Status::kInvalidArgument, "--asym applies with --quantize int4|int8");
   LoadOptions lo;
   lo.format = a.format;
   lo.group_size = a.group_size;
   lo.bits = a.bits;
-  const LinearLayer layer = load_linear(a.weights, a.prefix, lo);
+  return run_layer(c, a, load_linear(a.weights, a.prefix, lo));
+}
+
+namespace {
+int run_layer(Context& c, const GemmArgs& a, const LinearLayer& layer) {
   if (layer.is_gguf()) return run_gguf_gemm(c, a, layer);
   if (!layer.is_int4()) {
     if (a.act_dtype == "fp8")
@@ -395,5 +432,6 @@ int run_gemm(Context& c, const GemmArgs& a) {
   write_output(a, y, xt, M, shape.N, inputs);
   return rc;
 }
+}  // namespace
 
 }  // namespace clq::cli

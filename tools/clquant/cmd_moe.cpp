@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <optional>
 
 #include "host/formats/loader.h"
+#include "host/model/quantize.h"
 #include "host/ops/moe/moe_block.h"
 #include "host/io/safetensors.h"
 #include "runtime/status.h"
@@ -44,6 +46,11 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->check(integer_in(1, 1 << 20));
   cmd->add_option("--variant", a.variant, "force the decode or the general path (default: the capability table's choice)")
       ->check(CLI::IsMember({"decode", "general"}));
+  cmd->add_option("--quantize", a.quantize,
+                  "quantize the dense experts (and shared experts) on the device first, round to nearest: int4 "
+                  "(--group-size G, default 128; --asym) or fp8-block; prints the quantization error")
+      ->check(CLI::IsMember({"int4", "fp8-block"}));
+  cmd->add_flag("--asym", a.asym, "with --quantize int4: asymmetric codes (a zero point per group)");
   cmd->add_flag("--check", a.check,
                 "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
   return cmd;
@@ -52,8 +59,25 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
 int run_moe(Context& c, const MoeArgs& a) {
   LoadOptions lo;
   lo.format = a.format;
-  lo.group_size = a.group_size;
-  const MoeLayer layer = load_moe(a.weights, a.prefix, lo);
+  lo.group_size = a.quantize.empty() ? a.group_size : 0;
+  if (a.asym && a.quantize.empty()) fail(Status::kInvalidArgument, "--asym applies with --quantize int4");
+  if (!a.quantize.empty() && !a.format.empty())
+    fail(Status::kInvalidArgument, "--format describes quantized experts; --quantize takes dense ones");
+  const MoeLayer loaded = load_moe(a.weights, a.prefix, lo);
+  // --quantize: the dense experts quantized on the device (weight_quant) before the block is built.
+  std::optional<OnlineQuantMoe> quantized;
+  if (!a.quantize.empty()) {
+    const QuantSpec spec = quant_spec_from(a.quantize, a.group_size, a.asym);
+    {  // the output is checked against every input before the device quantizes anything
+      auto xf = SafetensorsFile::open(a.input);
+      check_output_path(a.output, run_inputs(loaded.checkpoint.get(), xf.get()));
+    }
+    quantized.emplace(quantize_moe(c, loaded, spec));
+    std::cerr << "quantize: " << a.prefix << " experts to " << quant_spec_text(spec) << " on the device ("
+              << quantized->device_ms << " ms): rel error " << quantized->error.rel_fro() << ", max abs err "
+              << quantized->error.max_abs << "\n";
+  }
+  const MoeLayer& layer = quantized ? quantized->layer : loaded;
   const MoeCheckpoint& m = layer.moe;
 
   auto xf = SafetensorsFile::open(a.input);

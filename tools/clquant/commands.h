@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "host/formats/quantize.h"
 #include "host/io/safetensors.h"
 #include "runtime/context.h"
 #include "runtime/safe_file.h"
@@ -63,9 +64,19 @@ struct GemmArgs {
   int bits = 0;        // integer code width 4 or 8; 0: from the config or the tensors
   bool check = false;
   std::string act_dtype;  // FP8 layers: fp16|bf16 selects weight-only (w8a16)
+  std::string quantize;   // int4|int8|fp8-block: quantize the dense P.weight on the device first
+  bool asym = false;      // with --quantize: asymmetric integer codes
 };
 CLI::App* add_gemm_command(CLI::App& app, GemmArgs& args);
 int run_gemm(Context& c, const GemmArgs& args);
+
+struct QuantizeArgs {
+  std::string input, output, method, layers;
+  int group_size = 0;  // 0: not given
+  bool sym = false, asym = false, force = false, json = false;
+};
+CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& args);
+int run_quantize(Context& c, const QuantizeArgs& args);
 
 struct QuantFp8Args {
   std::string input, output;
@@ -82,6 +93,8 @@ struct MoeArgs {
   std::string variant;  // fused_moe row: decode or general (default: the table's choice)
   float routed_scaling = 0.0f;
   bool renormalize = false, no_renormalize = false, check = false;
+  std::string quantize;  // int4|fp8-block: dense experts quantized on the device first
+  bool asym = false;
 };
 CLI::App* add_moe_command(CLI::App& app, MoeArgs& args);
 int run_moe(Context& c, const MoeArgs& args);

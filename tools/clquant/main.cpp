@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   auto* gemm = clq::cli::add_gemm_command(app, gemm_args);
   clq::cli::QuantFp8Args quant_args;
   auto* quant = clq::cli::add_quant_fp8_command(app, quant_args);
+  clq::cli::QuantizeArgs quantize_args;
+  auto* quantize = clq::cli::add_quantize_command(app, quantize_args);
   clq::cli::MoeArgs moe_args;
   auto* moe = clq::cli::add_moe_command(app, moe_args);
   clq::cli::InspectArgs inspect_args;
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
     }
     if (*gemm) return clq::cli::run_gemm(*ctx, gemm_args);
     if (*quant) return clq::cli::run_quant_fp8(*ctx, quant_args);
+    if (*quantize) return clq::cli::run_quantize(*ctx, quantize_args);
     if (*moe) return clq::cli::run_moe(*ctx, moe_args);
     if (*bench) return clq::cli::run_bench(*ctx, bench_args);
     if (*inspect) return clq::cli::run_inspect(*ctx, inspect_args);

@@ -1,0 +1,80 @@
+// Online quantization of whole checkpoints and single layers, on the device (WeightQuantizer):
+//   quantize_checkpoint: a bf16/fp16/fp32 safetensors checkpoint (file, index or folder) to a new
+//     folder holding model.safetensors (compressed-tensors pack-quantized int4/int8, or HF block
+//     FP8) and config.json with its quantization_config; every other tensor copied through.
+//   quantize_linear: one dense layer P.weight quantized into an in-memory LinearLayer that the
+//     int4 / int8 / FP8 ops take exactly as if it had been loaded from such a checkpoint.
+// Each reports the quantization error of the dequantized weights against the originals.
+#pragma once
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/formats/loader.h"
+#include "host/formats/quantize.h"
+#include "host/ops/op_events.h"
+#include "runtime/context.h"
+
+namespace clq {
+
+struct QuantizeCheckpointOptions {
+  std::string input;   // checkpoint: .safetensors, model.safetensors.index.json, or their folder
+  std::string output;  // a folder: new, or existing and empty (any folder with `force`)
+  QuantSpec spec;
+  // ECMAScript regular expression searched in each layer name (a 2-D float tensor's name without
+  // ".weight"); empty: default_quantizable (host/formats/quantize.h).
+  std::string layers;
+  // Lets `output` be a non-empty folder and replace its model.safetensors and config.json (regular
+  // files only; never an input, never IN's own folder).
+  bool force = false;
+};
+
+struct LayerQuantReport {
+  std::string layer;  // prefix P of P.weight
+  int64_t N = 0, K = 0;
+  QuantError error;
+  double device_ms = 0.0;
+};
+
+struct QuantizeReport {
+  std::vector<LayerQuantReport> layers;
+  QuantError total;
+  int64_t copied = 0;  // tensors written unchanged
+  std::string weights_path, config_path;
+};
+
+// Throws clq::Error before writing anything on every rule of host/formats/quantize.h, a bad
+// regular expression, no layer selected, an input that is already quantized (a
+// quantization_config in config.json or a quantize_config.json) or a GGUF file, and an output
+// that is an input, IN's folder, not a folder, or a non-empty folder without `force`.
+QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& opt);
+// The report as JSON text (`clquant quantize --json`, the C API and Python): method, group_size,
+// symmetric, layers [{layer, N, K, rel_fro_error, max_abs_error, device_ms}], overall
+// {rel_fro_error, max_abs_error, weights}, copied_tensors, weights, config. indent < 0: one line.
+std::string quantize_report_json(const QuantizeReport& r, const QuantSpec& spec, int indent = 2);
+
+// One dense layer quantized on the device. `layer` views `tensors` (keep them together).
+struct OnlineQuantLayer {
+  QuantizedTensors tensors;
+  LinearLayer layer;
+  QuantError error;
+  OpEvents events;
+};
+OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> ck, const std::string& prefix,
+                                 const QuantSpec& spec);
+
+// A MoE block with dense experts (and dense shared experts) quantized at load, every projection
+// through WeightQuantizer: int4 (compressed-tensors layout, run as the int4 expert kind) or
+// fp8-block; int8 is refused (NotSupported: MoE experts have no int8 kind). The router stays as it
+// is. `layer` views `tensors` (keep them together); `error` sums every projection.
+struct OnlineQuantMoe {
+  std::deque<QuantizedTensors> tensors;
+  std::shared_ptr<MoeCheckpoint> shared;  // the quantized shared experts, when the block has them
+  MoeLayer layer;
+  QuantError error;
+  double device_ms = 0.0;
+};
+OnlineQuantMoe quantize_moe(Context& c, const MoeLayer& dense, const QuantSpec& spec);
+
+}  // namespace clq
