@@ -106,7 +106,9 @@ TEST(WeightQuant, KernelIsBitIdenticalToTheHostTwin) {
       const double rel = quant_error(m.view(), host).rel_fro();
       const double bound = cs.method == QuantMethod::kInt4 ? 0.3 : cs.method == QuantMethod::kInt8 ? 0.02 : 0.06;
       EXPECT_LT(rel, bound) << name_of(cs, dt);
-      if (cs.N * cs.K > 1) EXPECT_GT(rel, 0.0) << name_of(cs, dt);  // one value alone can be exact (w = 448 s)
+      if (cs.N * cs.K > 1) {
+        EXPECT_GT(rel, 0.0) << name_of(cs, dt);  // one value alone can be exact (w = 448 s)
+      }
     }
 }
 
@@ -159,8 +161,9 @@ TEST(WeightQuant, AwkwardRowsAreBitIdentical) {
           for (int64_t k = 0; k < K; ++k) ASSERT_EQ(host.dequant(2, k), 0.0) << what;
           // A constant row comes back within half a step of its own scale (an FP8 block spans
           // rows 0..11, so its scale is row 7's and 0.75 underflows e4m3 there).
-          if (meth != QuantMethod::kFp8Block)
+          if (meth != QuantMethod::kFp8Block) {
             EXPECT_NEAR(host.dequant(0, 5), 0.75, meth == QuantMethod::kInt4 ? 0.75 / 14 : 0.75 / 200) << what;
+          }
         }
       }
   }
