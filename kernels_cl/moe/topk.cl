@@ -147,9 +147,6 @@ __kernel void moe_topk_grouped(__global const float* restrict logits, __global c
 // kernels above), so a token costs k * log2(TA_TEAM) steps instead of one work-item's k * E
 // global reads. grouped = 0: softmax routing (bias .. use_softmax unused). E <= MAX_EXPERTS.
 #define TOPK_ALIGN_WG 256
-#ifndef TA_KO
-#define TA_KO 0  // temporary knock-out switches for timing (CLQ_BUILD_OPTIONS=-DTA_KO=n); results wrong
-#endif
 #define TA_TEAM 64
 #define TA_TEAMS (TOPK_ALIGN_WG / TA_TEAM)
 
@@ -219,9 +216,9 @@ void moe_topk_align(__global const float* restrict logits, int grouped, __global
         val[e] = sc;
       }
     }
-    for (int i = lane; i < MAX_EXPERTS / 32; i += TA_TEAM) keep_sh[team][i] = grouped && !(TA_KO & 1) ? 0u : 0xFFFFFFFFu;
+    for (int i = lane; i < MAX_EXPERTS / 32; i += TA_TEAM) keep_sh[team][i] = grouped ? 0u : 0xFFFFFFFFu;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (grouped && lane == 0 && live && !(TA_KO & 1)) {
+    if (grouped && lane == 0 && live) {
       // Groups by the sum of their two largest biased scores, topk_group of them, lower group on ties.
       const int gsz = E / n_group;
       uint gk[MAX_EXPERTS / 32];
@@ -245,17 +242,7 @@ void moe_topk_align(__global const float* restrict logits, int grouped, __global
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float wsum = 0.0f;
-#if TA_KO & 2
-    if (lane == 0 && live)
-      for (int j = 0; j < K; ++j) {
-        ids[(size_t)t * K + j] = j;
-        weights[(size_t)t * K + j] = val[j];
-        wsum += val[j];
-      }
-    for (int j = 0; j < 0; ++j) {
-#else
     for (int j = 0; j < K; ++j) {
-#endif
       float bv = 0.0f;
       int bi = -1;
       for (int e = lane; e < E; e += TA_TEAM) {
