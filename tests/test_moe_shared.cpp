@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -378,4 +379,47 @@ TEST(MoeShared, CApiRunsTheSharedExperts) {
                 "C API");
   clq_moe_release(h);
   clq_context_release(cc);
+}
+
+// transformers saves a whole model in its torch_dtype, so a bf16 DeepSeek-V3 checkpoint holds a
+// BF16 e_score_correction_bias: it is widened exactly to F32 at load (and routes as that F32).
+TEST(MoeShared, Bf16CorrectionBiasIsWidened) {
+  TempDir d;
+  MoeSynthSpec spec = shared_spec(MoeWeightKind::kDense, 0, test::seed() + 40);
+  spec.bias = true;
+  MoeSynth syn(spec);
+  SafetensorsWriter w0;
+  syn.add_to(w0, kP);
+  w0.write(d.path + "/f32.safetensors");
+  Checkpoint f32 = Checkpoint::open(d.path + "/f32.safetensors");
+  SafetensorsWriter w;
+  std::vector<uint16_t> b16;
+  for (const std::string& n : f32.names_with_prefix("")) {
+    const StTensor& t = f32.require(n);
+    if (n == std::string(kP) + ".gate.e_score_correction_bias") {
+      ASSERT_EQ(t.dtype, StDType::kF32);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        float v;
+        std::memcpy(&v, t.data + 4 * i, 4);
+        b16.push_back(f32_to_bf16(v));
+      }
+      w.add(n, StDType::kBF16, t.shape, b16.data(), b16.size() * 2);
+    } else {
+      w.add(n, t.dtype, t.shape, t.data, t.nbytes);
+    }
+  }
+  ASSERT_FALSE(b16.empty());
+  w.write(d.path + "/model.safetensors");
+  Checkpoint ck = Checkpoint::open(d.path + "/model.safetensors");
+  MoeCheckpoint m = moe_from_checkpoint(ck, kP, std::nullopt, 0);
+  validate_moe(m);
+  ASSERT_TRUE(m.bias);
+  EXPECT_EQ(m.bias->dtype, StDType::kF32);
+  MoeCheckpoint copy = m;  // the widened values live as long as any copy of the block
+  m = MoeCheckpoint();
+  for (size_t i = 0; i < b16.size(); ++i) {
+    float v;
+    std::memcpy(&v, copy.bias->data + 4 * i, 4);
+    EXPECT_EQ(v, bf16_to_f32(b16[i])) << i;
+  }
 }

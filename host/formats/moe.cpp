@@ -120,6 +120,18 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
   MoeCheckpoint m;
   m.router = ck.find(P + ".gate.weight");
   m.bias = ck.find(P + ".gate.e_score_correction_bias");
+  if (m.bias && (m.bias->dtype == StDType::kBF16 || m.bias->dtype == StDType::kF16)) {
+    const DType dt = m.bias->dtype == StDType::kBF16 ? DType::kBF16 : DType::kF16;
+    auto data = std::make_shared<std::vector<float>>(size_t(m.bias->numel()));
+    for (size_t i = 0; i < data->size(); ++i) (*data)[i] = load_as_f32(m.bias->data, i, dt);
+    auto t = std::make_shared<StTensor>(*m.bias);
+    t->dtype = StDType::kF32;
+    t->data = reinterpret_cast<const uint8_t*>(data->data());
+    t->nbytes = data->size() * 4;
+    m.bias_widened_data = data;
+    m.bias_widened = t;
+    m.bias = t.get();
+  }
   // Count experts by name, so a missing expert in the middle is an error rather than a short layer.
   const char* const* kProj = moe_uses_mixtral_names(ck, P) ? kProjMixtral : kProjHf;
   int64_t E = 0;
@@ -187,7 +199,7 @@ void validate_moe(const MoeCheckpoint& m) {
     }
   }
   if (m.bias && (m.bias->dtype != StDType::kF32 || m.bias->shape != std::vector<int64_t>{E}))
-    fail(Status::kInvalidShape, "e_score_correction_bias '" + m.bias->name + "' must be F32 [" + i2s(E) + "], has " +
+    fail(Status::kInvalidShape, "e_score_correction_bias '" + m.bias->name + "' must be F32, BF16 or F16 [" + i2s(E) + "], has " +
                                     st_dtype_name(m.bias->dtype) + " " + m.bias->shape_str());
   if (m.bias)
     for (int64_t e = 0; e < E; ++e) {

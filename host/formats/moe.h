@@ -24,6 +24,10 @@ struct MoeCheckpoint {
   int64_t E = 0, H = 0, I = 0;
   const StTensor* router = nullptr;  // [E, H] F32/F16/BF16; may be null when logits are given
   const StTensor* bias = nullptr;    // [E] F32 (e_score_correction_bias), optional
+  // A BF16/F16 bias as stored (transformers saves the whole model in its torch_dtype), widened
+  // exactly to F32 at load; `bias` then points here. Shared so copies of the block keep it.
+  std::shared_ptr<const StTensor> bias_widened;
+  std::shared_ptr<const std::vector<float>> bias_widened_data;
   // One entry per expert and projection (views into the checkpoint; the file must outlive this).
   std::vector<const StTensor*> gate_d, up_d, down_d;  // dense .weight
   std::vector<W4Checkpoint> gate_q, up_q, down_q;     // int4
