@@ -100,6 +100,10 @@ def main(clquant, out):
             y = ref_mlp(x.float().view(1, 5, -1))
         y = (y[0] if isinstance(y, tuple) else y).view(5, -1).double()
         save_file({"input": x.float().contiguous()}, str(d / "x.safetensors"))
+        # The transformers output, so the same folder can be checked on another device without torch
+        # (tests/hf_moe_test.py; tests/corpus/hf_moe is such a set).
+        save_file({"ref": y.float().contiguous()}, str(d / "ref.safetensors"))
+        (d / "prefix.txt").write_text(prefix + "\n")
         cmd = [clquant, "moe", "--weights", str(d), "--prefix", prefix, "--input", str(d / "x.safetensors"),
                "--output", str(d / "y.safetensors")]
         r = subprocess.run(cmd, capture_output=True, text=True)
