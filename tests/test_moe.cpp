@@ -432,6 +432,34 @@ TEST(MoeDecode, DenseAndFp8AgainstFp64) {
   }
 }
 
+// More experts than the top-k + alignment work-group has work-items (E = 600 > 256, so each
+// work-item lays out several experts after the group scan) and grouped routing with 12 groups
+// picked by the team arg-max, on the decode path.
+TEST(MoeDecode, ManyExpertsAlignedByTheGroupScan) {
+  auto& c = test::ctx();
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 600, test::seed() + 51);
+  s.H = 64;
+  s.I = 32;
+  s.bias = true;
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  for (int grouped = 0; grouped < 2; ++grouped) {
+    MoeRouting r;
+    r.top_k = 6;
+    r.renormalize = true;
+    if (grouped) {
+      r.kind = MoeRouting::Kind::kGrouped;
+      r.n_group = 12;
+      r.topk_group = 5;
+    }
+    for (int64_t T : {1, 7, 40}) {
+      MoeRunOptions o;
+      o.decode = 1;
+      check_layer(op, syn.checkpoint(), T, r, DType::kBF16, test::seed() + uint64_t(T * 3 + grouped), o);
+    }
+  }
+}
+
 // FP8 experts on the decode path, grouped routing with the bias, k = 6. Besides this run's seed,
 // 12509541205026901782: the path once staged activations as code * scale, so every product in
 // the block sums was rounded and `a` came out several ulp less accurate; on that seed one value

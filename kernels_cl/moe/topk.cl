@@ -218,7 +218,33 @@ void moe_topk_align(__global const float* restrict logits, int grouped, __global
     }
     for (int i = lane; i < MAX_EXPERTS / 32; i += TA_TEAM) keep_sh[team][i] = grouped ? 0u : 0xFFFFFFFFu;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (grouped && lane == 0 && live) {
+    if (grouped && n_group <= TA_TEAM) {
+      // Lane g scores group g (the sum of its two largest biased scores, as below), then the team
+      // picks topk_group groups by tree arg-max: the same groups as the serial walk (larger score
+      // first, the lower group on ties), without one work-item reading all E keys per pick.
+      const int gsz = E / n_group;
+      float score = 0.0f;
+      if (lane < n_group) {
+        float m1 = -INFINITY, m2 = -INFINITY;
+        for (int e = lane * gsz; e < (lane + 1) * gsz; ++e) {
+          const float b = key[e];
+          if (b > m1) { m2 = m1; m1 = b; } else if (b > m2) { m2 = b; }
+        }
+        score = m1 + m2;
+      }
+      int taken = 0;
+      for (int pick = 0; pick < topk_group; ++pick) {
+        red_v[team][lane] = score;
+        red_i[team][lane] = lane < n_group && !taken ? lane : -1;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        clq_ta_argmax(red_v[team], red_i[team], lane);
+        const int best_g = red_i[team][0];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lane == best_g) taken = 1;
+        if (lane == 0 && live && best_g >= 0)
+          for (int e = best_g * gsz; e < (best_g + 1) * gsz; ++e) keep_sh[team][e >> 5] |= 1u << (e & 31);
+      }
+    } else if (grouped && lane == 0 && live) {
       // Groups by the sum of their two largest biased scores, topk_group of them, lower group on ties.
       const int gsz = E / n_group;
       uint gk[MAX_EXPERTS / 32];
@@ -277,6 +303,7 @@ void moe_topk_align(__global const float* restrict logits, int grouped, __global
   barrier(CLK_GLOBAL_MEM_FENCE);
   // The ids are this group's own writes (the routing makes only ids in [0, E)).
   __local int* cnt_l = (__local int*)key_sh;  // free again: E <= MAX_EXPERTS ints
-  clq_moe_align_local(lid, TOPK_ALIGN_WG, ids, T * K, E, block_size, cnt_l, sorted_ids, expert_ids,
+  __local int* scan_l = (__local int*)val_sh;  // TOPK_ALIGN_WG ints
+  clq_moe_align_local(lid, TOPK_ALIGN_WG, ids, T * K, E, block_size, cnt_l, scan_l, sorted_ids, expert_ids,
                       num_post_padded);
 }
