@@ -18,34 +18,16 @@
 #include "host/ops/moe/fused_moe.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
+#include "tests/moe_test_util.h"
 #include "tests/test_util.h"
 
 using namespace clq;
+using clq::test::compare_moe;
+using clq::test::grid_logits;
 
 namespace {
 
-// Distinct logits on a grid of 1/16 per token (no ties, no device/host exp rounding reorders).
-std::vector<float> grid_logits(int64_t T, int64_t E, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<float> l(size_t(T * E));
-  std::vector<int> perm(static_cast<size_t>(E));
-  for (int64_t t = 0; t < T; ++t) {
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    for (int64_t e = 0; e < E; ++e) l[size_t(t * E + e)] = float(perm[size_t(e)] - E / 2) / 16.0f;
-  }
-  return l;
-}
 
-ErrorStats best_of(const std::vector<uint8_t>& y, DType dt, const std::vector<std::vector<double>>& refs) {
-  ErrorStats first = compare_output(y.data(), dt, refs.front());
-  if (MoeProblem::within_tolerance(first)) return first;
-  for (size_t i = 1; i < refs.size(); ++i) {
-    ErrorStats e = compare_output(y.data(), dt, refs[i]);
-    if (MoeProblem::within_tolerance(e)) return e;
-  }
-  return first;
-}
 
 struct LayerRun {
   std::vector<uint8_t> x, y;
@@ -335,11 +317,11 @@ TEST(MoeUe8m0, Fp8ExpertsAgainstFp64BothPaths) {
         LayerRun r = run_layer(op, m, T, 2, DType::kBF16, test::seed() + uint64_t(T), o);
         EXPECT_EQ(r.row, path);
         ErrorStats e =
-            best_of(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, T, r.ids, r.w, 2));
+            compare_moe(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, T, r.ids, r.w, 2));
         EXPECT_TRUE(MoeProblem::within_tolerance(e))
             << "max abs " << e.max_abs_err << " rel mean " << e.rel_mean() << " NaN " << e.nan_count;
         ErrorStats wrong =
-            best_of(r.y, DType::kBF16, moe_reference_alternatives(off, r.x.data(), DType::kBF16, T, r.ids, r.w, 2));
+            compare_moe(r.y, DType::kBF16, moe_reference_alternatives(off, r.x.data(), DType::kBF16, T, r.ids, r.w, 2));
         EXPECT_FALSE(MoeProblem::within_tolerance(wrong)) << "ue8m0 made no difference: " << wrong.rel_mean();
       }
     // And the layer without the flag still matches its own reference (the flag is per layer).
@@ -349,7 +331,7 @@ TEST(MoeUe8m0, Fp8ExpertsAgainstFp64BothPaths) {
       o.variant = path;
       LayerRun r = run_layer(plain, off, 5, 2, DType::kBF16, test::seed() + 50, o);
       ErrorStats e =
-          best_of(r.y, DType::kBF16, moe_reference_alternatives(off, r.x.data(), DType::kBF16, 5, r.ids, r.w, 2));
+          compare_moe(r.y, DType::kBF16, moe_reference_alternatives(off, r.x.data(), DType::kBF16, 5, r.ids, r.w, 2));
       EXPECT_TRUE(MoeProblem::within_tolerance(e)) << path << ": " << e.rel_mean();
     }
   }
@@ -374,7 +356,7 @@ TEST(MoeUe8m0, E8m0WeightScalesLoad) {
     MoeRunOptions o;
     o.variant = path;
     LayerRun r = run_layer(op, m, 6, 2, DType::kBF16, test::seed() + 32, o);
-    ErrorStats e = best_of(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, 6, r.ids, r.w, 2));
+    ErrorStats e = compare_moe(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, 6, r.ids, r.w, 2));
     EXPECT_TRUE(MoeProblem::within_tolerance(e)) << path << ": " << e.rel_mean();
   }
 }

@@ -16,9 +16,11 @@
 #include "host/ops/moe/moe_block.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
+#include "tests/moe_test_util.h"
 #include "tests/test_util.h"
 
 using namespace clq;
+using clq::test::grid_logits;
 
 namespace {
 
@@ -29,18 +31,6 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
-// Distinct logits on a grid of 1/16: no rounding difference can reorder the routed experts.
-std::vector<float> grid_logits(int64_t T, int64_t E, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<float> l(size_t(T * E));
-  std::vector<int> perm(static_cast<size_t>(E));
-  for (int64_t t = 0; t < T; ++t) {
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    for (int64_t e = 0; e < E; ++e) l[size_t(t * E + e)] = float(perm[size_t(e)] - E / 2) / 16.0f;
-  }
-  return l;
-}
 
 MoeSynthSpec shared_spec(MoeWeightKind k, bool qwen, uint64_t seed) {
   MoeSynthSpec s;
