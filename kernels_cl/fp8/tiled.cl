@@ -17,18 +17,10 @@ void fp8_block_gemm_tiled(__global const uint* restrict qw_gl,
                           __global const float* restrict sa_gl,
                           __global clq_out_t* restrict y_gl,
                           int M, int N, int Np, int block_n, int Kp) {
-  __local float x_sh[TILE_K][TILE_M];
-  __local float w_sh[TILE_K][TILE_N];
-  const int tx = get_local_id(0), ty = get_local_id(1);
-  const int lid = ty * WG_X + tx;
-  const int n_base = get_group_id(0) * TILE_N;
-  const int m_base = get_group_id(1) * TILE_M;
+  CLQ_TILE_PROLOGUE
   const int Kb = Kp / 128, words = Kp / 4;
   const __global float* sw_rd = sw_gl + (size_t)(n_base / 128) * Kb;
-
-  float acc[RM][RN], blk[RM][RN];
-  for (int i = 0; i < RM; ++i)
-    for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
+  float blk[RM][RN];  // the current 128-block's sum, scaled into acc when the block ends
 
   for (int kb = 0; kb < Kb; ++kb) {
     for (int i = 0; i < RM; ++i)

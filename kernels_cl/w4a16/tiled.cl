@@ -22,16 +22,7 @@ void w4a16_gemm_tiled(__global const uint* restrict qw_gl,
                       __global const float* restrict xp_gl,
                       __global clq_out_t* restrict y_gl,
                       int M, int N, int Np, int block_n, int Kp) {
-  __local float x_sh[TILE_K][TILE_M];
-  __local float w_sh[TILE_K][TILE_N];
-  const int tx = get_local_id(0), ty = get_local_id(1);
-  const int lid = ty * WG_X + tx;
-  const int n_base = get_group_id(0) * TILE_N;
-  const int m_base = get_group_id(1) * TILE_M;
-
-  float acc[RM][RN];
-  for (int i = 0; i < RM; ++i)
-    for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
+  CLQ_TILE_PROLOGUE
 
   for (int k0 = 0; k0 < Kp; k0 += TILE_K) {
     clq_tile_load_x(x_sh, xp_gl, m_base, M, Kp, k0, lid);
