@@ -46,15 +46,20 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
     spec.act_order = cfg.act_order;
     spec.seed = uint64_t(N * 31 + K);
     W4Synth synth(spec);
+    auto int4_problem = [&](int64_t M) {  // W4A16's bytes and flops; W4A8 streams the same weights
+      W4A16Problem prob;
+      prob.M = M;
+      prob.N = N;
+      prob.K = K;
+      prob.group_size = 128;
+      prob.act_order = cfg.act_order;
+      prob.act = DType::kF16;
+      return prob;
+    };
     if (cfg.w4a8) {
       W4A8Gemm op(c, synth.checkpoint());
       for (int64_t M : ms) {
-        W4A16Problem prob;
-        prob.M = M;
-        prob.N = N;
-        prob.K = K;
-        prob.group_size = 128;
-        prob.act = DType::kF16;
+        const W4A16Problem prob = int4_problem(M);
         auto x = random_activations(M, K, DType::kF16, uint64_t(M));
         cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
         c.write(dx, x.data(), x.size());
@@ -70,13 +75,7 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
     const std::unique_ptr<IntLayerGemm> opp = make_int_layer_gemm(c, synth.checkpoint());
     IntLayerGemm& op = *opp;
     for (int64_t M : ms) {
-      W4A16Problem prob;
-      prob.M = M;
-      prob.N = N;
-      prob.K = K;
-      prob.group_size = 128;
-      prob.act_order = cfg.act_order;
-      prob.act = DType::kF16;
+      const W4A16Problem prob = int4_problem(M);
       W8A16Int8Problem prob8;
       prob8.M = M;
       prob8.N = N;
