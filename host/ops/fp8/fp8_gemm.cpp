@@ -55,7 +55,8 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   if (mode == Fp8Act::kTensorDynamic || mode == Fp8Act::kTokenDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
   const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "") +
                            (ue8m0_ ? " -DSCALE_UE8M0=1" : "");
-  const bool wide = wide_groups();
+  if (wide_ < 0) wide_ = wide_groups() ? 1 : 0;  // the environment is read once, not on every call
+  const bool wide = wide_ == 1;
   const cl::NDRange grid = wide ? cl::NDRange(size_t(Kb_) * kFp8Block, size_t(M)) : cl::NDRange(round_up(size_t(Kb_), 16), size_t(M));
   const cl::NDRange local = wide ? cl::NDRange(kFp8Block, 1) : cl::NDRange(16, 1);
   const std::string wg = wide ? "_wg" : "";
