@@ -7,6 +7,7 @@
 #include "bench/bench_gguf.h"
 #include "bench/bench_lookup.h"
 #include "bench/bench_moe.h"
+#include "bench/bench_quant.h"
 #include "bench/bench_w4a16.h"
 #include "runtime/status.h"
 #include "tools/clquant/commands.h"
@@ -19,11 +20,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("op", a.op,
                   "op to benchmark: w4a16, w8a16_int8 (GPTQ 8-bit weight-only), w8a8_int8 (per-token int8 "
                   "activations, activation quantization included), w4a8 (int4 weights, e4m3 activations per token, "
-                  "quantizer included), fp8 (block W8A8 and its activation quantizer), fp8_channel (per-channel "
+                  "quantizer included), weight_quant (online weight quantization per method), fp8 (block W8A8 and its activation quantizer), fp8_channel (per-channel "
                   "weight scales, activations per token), moe, gguf (Q4_0/Q8_0/Q4_K/Q6_K layers, and Q4_0 repacked as W4A16 beside "
                   "them), or lookup (host cost of a kernel lookup and of one W4A16 M=1 call, with and without the "
                   "kernel memo)")
-      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "w4a8", "fp8", "fp8_channel", "moe", "gguf", "lookup"}));
+      ->check(CLI::IsMember({"w4a16", "w8a16_int8", "w8a8_int8", "w4a8", "weight_quant", "fp8", "fp8_channel", "moe", "gguf", "lookup"}));
   cmd->add_flag("--quick", a.quick, "a subset sized for a CPU device");
   cmd->add_flag("--json", a.json, "print JSON instead of the table");
   cmd->add_option("--json-out", a.json_out, "also write the JSON to this file");
@@ -136,6 +137,10 @@ int run_bench(Context& c, const BenchArgs& a) {
     static_cast<bench::DenseBenchConfig&>(f) = cfg;
     f.channel = a.op == "fp8_channel";
     rows = bench::bench_fp8(c, f, &std::cerr);
+  } else if (a.op == "weight_quant") {
+    bench::QuantBenchConfig q;
+    static_cast<bench::DenseBenchConfig&>(q) = cfg;
+    rows = bench::bench_quant(c, q, &std::cerr);
   } else if (a.op == "gguf") {
     bench::GgufBenchConfig g;
     static_cast<bench::DenseBenchConfig&>(g) = cfg;
