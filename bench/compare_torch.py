@@ -76,20 +76,22 @@ def torch_fp8(N, K, M, reps):
     res = {}
     a = torch.randn(M, K, device="cuda").to(torch.float8_e4m3fn)
     w = torch.randn(N, K, device="cuda").to(torch.float8_e4m3fn)
+    # Block-wise: cuBLAS wants the activation scales [M, K/128] outer-dim-major (a transposed
+    # [K/128, M] tensor) and the weight scales [ceil(N/128), K/128] passed transposed; it refuses M=1.
     try:
-        sa = torch.rand(M, K // 128, device="cuda", dtype=torch.float32)
-        sb = torch.rand(K // 128, N // 128, device="cuda", dtype=torch.float32)
+        sa = torch.rand(K // 128, M, device="cuda", dtype=torch.float32).t()
+        sb = torch.rand((N + 127) // 128, K // 128, device="cuda", dtype=torch.float32)
         res["torch _scaled_mm block 1x128/128x128"] = cuda_time(
-            lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16), reps)
+            lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16), reps)
     except Exception as e:
-        res["torch _scaled_mm block 1x128/128x128"] = f"unavailable: {type(e).__name__}"
-        try:
-            sa = torch.rand(M, 1, device="cuda", dtype=torch.float32)
-            sb = torch.rand(1, N, device="cuda", dtype=torch.float32)
-            res["torch _scaled_mm rowwise"] = cuda_time(
-                lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16), reps)
-        except Exception as e2:
-            res["torch _scaled_mm rowwise"] = f"unavailable: {type(e2).__name__}"
+        res["torch _scaled_mm block 1x128/128x128"] = f"unavailable: {type(e).__name__}: {e}"[:120]
+    try:
+        sa = torch.rand(M, 1, device="cuda", dtype=torch.float32)
+        sb = torch.rand(1, N, device="cuda", dtype=torch.float32)
+        res["torch _scaled_mm rowwise"] = cuda_time(
+            lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16), reps)
+    except Exception as e2:
+        res["torch _scaled_mm rowwise"] = f"unavailable: {type(e2).__name__}: {e2}"[:120]
     return res
 
 

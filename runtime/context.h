@@ -87,7 +87,7 @@ cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global
 // Device time of a finished event in milliseconds (profiling queue).
 double event_ms(const cl::Event& e);
 
-// Whether the sm_90a wgmma probe runs (CLQ_PROBE_WGMMA=1; off by default until verified on an H200).
+// Whether the sm_90a wgmma probe runs on compute capability 9.x (on unless CLQ_PROBE_WGMMA=0).
 bool wgmma_probe_enabled();
 
 // Runs the NVIDIA inline-PTX known-answer probes on `c` and records the result in `f`.

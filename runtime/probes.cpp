@@ -74,8 +74,9 @@ uint16_t small_half(int v2) {
 }  // namespace
 
 bool wgmma_probe_enabled() {
+  // On by default (it gates the nv_wgmma_e4m3 rows); CLQ_PROBE_WGMMA=0 keeps a device on sm80 paths.
   const char* e = std::getenv("CLQ_PROBE_WGMMA");
-  return e && std::string(e) == "1";
+  return !(e && std::string(e) == "0");
 }
 
 namespace {
@@ -199,7 +200,7 @@ void probe_features(Context& c, DeviceFeatures& f) {
   // Opt-in until the probe has passed on an H200 (it was written while no device machine was
   // lent): a driver that crashed on the rewritten PTX would take every process with it.
   if (!wgmma_probe_enabled())
-    note += "wgmma probe not run (opt-in: CLQ_PROBE_WGMMA=1); ";
+    note += "wgmma probe not run (CLQ_PROBE_WGMMA=0); ";
   else if (f.nv_cc_major >= 9 && f.nv_mma_f16)
     f.nv_wgmma = run_wgmma_probe(c, note);
   else

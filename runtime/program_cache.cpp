@@ -150,6 +150,13 @@ cl::Program ProgramCache::build_patched(const std::string& label, const std::str
     throw Error(Status::kBuildFailed, "loading the patched PTX of kernel file '" + label + "' with options [" + options +
                                           "] failed: " + cl_error_name(err) + "\n--- build log ---\n" + log);
   }
+  // CLQ_BUILD_LOG=1 prints ptxas's report of the patched program too; =ptx also the patched text.
+  if (const char* show = std::getenv("CLQ_BUILD_LOG"); show && *show && std::string(show) != "0") {
+    std::string log;
+    prog.getBuildInfo(dev_, CL_PROGRAM_BUILD_LOG, &log);
+    std::fprintf(stderr, "[clq build] %s, patched PTX [%s]\n%s\n", label.c_str(), options.c_str(), log.c_str());
+    if (std::string(show) == "ptx") std::fprintf(stderr, "[clq ptx] %s\n%s\n[clq ptx end]\n", label.c_str(), patched.c_str());
+  }
   return prog;
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/ptx_patch.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "runtime/status.h"
@@ -11,6 +12,7 @@ std::string PtxPatch::key() const {
   s << "ptx-patch/1\ntarget=" << target << "\n";
   for (auto& [name, text] : markers) s << "marker " << name.size() << ":" << name << " " << text.size() << ":" << text << "\n";
   for (auto& d : module_decls) s << "decl " << d.size() << ":" << d << "\n";
+  for (auto& o : optional_markers) s << "optional " << o.size() << ":" << o << "\n";
   return s.str();
 }
 
@@ -85,7 +87,8 @@ std::string apply_ptx_patch(const std::string& ptx, const PtxPatch& patch) {
   }
   if (!saw_target) fail(Status::kBuildFailed, "PTX patch: the program binary holds no .target line (not PTX text)");
   for (size_t m = 0; m < patch.markers.size(); ++m)
-    if (!used[m])
+    if (!used[m] && std::find(patch.optional_markers.begin(), patch.optional_markers.end(), patch.markers[m].first) ==
+                        patch.optional_markers.end())
       fail(Status::kBuildFailed, "PTX patch: marker " + patch.markers[m].first +
                                      " never occurs in the PTX (did the compiler drop the asm statement?)");
   return out.str();

@@ -18,6 +18,9 @@ struct PtxPatch {
   // registers inline asm substituted for %0..%15); lines are separated by '\n'.
   std::vector<std::pair<std::string, std::string>> markers;
   std::vector<std::string> module_decls;  // inserted after `.address_size`, e.g. ".shared .align 128 .b8 buf[65536];"
+  // Markers that a kernel may leave out (a patch shared by a family of kernels, each using some);
+  // every other marker must occur.
+  std::vector<std::string> optional_markers;
   bool empty() const { return target.empty() && markers.empty() && module_decls.empty(); }
   // Canonical text of the patch: part of the program-cache key, so another patch is another program.
   std::string key() const;

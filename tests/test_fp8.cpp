@@ -10,6 +10,7 @@
 #include "host/formats/fp8.h"
 #include "host/numeric.h"
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/wgmma_patch.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
@@ -55,7 +56,8 @@ struct GemmCase {
   bool channel = false;  // per-channel weight scales [N, 1]; `block` then says per-token-group activations
 };
 
-void run_gemm_case(const GemmCase& g, uint64_t seed) {
+// `splits`: split-K counts every variant runs with (0 = its heuristic); gemv also runs with 2.
+void run_gemm_case(const GemmCase& g, uint64_t seed, const std::vector<int>& splits = {0}) {
   SCOPED_TRACE("M" + std::to_string(g.M) + " N" + std::to_string(g.N) + " K" + std::to_string(g.K) + " " +
                fp8_act_name(g.act) + " x " + dtype_name(g.xt) + " y " + dtype_name(g.yt) + " seed " +
                std::to_string(seed));
@@ -80,7 +82,8 @@ void run_gemm_case(const GemmCase& g, uint64_t seed) {
   cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(yb);
   c.write(dx, x.data(), x.size());
   std::vector<std::pair<std::string, int>> runs;
-  for (auto* v : supported_variants(Fp8Gemm::op_name(g.block, g.act), c.features())) runs.push_back({v->variant, 0});
+  for (auto* v : supported_variants(Fp8Gemm::op_name(g.block, g.act), c.features()))
+    for (int sp : splits) runs.push_back({v->variant, sp});
   runs.push_back({"gemv", 2});
   ASSERT_GE(runs.size(), 3u);
   for (const char* tuning : {"cpu", "gpu"}) {
@@ -255,6 +258,16 @@ TEST(Fp8Gemm, BlockScaledRaggedShapes) {
   run_gemm_case({256, 576, 256, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16}, s + 4);
   run_gemm_case({3, 200, 136, true, Fp8Act::kBlockDynamic, DType::kF32, DType::kF32},
                 s + 5);  // N, K not multiples of 8
+}
+
+// The block counts a K range can give a pipelined kernel (one block, two, an odd and an even
+// number above its depth), each through every variant, over row and column tiles that are partly
+// outside the problem (M and N past a multiple of 128).
+TEST(Fp8Gemm, EveryPipelineDepthOfK) {
+  const uint64_t s = test::seed() + 30;
+  run_gemm_case({130, 300, 128, true, Fp8Act::kBlockDynamic, DType::kBF16, DType::kBF16}, s, {1});
+  run_gemm_case({300, 136, 1280, true, Fp8Act::kBlockDynamic, DType::kF16, DType::kBF16}, s + 1, {1, 2, 3, 10});
+  run_gemm_case({129, 257, 1024, false, Fp8Act::kTensorDynamic, DType::kBF16, DType::kF32}, s + 2, {1, 8});
 }
 
 // ue8m0 block scales (newer DeepSeek-V3 checkpoints): F8_E8M0 bytes decoded exactly to 2^(e-127),
@@ -602,4 +615,28 @@ TEST(Fp8BadInput, RunArgumentsLeaveOutputUntouched) {
   expect_fail(5, DType::kBF16, Fp8Act::kBlockDynamic, "input buffer holds");
   expect_fail(2, DType::kBF16, Fp8Act::kTensorStatic, "does not fit block-scaled");
   expect_fail(2, DType::kF32, Fp8Act::kNone, "not f32");
+}
+
+// The wgmma kernels' rewrite, as text on any device: the e4m3 marker's 64 accumulators, two
+// descriptors and the scale-d register land where wgmma wants them, and the stage array's size
+// is checked against ptxas's static .shared limit.
+TEST(Fp8Wgmma, PatchExpandsTheMarkersOfTheKernel) {
+  std::string acc;
+  for (int i = 0; i < 64; ++i) acc += " %f" + std::to_string(100 + i);
+  const std::string ptx = ".version 9.0\n.target sm_90\n.address_size 64\n.entry k()\n{\n"
+                          "\t// CLQ_WG_SMEM_BASE %r5\n\t// CLQ_WG_PROXY\n\t// CLQ_WG_FENCE\n"
+                          "\t// CLQ_WG_MMA_E4M3_N128" + acc + " %rd7 %rd8 %r9\n\t// CLQ_WG_COMMIT\n"
+                          "\t// CLQ_WG_WAIT0" + acc + "\n\tret;\n}\n";
+  const std::string out = apply_ptx_patch(ptx, wgmma_patch(4 * 32768));
+  EXPECT_NE(out.find(".target sm_90a\n"), std::string::npos);
+  EXPECT_NE(out.find(".address_size 64\n.shared .align 1024 .b8 clq_wg_smem[131072];\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("mov.u32 %r5, clq_wg_smem;"), std::string::npos);
+  EXPECT_NE(out.find("setp.ne.b32 %clq_p, %r9, 0;"), std::string::npos);
+  EXPECT_NE(out.find("m64n128k32.f32.e4m3.e4m3 {%f100, %f101, "), std::string::npos) << out;
+  EXPECT_NE(out.find(", %f163}, %rd7, %rd8, %clq_p, 1, 1;"), std::string::npos) << out;
+  EXPECT_NE(out.find("wgmma.wait_group.sync.aligned 0;"), std::string::npos);
+  EXPECT_EQ(out.find("CLQ_"), std::string::npos);
+  EXPECT_THROW(wgmma_patch(kMaxWgmmaSmem + 1024), Error);
+  EXPECT_THROW(wgmma_patch(1000), Error);
+  EXPECT_NE(wgmma_patch(4 * 32768).key(), wgmma_patch(5 * 32768).key());
 }

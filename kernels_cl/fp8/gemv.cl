@@ -73,3 +73,15 @@ __kernel void fp8_channel_scale(__global const float* restrict acc_gl, __global 
   if (n >= N || m >= M) return;
   clq_store_out(y_gl, (size_t)m * N + n, acc_gl[(size_t)m * N + n] * sn_gl[n]);
 }
+
+// The weight codes row by row ([Npw][Kp] bytes, K contiguous: the operand layout wgmma reads),
+// from the column-block K-major words above; rows N..Npw-1 are zeros. One word per work-item.
+__kernel void fp8_rows_from_blocks(__global const uint* restrict qw_gl, __global uint* restrict rows_gl, int N,
+                                   int Npw, int block_n, int Kp) {
+  const int w = get_global_id(0);
+  const int n = get_global_id(1);
+  const int words = Kp / 4;
+  if (w >= words || n >= Npw) return;
+  rows_gl[(size_t)n * words + w] =
+      n < N ? qw_gl[(size_t)(n / block_n) * words * block_n + (size_t)w * block_n + n % block_n] : 0u;
+}

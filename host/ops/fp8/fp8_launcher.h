@@ -25,6 +25,8 @@ struct Fp8DeviceLayer {
   bool channel = false;   // per-channel weight scales sn, applied by fp8_channel_scale after the GEMM
   cl::Buffer sn, acc;     // sn [N]; acc: the GEMM's fp32 output before the channel scales, grown on demand
   size_t acc_bytes = 0;
+  cl::Buffer rows;         // [round_up(N, 128)][Kp] codes, K contiguous: the wgmma variant's copy, made on first use
+  bool have_rows = false;
 };
 
 struct Fp8Call : GemmIo {

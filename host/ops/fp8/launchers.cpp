@@ -7,10 +7,11 @@ namespace clq {
 const Fp8Launcher& fp8_gemv_launcher();
 const Fp8Launcher& fp8_tiled_launcher();
 const Fp8Launcher& fp8_nv_mma_e4m3_launcher();
+const Fp8Launcher& fp8_nv_wgmma_e4m3_launcher();
 
 const std::vector<const Fp8Launcher*>& fp8_launchers() {
   static const std::vector<const Fp8Launcher*> all = {&fp8_gemv_launcher(), &fp8_tiled_launcher(),
-                                                      &fp8_nv_mma_e4m3_launcher()};
+                                                      &fp8_nv_mma_e4m3_launcher(), &fp8_nv_wgmma_e4m3_launcher()};
   return all;
 }
 
