@@ -311,6 +311,12 @@ TEST(PtxPatch, RefusesWhatItCannotRewrite) {
   EXPECT_EQ(status_of(".target sm_90\n// CLQ_MMA a b\n"), Status::kBuildFailed);          // operand {3} missing
   EXPECT_EQ(status_of(".target sm_90\n// something else\n"), Status::kBuildFailed);       // marker never occurs
   EXPECT_EQ(status_of(".target sm_90\n\t// CLQ_MMA a b c d\n"), Status::kSuccess);
+  // An optional marker may be absent (a patch shared by kernels that use some of its markers),
+  // and being optional is part of the program-cache key.
+  const std::string before = p.key();
+  p.optional_markers = {"CLQ_MMA"};
+  EXPECT_EQ(status_of(".target sm_90\n// something else\n"), Status::kSuccess);
+  EXPECT_NE(p.key(), before);
 }
 
 // Off NVIDIA the program binary is not PTX: the patched build says so instead of loading junk.

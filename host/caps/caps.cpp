@@ -58,7 +58,7 @@ const std::vector<VariantRow> kTable = {
   {"fp8_block_gemm",   "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "local-memory tiles, each weight decoded once per tile"},
   {"fp8_block_gemm",   "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M (as for w4a16)"},
   {"fp8_block_gemm",   "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kImplemented, 0, "mma.sync m16n8k32 e4m3 on the codes themselves, two-level fp32 accumulation; from M=8 (H200: gemv wins at M=1)", 8},
-  {"fp8_block_gemm",   "nv_wgmma_e4m3", kFeatNvWgmma | kFeatNvMmaE4m3, 32, K::kNative, St::kImplemented, 0, "sm_90a through the PTX patch: wgmma m64n128k32 e4m3 from shared-memory descriptors, 4 x 32 KiB cp.async stages in module .shared, block scales folded per 128-K step; from M=128", 128},
+  {"fp8_block_gemm",   "nv_wgmma_e4m3", kFeatNvWgmma | kFeatNvMmaE4m3, 32, K::kNative, St::kImplemented, 0, "sm_90a through the PTX patch: wgmma m64n128k32 e4m3 from 128-byte-swizzled stages in module .shared (6 x 32 KiB), a cp.async producer warpgroup and two consumers on mbarriers, block scales folded per 128-K step; from M=128", 128},
   {"fp8_tensor_gemm",  "gemv",        0, 20, K::kEmulated, St::kImplemented, 32, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "tiled",       0, 10, K::kEmulated, St::kImplemented, 0, "per-tensor scales broadcast into the block kernel"},
   {"fp8_tensor_gemm",  "gemv",        kFeatCpu, 15, K::kEmulated, St::kImplemented, 0, "CPUs: register tiles at every M"},

@@ -1,5 +1,6 @@
 // fp8_block_gemm / fp8_tensor_gemm "nv_wgmma_e4m3" (sm_90a through the PTX patch path):
-// wgmma m64n128k32 e4m3 from shared-memory descriptors over STAGES x 32 KiB stages
+// wgmma m64n128k32 e4m3 from shared-memory descriptors over STAGES x 32 KiB stages, a producer
+// warpgroup and two consumers handing stages over through mbarriers
 // (kernels_cl/fp8/nv_wgmma_e4m3.cl). Reads the weight codes row by row, K contiguous, so the
 // first call lays out that copy once from the column-block words (fp8_rows_from_blocks) and the
 // layer keeps it; asks the quantizer for padded e4m3 codes; split-K through fp8_splitk_reduce
@@ -17,24 +18,18 @@ namespace {
 constexpr int64_t kTile = 128;         // output rows and columns per work-group
 constexpr size_t kStageBytes = 32768;  // one 128-wide K block of A and B
 
-// Sweep knobs, read once: CLQ_NV_WGMMA=dbuf=0|1 (two block sums in flight, default 1),stages=S
-// (3..7 with dbuf, 2..6 without; default 5 / 4),group=G (row tiles that share column tiles,
-// default 8),swizzle=0|128 (stage layout, default 128),ko=1|2 (knock-out builds, for measurement
-// only, wrong results: 1 issues no wgmma, 2 no loads after the prologue).
+// Sweep knobs, read once: CLQ_NV_WGMMA=stages=S (2..7, default 6),group=G (row tiles that share
+// column tiles, default 8),swizzle=0|128 (stage layout, default 128),ko=1|2 (knock-out builds, for
+// measurement only, wrong results: 1 issues no wgmma, 2 loads only the first STAGES blocks, 3 no
+// proxy fence, 4 no fold, 5 neither loads nor fold).
 struct WgmmaKnobs {
-  int dbuf, stages, group, swizzle, knockout;
+  int stages, group, swizzle, knockout;
 };
 const WgmmaKnobs& wgmma_knobs() {
-  static const WgmmaKnobs k = [] {
-    WgmmaKnobs w;
-    w.dbuf = oputil::env_knob("CLQ_NV_WGMMA", "dbuf", 1) ? 1 : 0;
-    w.stages = w.dbuf ? std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "stages", 5), 3, 7)
-                      : std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "stages", 4), 2, 6);
-    w.group = std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "group", 8), 1, 64);
-    w.swizzle = oputil::env_knob("CLQ_NV_WGMMA", "swizzle", 128) == 0 ? 0 : 128;
-    w.knockout = std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "ko", 0), 0, 2);
-    return w;
-  }();
+  static const WgmmaKnobs k{std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "stages", 6), 2, 7),
+                            std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "group", 8), 1, 64),
+                            oputil::env_knob("CLQ_NV_WGMMA", "swizzle", 128) == 0 ? 0 : 128,
+                            std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "ko", 0), 0, 5)};
   return k;
 }
 
@@ -70,9 +65,9 @@ class NvWgmmaE4m3 final : public Fp8Launcher {
     // Every kernel is built before anything is enqueued.
     cl::Kernel main_k = c.kernel_patched(
         "fp8/nv_wgmma_e4m3.cl", "fp8_block_gemm_wgmma",
-        defs + " -DDBUF=" + std::to_string(kn.dbuf) + " -DSTAGES=" + std::to_string(stages) + " -DGROUP_M=" + std::to_string(kn.group) +
+        defs + " -DSTAGES=" + std::to_string(stages) + " -DGROUP_M=" + std::to_string(kn.group) +
             " -DCLQ_WG_SWIZZLE=" + std::to_string(kn.swizzle) + " -DKNOCKOUT=" + std::to_string(kn.knockout),
-        wgmma_patch(size_t(stages) * kStageBytes));
+        wgmma_patch(size_t(stages) * kStageBytes + 1024));  // + the stages' mbarriers
     cl::Kernel rows_k;
     if (!L.have_rows) rows_k = c.kernel("fp8/gemv.cl", "fp8_rows_from_blocks", defs);
     cl::Kernel reduce;
@@ -91,9 +86,10 @@ class NvWgmmaE4m3 final : public Fp8Launcher {
     set_args(main_k, L.rows, L.sw, quant.codes(), quant.scales(), L.part, *a.y, cl_int(M), cl_int(L.N), cl_int(L.Kp),
              cl_int(bps), cl_int(splits == 1));
     const std::string what = "fp8_block_gemm_wgmma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) +
-                             ", stages=" + std::to_string(stages) + (kn.dbuf ? ", two block sums" : "") + ")";
-    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles) * 256, size_t(splits), size_t(m_tiles)),
-                    cl::NDRange(256, 1, 1), what);
+                             ", stages=" + std::to_string(stages) + ")";
+    // Three warpgroups per output tile: two consumers and the producer.
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles) * 384, size_t(splits), size_t(m_tiles)),
+                    cl::NDRange(384, 1, 1), what);
     if (splits > 1) oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *a.y, M, L.N, splits, "fp8_splitk_reduce");
     return ev;
   }
