@@ -28,7 +28,8 @@
 #endif
 #ifndef KNOCKOUT
 #define KNOCKOUT 0  // measurement only: 1 = no wgmma issued (loads alone), 2 = no loads after the first STAGES,
-                    // 3 = no proxy fence, 4 = no fold, 5 = neither loads (as 2) nor fold
+                    // 3 = no proxy fence, 4 = no fold, 5 = neither loads (as 2) nor fold,
+                    // 6 = wgmma alone (no loads, waits, fences or fold)
 #endif
 #define BM 128
 #define BN 128
@@ -80,7 +81,7 @@ void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp]
     for (int i = 0; i < PLOADS; ++i) a_off[i] = (uint)min(m0 + r + 16 * i, M - 1) * (uint)Kp;
     const __global uchar* b_src = wrows_gl + (size_t)(n0 + r) * Kp + (size_t)j_begin * 128 + 16 * c;
     const size_t b_row16 = (size_t)16 * Kp;
-    const int last = (KNOCKOUT == 2 || KNOCKOUT == 5) ? min(nblk, STAGES) : nblk;
+    const int last = KNOCKOUT == 6 ? 0 : (KNOCKOUT == 2 || KNOCKOUT == 5) ? min(nblk, STAGES) : nblk;
     for (int x = 0; x < last; ++x) {
       const int slot = x % STAGES, round = x / STAGES;
       if (round > 0) clq_mbar_wait(bars + 8 * (STAGES + slot), (uint)(round - 1) & 1u);
@@ -108,9 +109,9 @@ void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp]
     const int slot = x % STAGES;
     const uint sb = smem + slot * STAGE_BYTES;
     const float swj = sw_rd[x], s_lo = sa_rd[lo_off + x], s_hi = sa_rd[hi_off + x];
-    if ((KNOCKOUT != 2 && KNOCKOUT != 5) || x < STAGES) clq_mbar_wait(bars + 8 * slot, (uint)(x / STAGES) & 1u);
+    if (KNOCKOUT != 6 && ((KNOCKOUT != 2 && KNOCKOUT != 5) || x < STAGES)) clq_mbar_wait(bars + 8 * slot, (uint)(x / STAGES) & 1u);
     // The producer's cp.async writes are generic-proxy writes; wgmma reads through the async proxy.
-    if (KNOCKOUT != 3) clq_wg_proxy_fence();
+    if (KNOCKOUT != 3 && KNOCKOUT != 6) clq_wg_proxy_fence();
     clq_wg_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -120,7 +121,7 @@ void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp]
     }
     clq_wg_commit();
     clq_wg_wait0_n128(blk);
-    clq_mbar_arrive(bars + 8 * (STAGES + slot));
+    if (KNOCKOUT != 6) clq_mbar_arrive(bars + 8 * (STAGES + slot));
     if (KNOCKOUT >= 4 && x + 1 < nblk) continue;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {

@@ -21,7 +21,7 @@ constexpr size_t kStageBytes = 32768;  // one 128-wide K block of A and B
 // Sweep knobs, read once: CLQ_NV_WGMMA=stages=S (2..7, default 6),group=G (row tiles that share
 // column tiles, default 8),swizzle=0|128 (stage layout, default 128),ko=1|2 (knock-out builds, for
 // measurement only, wrong results: 1 issues no wgmma, 2 loads only the first STAGES blocks, 3 no
-// proxy fence, 4 no fold, 5 neither loads nor fold).
+// proxy fence, 4 no fold, 5 neither loads nor fold, 6 wgmma alone).
 struct WgmmaKnobs {
   int stages, group, swizzle, knockout;
 };
@@ -29,7 +29,7 @@ const WgmmaKnobs& wgmma_knobs() {
   static const WgmmaKnobs k{std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "stages", 6), 2, 7),
                             std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "group", 8), 1, 64),
                             oputil::env_knob("CLQ_NV_WGMMA", "swizzle", 128) == 0 ? 0 : 128,
-                            std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "ko", 0), 0, 5)};
+                            std::clamp(oputil::env_knob("CLQ_NV_WGMMA", "ko", 0), 0, 6)};
   return k;
 }
 
