@@ -124,9 +124,9 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 1).variant, "gemv");
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 8).variant, "nv_mma_e4m3");
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 4096).variant, "nv_mma_e4m3");  // no wgmma probe
-  nv.nv_wgmma = true;  // sm90 with the probe: wgmma from M=128, mma.sync below it
-  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 127).variant, "nv_mma_e4m3");
-  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 128).variant, "nv_wgmma_e4m3");
+  nv.nv_wgmma = true;  // sm90 with the probe: wgmma from M=16, mma.sync below it
+  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 15).variant, "nv_mma_e4m3");
+  EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 16).variant, "nv_wgmma_e4m3");
   EXPECT_STREQ(select_variant("fp8_tensor_gemm", nv, 4096).variant, "nv_wgmma_e4m3");
   EXPECT_STREQ(select_variant("w8a16_gemm", nv, 4096).variant, "tiled");  // wgmma needs e4m3 activations
   DeviceFeatures cpu;

@@ -127,9 +127,10 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
         }
         for (Fp8Act mode :
              {Fp8Act::kBlockDynamic, Fp8Act::kTensorDynamic, Fp8Act::kTensorStatic, Fp8Act::kTokenDynamic})
-          for (bool wide : {false, true}) {  // both kernel shapes must give the host twin's bits
-            q.set_wide_groups(wide);
-            const std::string what = std::string(fp8_act_name(mode)) + (wide ? " wg" : " item");
+          for (auto shape : {Fp8Quantizer::Shape::kItem, Fp8Quantizer::Shape::kWg, Fp8Quantizer::Shape::kRows}) {
+            // every kernel shape must give the host twin's bits
+            q.set_shape(shape);
+            const std::string what = std::string(fp8_act_name(mode)) + " shape " + std::to_string(int(shape));
             std::vector<float> scales;
             auto codes = run_quant(q, x, dt, M, K, mode, 0.01f, &scales);
             Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, mode, 0.01f);
@@ -210,9 +211,9 @@ TEST(Fp8Quant, InfAndNanPolicy) {
   float* xf = reinterpret_cast<float*>(x.data());
   xf[0 * K + 5] = NAN;
   xf[1 * K + 200] = INFINITY;
-  for (bool wide : {false, true}) {
-    SCOPED_TRACE(wide ? "wg" : "item");
-    q.set_wide_groups(wide);
+  for (auto shape : {Fp8Quantizer::Shape::kItem, Fp8Quantizer::Shape::kWg, Fp8Quantizer::Shape::kRows}) {
+    SCOPED_TRACE("shape " + std::to_string(int(shape)));
+    q.set_shape(shape);
     std::vector<float> scales;
     auto codes = run_quant(q, x, DType::kF32, M, K, Fp8Act::kBlockDynamic, std::nullopt, &scales);
     EXPECT_TRUE(std::isnan(scales[0]));

@@ -10,13 +10,15 @@
 // that token is NaN, never a silently wrong number. Host twin: host/ops/fp8/fp8_gemm.cpp.
 //
 // Outputs: codes [M][K] (what `clquant quant-fp8` writes), scales [M][Kb], and for the GEMM the
-// decoded codes as fp32 xq [M][Kp] (Kp = Kb * 128, padding zeroed).
+// decoded codes as fp32 xq [M][Kp] (Kp = Kb * 128, padding zeroed). With CODES_PADDED (for the
+// tensor-core GEMMs, which read the codes themselves) xq is not written: at M = 4096, K = 16384
+// it was 268 MB of stores no kernel read.
 #include "common/act_io.clh"
 
 #define FP8_GROUP 128
 #define E4M3_MAX 448.0f
 #ifndef CODES_PADDED
-#define CODES_PADDED 0  // 1: codes rows are Kp long with +0 padding (the mma variant reads 32 bits)
+#define CODES_PADDED 0  // 1: codes rows are Kp long with +0 padding (the mma variants' A operand), no xq
 #endif
 #if CODES_PADDED
 #define CODE_AT(m, k) ((size_t)(m) * Kb * FP8_GROUP + (k))
@@ -69,12 +71,15 @@ inline void clq_quant_group(__global const clq_in_t* x, float s, __global uchar*
   for (int k = k0; k < k1; ++k) {
     const uchar q = clq_quant_e4m3(clq_load_in(x, (size_t)m * K + k), s);
     codes[CODE_AT(m, k)] = q;
+#if !CODES_PADDED
     xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
+#endif
   }
   for (int k = k1; k < k0 + FP8_GROUP; ++k) {
-    xq[(size_t)m * Kp + k] = 0.0f;
 #if CODES_PADDED
     codes[CODE_AT(m, k)] = 0;
+#else
+    xq[(size_t)m * Kp + k] = 0.0f;
 #endif
   }
 }
@@ -118,11 +123,14 @@ inline void clq_wg_quant(float v, float s, __global uchar* codes, __global float
   if (k < K) {
     const uchar q = clq_quant_e4m3(v, s);
     codes[CODE_AT(m, k)] = q;
+#if !CODES_PADDED
     xq[(size_t)m * Kp + k] = clq_e4m3_to_f32(q);
+#endif
   } else {
-    xq[(size_t)m * Kp + k] = 0.0f;
 #if CODES_PADDED
     codes[CODE_AT(m, k)] = 0;
+#else
+    xq[(size_t)m * Kp + k] = 0.0f;
 #endif
   }
 }
@@ -139,6 +147,50 @@ void fp8_quant_group_wg(__global const clq_in_t* restrict x, __global uchar* res
   const float s = clq_group_scale(amax, has_nan);
   if (l == 0) scales[(size_t)m * Kb + j] = s;
   clq_wg_quant(v, s, codes, xq, m, K, Kb, k);
+}
+
+// Per-token-group (block) mode for prefill-sized M: a work-group of 128 takes 8 groups of one
+// row, eight consecutive columns per work-item, so there are 16 times fewer work-groups than
+// fp8_quant_group_wg and one barrier instead of seven (at M = 4096, K = 16384 that kernel's
+// half a million work-groups took 490 us on the H200, ten times the memory time). Each
+// work-item takes the max over its group's 16 partial maxima itself; max is exact, so the bits
+// are those of the other kernels.
+#define QROW_GROUPS 8
+#define QROW_COLS 8  // columns per work-item: FP8_GROUP / QROW_COLS work-items per group
+__kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))
+void fp8_quant_group_rows(__global const clq_in_t* restrict x, __global uchar* restrict codes,
+                          __global float* restrict scales, __global float* restrict xq, int M, int K, int Kb) {
+  __local float red[QWG];
+  __local int nan_sh[QWG];
+  const int l = get_local_id(0), m = get_group_id(1);
+  const int per = FP8_GROUP / QROW_COLS;  // work-items per group
+  const int j = get_group_id(0) * QROW_GROUPS + l / per;
+  const int k0 = j * FP8_GROUP + (l % per) * QROW_COLS;
+  float v[QROW_COLS];
+  float amax = 0.0f;
+  int nan = 0;
+#pragma unroll
+  for (int e = 0; e < QROW_COLS; ++e) {
+    const int k = k0 + e;
+    v[e] = (j < Kb && k < K) ? clq_load_in(x, (size_t)m * K + k) : 0.0f;
+    nan |= isnan(v[e]);
+    amax = fmax(amax, fabs(v[e]));  // fmax drops a NaN operand; nan keeps the fact
+  }
+  red[l] = amax;
+  nan_sh[l] = nan;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (j >= Kb) return;  // after the barrier: every work-item reaches it
+  const int first = (l / per) * per;
+  amax = 0.0f;
+  nan = 0;
+  for (int i = 0; i < per; ++i) {
+    amax = fmax(amax, red[first + i]);
+    nan |= nan_sh[first + i];
+  }
+  const float s = clq_group_scale(amax, nan);
+  if (l == first) scales[(size_t)m * Kb + j] = s;
+#pragma unroll
+  for (int e = 0; e < QROW_COLS; ++e) clq_wg_quant(v[e], s, codes, xq, m, K, Kb, k0 + e);
 }
 
 __kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))

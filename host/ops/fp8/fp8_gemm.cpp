@@ -43,6 +43,8 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
     fail(Status::kInvalidArgument, "static per-tensor quantization needs a positive finite input_scale");
   if (double(M) * double(K) >= 2147483647.0)
     fail(Status::kInvalidShape, "activation [M, K] exceeds 32-bit indices; split the batch");
+  if (padded_codes && mode == Fp8Act::kNone)
+    fail(Status::kInternal, "Fp8Quantizer: weight-only activations are widened into xq, which padded-codes runs do not keep");
   M_ = M;
   K_ = K;
   Kb_ = (K + kFp8Block - 1) / kFp8Block;
@@ -50,19 +52,26 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   padded_ = padded_codes;
   grow(codes_, codes_bytes_, padded_codes ? size_t(M) * Kp : round_up(size_t(M * K), 4));
   grow(scales_, scales_bytes_, size_t(M * Kb_) * 4);
-  grow(xq_, xq_bytes_, size_t(M) * Kp * 4);
+  grow(xq_, xq_bytes_, padded_codes ? 4 : size_t(M) * Kp * 4);  // the padded-codes kernels write no xq
   grow(tensor_scale_, tensor_scale_bytes_, mode == Fp8Act::kTokenDynamic ? size_t(M) * 4 : 4);
   if (mode == Fp8Act::kTensorDynamic || mode == Fp8Act::kTokenDynamic) grow(amax_, amax_bytes_, size_t(M * Kb_) * 4);
   const std::string defs = io_defines(xt, DType::kF32) + (padded_codes ? " -DCODES_PADDED=1" : "") +
                            (ue8m0_ ? " -DSCALE_UE8M0=1" : "");
-  if (wide_ < 0) wide_ = wide_groups() ? 1 : 0;  // the environment is read once, not on every call
-  const bool wide = wide_ == 1;
+  if (wide_ < 0) wide_ = int(shape());  // the environment is read once, not on every call
+  const bool wide = wide_ != int(Shape::kItem);
+  const bool rows = wide_ == int(Shape::kRows);
   const cl::NDRange grid = wide ? cl::NDRange(size_t(Kb_) * kFp8Block, size_t(M)) : cl::NDRange(round_up(size_t(Kb_), 16), size_t(M));
   const cl::NDRange local = wide ? cl::NDRange(kFp8Block, 1) : cl::NDRange(16, 1);
   const std::string wg = wide ? "_wg" : "";
   const cl_int Mi = cl_int(M), Ki = cl_int(K), Kbi = cl_int(Kb_);
   OpEvents ev;
-  if (mode == Fp8Act::kBlockDynamic) {
+  if (mode == Fp8Act::kBlockDynamic && rows) {
+    // 8 groups of a row per work-group of 128 (kernels_cl/fp8/quant.cl).
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group_rows", defs);
+    set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
+    oputil::enqueue(c_, ev, k, cl::NDRange(size_t((Kb_ + 7) / 8) * kFp8Block, size_t(M)), cl::NDRange(kFp8Block, 1),
+                    "fp8_quant_group_rows");
+  } else if (mode == Fp8Act::kBlockDynamic) {
     cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group" + wg, defs);
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
     oputil::enqueue(c_, ev, k, grid, local, "fp8_quant_group" + wg);
@@ -95,13 +104,14 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   return ev;
 }
 
-bool Fp8Quantizer::wide_groups() const {
-  if (wide_ >= 0) return wide_ == 1;
+Fp8Quantizer::Shape Fp8Quantizer::shape() const {
+  if (wide_ >= 0) return Shape(wide_);
   const char* e = std::getenv("CLQ_FP8_QUANT");
-  if (e && std::string(e) == "wg") return true;
-  if (e && std::string(e) == "item") return false;
-  if (e && *e) fail(Status::kInvalidArgument, std::string("CLQ_FP8_QUANT='") + e + "' is not one of wg, item");
-  return !c_.features().is_cpu;
+  if (e && std::string(e) == "rows") return Shape::kRows;
+  if (e && std::string(e) == "wg") return Shape::kWg;
+  if (e && std::string(e) == "item") return Shape::kItem;
+  if (e && *e) fail(Status::kInvalidArgument, std::string("CLQ_FP8_QUANT='") + e + "' is not one of rows, wg, item");
+  return c_.features().is_cpu ? Shape::kItem : Shape::kRows;
 }
 
 void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
