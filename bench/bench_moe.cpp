@@ -1,6 +1,7 @@
 #include "bench/bench_moe.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
 
@@ -91,6 +92,27 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
           double(touched) * op.expert_bytes() + 2.0 * double(x.size()),
           [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt); }, false, cfg.reps, progress);
       row.variant = std::string(md.kind == MoeWeightKind::kFp8 ? "fp8" : "bf16") + (decode ? " dec" : " gen");
+      if (harness_options().replay && c.command_buffers()) {
+        // The call has run (warm-up and timing above), so its scratch exists; a path that reads
+        // back or writes during the call cannot be recorded, and says so.
+        try {
+          auto rec = c.record([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt); });
+          const int n = std::max(row.reps, 3);
+          std::vector<double> dev;
+          c.finish();
+          const auto t0 = std::chrono::steady_clock::now();
+          std::vector<cl::Event> evs;
+          for (int i = 0; i < n; ++i) evs.push_back(rec->replay());
+          c.finish();
+          row.replay_wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / n;
+          for (auto& e : evs) dev.push_back(event_ms(e));
+          std::sort(dev.begin(), dev.end());
+          // PoCL 5 stamps a command buffer's event with start == end: no device time then.
+          row.replay_ms = dev[dev.size() / 2] >= 1e-3 ? dev[dev.size() / 2] : 0.0;
+        } catch (const Error& e) {
+          if (progress) *progress << "  replay of " << row.label << " not recorded: " << e.what() << "\n";
+        }
+      }
       row.label += " (" + std::to_string(touched) + " experts, " +
                    std::to_string(int64_t(double(T) / (row.ms * 1e-3))) + " tok/s)";
       rows.push_back(row);

@@ -21,6 +21,7 @@ struct Timing {
 // Harness-wide switches set by the CLI before any case runs.
 struct HarnessOptions {
   bool breakdown = false;  // record every launch of one call per case (Row::launches)
+  bool replay = false;     // moe: also time each case as one recorded command buffer (Row::replay_*)
 };
 HarnessOptions& harness_options();
 
@@ -72,6 +73,9 @@ struct Row {
   double min_ms = 0, max_ms = 0;
   int reps = 0;
   double wall_ms = 0;                // host clock per call (wall_ms_per_call), 0 when not measured
+  // --replay (cl_khr_command_buffer): the same call recorded once and replayed; device time
+  // (median of the replay events) and wall time per replay; 0 when not measured.
+  double replay_ms = 0, replay_wall_ms = 0;
   std::vector<LaunchTime> launches;  // --breakdown: each launch of one call
   double base_ms = 0;  // median; 0 when no baseline ran
   double base_min_ms = 0, base_max_ms = 0;

@@ -19,6 +19,79 @@ Context::Context(const DeviceEntry& entry)
   if (const char* m = std::getenv("CLQ_KERNEL_MEMO"); m && (std::string(m) == "off" || std::string(m) == "0"))
     memo_on_ = false;
   probe_features(*this, features_);
+  if (features_.has_extension("cl_khr_command_buffer")) {
+    auto get = [&](const char* name) { return clGetExtensionFunctionAddressForPlatform(platform_(), name); };
+    cb_api_.create = reinterpret_cast<clCreateCommandBufferKHR_fn>(get("clCreateCommandBufferKHR"));
+    cb_api_.finalize = reinterpret_cast<clFinalizeCommandBufferKHR_fn>(get("clFinalizeCommandBufferKHR"));
+    cb_api_.release = reinterpret_cast<clReleaseCommandBufferKHR_fn>(get("clReleaseCommandBufferKHR"));
+    cb_api_.enqueue = reinterpret_cast<clEnqueueCommandBufferKHR_fn>(get("clEnqueueCommandBufferKHR"));
+    cb_api_.ndrange = reinterpret_cast<clCommandNDRangeKernelKHR_fn>(get("clCommandNDRangeKernelKHR"));
+  }
+}
+
+void Context::refuse_while_recording(const char* what) const {
+  if (recording_)
+    fail(Status::kInvalidArgument, std::string(what) + " inside Context::record(): only kernel launches can be "
+                                   "recorded (run the call once before recording it, so scratch is allocated)");
+}
+
+std::unique_ptr<CommandRecording> Context::record(const std::function<void()>& calls) {
+  if (!cb_api_.ok())
+    fail(Status::kNotSupported, features_.device_name + " offers no cl_khr_command_buffer: nothing to record into");
+  if (recording_) fail(Status::kInvalidArgument, "Context::record() does not nest");
+  cl_int err = CL_SUCCESS;
+  cl_command_queue q = queue_();
+  // Back-to-back replays need simultaneous use (one replay pending while the next is enqueued);
+  // without it each replay waits for the previous one on the host (CommandRecording::replay).
+  cl_bitfield caps = 0;
+  const bool simultaneous =
+      clGetDeviceInfo(dev_(), CL_DEVICE_COMMAND_BUFFER_CAPABILITIES_KHR, sizeof(caps), &caps, nullptr) == CL_SUCCESS &&
+      (caps & CL_COMMAND_BUFFER_CAPABILITY_SIMULTANEOUS_USE_KHR);
+  const cl_command_buffer_properties_khr props[] = {CL_COMMAND_BUFFER_FLAGS_KHR, CL_COMMAND_BUFFER_SIMULTANEOUS_USE_KHR, 0};
+  cl_command_buffer_khr buf = cb_api_.create(1, &q, simultaneous ? props : nullptr, &err);
+  check_cl(err, "clCreateCommandBufferKHR");
+  recording_ = true;
+  rec_buffer_ = buf;
+  rec_last_ = 0;
+  rec_names_.clear();
+  rec_kernels_.clear();
+  auto stop = [&] {
+    recording_ = false;
+    rec_buffer_ = nullptr;
+  };
+  try {
+    calls();
+    if (rec_names_.empty()) fail(Status::kInvalidArgument, "Context::record(): the calls launched no kernel");
+    check_cl(cb_api_.finalize(buf), "clFinalizeCommandBufferKHR");
+  } catch (...) {
+    stop();
+    cb_api_.release(buf);
+    throw;
+  }
+  stop();
+  return std::make_unique<CommandRecording>(cb_api_, queue_, buf, std::move(rec_names_), std::move(rec_kernels_),
+                                            simultaneous);
+}
+
+void Context::record_launch(const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
+                            const std::string& what) {
+  const cl_uint dims = cl_uint(global.dimensions());
+  // The recorded command gets a clone of the kernel: ops share memoized kernels and set their
+  // arguments again on every call, and a driver that reads a recorded kernel's arguments at replay
+  // (PoCL 5 does) would otherwise replay the latest call's buffers.
+  cl_int cerr = CL_SUCCESS;
+  cl_kernel clone = clCloneKernel(kernel(), &cerr);
+  check_cl(cerr, "clCloneKernel(" + what + ")");
+  rec_kernels_.emplace_back(clone, false);
+  // Each launch waits for the one before it, as on the in-order queue the op was written for.
+  cl_sync_point_khr sp = 0;
+  const bool chained = !rec_names_.empty();
+  cl_int err = cb_api_.ndrange(rec_buffer_, nullptr, nullptr, clone, dims, nullptr, global.get(),
+                               local.dimensions() ? local.get() : nullptr, chained ? 1 : 0,
+                               chained ? &rec_last_ : nullptr, &sp, nullptr);
+  check_cl(err, "clCommandNDRangeKernelKHR(" + what + ")");
+  rec_last_ = sp;
+  rec_names_.push_back(what);
 }
 
 std::shared_ptr<Context> Context::open(const std::string& selector) {
@@ -75,28 +148,36 @@ cl::Buffer Context::alloc(size_t bytes, cl_mem_flags flags) {
 }
 
 void Context::write(const cl::Buffer& buf, const void* src, size_t bytes, size_t offset) {
+  refuse_while_recording("a buffer write");
   if (bytes == 0) return;
   check_cl(queue_.enqueueWriteBuffer(buf, CL_TRUE, offset, bytes, src),
            "clEnqueueWriteBuffer(" + std::to_string(bytes) + " bytes)");
 }
 
 void Context::read(const cl::Buffer& buf, void* dst, size_t bytes, size_t offset) {
+  refuse_while_recording("a buffer read");
   if (bytes == 0) return;
   check_cl(queue_.enqueueReadBuffer(buf, CL_TRUE, offset, bytes, dst),
            "clEnqueueReadBuffer(" + std::to_string(bytes) + " bytes)");
 }
 
 void Context::fill_u32(const cl::Buffer& buf, uint32_t pattern, size_t bytes) {
+  refuse_while_recording("a buffer fill");
   if (bytes == 0) return;
   check_cl(queue_.enqueueFillBuffer(buf, pattern, 0, bytes / 4 * 4), "clEnqueueFillBuffer");
 }
 
 void Context::finish() {
+  refuse_while_recording("clFinish");
   check_cl(queue_.finish(), "clFinish");
 }
 
 cl::Event launch(Context& c, const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                  const std::string& what) {
+  if (c.recording()) {
+    c.record_launch(kernel, global, local, what);
+    return cl::Event();  // a recorded launch has no event of its own; the replay has one
+  }
   cl::Event ev;
   cl_int err = c.queue().enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, &ev);
   if (err != CL_SUCCESS) {

@@ -1,10 +1,13 @@
 // One opened device: context, profiling queue, program cache and probed features.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/cl.h"
+#include "runtime/command_buffer.h"
 #include "runtime/device.h"
 #include "runtime/program_cache.h"
 #include "runtime/status.h"
@@ -51,6 +54,19 @@ class Context {
   void fill_u32(const cl::Buffer& buf, uint32_t pattern, size_t bytes);
   void finish();
 
+  // Whether the device offers cl_khr_command_buffer with the entry points record() needs.
+  bool command_buffers() const { return cb_api_.ok(); }
+  // Runs `calls` with every kernel launch recorded into one command buffer instead of enqueued,
+  // and returns the recording to replay (runtime/command_buffer.h). Only launches can be
+  // recorded: a write, read, fill or finish inside `calls` throws InvalidArgument naming it, and
+  // so does a call that allocates and clears scratch on first use, so run a call once before
+  // recording it. NotSupported where command_buffers() is false. Nothing is left half-recorded.
+  std::unique_ptr<CommandRecording> record(const std::function<void()>& calls);
+  bool recording() const { return recording_; }
+  // launch() while recording (the sizes as launch() takes them).
+  void record_launch(const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
+                     const std::string& what);
+
  private:
   int index_ = 0;
   cl::Platform platform_;
@@ -61,6 +77,13 @@ class Context {
   std::unique_ptr<ProgramCache> programs_;
   std::unordered_map<std::string, cl::Kernel> kernels_;  // key: file, options and entry name
   bool memo_on_ = true;
+  CommandBufferApi cb_api_;
+  bool recording_ = false;
+  cl_command_buffer_khr rec_buffer_ = nullptr;
+  cl_sync_point_khr rec_last_ = 0;
+  std::vector<std::string> rec_names_;
+  std::vector<cl::Kernel> rec_kernels_;
+  void refuse_while_recording(const char* what) const;
 };
 
 // Sets every argument of `kernel` in order, checking each: a wrong type or size names the kernel

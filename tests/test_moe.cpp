@@ -646,3 +646,48 @@ TEST(MoeLayer, DispatchesOverTheFusedMoeRows) {
   o.variant = "fast";
   refused(op, o, "unknown variant 'fast' for fused_moe");
 }
+
+// cl_khr_command_buffer (PoCL has it; NVIDIA's 580 driver does not): one MoE decode call
+// recorded, then replayed over new activations in the same buffer, must give the bits a direct
+// call gives; and a recording refuses what it cannot hold, leaving the context usable.
+TEST(MoeDecode, RecordedCallReplaysTheDirectCallsBits) {
+  auto& c = test::ctx();
+  if (!c.command_buffers()) GTEST_SKIP() << c.features().device_name << " offers no cl_khr_command_buffer";
+  MoeSynthSpec s = spec(MoeWeightKind::kDense, 8, test::seed() + 41);
+  MoeSynth syn(s);
+  FusedMoe op(c, syn.checkpoint());
+  MoeRouting r;
+  r.top_k = 2;
+  r.renormalize = true;
+  MoeRunOptions o;
+  o.decode = 1;
+  const int64_t T = 3;
+  const size_t bytes = size_t(T * s.H) * 2;
+  cl::Buffer dx = c.alloc(bytes), dy = c.alloc(bytes), dz = c.alloc(bytes);
+  auto x0 = random_activations(T, s.H, DType::kBF16, test::seed() + 42);
+  c.write(dx, x0.data(), bytes);
+  op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, o);  // scratch allocated before recording
+  auto rec = c.record([&] { op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, o); });
+  ASSERT_GE(rec->launches().size(), 2u);
+  for (uint64_t round = 0; round < 3; ++round) {
+    auto x = random_activations(T, s.H, DType::kBF16, test::seed() + 43 + round);
+    c.write(dx, x.data(), bytes);
+    c.fill_u32(dy, 0xFFFFFFFFu, bytes);
+    rec->replay();
+    std::vector<uint8_t> replayed(bytes), direct(bytes);
+    c.read(dy, replayed.data(), bytes);
+    op.run(dx, DType::kBF16, dz, DType::kBF16, T, r, o);
+    c.read(dz, direct.data(), bytes);
+    ASSERT_EQ(replayed, direct) << "round " << round;
+  }
+  try {
+    c.record([&] { c.fill_u32(dy, 0u, bytes); });
+    FAIL() << "a fill was recorded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("only kernel launches"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(c.recording());
+  c.fill_u32(dy, 0u, bytes);  // the queue works again
+  c.finish();
+}

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 
 #include <sys/stat.h>
 
@@ -404,4 +405,52 @@ TEST(ProgramCache, ForeignBinaryUnderTheRightKeyIsRebuilt) {
   EXPECT_EQ(c.programs().stats().disk_rejected, rejected + 1);
   EXPECT_NE(read_all(conv), forged) << "the foreign entry was not overwritten";
   c.programs().clear_memory();
+}
+
+// Context::record (cl_khr_command_buffer): a replay runs the launches with the arguments they had
+// when recorded, even after the same kernel object got other arguments (ops share memoized
+// kernels), over what the buffers hold at replay time; anything but a launch is refused.
+TEST(Runtime, RecordedLaunchesReplayWithTheirOwnArguments) {
+  auto& c = test::ctx();
+  if (!c.command_buffers()) {
+    try {
+      c.record([] {});
+      FAIL() << "record() without cl_khr_command_buffer";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::kNotSupported);
+    }
+    GTEST_SKIP() << c.features().device_name << " offers no cl_khr_command_buffer";
+  }
+  const size_t n = 256, bytes = n * 16;
+  cl::Buffer a = c.alloc(bytes), b = c.alloc(bytes), other = c.alloc(bytes);
+  cl::Kernel k = c.kernel("bench/copy.cl", "bench_copy");
+  set_args(k, a, b, cl_uint(n));
+  auto rec = c.record([&] { launch(c, k, cl::NDRange(n), cl::NDRange(64), "copy a to b"); });
+  ASSERT_EQ(rec->launches().size(), 1u);
+  set_args(k, a, other, cl_uint(n));  // the recorded copy must still write b
+  for (uint32_t round = 0; round < 3; ++round) {
+    c.fill_u32(a, 0x1000u + round, bytes);
+    c.fill_u32(b, 0u, bytes);
+    c.fill_u32(other, 0u, bytes);
+    rec->replay();
+    uint32_t vb = 0, vo = 0;
+    c.read(b, &vb, 4, bytes - 4);
+    c.read(other, &vo, 4);
+    EXPECT_EQ(vb, 0x1000u + round) << "round " << round;
+    EXPECT_EQ(vo, 0u) << "round " << round;
+  }
+  auto refused = [&](const std::function<void()>& f) {
+    try {
+      c.record(f);
+    } catch (const Error& e) {
+      return e.status() == Status::kInvalidArgument;
+    }
+    return false;
+  };
+  uint32_t word = 0;
+  EXPECT_TRUE(refused([&] { c.write(a, &word, 4); }));
+  EXPECT_TRUE(refused([&] { c.read(a, &word, 4); }));
+  EXPECT_TRUE(refused([&] { c.finish(); }));
+  EXPECT_TRUE(refused([] {}));  // nothing launched
+  EXPECT_FALSE(c.recording());
 }

@@ -38,6 +38,7 @@ nlohmann::json features_json(const DeviceFeatures& f) {
           {"cl_khr_fp16", f.fp16},
           {"cl_khr_fp64", f.fp64},
           {"cl_khr_subgroups", f.khr_subgroups},
+          {"cl_khr_command_buffer", f.has_extension("cl_khr_command_buffer")},
           {"cl_intel_subgroups", f.intel_subgroups},
           {"subgroup_sizes", f.subgroup_sizes},
           {"intel_matrix", f.intel_matrix},
@@ -120,6 +121,8 @@ void print_caps(std::ostream& out, const Context& c) {
       << ", mma.sync e4m3 probe " << (f.nv_mma_e4m3 ? "pass" : "absent") << ", wgmma (sm_90a PTX patch) probe "
       << (f.nv_wgmma ? "pass" : "absent") << "\n";
   if (!f.probe_notes.empty()) out << "  probe notes: " << f.probe_notes << "\n";
+  // What Context::record() / `clquant bench moe --replay` can use (runtime/command_buffer.h).
+  out << "  cl_khr_command_buffer " << (c.command_buffers() ? "yes: calls can be recorded and replayed" : "no") << "\n";
   out << "  features: " << feature_list(feature_mask(f)) << "\n\n";
   out << "variant chosen per op (M = 1 / M = 4096):\n";
   for (auto& op : table_ops()) {

@@ -38,6 +38,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--models", a.models, "moe: only these models, e.g. qwen3-30b-a3b,deepseek-v3 (default: all three)");
   cmd->add_flag("--breakdown", a.breakdown,
                 "also list each launch of one call per case (name, start, device time) in the table and JSON");
+  cmd->add_flag("--replay", a.replay,
+                "moe: also record each case's call once as a command buffer (cl_khr_command_buffer, where the "
+                "device has it) and time its replays: device and wall time per call");
   return cmd;
 }
 
@@ -112,6 +115,9 @@ int run_bench(Context& c, const BenchArgs& a) {
     for (auto [N, K] : cfg.shapes) check_bench_shape(c, a.op, N, K, cfg.ms.empty() ? std::vector<int64_t>{4096} : cfg.ms);
   std::cerr << "device: " << c.features().device_name << "\n";
   bench::harness_options().breakdown = a.breakdown;
+  bench::harness_options().replay = a.replay;
+  if (a.replay && !c.command_buffers())
+    std::cerr << "--replay: " << c.features().device_name << " offers no cl_khr_command_buffer; no replay rows\n";
   if (a.op == "lookup") {
     const auto shape = cfg.shapes.empty() ? std::pair<int64_t, int64_t>{4096, 4096} : cfg.shapes.front();
     auto r = bench::bench_lookup(c, shape.first, shape.second, a.reps > 0 ? a.reps : 200, &std::cerr);

@@ -119,7 +119,7 @@ int run_verify(Context& c, const VerifyArgs& args);
 
 struct BenchArgs {
   std::string op = "w4a16";
-  bool quick = false, json = false, act_order = false, no_baseline = false, breakdown = false;
+  bool quick = false, json = false, act_order = false, no_baseline = false, breakdown = false, replay = false;
   std::string json_out, variant, shapes, ms;
   int reps = 0;
   int block_size = 0;
