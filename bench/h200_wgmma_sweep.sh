@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Knob sweep of fp8 nv_wgmma_e4m3 on the GPU machine (CLQ_NV_WGMMA keys; bench/h200_wgmma.sh first).
+# Knob sweep of fp8 nv_wgmma_e4m3 on the GPU machine (CLQ_NV_WGMMA keys; bench/h200_wgmma_final.sh runs the tests).
 # Usage: source .gpu/gpu-env.sh && KNOBS="swizzle=0 ko=1" bash bench/h200_wgmma_sweep.sh
 set -u
 export CLQ_DEVICE=nvidia CLQ_CACHE_DIR=$PWD/build-test-cache

@@ -23,10 +23,9 @@ PtxPatch wgmma_patch(size_t smem_bytes) {
        "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, {66}, 0;\n"
        "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16}, {17}, {18}, {19}, {20}, {21}, {22}, {23}, {24}, {25}, {26}, {27}, {28}, {29}, {30}, {31}, {32}, {33}, {34}, {35}, {36}, {37}, {38}, {39}, {40}, {41}, {42}, {43}, {44}, {45}, {46}, {47}, {48}, {49}, {50}, {51}, {52}, {53}, {54}, {55}, {56}, {57}, {58}, {59}, {60}, {61}, {62}, {63}}, {64}, {65}, %clq_p, 1, 1;\n}"},
       {"CLQ_WG_WAIT0", "wgmma.wait_group.sync.aligned 0;"},
-      {"CLQ_WG_WAIT1", "wgmma.wait_group.sync.aligned 1;"},
   };
-  // One kernel waits for all groups, another keeps one in flight; each uses the stage array.
-  p.optional_markers = {"CLQ_WG_WAIT0", "CLQ_WG_WAIT1", "CLQ_WG_PROXY"};
+  // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
+  p.optional_markers = {"CLQ_WG_PROXY"};
   p.module_decls = {".shared .align 1024 .b8 clq_wg_smem[" + std::to_string(smem_bytes) + "];"};
   return p;
 }
