@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 
+#include "host/caps/caps.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
 #include "host/ops/w4a8/w4a8_gemm.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
@@ -30,9 +31,12 @@ std::vector<Row> bench_w4a16(Context& c, const W4A16BenchConfig& cfg, std::ostre
         cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(size_t(M * N) * 2);
         c.write(dx, x.data(), x.size());
         const double bytes = double(K) * double(N) + double(N) * 4 + double(M) * double(K + N) * 2;
+        W8A8Int8RunOptions opt;
+        opt.variant = cfg.variant;
         rows.push_back(measure_case(
-            c, "w8a8_int8", std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M), "portable", M, N, K,
-            2.0 * double(M) * double(N) * double(K), bytes, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M); },
+            c, "w8a8_int8", std::to_string(N) + "x" + std::to_string(K) + " M=" + std::to_string(M),
+            select_variant("w8a8_int8_gemm", c.features(), M, cfg.variant).variant, M, N, K,
+            2.0 * double(M) * double(N) * double(K), bytes, [&] { return op.run(dx, DType::kF16, dy, DType::kF16, M, opt); },
             cfg.baseline, cfg.reps, progress));
       }
       continue;

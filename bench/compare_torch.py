@@ -6,6 +6,8 @@ events (median of --reps after warm-up):
   w4a16: fp16 torch.matmul, and torch._weight_int4pack_mm with group 128 (bf16)
   fp8:   torch._scaled_mm with 1x128 / 128x128 block scales where this torch supports them, else
          rowwise scales (the table says which)
+  w8a8_int8: torch._int_mm (int8 x int8 -> int32, cuBLAS) alone, and with what the op also does:
+         per-token int8 activation quantization before it and both scales applied after
   moe:   the layer after routing (sort by expert, both expert GEMMs, SiLU-and-mul, weighted combine)
          through torch._grouped_mm (bf16 experts); FP8 experts through torch._scaled_grouped_mm
          (rowwise scales) where this torch has it, else a per-expert torch._scaled_mm loop (labelled)
@@ -92,6 +94,30 @@ def torch_fp8(N, K, M, reps):
             lambda: torch._scaled_mm(a, w.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16), reps)
     except Exception as e2:
         res["torch _scaled_mm rowwise"] = f"unavailable: {type(e2).__name__}: {e2}"[:120]
+    return res
+
+
+def torch_w8a8_int8(N, K, M, reps):
+    import torch
+    res = {}
+    x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+    a = torch.randint(-128, 128, (M, K), device="cuda", dtype=torch.int8)
+    w = torch.randint(-128, 128, (N, K), device="cuda", dtype=torch.int8)
+    sw = torch.rand(N, device="cuda", dtype=torch.float32)
+    # cuBLAS int8 wants M > 16 and K, N multiples of 8; it refuses the rest.
+    try:
+        res["torch _int_mm"] = cuda_time(lambda: torch._int_mm(a, w.t()), reps)
+    except Exception as e:
+        res["torch _int_mm"] = f"unavailable: {type(e).__name__}: {e}"[:120]
+
+    def layer():  # what clquant's op does: quantize per token, int32 GEMM, both scales
+        sa = x.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-10) / 127.0
+        q = torch.clamp(torch.round(x.float() / sa), -128, 127).to(torch.int8)
+        return ((torch._int_mm(q, w.t()).float() * sa) * sw).to(torch.float16)
+    try:
+        res["torch quantize + _int_mm + scales"] = cuda_time(layer, reps)
+    except Exception as e:
+        res["torch quantize + _int_mm + scales"] = f"unavailable: {type(e).__name__}: {e}"[:120]
     return res
 
 
@@ -233,7 +259,7 @@ def main_moe(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--op", choices=["w4a16", "fp8", "moe"], default="w4a16")
+    p.add_argument("--op", choices=["w4a16", "fp8", "w8a8_int8", "moe"], default="w4a16")
     p.add_argument("--clquant", default="build/tools/clquant")
     p.add_argument("--shapes", default=None, help="NxK list (default: the issue's)")
     p.add_argument("--ms", default=None, help="M (T for moe) list; default 1,16,4096 (moe: 1,16,64)")
@@ -244,16 +270,18 @@ def main():
         args.ms = "1,16,64" if args.op == "moe" else "1,16,4096"
     if args.op == "moe":
         return main_moe(args)
-    default_shapes = {"w4a16": "28672x8192,8192x8192", "fp8": "7168x16384,2112x7168"}[args.op]
+    default_shapes = {"w4a16": "28672x8192,8192x8192", "fp8": "7168x16384,2112x7168",
+                      "w8a8_int8": "8192x8192,28672x8192"}[args.op]
     shapes = [tuple(int(v) for v in s.split("x")) for s in (args.shapes or default_shapes).split(",")]
     ms = [int(m) for m in args.ms.split(",")]
     ours = run_clquant(args.clquant, args.op, shapes, ms)
     rows = []
     for r in ours["rows"]:
-        if r["op"] not in ("w4a16", "fp8_block"):
+        if r["op"] not in ("w4a16", "fp8_block", "w8a8_int8"):
             continue
         N, K, M = r["N"], r["K"], r["M"]
-        base = torch_w4a16(N, K, M, args.reps) if args.op == "w4a16" else torch_fp8(N, K, M, args.reps)
+        peer = {"w4a16": torch_w4a16, "fp8": torch_fp8, "w8a8_int8": torch_w8a8_int8}[args.op]
+        base = peer(N, K, M, args.reps)
         rows.append({"shape": f"{N}x{K}", "M": M, "clquant_ms": r["median_ms"], "variant": r["variant"],
                      "flops": r["flops"], "baselines": base})
     import torch

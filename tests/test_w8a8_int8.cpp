@@ -9,8 +9,10 @@
 
 #include "host/caps/caps.h"
 #include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
+#include "host/ops/wgmma_patch.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
+#include "runtime/ptx_patch.h"
 #include "tests/int_layer_test_util.h"
 #include "tests/test_util.h"
 
@@ -101,8 +103,9 @@ TEST(W8A8Int8, QuantizerDivisionsAcrossExponents) {
   for (size_t j = 0; j < codes.size(); ++j) ASSERT_EQ(codes[j], h.codes[j]) << "code " << j << " x " << x[j];
 }
 
-// The GEMM: equal to the host twin after the output rounding (fp32 output: bit for bit), and
-// within the int8 tolerance of the fp64 reference over the dequantized weights and activations.
+// The GEMM, every variant this device runs (and split-K where the variant splits): equal to the
+// host twin after the output rounding (fp32 output: bit for bit), and within the int8 tolerance
+// of the fp64 reference over the dequantized weights and activations.
 TEST(W8A8Int8, GemmMatchesTheHostTwinExactly) {
   auto& c = test::ctx();
   struct Shape {
@@ -111,7 +114,8 @@ TEST(W8A8Int8, GemmMatchesTheHostTwinExactly) {
   };
   int i = 0;
   for (const Shape& s : {Shape{1, 20, 36, DType::kF16}, Shape{3, 64, 256, DType::kBF16}, Shape{17, 132, 1028, DType::kF32},
-                         Shape{65, 40, 4, DType::kF16}, Shape{129, 72, 300, DType::kBF16}}) {
+                         Shape{65, 40, 4, DType::kF16}, Shape{129, 72, 300, DType::kBF16},
+                         Shape{300, 260, 1100, DType::kF16}}) {
     SCOPED_TRACE("M " + std::to_string(s.M) + " N " + std::to_string(s.N) + " K " + std::to_string(s.K) + " " +
                  dtype_name(s.dt));
     W4Synth syn = per_channel(s.N, s.K, test::seed() + 200 + uint64_t(i));
@@ -119,13 +123,21 @@ TEST(W8A8Int8, GemmMatchesTheHostTwinExactly) {
     auto x = random_activations(s.M, s.K, s.dt, test::seed() + 300 + uint64_t(i++));
     cl::Buffer dx = c.alloc(x.size());
     c.write(dx, x.data(), x.size());
+    for (const VariantRow* v : supported_variants("w8a8_int8_gemm", c.features()))
+    for (int splits : {0, 3})
     for (DType yt : {s.dt, DType::kF32}) {
+      if (splits && std::string(v->variant) == "portable") continue;  // it does not split K
+      SCOPED_TRACE(std::string(v->variant) + " splits " + std::to_string(splits) + " -> " + dtype_name(yt));
       const size_t yb = size_t(s.M * s.N) * dtype_size(yt);
       cl::Buffer dy = c.alloc(yb);
       poison(c, dy, yb);
-      OpEvents ev = op.run(dx, s.dt, dy, yt, s.M);
+      W8A8Int8RunOptions opt;
+      opt.variant = v->variant;
+      opt.splits = splits;
+      OpEvents ev = op.run(dx, s.dt, dy, yt, s.M, opt);
       ASSERT_TRUE(ev.row);
       EXPECT_STREQ(ev.row->op, "w8a8_int8_gemm");
+      EXPECT_STREQ(ev.row->variant, v->variant);
       std::vector<uint8_t> y(yb);
       c.read(dy, y.data(), yb);
       const Int8ActHost h = quantize_int8_act_host(x.data(), s.dt, s.M, s.K);
@@ -178,4 +190,22 @@ TEST(W8A8Int8BadInput, WeightAndCallRules) {
   test::expect_error([&] { op.run(x, DType::kF16, y, DType::kF16, 0); }, Status::kInvalidArgument, "M = 0");
   test::expect_error([&] { op.run(x, DType::kF16, y, DType::kF16, 4); }, Status::kInvalidArgument, "input buffer holds");
   test::expect_error([&] { op.run(x, DType::kF16, y, DType::kF32, 3); }, Status::kInvalidArgument, "output buffer holds");
+}
+
+// The s8 wgmma marker (nv_wgmma_s8) becomes the integer instruction, which takes no input scales
+// or transposes; a kernel of the other operand type is refused rather than left half patched.
+TEST(W8A8Int8Wgmma, PatchExpandsTheIntegerMarker) {
+  std::string acc;
+  for (int i = 0; i < 64; ++i) acc += " %r" + std::to_string(100 + i);
+  const std::string head = ".version 9.0\n.target sm_90\n.address_size 64\n.entry k()\n{\n"
+                           "\t// CLQ_WG_SMEM_BASE %r5\n\t// CLQ_WG_PROXY\n\t// CLQ_WG_FENCE\n";
+  const std::string tail = "\t// CLQ_WG_COMMIT\n\t// CLQ_WG_WAIT0" + acc + "\n\tret;\n}\n";
+  const std::string ptx = head + "\t// CLQ_WG_MMA_S8_N128" + acc + " %rd7 %rd8 %r9\n" + tail;
+  const std::string out = apply_ptx_patch(ptx, wgmma_patch(6 * 32768 + 1024, WgmmaOperands::kS8));
+  EXPECT_NE(out.find("m64n128k32.s32.s8.s8 {%r100, %r101, "), std::string::npos) << out;
+  EXPECT_NE(out.find(", %r163}, %rd7, %rd8, %clq_p;"), std::string::npos) << out;
+  EXPECT_EQ(out.find("CLQ_"), std::string::npos);
+  EXPECT_NE(wgmma_patch(6 * 32768 + 1024, WgmmaOperands::kS8).key(), wgmma_patch(6 * 32768 + 1024).key());
+  const std::string e4m3 = head + "\t// CLQ_WG_MMA_E4M3_N128" + acc + " %rd7 %rd8 %r9\n" + tail;
+  EXPECT_THROW(apply_ptx_patch(e4m3, wgmma_patch(6 * 32768 + 1024, WgmmaOperands::kS8)), Error);
 }

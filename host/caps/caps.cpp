@@ -77,6 +77,7 @@ const std::vector<VariantRow> kTable = {
   {"w8a8_int8_quant",  "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token dynamic int8, correctly rounded divisions by integer long division: bit-identical to the host twin"},
   {"w8a8_int8_gemm",   "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-channel int8 weights x per-token int8 activations, exact int32 sums, plain integer arithmetic (a correctness baseline: one output per work-item, untuned)"},
   {"w8a8_int8_gemm",   "nv_mma_s8",   kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync s8 (sm80+), after a known-answer probe"},
+  {"w8a8_int8_gemm",   "nv_wgmma_s8", kFeatNvWgmma, 32, K::kNative,   St::kImplemented, 0, "sm_90a through the PTX patch: wgmma m64n128k32 s8 on the FP8 prefill's pipeline (common/wgmma_gemm.clh), exact int32 sums, scales applied once at the end: bit-identical to portable"},
   {"w4a8_gemm",        "emulated",    0, 10, K::kEmulated, St::kImplemented, 0, "e4m3 activations per token or per tensor, turned back into fp32 values, then the w4a16_gemm variants: W4A8 numerics at W4A16 speed"},
   {"w4a8_gemm",        "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative, St::kPlanned, 0, "(q - z) to e4m3 exactly, mma.sync e4m3, group scales folded per step"},
   {"weight_quant",     "portable",    0, 10, K::kNative,   St::kImplemented, 0, "online weight quantization (int4/int8 groups with fp16 scales, block FP8), integer maxima and correctly rounded divisions: bit-identical to the host twin"},

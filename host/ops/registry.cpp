@@ -11,6 +11,7 @@
 #include "host/ops/moe/moe_launcher.h"
 #include "host/ops/w4a16/w4a16_launcher.h"
 #include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/w8a8_int8/w8a8_int8_launcher.h"
 
 namespace clq {
 
@@ -35,14 +36,14 @@ const std::vector<const Launcher*>& all_launchers() {
   static const FixedKernels moe_fp8({"moe_gemm_fp8"}, "emulated", {"moe/general.cl"});
   static const FixedKernels w4a8({"w4a8_gemm"}, "emulated", {"fp8/quant.cl"});  // then the w4a16 launchers
   static const FixedKernels int8_quant({"w8a8_int8_quant"}, "portable", {"w8a8_int8/quant.cl"});
-  static const FixedKernels int8_gemm({"w8a8_int8_gemm"}, "portable", {"w8a8_int8/gemm.cl"});
   static const FixedKernels weight_quant({"weight_quant"}, "portable", {"quantize/weight_quant.cl"});
   // Built once: ops look their rows' kernel files up on every call.
   static const std::vector<const Launcher*> all = [] {
-    std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8, &int8_quant, &int8_gemm, &w4a8, &weight_quant};
+    std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8, &int8_quant, &w4a8, &weight_quant};
     for (auto* l : w4a16_launchers()) v.push_back(l);
     for (auto* l : w8a16_int8_launchers()) v.push_back(l);
     for (auto* l : fp8_launchers()) v.push_back(l);
+    for (auto* l : w8a8_int8_launchers()) v.push_back(l);
     for (auto* l : gguf_launchers()) v.push_back(l);
     for (auto* l : moe_launchers()) v.push_back(l);
     return v;

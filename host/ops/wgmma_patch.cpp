@@ -6,24 +6,29 @@
 
 namespace clq {
 
-PtxPatch wgmma_patch(size_t smem_bytes) {
+PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
   if (smem_bytes == 0 || smem_bytes > kMaxWgmmaSmem || smem_bytes % 1024)
     fail(Status::kInternal, "wgmma stage array of " + std::to_string(smem_bytes) +
                                 " bytes: needs a positive multiple of 1024 up to " + std::to_string(kMaxWgmmaSmem));
   PtxPatch p;
   p.target = "sm_90a";
-  // scale-d is a predicate: a register operand set by setp, so one marker serves both the first
-  // k-step of a block (fresh sum) and the rest.
   p.markers = {
       {"CLQ_WG_SMEM_BASE", "mov.u32 {0}, clq_wg_smem;"},
       {"CLQ_WG_PROXY", "fence.proxy.async.shared::cta;"},
       {"CLQ_WG_FENCE", "wgmma.fence.sync.aligned;"},
       {"CLQ_WG_COMMIT", "wgmma.commit_group.sync.aligned;"},
-      {"CLQ_WG_MMA_E4M3_N128",
-       "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, {66}, 0;\n"
-       "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16}, {17}, {18}, {19}, {20}, {21}, {22}, {23}, {24}, {25}, {26}, {27}, {28}, {29}, {30}, {31}, {32}, {33}, {34}, {35}, {36}, {37}, {38}, {39}, {40}, {41}, {42}, {43}, {44}, {45}, {46}, {47}, {48}, {49}, {50}, {51}, {52}, {53}, {54}, {55}, {56}, {57}, {58}, {59}, {60}, {61}, {62}, {63}}, {64}, {65}, %clq_p, 1, 1;\n}"},
       {"CLQ_WG_WAIT0", "wgmma.wait_group.sync.aligned 0;"},
   };
+  const std::string regs = "{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16}, {17}, {18}, {19}, {20}, {21}, {22}, {23}, {24}, {25}, {26}, {27}, {28}, {29}, {30}, {31}, {32}, {33}, {34}, {35}, {36}, {37}, {38}, {39}, {40}, {41}, {42}, {43}, {44}, {45}, {46}, {47}, {48}, {49}, {50}, {51}, {52}, {53}, {54}, {55}, {56}, {57}, {58}, {59}, {60}, {61}, {62}, {63}";
+  // scale-d is a predicate: a register operand set by setp, so one marker serves both the first
+  // k-step of a sum (fresh) and the rest.
+  const std::string pred = "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, {66}, 0;\n";
+  if (operands == WgmmaOperands::kE4m3)
+    p.markers.push_back({"CLQ_WG_MMA_E4M3_N128", pred + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" +
+                                                     regs + "}, {64}, {65}, %clq_p, 1, 1;\n}"});
+  else  // integer wgmma has no input scales
+    p.markers.push_back(
+        {"CLQ_WG_MMA_S8_N128", pred + "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {" + regs + "}, {64}, {65}, %clq_p;\n}"});
   // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
   p.optional_markers = {"CLQ_WG_PROXY"};
   p.module_decls = {".shared .align 1024 .b8 clq_wg_smem[" + std::to_string(smem_bytes) + "];"};

@@ -10,6 +10,9 @@ namespace clq {
 
 constexpr size_t kMaxWgmmaSmem = 0x38c00;  // 227 KiB
 
-PtxPatch wgmma_patch(size_t smem_bytes);
+// The operand type of the kernel's wgmma marker: e4m3 with fp32 sums, or s8 with exact int32 sums.
+enum class WgmmaOperands { kE4m3, kS8 };
+
+PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands = WgmmaOperands::kE4m3);
 
 }  // namespace clq

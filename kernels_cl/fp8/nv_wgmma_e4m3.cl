@@ -18,25 +18,13 @@
 // both in the stage layout of common/wgmma.clh (128-byte swizzle). Rows past M load row M - 1
 // (never stored); weight rows past N are zeros.
 #include "common/act_io.clh"
-#include "common/wgmma.clh"
+#include "common/wgmma_gemm.clh"
 
-#ifndef STAGES
-#define STAGES 6  // 6 x 32 KiB + the mbarriers: one work-group per SM
-#endif
-#ifndef GROUP_M
-#define GROUP_M 8  // row tiles that walk the column tiles together, so their weights are read from L2
-#endif
 #ifndef KNOCKOUT
 #define KNOCKOUT 0  // measurement only: 1 = no wgmma issued (loads alone), 2 = no loads after the first STAGES,
                     // 3 = no proxy fence, 4 = no fold, 5 = neither loads (as 2) nor fold,
                     // 6 = wgmma alone (no loads, waits, fences or fold)
 #endif
-#define BM 128
-#define BN 128
-#define A_BYTES (BM * 128)
-#define STAGE_BYTES (A_BYTES + BN * 128)
-#define BAR_BASE (STAGES * STAGE_BYTES)  // full[s] at BAR_BASE + 8 s, empty[s] at BAR_BASE + 8 (STAGES + s)
-#define PLOADS 8  // 16-byte pieces of A (and of B) per producer work-item per stage: 128 rows x 8 / 128
 
 __kernel __attribute__((reqd_work_group_size(384, 1, 1)))
 void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp] weight codes, Npw = 128 k
@@ -48,50 +36,19 @@ void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp]
                           int M, int N, int Kp, int blocks_per_split, int direct) {
   const int tid = get_local_id(0);
   const int wg = tid >> 7;
-  // Work-groups start in launch order (x fastest, then z); GROUP_M row tiles at a time share each
-  // column tile, so a column's weights are fetched from memory about once per group, not per row.
-  const int n_tiles = get_num_groups(0), m_tiles = get_num_groups(2);
-  const int pid = get_group_id(0) + get_group_id(2) * n_tiles;
-  const int first_m = (pid / (GROUP_M * n_tiles)) * GROUP_M;
-  const int gm = min(m_tiles - first_m, GROUP_M);
-  const int m_tile = first_m + (pid % (GROUP_M * n_tiles)) % gm;
-  const int n_tile = (pid % (GROUP_M * n_tiles)) / gm;
-  const int n0 = n_tile * BN, m0 = m_tile * BM;
+  int m0, n0;
+  clq_wg_tile(&m0, &n0);
   const int split = get_group_id(1);
   const int Kb = Kp / 128;
   const int j_begin = split * blocks_per_split;
   const int nblk = min(Kb, j_begin + blocks_per_split) - j_begin;
   const uint smem = clq_wg_smem_base();
   const uint bars = smem + BAR_BASE;
-
-  if (tid == 0)
-    for (int s = 0; s < STAGES; ++s) {
-      clq_mbar_init(bars + 8 * s, 128);               // full: every producer work-item's copies
-      clq_mbar_init(bars + 8 * (STAGES + s), 256);    // empty: every consumer work-item
-    }
-  barrier(CLK_LOCAL_MEM_FENCE);
+  clq_wg_init_bars(bars);
 
   if (wg == 2) {
-    // Piece q = p + 128 i of a stage is row q / 8 = p / 8 + 16 i, 16-byte column q % 8: eight
-    // neighbouring work-items read one row's 128 bytes and fill one 128-byte row of .shared.
-    const int p = tid - 256, r = p >> 3, c = p & 7;
-    const uint dst0 = clq_wg_tile_off(r, c);  // + 2048 i: rows r + 16 i keep r % 8
-    const __global uchar* a_base = codes_gl + (size_t)j_begin * 128 + 16 * c;
-    uint a_off[PLOADS];  // 32-bit row offsets: the op keeps M * Kp below 2^31
-    for (int i = 0; i < PLOADS; ++i) a_off[i] = (uint)min(m0 + r + 16 * i, M - 1) * (uint)Kp;
-    const __global uchar* b_src = wrows_gl + (size_t)(n0 + r) * Kp + (size_t)j_begin * 128 + 16 * c;
-    const size_t b_row16 = (size_t)16 * Kp;
     const int last = KNOCKOUT == 6 ? 0 : (KNOCKOUT == 2 || KNOCKOUT == 5) ? min(nblk, STAGES) : nblk;
-    for (int x = 0; x < last; ++x) {
-      const int slot = x % STAGES, round = x / STAGES;
-      if (round > 0) clq_mbar_wait(bars + 8 * (STAGES + slot), (uint)(round - 1) & 1u);
-      const uint sb = smem + slot * STAGE_BYTES;
-      for (int i = 0; i < PLOADS; ++i) {
-        clq_wg_cp16(sb + dst0 + 2048u * i, a_base + a_off[i] + (size_t)x * 128);
-        clq_wg_cp16(sb + A_BYTES + dst0 + 2048u * i, b_src + b_row16 * i + (size_t)x * 128);
-      }
-      clq_mbar_arrive_cp(bars + 8 * slot);
-    }
+    clq_wg_produce(codes_gl, wrows_gl, M, Kp, m0, n0, j_begin, last, smem, bars);
     return;
   }
 

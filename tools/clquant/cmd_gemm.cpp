@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "host/caps/caps.h"
 #include "host/formats/loader.h"
 #include "host/model/quantize.h"
 #include "host/ops/fp8/fp8_gemm.h"
@@ -330,13 +331,14 @@ int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const
                   const std::vector<FileId>& inputs) {
   const auto t_setup = std::chrono::steady_clock::now();
   W8A8Int8Gemm op(c, repack_w8(layer.w4().ck));
-  if (!a.variant.empty() && a.variant != "portable")
-    fail(Status::kNotSupported, "--variant " + a.variant + ": W8A8 int8 has one variant, portable");
+  select_variant("w8a8_int8_gemm", c.features(), in.M, a.variant);  // a bad --variant is refused before any upload
   const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
   op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
   cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);
   c.write(dx, in.x->data, in.x->nbytes);
-  OpEvents ev = op.run(dx, in.dt, dy, in.dt, in.M);
+  W8A8Int8RunOptions opt;
+  opt.variant = a.variant;
+  OpEvents ev = op.run(dx, in.dt, dy, in.dt, in.M, opt);
   c.finish();
   std::vector<uint8_t> y(ybytes);
   c.read(dy, y.data(), ybytes);
