@@ -140,6 +140,36 @@ TEST(Fp8Quant, MatchesHostTwinOnRaggedShapes) {
       }
 }
 
+// Padded-codes runs (the tensor-core GEMMs' A operand): every row is the unpadded run's codes
+// followed by +0 up to Kp, for every kernel shape, with K a multiple of 8 (the rows shape's
+// vector loads and 8-byte stores, a ragged last group at 1000) and not (3884: the scalar path).
+TEST(Fp8Quant, PaddedCodesAreTheCodesThenZeros) {
+  auto& c = test::ctx();
+  Fp8Quantizer q(c);
+  int i = 0;
+  for (auto [K, dt] : {std::pair<int64_t, DType>{1000, DType::kF16}, {3884, DType::kBF16}, {1024, DType::kF32}}) {
+      const int64_t M = 5, Kp = (K + 127) / 128 * 128;
+      SCOPED_TRACE("K" + std::to_string(K) + " " + dtype_name(dt));
+      auto x = random_activations(M, K, dt, test::seed() + 40 + uint64_t(i++));
+      const Fp8ActHost h = quantize_fp8_host(x.data(), dt, M, K, Fp8Act::kBlockDynamic, 0.01f);
+      for (auto shape : {Fp8Quantizer::Shape::kItem, Fp8Quantizer::Shape::kWg, Fp8Quantizer::Shape::kRows}) {
+        q.set_shape(shape);
+        cl::Buffer dx = c.alloc(x.size());
+        c.write(dx, x.data(), x.size());
+        q.run(dx, dt, M, K, Fp8Act::kBlockDynamic, std::nullopt, /*padded_codes=*/true);
+        std::vector<uint8_t> codes;
+        std::vector<float> scales;
+        q.read_padded(&codes, &scales);
+        ASSERT_EQ(codes.size(), size_t(M * Kp));
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t k = 0; k < Kp; ++k)
+            ASSERT_EQ(codes[size_t(m * Kp + k)], k < K ? h.codes[size_t(m * K + k)] : 0)
+                << "shape " << int(shape) << " row " << m << " column " << k;
+        for (size_t s = 0; s < scales.size(); ++s) ASSERT_EQ(scales[s], h.scales[s]) << "scale " << s;
+      }
+    }
+}
+
 // scale_fmt ue8m0 (DeepSeek-V3.1): every dynamic scale is the next power of two at or above the
 // plain one, device and host twin agree, and the GEMM holds to its reference with them.
 TEST(Fp8Quant, Ue8m0ScalesArePowersOfTwoAndMatchTheHost) {

@@ -155,6 +155,9 @@ void fp8_quant_group_wg(__global const clq_in_t* restrict x, __global uchar* res
 // half a million work-groups took 490 us on the H200, ten times the memory time). Each
 // work-item takes the max over its group's 16 partial maxima itself; max is exact, so the bits
 // are those of the other kernels.
+#ifndef QROW_VEC
+#define QROW_VEC 0  // 1: K is a multiple of 8, so every work-item's 8 columns are aligned for vector access
+#endif
 #define QROW_GROUPS 8
 #define QROW_COLS 8  // columns per work-item: FP8_GROUP / QROW_COLS work-items per group
 __kernel __attribute__((reqd_work_group_size(QWG, 1, 1)))
@@ -169,10 +172,14 @@ void fp8_quant_group_rows(__global const clq_in_t* restrict x, __global uchar* r
   float v[QROW_COLS];
   float amax = 0.0f;
   int nan = 0;
+  // Rows of a multiple of 8 columns: the work-item's 8 values in one vector load (16 or 32 bytes)
+  // instead of eight scalar ones; the last partial group and odd K take the scalar loop.
+  const bool whole = QROW_VEC && j < Kb && k0 + QROW_COLS <= K;
+  if (whole) clq_load_in8(x, (size_t)m * K + k0, v);
 #pragma unroll
   for (int e = 0; e < QROW_COLS; ++e) {
     const int k = k0 + e;
-    v[e] = (j < Kb && k < K) ? clq_load_in(x, (size_t)m * K + k) : 0.0f;
+    if (!whole) v[e] = (j < Kb && k < K) ? clq_load_in(x, (size_t)m * K + k) : 0.0f;
     nan |= isnan(v[e]);
     amax = fmax(amax, fabs(v[e]));  // fmax drops a NaN operand; nan keeps the fact
   }
@@ -189,6 +196,20 @@ void fp8_quant_group_rows(__global const clq_in_t* restrict x, __global uchar* r
   }
   const float s = clq_group_scale(amax, nan);
   if (l == first) scales[(size_t)m * Kb + j] = s;
+#if CODES_PADDED
+  // Padded rows (Kp bytes, a multiple of 128): the 8 codes, padding zeros included, in one
+  // 8-byte store.
+  if (QROW_VEC) {
+    uint lo = 0u, hi = 0u;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      lo |= (k0 + e < K ? (uint)clq_quant_e4m3(v[e], s) : 0u) << (8 * e);
+      hi |= (k0 + 4 + e < K ? (uint)clq_quant_e4m3(v[4 + e], s) : 0u) << (8 * e);
+    }
+    *(__global uint2*)(codes + CODE_AT(m, k0)) = (uint2)(lo, hi);
+    return;
+  }
+#endif
 #pragma unroll
   for (int e = 0; e < QROW_COLS; ++e) clq_wg_quant(v[e], s, codes, xq, m, K, Kb, k0 + e);
 }

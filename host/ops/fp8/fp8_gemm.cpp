@@ -67,7 +67,7 @@ OpEvents Fp8Quantizer::run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, 
   OpEvents ev;
   if (mode == Fp8Act::kBlockDynamic && rows) {
     // 8 groups of a row per work-group of 128 (kernels_cl/fp8/quant.cl).
-    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group_rows", defs);
+    cl::Kernel k = c_.kernel("fp8/quant.cl", "fp8_quant_group_rows", defs + (K % 8 == 0 ? " -DQROW_VEC=1" : ""));
     set_args(k, x, codes_, scales_, xq_, Mi, Ki, Kbi);
     oputil::enqueue(c_, ev, k, cl::NDRange(size_t((Kb_ + 7) / 8) * kFp8Block, size_t(M)), cl::NDRange(kFp8Block, 1),
                     "fp8_quant_group_rows");
@@ -117,6 +117,14 @@ Fp8Quantizer::Shape Fp8Quantizer::shape() const {
 void Fp8Quantizer::read(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
   if (padded_) fail(Status::kInternal, "Fp8Quantizer::read after a padded-codes run");
   codes->resize(size_t(M_ * K_));
+  scales->resize(size_t(M_ * Kb_));
+  c_.read(codes_, codes->data(), codes->size());
+  c_.read(scales_, scales->data(), scales->size() * 4);
+}
+
+void Fp8Quantizer::read_padded(std::vector<uint8_t>* codes, std::vector<float>* scales) const {
+  if (!padded_) fail(Status::kInternal, "Fp8Quantizer::read_padded after an unpadded run");
+  codes->resize(size_t(M_ * Kb_) * kFp8Block);
   scales->resize(size_t(M_ * Kb_));
   c_.read(codes_, codes->data(), codes->size());
   c_.read(scales_, scales->data(), scales->size() * 4);

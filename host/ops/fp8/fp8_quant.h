@@ -20,6 +20,8 @@ class Fp8Quantizer {
   OpEvents run(const cl::Buffer& x, DType xt, int64_t M, int64_t K, Fp8Act mode, std::optional<float> static_scale,
                bool padded_codes = false);
   void read(std::vector<uint8_t>* codes, std::vector<float>* scales) const;  // unpadded runs only
+  // A padded-codes run's rows, Kp bytes each, padding included.
+  void read_padded(std::vector<uint8_t>* codes, std::vector<float>* scales) const;
   const cl::Buffer& codes() const { return codes_; }
   const cl::Buffer& xq() const { return xq_; }
   const cl::Buffer& scales() const { return scales_; }

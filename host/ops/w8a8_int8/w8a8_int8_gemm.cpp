@@ -73,10 +73,13 @@ OpEvents W8A8Int8Gemm::quantize(const cl::Buffer& x, DType xt, int64_t M, int64_
   oputil::check_io_buffers(M, w_.K, 0, xt, xt, GemmIo::buffer_bytes(x), 0);
   oputil::grow_scratch(c_, codes_, codes_bytes_, size_t(M * row_words) * 4);
   oputil::grow_scratch(c_, scales_, scales_bytes_, size_t(M) * 4);
-  cl::Kernel k = c_.kernel("w8a8_int8/quant.cl", "w8a8_int8_quant", oputil::io_defines(xt, xt));
+  // A row per work-group: 64 work-items on a CPU, 256 on a GPU, where a decode row alone is the
+  // whole launch.
+  const size_t wg = c_.features().is_cpu ? 64 : 256;
+  cl::Kernel k = c_.kernel("w8a8_int8/quant.cl", "w8a8_int8_quant", oputil::io_defines(xt, xt) + " -DWG=" + std::to_string(wg));
   set_args(k, x, codes_, scales_, cl_int(M), cl_int(w_.K), cl_int(row_words));
   OpEvents ev;
-  oputil::enqueue(c_, ev, k, cl::NDRange(size_t(M) * 64), cl::NDRange(64), "w8a8_int8_quant");
+  oputil::enqueue(c_, ev, k, cl::NDRange(size_t(M) * wg), cl::NDRange(wg), "w8a8_int8_quant");
   ev.row = &select_variant("w8a8_int8_quant", c_.features(), M);
   M_ = M;
   row_words_ = row_words;
