@@ -116,57 +116,84 @@ void check_output_path(const std::string& path, const std::vector<FileId>& input
            "output '" + path + "' is the same file as an input of this run; clquant never overwrites its inputs");
 }
 
-void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& pieces,
-                       const std::vector<FileId>& inputs) {
-  check_output_path(path, inputs);
+TempFile::TempFile(const std::string& for_path) : for_(for_path) {
   // A short name in the destination's folder: the rename stays on one file system, and the name
   // fits NAME_MAX whatever the length of the output's own name.
-  const std::string dir = dirname_of(path);
+  const std::string dir = dirname_of(for_path);
   std::random_device rd;
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
     char name[32];
     std::snprintf(name, sizeof name, "/.clq-%08x.tmp", unsigned(rd()));
-    tmp = dir + name;
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd < 0 && errno != EEXIST) break;
+    tmp_ = dir + name;
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd_ < 0 && errno != EEXIST) break;
   }
-  if (fd < 0) fail(Status::kIoError, "cannot create a temporary file in '" + dir + "' for '" + path + "': " +
-                                         std::strerror(errno));
-  auto abandon = [&](const std::string& msg) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(Status::kIoError, msg);
-  };
-  for (auto& [data, n] : pieces) {
-    const char* p = static_cast<const char*>(data);
-    size_t left = n;
-    while (left > 0) {
-      ssize_t w = ::write(fd, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) abandon("writing '" + path + "' failed: " + std::strerror(w < 0 ? errno : ENOSPC));
-      p += w;
-      left -= size_t(w);
-    }
+  if (fd_ < 0) {
+    const int e = errno;
+    tmp_.clear();
+    fail(Status::kIoError, "cannot create a temporary file in '" + dir + "' for '" + for_path + "': " + std::strerror(e));
   }
-  if (::close(fd) != 0) {
-    std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    fail(Status::kIoError, "writing '" + path + "' failed: " + err);
+}
+
+TempFile::~TempFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void TempFile::abandon(const std::string& msg) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  tmp_.clear();
+  fail(Status::kIoError, msg);
+}
+
+void TempFile::write(const void* data, size_t n) {
+  if (fd_ < 0) fail(Status::kInternal, "TempFile for '" + for_ + "': write after close");
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) abandon("writing '" + for_ + "' failed: " + std::strerror(w < 0 ? errno : ENOSPC));
+    p += w;
+    n -= size_t(w);
+    written_ += uint64_t(w);
   }
+}
+
+void TempFile::close() {
+  if (fd_ < 0) return;
+  const int r = ::close(fd_);
+  fd_ = -1;
+  if (r != 0) abandon("writing '" + for_ + "' failed: " + std::strerror(errno));
+}
+
+void TempFile::commit(const std::string& path, const std::vector<FileId>& inputs) {
+  close();
+  if (tmp_.empty()) fail(Status::kInternal, "TempFile for '" + for_ + "': committed twice");
   // Again just before the rename: the run may have taken minutes, and the name may have changed.
   try {
     check_output_path(path, inputs);
   } catch (...) {
-    ::unlink(tmp.c_str());
+    ::unlink(tmp_.c_str());
+    tmp_.clear();
     throw;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    fail(Status::kIoError, "cannot rename '" + tmp + "' to '" + path + "': " + err);
+  if (std::rename(tmp_.c_str(), path.c_str()) != 0) {
+    const std::string err = std::strerror(errno), from = tmp_;
+    ::unlink(tmp_.c_str());
+    tmp_.clear();
+    fail(Status::kIoError, "cannot rename '" + from + "' to '" + path + "': " + err);
   }
+  tmp_.clear();
+}
+
+void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& pieces,
+                       const std::vector<FileId>& inputs) {
+  check_output_path(path, inputs);
+  TempFile f(path);
+  for (auto& [data, n] : pieces) f.write(data, n);
+  f.commit(path, inputs);
 }
 
 std::unique_ptr<MappedFile> MappedFile::open(const std::string& path, const std::string& what) {

@@ -65,6 +65,30 @@ std::string read_regular_file(const std::string& path, const std::string& what, 
 // not a regular file, or it ends in '/'. Called before any work, and again just before the rename.
 void check_output_path(const std::string& path, const std::vector<FileId>& inputs);
 
+// An output written in pieces (a shard streamed tensor by tensor): a temporary file
+// (.clq-XXXXXXXX.tmp) in the folder of `for_path`, renamed onto its final name by commit(), and
+// removed by the destructor or by a failed write unless committed. A multi-file output keeps every
+// piece as a TempFile until all are written, then commits them one after the other.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& for_path);  // IoError when no temporary can be created
+  ~TempFile();
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  void write(const void* data, size_t n);  // IoError (disk full, ...), after removing the temporary
+  void close();                            // IoError likewise; commit() closes too
+  // check_output_path(path, inputs), then the rename; the temporary is gone afterwards either way.
+  void commit(const std::string& path, const std::vector<FileId>& inputs);
+  uint64_t written() const { return written_; }
+  const std::string& temp_path() const { return tmp_; }  // "" once committed or abandoned
+
+ private:
+  [[noreturn]] void abandon(const std::string& msg);
+  std::string for_, tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
 // Writes `bytes` to `path` through a temporary file in the same folder and a rename, after
 // check_output_path. Throws IoError (disk full, no folder, no permission); leaves no temporary.
 void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& pieces,

@@ -661,4 +661,32 @@ TEST(CApi, OnlineQuantization) {
       << last();
   EXPECT_NE(report.find("\"model.layers.0.self_attn.q_proj\""), std::string::npos) << report;
   EXPECT_EQ(report.find("down_proj"), std::string::npos) << report;
+
+  // clq_quantize: the same with options, here a shard size that splits the output.
+  clq_quantize_options qo;
+  clq_quantize_options_init(&qo);
+  EXPECT_EQ(qo.max_shard_size, 5000000000ull);
+  EXPECT_STREQ(qo.method, "int4");
+  qo.method = "fp8-block";
+  qo.max_shard_size = 20000;
+  const std::string sharded = d.path + "/sharded";
+  ASSERT_EQ(clq_quantize(ctx.c, d.path.c_str(), sharded.c_str(), &qo, report.data(), report.size(), nullptr), CLQ_SUCCESS)
+      << last();
+  EXPECT_NE(report.find("model-00001-of-"), std::string::npos) << report;
+  EXPECT_TRUE(std::filesystem::exists(sharded + "/model.safetensors.index.json"));
+  ASSERT_EQ(clq_linear_load(ctx.c, sharded.c_str(), kP.c_str(), nullptr, 0, &back), CLQ_SUCCESS) << last();
+  EXPECT_NE(std::string(clq_linear_describe(back)).find("fp8"), std::string::npos) << clq_linear_describe(back);
+  clq_linear_release(back);
+  qo.max_shard_size = 0;
+  EXPECT_EQ(clq_quantize(ctx.c, d.path.c_str(), (d.path + "/zero").c_str(), &qo, nullptr, 0, nullptr),
+            CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("max shard size 0 bytes"), std::string::npos) << last();
+  EXPECT_FALSE(std::filesystem::exists(d.path + "/zero"));
+  qo.method = nullptr;
+  EXPECT_EQ(clq_quantize(ctx.c, d.path.c_str(), (d.path + "/zero").c_str(), &qo, nullptr, 0, nullptr),
+            CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("options->method is NULL"), std::string::npos) << last();
+  EXPECT_EQ(clq_quantize_checkpoint(ctx.c, d.path.c_str(), out.c_str(), nullptr, 0, 0, nullptr, 0, nullptr, 0, nullptr),
+            CLQ_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(last().find("method is NULL"), std::string::npos) << last();
 }

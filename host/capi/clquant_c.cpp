@@ -394,20 +394,33 @@ clq_status clq_linear_quant_error(const clq_linear* layer, double* rel_fro, doub
   });
 }
 
-clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const char* output, const char* method,
-                                   int group_size, int asym, const char* layers, int force, char* buf, size_t size,
-                                   size_t* needed) {
+void clq_quantize_options_init(clq_quantize_options* o) {
+  if (!o) return;
+  o->method = "int4";
+  o->group_size = 0;
+  o->asym = 0;
+  o->layers = nullptr;
+  o->force = 0;
+  o->max_shard_size = clq::QuantizeCheckpointOptions::kDefaultMaxShardSize;
+}
+
+clq_status clq_quantize(clq_context* ctx, const char* input, const char* output, const clq_quantize_options* options,
+                        char* buf, size_t size, size_t* needed) {
   return guard([&] {
     need(ctx, "ctx");
     need(input, "input");
     need(output, "output");
-    need(method, "method");
+    clq_quantize_options defaults;
+    clq_quantize_options_init(&defaults);
+    const clq_quantize_options& q = options ? *options : defaults;
+    need(q.method, "options->method");
     clq::QuantizeCheckpointOptions o;
     o.input = input;
     o.output = output;
-    o.spec = clq::quant_spec_from(method, group_size, asym != 0);
-    o.layers = layers ? layers : "";
-    o.force = force != 0;
+    o.spec = clq::quant_spec_from(q.method, q.group_size, q.asym != 0);
+    o.layers = q.layers ? q.layers : "";
+    o.force = q.force != 0;
+    o.max_shard_size = q.max_shard_size;
     std::string report;
     {
       std::lock_guard<std::mutex> lock(ctx->dev->mu);
@@ -415,6 +428,26 @@ clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const ch
     }
     copy_out(report, buf, size, needed);
   });
+}
+
+clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const char* output, const char* method,
+                                   int group_size, int asym, const char* layers, int force, char* buf, size_t size,
+                                   size_t* needed) {
+  clq_quantize_options o;
+  clq_quantize_options_init(&o);
+  o.method = method;
+  o.group_size = group_size;
+  o.asym = asym;
+  o.layers = layers;
+  o.force = force;
+  if (!method)  // the same refusals in the same order as before clq_quantize existed
+    return guard([&] {
+      need(ctx, "ctx");
+      need(input, "input");
+      need(output, "output");
+      need(method, "method");
+    });
+  return clq_quantize(ctx, input, output, &o, buf, size, needed);
 }
 
 void clq_linear_release(clq_linear* layer) {

@@ -206,6 +206,27 @@ QuantizedTensors quantized_tensors(const QuantizedWeight& q, const std::string& 
   return t;
 }
 
+std::vector<StTensor> quantized_layout(const std::string& P, int64_t N, int64_t K, const QuantSpec& spec) {
+  std::vector<StTensor> v;
+  auto add = [&](const std::string& name, StDType dt, std::vector<int64_t> shape) {
+    size_t n = st_dtype_size(dt);
+    for (auto d : shape) n *= size_t(d);
+    v.push_back(StTensor{P + name, dt, std::move(shape), nullptr, n});
+  };
+  if (!spec.is_int()) {
+    add(".weight", StDType::kF8E4M3, {N, K});
+    add(".weight_scale_inv", StDType::kF32, {(N + 127) / 128, (K + 127) / 128});
+    return v;
+  }
+  check_writable(P, N, K, spec);
+  const int64_t per = 32 / spec.bits(), group = spec.group_size == -1 ? K : spec.group_size, G = (K + group - 1) / group;
+  add(".weight_packed", StDType::kI32, {N, K / per});
+  add(".weight_scale", StDType::kF16, {N, G});
+  if (!spec.symmetric) add(".weight_zero_point", StDType::kI32, {N / per, G});
+  add(".weight_shape", StDType::kI64, {2});
+  return v;
+}
+
 const StTensor* QuantizedTensors::find(const std::string& suffix) const {
   for (auto& v : tensors)
     if (v.name.size() >= suffix.size() && v.name.compare(v.name.size() - suffix.size(), suffix.size(), suffix) == 0)

@@ -105,6 +105,10 @@ struct QuantizedTensors {
   void add_to(SafetensorsWriter& w) const;
 };
 QuantizedTensors quantized_tensors(const QuantizedWeight& q, const std::string& prefix);
+// The tensors quantized_tensors writes for a layer [N][K] quantized with `spec`: names, dtypes,
+// shapes and nbytes in the same order, `data` null. Known before any quantization, so a sharded
+// output can be laid out (and its file names checked) before the first layer runs.
+std::vector<StTensor> quantized_layout(const std::string& prefix, int64_t N, int64_t K, const QuantSpec& spec);
 
 // config.json's `quantization_config` for a checkpoint written with `spec`: compressed-tensors
 // (`quant_method: compressed-tensors`, `format: pack-quantized`, one config group targeting

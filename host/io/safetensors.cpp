@@ -592,22 +592,56 @@ void SafetensorsWriter::add(const std::string& name, StDType dtype, const std::v
   entries_.push_back(std::move(e));
 }
 
-void SafetensorsWriter::write(const std::string& path, const std::vector<FileId>& inputs) const {
+std::string safetensors_header(const std::vector<StTensor>& tensors, const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) h["__metadata__"] = metadata_;
+  if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
-  for (auto& e : entries_) {
-    h[e.name] = {{"dtype", st_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
-    off += e.bytes.size();
+  for (auto& t : tensors) {
+    h[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes}}};
+    off += t.nbytes;
   }
   std::string hs = h.dump();
   while ((8 + hs.size()) % 8) hs += ' ';  // keep tensor data 8-byte aligned, as the reference writer does
-  uint64_t n = hs.size();
-  uint8_t le[8];
-  for (int i = 0; i < 8; ++i) le[i] = uint8_t(n >> (8 * i));
-  std::vector<std::pair<const void*, size_t>> pieces{{le, 8}, {hs.data(), hs.size()}};
+  const uint64_t n = hs.size();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = char(uint8_t(n >> (8 * i)));
+  return out + hs;
+}
+
+void SafetensorsWriter::write(const std::string& path, const std::vector<FileId>& inputs) const {
+  std::vector<StTensor> plan;
+  for (auto& e : entries_) plan.push_back(StTensor{e.name, e.dtype, e.shape, nullptr, e.bytes.size()});
+  const std::string hs = safetensors_header(plan, metadata_);
+  std::vector<std::pair<const void*, size_t>> pieces{{hs.data(), hs.size()}};
   for (auto& e : entries_) pieces.push_back({e.bytes.data(), e.bytes.size()});
   write_file_atomic(path, pieces, inputs);
+}
+
+SafetensorsStream::SafetensorsStream(const std::string& path, std::vector<StTensor> plan,
+                                     const std::map<std::string, std::string>& metadata)
+    : path_(path), plan_(std::move(plan)), file_(path) {
+  const std::string hs = safetensors_header(plan_, metadata);
+  file_.write(hs.data(), hs.size());
+}
+
+void SafetensorsStream::append(const StTensor& t) {
+  if (next_ >= plan_.size())
+    fail(Status::kInternal, "'" + path_ + "': tensor '" + t.name + "' written past the planned " +
+                                std::to_string(plan_.size()) + " tensors");
+  const StTensor& want = plan_[next_];
+  if (t.name != want.name || t.dtype != want.dtype || t.shape != want.shape || t.nbytes != want.nbytes)
+    fail(Status::kInternal, "'" + path_ + "': tensor '" + t.name + "' " + st_dtype_name(t.dtype) + " " + t.shape_str() +
+                                " is not the planned '" + want.name + "' " + st_dtype_name(want.dtype) + " " +
+                                want.shape_str());
+  if (t.nbytes) file_.write(t.data, t.nbytes);
+  ++next_;
+}
+
+void SafetensorsStream::commit(const std::vector<FileId>& inputs) {
+  if (next_ != plan_.size())
+    fail(Status::kInternal, "'" + path_ + "': " + std::to_string(next_) + " of " + std::to_string(plan_.size()) +
+                                " planned tensors written");
+  file_.commit(path_, inputs);
 }
 
 namespace {

@@ -87,6 +87,31 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
+// The bytes before the data of a safetensors file holding `tensors` in this order (their names,
+// dtypes, shapes and nbytes; `data` unused) and `metadata`: the length, the JSON header, spaces
+// up to a multiple of 8. SafetensorsWriter and SafetensorsStream write exactly this.
+std::string safetensors_header(const std::vector<StTensor>& tensors, const std::map<std::string, std::string>& metadata);
+
+// One safetensors file streamed to disk tensor by tensor, for outputs too large to assemble in
+// memory: the header is written from `plan` (every tensor's name, dtype and shape, known before
+// its bytes), then append() takes the planned tensors in order. It lives in a TempFile beside
+// `path` until commit() renames it there; dropped uncommitted, it leaves nothing behind.
+class SafetensorsStream {
+ public:
+  SafetensorsStream(const std::string& path, std::vector<StTensor> plan, const std::map<std::string, std::string>& metadata);
+  // The next planned tensor's bytes; Internal when it is not the one planned (name, dtype, shape).
+  void append(const StTensor& t);
+  // Internal unless every planned tensor was appended; then as TempFile::commit.
+  void commit(const std::vector<FileId>& inputs);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<StTensor> plan_;
+  TempFile file_;
+  size_t next_ = 0;
+};
+
 class GgufFile;
 
 // A checkpoint: one .safetensors file, a model.safetensors.index.json with its shards, a folder

@@ -126,6 +126,26 @@ clq_status clq_quantize_checkpoint(clq_context* ctx, const char* input, const ch
                                    int group_size, int asym, const char* layers, int force, char* buf, size_t size,
                                    size_t* needed);
 
+/* The same with every option in one struct, including the output's shard size. Fill with
+ * clq_quantize_options_init, then set what differs (a later minor release may add fields at the
+ * end, which init sets to their defaults). */
+typedef struct clq_quantize_options {
+  const char* method;      /* "int4", "int8" or "fp8-block" (default "int4") */
+  int group_size;          /* as clq_quantize_checkpoint (default 0: 128 for the int methods) */
+  int asym;                /* nonzero: asymmetric integer codes (default 0) */
+  const char* layers;      /* as clq_quantize_checkpoint (default NULL: the default rule) */
+  int force;               /* as clq_quantize_checkpoint (default 0); with sharded output the earlier
+                              model.safetensors / index / model-*-of-*.safetensors not rewritten are removed */
+  uint64_t max_shard_size; /* most tensor bytes per file (default 5000000000, transformers' "5GB"); past
+                              it `output` holds model-00001-of-0000N.safetensors ... and
+                              model.safetensors.index.json; a larger tensor has a file of its own; 0 is
+                              refused (InvalidArgument) */
+} clq_quantize_options;
+void clq_quantize_options_init(clq_quantize_options* o);
+/* clq_quantize_checkpoint with options (NULL: the defaults); report, buf, size and needed as there. */
+clq_status clq_quantize(clq_context* ctx, const char* input, const char* output, const clq_quantize_options* options,
+                        char* buf, size_t size, size_t* needed);
+
 /* MoE routing (SPEC section 5). Fill with clq_moe_routing_init, then set what differs. */
 typedef struct clq_moe_routing {
   int top_k;            /* experts per token (default 2) */

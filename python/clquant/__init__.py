@@ -191,14 +191,20 @@ class MoE:
         return f"clquant.MoE(E={self.E}, H={self.H}, I={self.I}, {self.kind} experts{shared})"
 
 
-def quantize(input, output, method, group_size=0, asym=False, layers=None, force=False, device=None):
+def quantize(input, output, method, group_size=0, asym=False, layers=None, force=False, device=None,
+             max_shard_size="5GB"):
     """Online quantization of a dense checkpoint (`clquant quantize`): writes output/model.safetensors
     and output/config.json as compressed-tensors pack-quantized (method "int4", "int8") or Hugging
     Face block FP8 ("fp8-block"). layers: a regular expression searched in layer names (default:
     every 2-D *.weight except embeddings, lm_head, norms and routers). output must be a new or empty
-    folder unless force=True. Returns the report: per-layer and overall rel_fro_error / max_abs_error."""
+    folder unless force=True. max_shard_size (bytes as an int, or a string such as "5GB", "500MiB",
+    as transformers' save_pretrained takes it): past it the weights are written as
+    model-00001-of-0000N.safetensors ... with model.safetensors.index.json. Returns the report:
+    per-layer and overall rel_fro_error / max_abs_error, the shards and total_size."""
+    if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, (int, str)):
+        raise TypeError(f"max_shard_size takes an int (bytes) or a string like '5GB', not {type(max_shard_size).__name__}")
     report = _clquant.quantize_checkpoint(_context(device), str(input), str(output), str(method), int(group_size),
-                                          bool(asym), layers or "", bool(force))
+                                          bool(asym), layers or "", bool(force), str(max_shard_size))
     return _json.loads(report)
 
 

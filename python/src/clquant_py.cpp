@@ -327,20 +327,22 @@ NB_MODULE(_clquant, m) {
   m.def(
       "quantize_checkpoint",
       [](std::shared_ptr<clq::Context> c, const std::string& input, const std::string& output,
-         const std::string& method, int group_size, bool asym, const std::string& layers, bool force) {
+         const std::string& method, int group_size, bool asym, const std::string& layers, bool force,
+         const std::string& max_shard_size) {
         clq::QuantizeCheckpointOptions o;
         o.input = input;
         o.output = output;
         o.spec = clq::quant_spec_from(method, group_size, asym);
         o.layers = layers;
         o.force = force;
+        o.max_shard_size = clq::parse_byte_size(max_shard_size, "max_shard_size");
         auto mu = lock_for(c.get());
         nb::gil_scoped_release release;
         std::lock_guard<std::mutex> lock(*mu);
         return clq::quantize_report_json(clq::quantize_checkpoint(*c, o), o.spec, -1);
       },
       nb::arg("context"), nb::arg("input"), nb::arg("output"), nb::arg("method"), nb::arg("group_size"),
-      nb::arg("asym"), nb::arg("layers"), nb::arg("force"));
+      nb::arg("asym"), nb::arg("layers"), nb::arg("force"), nb::arg("max_shard_size") = "5GB");
 
   nb::class_<PyMoe>(m, "MoE")
       .def(nb::init<std::shared_ptr<clq::Context>, const std::string&, const std::string&, const std::string&, int>(),

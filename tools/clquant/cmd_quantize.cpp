@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "host/model/quantize.h"
+#include "runtime/status.h"
 #include "tools/clquant/commands.h"
 
 namespace clq::cli {
@@ -26,7 +27,23 @@ CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a) {
   cmd->add_option("--layers", a.layers,
                   "ECMAScript regular expression searched in each layer name (a 2-D float tensor's name without "
                   "'.weight'); default: every 2-D *.weight except embeddings, lm_head, norms and MoE routers");
-  cmd->add_flag("--force", a.force, "write into a non-empty OUT, replacing its model.safetensors and config.json");
+  cmd->add_option("--max-shard-size", a.max_shard_size,
+                  "most tensor bytes per output file, e.g. 5GB (default, powers of 1000), 2GiB (powers of 1024) or "
+                  "plain bytes; past it OUT holds model-0000i-of-0000N.safetensors and model.safetensors.index.json; "
+                  "a larger tensor has a shard of its own")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            try {
+              parse_byte_size(s, "--max-shard-size");
+            } catch (const Error& e) {
+              return e.what();
+            }
+            return "";
+          },
+          "SIZE"));
+  cmd->add_flag("--force", a.force,
+                "write into a non-empty OUT, replacing its config.json and weights (model.safetensors, "
+                "model.safetensors.index.json and model-*-of-*.safetensors: the new set is written, the rest removed)");
   cmd->add_flag("--json", a.json, "print the report as JSON");
   return cmd;
 }
@@ -46,6 +63,7 @@ int run_quantize(Context& c, const QuantizeArgs& a) {
   o.spec = quant_spec_from(a.method, a.group_size, a.asym);
   o.layers = a.layers;
   o.force = a.force;
+  o.max_shard_size = parse_byte_size(a.max_shard_size, "--max-shard-size");
   const QuantizeReport r = quantize_checkpoint(c, o);
   if (a.json) {
     std::cout << quantize_report_json(r, o.spec) << "\n";
@@ -64,8 +82,14 @@ int run_quantize(Context& c, const QuantizeArgs& a) {
   std::cout << std::setw(int(w)) << ("overall (" + std::to_string(r.layers.size()) + " layers)") << "  " << std::setw(14) << ""
             << "  " << std::setw(11) << sci(r.total.rel_fro()) << "  " << std::setw(11) << sci(r.total.max_abs) << "\n";
   std::cout << "quantize: " << quant_spec_text(o.spec) << " (rel error = ||deq - w||_F / ||w||_F); wrote " << r.weights_path
-            << " (" << r.layers.size() << " quantized layers, " << r.copied << " tensors copied) and " << r.config_path
-            << "\n";
+            << " (" << r.layers.size() << " quantized layers, " << r.copied << " tensors copied";
+  if (r.shards.size() > 1) std::cout << ", " << r.shards.size() << " shards, " << r.total_size << " tensor bytes";
+  std::cout << ") and " << r.config_path << "\n";
+  if (!r.removed.empty()) {
+    std::cout << "quantize: removed the earlier";
+    for (auto& f : r.removed) std::cout << " " << f;
+    std::cout << "\n";
+  }
   return 0;
 }
 

@@ -72,6 +72,7 @@ int run_gemm(Context& c, const GemmArgs& args);
 
 struct QuantizeArgs {
   std::string input, output, method, layers;
+  std::string max_shard_size = "5GB";  // parsed by parse_byte_size (host/model/quantize.h)
   int group_size = 0;  // 0: not given
   bool sym = false, asym = false, force = false, json = false;
 };
