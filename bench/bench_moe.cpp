@@ -43,6 +43,10 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
     }
     models = keep;
   }
+  if (!cfg.experts.empty() && cfg.experts != "int4" && cfg.experts != "int8")
+    fail(Status::kInvalidArgument, "moe --experts '" + cfg.experts + "': use int4 or int8");
+  if (!cfg.experts.empty())
+    for (Model& m : models) m.kind = cfg.experts == "int8" ? MoeWeightKind::kInt8 : MoeWeightKind::kInt4;
   std::vector<int64_t> ts = cfg.ts;
   if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
   MoeRunOptions opt;
@@ -59,6 +63,10 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
     s.I = md.I;
     s.bias = md.grouped;
     s.share_expert_weights = true;
+    // Integer experts: GPTQ v2 (true zeros), groups of 128 as most GPTQ exports, 64 where H or I is
+    // not a multiple of 128 (the quick Qwen3 size, I = 192).
+    s.int4_format = W4Format::kGptqV2;
+    s.group_size = md.H % 128 == 0 && md.I % 128 == 0 ? 128 : 64;
     MoeSynth synth(s);
     FusedMoe op(c, synth.checkpoint());
     MoeRouting r;
@@ -91,7 +99,11 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
           c, "moe", std::string(md.name) + " T=" + std::to_string(T), moe_kind_name(md.kind), T, md.H, md.I, p.flops(),
           double(touched) * op.expert_bytes() + 2.0 * double(x.size()),
           [&] { return op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt); }, false, cfg.reps, progress);
-      row.variant = std::string(md.kind == MoeWeightKind::kFp8 ? "fp8" : "bf16") + (decode ? " dec" : " gen");
+      const char* kind = md.kind == MoeWeightKind::kFp8    ? "fp8"
+                         : md.kind == MoeWeightKind::kInt4 ? "int4"
+                         : md.kind == MoeWeightKind::kInt8 ? "int8"
+                                                           : "bf16";
+      row.variant = std::string(kind) + (decode ? " dec" : " gen");
       if (harness_options().replay && c.command_buffers()) {
         // The call has run (warm-up and timing above), so its scratch exists; a path that reads
         // back or writes during the call cannot be recorded, and says so.

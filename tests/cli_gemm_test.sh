@@ -132,6 +132,15 @@ d="$tmp/moe-int4-act"; mkdir -p "$d"; "$gen" "$d" moe_int4+actorder 256 128 8 0 
 expect "moe int4 act-order" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 3 --check
 expect "moe int4 act-order named" 0 "int4 act-order experts.*fused_moe/general" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
 expect "inspect names moe act-order" 0 "int4 experts gptq.*act-order" "$clq" inspect "$d"
+d="$tmp/moe-int8"; mkdir -p "$d"; "$gen" "$d" moe_int8+actorder 232 144 8 0 7 bf16 10
+expect "moe int8 gptq act-order" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 3 --check
+expect "moe int8 named" 0 "int8 act-order experts.*fused_moe/general" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y2.safetensors" --top-k 2
+expect "moe int8 refuses decode" 4 "decode path does not apply: int8 experts" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y3.safetensors" --top-k 2 --variant decode
+expect "inspect names moe int8" 0 "int8 experts gptq.*act-order" "$clq" inspect "$d"
+rm "$d/quantize_config.json"
+expect "moe int8 --bits 8" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y4.safetensors" --top-k 2 --format gptq --bits 8 --check
+d="$tmp/moe-int8-ct"; mkdir -p "$d"; "$gen" "$d" moe_int8_ct 256 128 8 0 4 f16 11
+expect "moe int8 compressed-tensors" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y.safetensors" --top-k 2 --check
 d="$tmp/moe-fp8-ue8m0"; mkdir -p "$d"; "$gen" "$d" moe_fp8+ue8m0 256 128 8 0 5 bf16 9
 for v in general decode; do
   expect "moe fp8 ue8m0 $v" 0 "check: .*PASS" "$clq" moe --weights "$d" --prefix $M --input "$d/input.safetensors" --output "$d/y-$v.safetensors" --top-k 2 --variant $v --check

@@ -13,6 +13,9 @@
 //     shared_experts (intermediate 2 N), FORMAT+qwen Qwen2-MoE's gated shared_expert (3 N);
 //     moe_int4+actorder: GPTQ act-order experts (random g_idx per expert and projection);
 //     moe_fp8+ue8m0: F8_E8M0 block scales and a config.json with scale_fmt ue8m0.
+//     moe_int8: GPTQ 8-bit experts (v1, group 64, quantize_config.json with bits 8; +actorder
+//     too); moe_int8_ct: compressed-tensors int-quantized int8 experts, per channel, symmetric,
+//     Mixtral names (w1/w3/w2), config.json's quantization_config.
 //     FORMAT dense: an unquantized checkpoint in DTYPE for `clquant quantize` (GROUP and ACT
 //     ignored): model.layers.0.mlp.down_proj.weight [N, K], model.layers.0.self_attn.q_proj.weight
 //     [128, K], model.embed_tokens.weight and lm_head.weight [64, K], two norms [K], and a
@@ -155,9 +158,16 @@ int main(int argc, char** argv) {
         }
         fmt = fmt.substr(0, plus);
       }
-      s.kind = fmt == "moe_int4"  ? MoeWeightKind::kInt4
-               : fmt == "moe_fp8" ? MoeWeightKind::kFp8
-                                  : MoeWeightKind::kDense;
+      s.kind = fmt == "moe_int4"                          ? MoeWeightKind::kInt4
+               : fmt == "moe_int8" || fmt == "moe_int8_ct" ? MoeWeightKind::kInt8
+               : fmt == "moe_fp8"                         ? MoeWeightKind::kFp8
+                                                          : MoeWeightKind::kDense;
+      if (fmt == "moe_int8_ct") {
+        s.int4_format = W4Format::kCompressedTensors;
+        s.group_size = -1;
+        s.symmetric = true;
+        s.mixtral_names = true;
+      }
       s.H = K;
       s.I = N;
       s.E = group;
@@ -170,6 +180,12 @@ int main(int argc, char** argv) {
         std::ofstream(dir + "/quantize_config.json")
             << R"({"bits": 4, "group_size": 64, "desc_act": )" << (s.act_order ? "true" : "false")
             << R"(, "quant_method": "gptq", "checkpoint_format": "gptq"})";
+      if (s.kind == MoeWeightKind::kInt8 && config) {
+        if (fmt == "moe_int8_ct")
+          std::ofstream(dir + "/config.json") << R"({"quantization_config": )" << synth.quantize_config_json() << "}";
+        else
+          std::ofstream(dir + "/quantize_config.json") << synth.quantize_config_json();
+      }
       if (ue8m0)
         std::ofstream(dir + "/config.json")
             << R"({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", )"

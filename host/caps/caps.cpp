@@ -85,11 +85,12 @@ const std::vector<VariantRow> kTable = {
   {"moe_align",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "sorted token ids, expert per block, padded count; deterministic"},
   {"moe_gemm",         "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over fp16/bf16 or int4 experts, SwiGLU and routing weight fused"},
   {"moe_gemm",         "nv_mma",      kFeatNvMmaF16, 30, K::kNative,   St::kPlanned,     0, "mma.sync grouped GEMM for prefill"},
+  {"moe_gemm_int8",    "portable",    0, 10, K::kNative,   St::kImplemented, 0, "grouped register-tiled GEMMs over int8 weight-only experts (GPTQ 8-bit, compressed-tensors int8; groups, act-order), the w8a16_int8 inner loop, SwiGLU and routing weight fused; general path only (no decode kernel)"},
   {"moe_gemm_fp8",     "emulated",    0, 10, K::kEmulated, St::kImplemented, 0, "grouped GEMMs over 128x128 block-FP8 experts, e4m3 decoded in software"},
   {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
   // The whole layer (FusedMoe); M is the call's token slots, T * top_k.
   {"fused_moe",        "decode",      0, 20, K::kNative,   St::kImplemented, 512, "four launches, no host round trip: routing + FP8 staging, top-k + alignment, gate_up + SwiGLU, down + combine; fp16/bf16/FP8 experts, no expert map"},
-  {"fused_moe",        "general",     0, 10, K::kNative,   St::kImplemented, 0, "routing, alignment, staging, grouped GEMMs (moe_routing, moe_align, moe_gemm/moe_gemm_fp8 rows), split-K reductions, combine; every weight kind"},
+  {"fused_moe",        "general",     0, 10, K::kNative,   St::kImplemented, 0, "routing, alignment, staging, grouped GEMMs (moe_routing, moe_align, moe_gemm/moe_gemm_fp8/moe_gemm_int8 rows), split-K reductions, combine; every weight kind (int4 and int8 experts only here)"},
   {"fused_moe",        "general",     kFeatCpu, 25, K::kNative, St::kImplemented, 0, "CPUs keep the general path at every T (the decode path was written and measured for GPUs)"},
 };
 // clang-format on
@@ -113,6 +114,7 @@ const std::vector<MatrixRow> kMatrixRows = {
     {"online quant int4/int8/fp8", "weight_quant"},
     {"moe routing top-k", "moe_routing"},       {"moe align", "moe_align"},
     {"moe gemm fp16/int4", "moe_gemm"},         {"moe gemm block fp8", "moe_gemm_fp8"},
+    {"moe gemm int8 weight-only", "moe_gemm_int8"},
 };
 
 // Removed variants keep their name for one release as an alias of their successor (CHANGELOG).

@@ -270,21 +270,62 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
   MoeLayer out;
   out.checkpoint = ckp;
   out.prefix = P;
-  // Int4 experts: one format decision for the block, from expert 0's gate projection (every
-  // expert is then validated against it).
+  // Integer experts: one format and width decision for the block, from expert 0's gate projection
+  // (every expert is then validated against it).
   std::optional<W4Format> fmt;
-  int gs = opt.group_size;
+  int gs = opt.group_size, bits = 4;
+  if (opt.bits && opt.bits != 4 && opt.bits != 8)
+    fail(Status::kInvalidArgument, "MoE experts have 4- or 8-bit integer codes, not " + std::to_string(opt.bits));
   std::string e0 = moe_gate_proj_name(ck, P, 0);
-  // Dense routed experts beside int4 shared ones still need the int4 format.
+  // Dense routed experts beside integer shared ones still need the integer format.
   const std::string shared = moe_shared_prefix(ck, P);
-  if (!ck.find(e0 + ".qweight") && !shared.empty() && ck.find(shared + ".gate_proj.qweight"))
-    e0 = shared + ".gate_proj";
+  auto is_int = [&](const std::string& b) {
+    const StTensor* w = ck.find(b + ".weight");
+    return ck.find(b + ".qweight") || (w && w->dtype == StDType::kI8);
+  };
+  if (!is_int(e0) && !shared.empty() && is_int(shared + ".gate_proj")) e0 = shared + ".gate_proj";
+  // W8A8 int8 configs quantize the activations per token too; these experts run W8A16 (fp16/bf16
+  // activations), which would be a different layer: refuse rather than drop the activation rule.
+  auto refuse_w8a8 = [&](const std::optional<QuantConfig>& cfg) {
+    if (cfg && cfg->int8_act)
+      fail(Status::kNotSupported, "MoE block '" + P + "': " + cfg->source +
+                                      " quantizes the activations to int8 (W8A8); fused MoE runs int8 weight-only "
+                                      "experts (W8A16), not W8A8 int8");
+  };
   if (const StTensor* q = ck.find(e0 + ".qweight")) {
     auto cfg = read_quant_config(ck.dir());
-    if ((cfg && cfg->bits != 4) || (opt.bits && opt.bits != 4))
-      fail(Status::kNotSupported, "MoE block '" + P + "': int8 experts are not supported yet (int4, FP8 or dense)");
-    fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an int4 expert with a '.qweight' needs"), e0, opt, cfg,
+    // GPTQ 4- and 8-bit experts have the same tensor names: the width comes from the option or the
+    // config (`bits`), never from a guess (as for a linear layer).
+    bits = opt.bits ? opt.bits : cfg ? cfg->bits : 4;
+    fmt = decide_w4_format(*q, require(ck, e0, ".scales", "an integer expert with a '.qweight' needs"), e0, opt, cfg,
                            &out.format_source);
+    if (bits == 8 && *fmt == W4Format::kAwq)
+      fail(Status::kNotSupported, "MoE block '" + P + "': AWQ experts are 4-bit, but " +
+                                      (opt.bits ? std::string("the requested width") : cfg->source) + " says 8 bits");
+    if (bits == 8 && *fmt == W4Format::kCompressedTensors)
+      fail(Status::kNotSupported, "MoE block '" + P + "': compressed-tensors int8 experts are read from an I8 '.weight' "
+                                      "(int-quantized), not from a '.qweight'");
+    if (bits == 8) refuse_w8a8(cfg);
+    if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
+  } else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kI8) {
+    // compressed-tensors int-quantized int8: the tensors say the format and the width.
+    if (opt.bits && opt.bits != 8)
+      fail(Status::kInvalidArgument, "MoE block '" + P + "': '" + w->name + "' is I8, so its codes are 8-bit, not " +
+                                         std::to_string(opt.bits));
+    if (auto f = explicit_format(opt); f && *f != W4Format::kCompressedTensors)
+      fail(Status::kInvalidArgument, "MoE block '" + P + "' holds compressed-tensors int8 experts (an I8 '" + w->name +
+                                         "'), not " + w4_format_name(*f) + " (" + opt.format_option + ")");
+    auto cfg = read_quant_config(ck.dir());
+    refuse_w8a8(cfg);
+    if (cfg && cfg->ignores(e0))
+      fail(Status::kInvalidArgument, "MoE expert '" + e0 + "' holds an I8 '.weight' but " + cfg->source +
+                                         " lists it under 'ignore' (left unquantized)");
+    if (cfg && cfg->symmetric && !*cfg->symmetric && !ck.find(e0 + ".weight_zero_point"))
+      fail(Status::kFormatError, cfg->source + " says the weights are asymmetric, but '" + e0 +
+                                     ".weight_zero_point' is missing");
+    bits = 8;
+    fmt = W4Format::kCompressedTensors;
+    out.format_source = cfg && cfg->format == W4Format::kCompressedTensors ? cfg->source : "tensor names (an I8 '.weight')";
     if (gs == 0 && cfg && cfg->group_size) gs = *cfg->group_size;
   } else {
     // Dense or FP8 experts: an int4 format override is a mistake worth naming.
@@ -293,7 +334,7 @@ MoeLayer load_moe(std::shared_ptr<const Checkpoint> ckp, const std::string& P, c
       fail(Status::kInvalidArgument,
            opt.format_option + " names an int4 format, but '" + e0 + ".weight' is not an int4 layer");
   }
-  out.moe = moe_from_checkpoint(ck, P, fmt, gs);
+  out.moe = moe_from_checkpoint(ck, P, fmt, gs, bits);
   // FP8 experts honour the config's `scale_fmt: ue8m0` as a dense FP8 layer does (load_fp8),
   // the shared experts with them.
   auto set_ue8m0 = [](MoeCheckpoint& m, bool on) { m.ue8m0_act_scales = on && m.kind == MoeWeightKind::kFp8; };

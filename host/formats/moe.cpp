@@ -18,6 +18,8 @@ const char* moe_kind_name(MoeWeightKind k) {
       return "int4";
     case MoeWeightKind::kFp8:
       return "fp8 e4m3 block";
+    case MoeWeightKind::kInt8:
+      return "int8";
   }
   return "?";
 }
@@ -51,28 +53,55 @@ namespace {
 // The projections of the experts at bases[e] (e.g. "P.experts.3."): kind from expert 0, every
 // tensor looked up by name, H and I read off expert 0's down projection.
 void read_experts(const Checkpoint& ck, const std::vector<std::string>& bases, const char* const* kProj,
-                  std::optional<W4Format> fmt, int group_size, MoeCheckpoint* out) {
+                  std::optional<W4Format> fmt, int group_size, int bits, MoeCheckpoint* out) {
   MoeCheckpoint& m = *out;
   m.E = int64_t(bases.size());
   const std::string e0 = bases[0] + kProj[0];
-  if (ck.find(e0 + ".qweight"))
-    m.kind = MoeWeightKind::kInt4;
-  else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3)
+  // compressed-tensors int-quantized int8: the I8 `.weight` says both format and width.
+  bool ct_int8 = false;
+  if (ck.find(e0 + ".qweight")) {
+    m.kind = bits == 8 ? MoeWeightKind::kInt8 : MoeWeightKind::kInt4;
+  } else if (const StTensor* w = ck.find(e0 + ".weight"); w && w->dtype == StDType::kF8E4M3) {
     m.kind = MoeWeightKind::kFp8;
-  else
+  } else if (w && w->dtype == StDType::kI8) {
+    m.kind = MoeWeightKind::kInt8;
+    ct_int8 = true;
+  } else {
     m.kind = MoeWeightKind::kDense;
-  if (m.kind == MoeWeightKind::kInt4 && !fmt)
-    fail(Status::kInvalidArgument,
-         "int4 experts need their format (gptq, gptq_v2 or awq): pass --format or put quantize_config.json beside the "
-         "weights");
+  }
+  if (bits != 4 && bits != 8)
+    fail(Status::kNotSupported, "MoE experts with " + i2s(bits) + "-bit codes: clquant reads 4 and 8 bits");
+  if (ct_int8) {
+    fmt = W4Format::kCompressedTensors;
+  } else if ((m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) && !fmt) {
+    fail(Status::kInvalidArgument, std::string(m.kind == MoeWeightKind::kInt8 ? "int8" : "int4") +
+                                       " experts need their format (gptq, gptq_v2" +
+                                       (m.kind == MoeWeightKind::kInt8 ? "" : " or awq") +
+                                       "): pass --format or put quantize_config.json beside the weights");
+  }
+  if (m.kind == MoeWeightKind::kInt8 && *fmt == W4Format::kAwq)
+    fail(Status::kNotSupported, "'" + e0 + ".qweight': AWQ is a 4-bit format, but the experts were declared 8-bit");
   for (const std::string& b : bases)
     for (int p = 0; p < 3; ++p) {
       const std::string base = b + kProj[p];
       if (m.kind == MoeWeightKind::kDense) {
         (p == 0 ? m.gate_d : p == 1 ? m.up_d : m.down_d).push_back(&ck.require(base + ".weight"));
-      } else if (m.kind == MoeWeightKind::kInt4) {
+      } else if (ct_int8) {
+        // int-quantized: weight I8 [N, K], weight_scale [N, 1] (channel) or [N, G] (group),
+        // weight_zero_point I8 [N, G] only when asymmetric, weight_g_idx with act-order.
+        W4Checkpoint w;
+        w.format = W4Format::kCompressedTensors;
+        w.bits = 8;
+        w.group_size = group_size;
+        w.qweight = &ck.require(base + ".weight");
+        w.scales = &ck.require(base + ".weight_scale");
+        w.qzeros = ck.find(base + ".weight_zero_point");
+        w.g_idx = ck.find(base + ".weight_g_idx");
+        (p == 0 ? m.gate_q : p == 1 ? m.up_q : m.down_q).push_back(w);
+      } else if (m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) {
         W4Checkpoint w;
         w.format = *fmt;
+        w.bits = bits;
         w.group_size = group_size;
         w.qweight = &ck.require(base + ".qweight");
         w.qzeros = &ck.require(base + ".qzeros");
@@ -91,12 +120,16 @@ void read_experts(const Checkpoint& ck, const std::vector<std::string>& bases, c
   if (m.kind == MoeWeightKind::kDense) {
     m.H = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[0] : 0;
     m.I = m.down_d[0]->shape.size() == 2 ? m.down_d[0]->shape[1] : 0;
-  } else if (m.kind == MoeWeightKind::kInt4) {
-    // Read off the shapes (scales [G, N]; qweight [K/8, N] GPTQ, [K, N/8] AWQ) rather than
-    // validating expert 0 twice: validate_moe checks them against every rule below.
+  } else if (ct_int8) {
+    const StTensor* d = m.down_q[0].qweight;  // I8 [N = H, K = I]
+    m.H = d->shape.size() == 2 ? d->shape[0] : 0;
+    m.I = d->shape.size() == 2 ? d->shape[1] : 0;
+  } else if (m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) {
+    // Read off the shapes (scales [G, N]; qweight [K/8, N] GPTQ, [K, N/8] AWQ; [K/4, N] GPTQ
+    // 8-bit) rather than validating expert 0 twice: validate_moe checks them against every rule below.
     const W4Checkpoint& d = m.down_q[0];
     m.H = d.scales->shape.size() == 2 ? d.scales->shape[1] : 0;
-    m.I = d.qweight->shape.size() == 2 ? d.qweight->shape[0] * (d.format == W4Format::kAwq ? 1 : 8) : 0;
+    m.I = d.qweight->shape.size() == 2 ? d.qweight->shape[0] * (d.format == W4Format::kAwq ? 1 : 32 / bits) : 0;
   } else {
     const StTensor* d = m.down_f[0].weight;
     m.H = d->shape.size() == 2 ? d->shape[0] : 0;
@@ -116,7 +149,7 @@ std::string moe_shared_prefix(const Checkpoint& ck, const std::string& P) {
 }
 
 MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, std::optional<W4Format> fmt,
-                                  int group_size) {
+                                  int group_size, int bits) {
   MoeCheckpoint m;
   m.router = ck.find(P + ".gate.weight");
   m.bias = ck.find(P + ".gate.e_score_correction_bias");
@@ -146,11 +179,11 @@ MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& P, st
                                     " rows but the checkpoint holds " + i2s(E) + " consecutive experts");
   std::vector<std::string> bases;
   for (int64_t e = 0; e < E; ++e) bases.push_back(P + ".experts." + i2s(e) + ".");
-  read_experts(ck, bases, kProj, fmt, group_size, &m);
+  read_experts(ck, bases, kProj, fmt, group_size, bits, &m);
   const std::string S = moe_shared_prefix(ck, P);
   if (!S.empty()) {
     auto shared = std::make_shared<MoeCheckpoint>();
-    read_experts(ck, {S + "."}, kProjHf, fmt, group_size, shared.get());
+    read_experts(ck, {S + "."}, kProjHf, fmt, group_size, bits, shared.get());
     m.shared = shared;
     m.shared_gate = ck.find(P + ".shared_expert_gate.weight");
     // Qwen2-MoE always gates its shared expert; running it ungated would add it at full weight.
@@ -238,10 +271,19 @@ void validate_moe(const MoeCheckpoint& m) {
                  who + " " + kProj[p] + " '" + t[p]->name + "' holds a non-finite value at element " + i2s(int64_t(i)));
         }
       }
-    } else if (m.kind == MoeWeightKind::kInt4) {
+    } else if (m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) {
       const W4Checkpoint* w[3] = {&m.gate_q[size_t(e)], &m.up_q[size_t(e)], &m.down_q[size_t(e)]};
       W4Shape sh[3];
+      const int bits = m.kind == MoeWeightKind::kInt8 ? 8 : 4;
       for (int p = 0; p < 3; ++p) {
+        // The kind decides the kernels' unpacking: a code width other than the kind's would be
+        // read as the wrong bits, so it is refused rather than repacked by guess.
+        if (w[p]->bits != bits)
+          fail(Status::kInvalidArgument, who + " " + kProj[p] + " has " + i2s(w[p]->bits) + "-bit codes but the layer's experts are " +
+                                             moe_kind_name(m.kind) + " (" + i2s(bits) + "-bit)");
+        if (e > 0 && w[p]->format != m.gate_q[0].format)
+          fail(Status::kInvalidArgument, who + " " + kProj[p] + " is " + w4_format_name(w[p]->format) +
+                                             " but expert 0 is " + w4_format_name(m.gate_q[0].format));
         // Each projection is validated once; expert 0's group sizes are the reference for the rest.
         const W4Shape s = sh[p] = validate_w4(*w[p]);
         if (e == 0) (p == 2 ? group_down : group_gate) = s.group_size;
@@ -323,7 +365,7 @@ void validate_moe(const MoeCheckpoint& m) {
 }
 
 bool moe_uses_act_order(const MoeCheckpoint& m) {
-  if (m.kind != MoeWeightKind::kInt4) return false;
+  if (m.kind != MoeWeightKind::kInt4 && m.kind != MoeWeightKind::kInt8) return false;
   for (const auto* v : {&m.gate_q, &m.up_q, &m.down_q})
     for (const W4Checkpoint& w : *v) {
       if (!w.g_idx) continue;
@@ -341,7 +383,8 @@ std::vector<double> moe_dequantize(const MoeCheckpoint& m, int64_t e, int which)
     const StTensor* t = (which == 0 ? m.gate_d : which == 1 ? m.up_d : m.down_d)[size_t(e)];
     DType dt = t->dtype == StDType::kF16 ? DType::kF16 : DType::kBF16;
     for (size_t i = 0; i < w.size(); ++i) w[i] = load_as_f32(t->data, i, dt);
-  } else if (m.kind == MoeWeightKind::kInt4) {
+  } else if (m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) {
+    // dequantize_w4 reads either width (W4Accessor): s * (q - z) from the checkpoint as stored.
     auto kn = dequantize_w4((which == 0 ? m.gate_q : which == 1 ? m.up_q : m.down_q)[size_t(e)]);  // [K=in][N=out]
     for (int64_t o = 0; o < out_dim; ++o)
       for (int64_t i = 0; i < in_dim; ++i) w[size_t(o * in_dim + i)] = kn[size_t(i * out_dim + o)];

@@ -1,7 +1,9 @@
 // A mixture-of-experts layer as Hugging Face checkpoints store it (Qwen-MoE, Mixtral-style
 // names, DeepSeek-V3): router P.gate.weight [E, H] (+ optional P.gate.e_score_correction_bias
 // [E]) and, per expert e, P.experts.{e}.gate_proj / up_proj [I, H] and down_proj [H, I], each a
-// dense fp16/bf16 `.weight`, a GPTQ/AWQ int4 layer, or an FP8 `.weight` + `.weight_scale_inv`.
+// dense fp16/bf16 `.weight`, a GPTQ/AWQ int4 layer, an 8-bit integer weight-only layer (GPTQ
+// 8-bit `.qweight`, or compressed-tensors int-quantized: an I8 `.weight` + `.weight_scale`), or an
+// FP8 `.weight` + `.weight_scale_inv`.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -16,7 +18,9 @@
 
 namespace clq {
 
-enum class MoeWeightKind { kDense, kInt4, kFp8 };
+// kInt8 (W8A16 int8, SPEC section 7) was added after the others: it comes last so the existing
+// values keep their numbers.
+enum class MoeWeightKind { kDense, kInt4, kFp8, kInt8 };
 const char* moe_kind_name(MoeWeightKind k);
 
 struct MoeCheckpoint {
@@ -30,7 +34,8 @@ struct MoeCheckpoint {
   std::shared_ptr<const std::vector<float>> bias_widened_data;
   // One entry per expert and projection (views into the checkpoint; the file must outlive this).
   std::vector<const StTensor*> gate_d, up_d, down_d;  // dense .weight
-  std::vector<W4Checkpoint> gate_q, up_q, down_q;     // int4
+  // int4, and int8 (kInt8): W4Checkpoint carries both widths (bits = 4 or 8, host/formats/w4.h)
+  std::vector<W4Checkpoint> gate_q, up_q, down_q;
   std::vector<Fp8Checkpoint> gate_f, up_f, down_f;    // e4m3
   // Shared experts, run for every token beside the routed ones and added to their output:
   // DeepSeek-V3's P.shared_experts (its n_shared_experts stored as one MLP, intermediate size
@@ -80,21 +85,25 @@ std::string moe_gate_proj_name(const Checkpoint& ck, const std::string& P, int64
 // (Qwen2-MoE), or "" when P holds neither.
 std::string moe_shared_prefix(const Checkpoint& ck, const std::string& P);
 
-// Also reads the shared experts (moe_shared_prefix) and the Qwen2-MoE gate when present; int4
-// shared experts take the same format and group size as the routed ones.
+// Also reads the shared experts (moe_shared_prefix) and the Qwen2-MoE gate when present; integer
+// shared experts take the same format, width and group size as the routed ones.
+// Experts with a `.qweight` are int4 (bits 4) or GPTQ 8-bit (bits 8: the width comes from the
+// config or the caller, never from the shapes); an I8 `.weight` is compressed-tensors int-quantized
+// int8 whatever `bits` says (int4_format is then ignored).
 MoeCheckpoint moe_from_checkpoint(const Checkpoint& ck, const std::string& prefix, std::optional<W4Format> int4_format,
-                                  int group_size);
+                                  int group_size, int bits = 4);
 
 // Every expert the same kind and shape; gate/up [I, H], down [H, I]; router [E, H]; bias [E];
-// int4 experts with one group structure: act-order (a g_idx other than k / group_size) is taken
-// when gate and up of an expert carry the same g_idx (they read the same x) and every expert's
-// g_idx puts as many rows in each group as expert 0's does (GPTQ's desc_act, g_idx = perm^-1 /
-// group_size, always does), so all experts share one packed group layout; FP8 needs I % 128 == 0 (gate and
-// up blocks meet at a block edge); dense weights finite; I % 16 == 0 (the fused SwiGLU reads gate
-// and up columns in aligned vectors). Throws naming the expert, the tensor and the rule.
+// int4 and int8 experts (4- and 8-bit codes, as their kind says) with one group structure:
+// act-order (a g_idx other than k / group_size) is taken when gate and up of an expert carry the
+// same g_idx (they read the same x) and every expert's g_idx puts as many rows in each group as
+// expert 0's does (GPTQ's desc_act, g_idx = perm^-1 / group_size, always does), so all experts
+// share one packed group layout; FP8 needs I % 128 == 0 (gate and up blocks meet at a block
+// edge); dense weights finite; I % 16 == 0 (the fused SwiGLU reads gate and up columns in aligned
+// vectors). Throws naming the expert, the tensor and the rule.
 void validate_moe(const MoeCheckpoint& m);
 
-// Whether an int4 expert's g_idx is other than k / group_size (GPTQ act-order, desc_act).
+// Whether an int4 or int8 expert's g_idx is other than k / group_size (GPTQ act-order, desc_act).
 bool moe_uses_act_order(const MoeCheckpoint& m);
 
 // fp64 dequantized weights of one projection, as [out][in] (HF layout).

@@ -130,7 +130,8 @@ std::string linear_variant(const LinearLayer& l, const DeviceFeatures& f, int64_
 }
 
 std::string moe_variant(const MoeLayer& l, const DeviceFeatures& f, int64_t M) {
-  return pick(l.moe.kind == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : "moe_gemm", f, M);
+  const MoeWeightKind k = l.moe.kind;
+  return pick(k == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : k == MoeWeightKind::kInt8 ? "moe_gemm_int8" : "moe_gemm", f, M);
 }
 
 void describe_layer(const LinearLayer& ll, LayerInfo* l) {
@@ -146,7 +147,7 @@ void describe_layer(const MoeLayer& ml, LayerInfo* l) {
   l->H = m.H;
   l->I = m.I;
   l->format = std::string(moe_kind_name(m.kind)) + " experts";
-  if (m.kind == MoeWeightKind::kInt4) {
+  if (m.kind == MoeWeightKind::kInt4 || m.kind == MoeWeightKind::kInt8) {
     l->group_size = validate_w4(m.gate_q[0]).group_size;
     l->format += std::string(" ") + w4_format_name(m.gate_q[0].format) + " (from " + ml.format_source + "), group " +
                  std::to_string(l->group_size);

@@ -34,12 +34,13 @@ const std::vector<const Launcher*>& all_launchers() {
   static const FixedKernels align({"moe_align"}, "portable", {"moe/align.cl"});
   static const FixedKernels moe_gemm({"moe_gemm"}, "portable", {"moe/general.cl"});
   static const FixedKernels moe_fp8({"moe_gemm_fp8"}, "emulated", {"moe/general.cl"});
+  static const FixedKernels moe_int8({"moe_gemm_int8"}, "portable", {"moe/general.cl"});
   static const FixedKernels w4a8({"w4a8_gemm"}, "emulated", {"fp8/quant.cl"});  // then the w4a16 launchers
   static const FixedKernels int8_quant({"w8a8_int8_quant"}, "portable", {"w8a8_int8/quant.cl"});
   static const FixedKernels weight_quant({"weight_quant"}, "portable", {"quantize/weight_quant.cl"});
   // Built once: ops look their rows' kernel files up on every call.
   static const std::vector<const Launcher*> all = [] {
-    std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8, &int8_quant, &w4a8, &weight_quant};
+    std::vector<const Launcher*> v = {&convert, &quant, &routing, &align, &moe_gemm, &moe_fp8, &moe_int8, &int8_quant, &w4a8, &weight_quant};
     for (auto* l : w4a16_launchers()) v.push_back(l);
     for (auto* l : w8a16_int8_launchers()) v.push_back(l);
     for (auto* l : fp8_launchers()) v.push_back(l);

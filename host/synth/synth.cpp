@@ -379,7 +379,7 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
       if (spec.share_expert_weights && e > 0) {
         if (spec.kind == MoeWeightKind::kDense)
           (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_[size_t(p)]);
-        else if (spec.kind == MoeWeightKind::kInt4)
+        else if (spec.kind == MoeWeightKind::kInt4 || spec.kind == MoeWeightKind::kInt8)
           (p == 0 ? ck_.gate_q : p == 1 ? ck_.up_q : ck_.down_q).push_back(w4_[size_t(p)].checkpoint());
         else
           (p == 0 ? ck_.gate_f : p == 1 ? ck_.up_f : ck_.down_f).push_back(f8_[size_t(p)].checkpoint());
@@ -401,9 +401,12 @@ MoeSynth::MoeSynth(const MoeSynthSpec& spec) : spec_(spec) {
         t.nbytes = dense_.back().size() * 2;
         dense_t_.push_back(t);
         (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d).push_back(&dense_t_.back());
-      } else if (spec.kind == MoeWeightKind::kInt4) {
+      } else if (spec.kind == MoeWeightKind::kInt4 || spec.kind == MoeWeightKind::kInt8) {
         W4SynthSpec s;
         s.format = spec.int4_format;
+        s.bits = spec.kind == MoeWeightKind::kInt8 ? 8 : 4;
+        s.ct_int_quantized = s.bits == 8 && s.format == W4Format::kCompressedTensors;
+        s.symmetric = spec.symmetric;
         s.K = in_dim;
         s.N = out_dim;
         s.group_size = spec.group_size;
@@ -471,11 +474,16 @@ void MoeSynth::add_projection(SafetensorsWriter& w, int64_t e, int p, const std:
   if (ck_.kind == MoeWeightKind::kDense) {
     const StTensor* t = (p == 0 ? ck_.gate_d : p == 1 ? ck_.up_d : ck_.down_d)[size_t(e)];
     w.add(base + ".weight", t->dtype, t->shape, t->data, t->nbytes);
-  } else if (ck_.kind == MoeWeightKind::kInt4) {
+  } else if (ck_.kind == MoeWeightKind::kInt4 || ck_.kind == MoeWeightKind::kInt8) {
     w4_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
   } else {
     f8_[size_t((spec_.share_expert_weights ? 0 : e) * 3 + p)].add_to(w, base);
   }
+}
+
+std::string MoeSynth::quantize_config_json() const {
+  if (w4_.empty()) return "";
+  return w4_.front().quantize_config_json();
 }
 
 void MoeSynth::add_to(SafetensorsWriter& w, const std::string& P) const {

@@ -84,8 +84,11 @@ class Fp8Synth {
 struct MoeSynthSpec {
   MoeWeightKind kind = MoeWeightKind::kDense;
   int64_t E = 8, H = 256, I = 128;
+  // int4 and int8 experts: gptq / gptq_v2 (int4 also awq); int8 also kCompressedTensors, written
+  // as compressed-tensors int-quantized (an I8 `weight`, fp32 `weight_scale` [N, G]).
   W4Format int4_format = W4Format::kGptq;
-  int group_size = 64;
+  int group_size = 64;  // -1: one group (compressed-tensors `channel` strategy)
+  bool symmetric = false;  // integer experts: zero 8 / 128 (compressed-tensors: no weight_zero_point)
   DType dense_dtype = DType::kBF16;
   bool router = true, bias = false;
   // Benchmarks at full model size: every expert views expert 0's tensors (the values do not
@@ -97,8 +100,8 @@ struct MoeSynthSpec {
   // P.shared_expert_gate.weight [1, H] (bf16, ~ N(0, 1/sqrt(H))).
   int64_t shared_I = 0;
   bool shared_gate = false;
-  // int4: GPTQ act-order (desc_act), a random permutation per expert and projection, gate and up
-  // of one expert sharing theirs.
+  // int4 / int8: GPTQ act-order (desc_act), a random permutation per expert and projection, gate
+  // and up of one expert sharing theirs.
   bool act_order = false;
   bool fp8_e8m0_scales = false;   // FP8: weight block scales stored as F8_E8M0
   bool ue8m0_act_scales = false;  // FP8: the checkpoint's config says scale_fmt ue8m0 (MoeCheckpoint's flag)
@@ -112,6 +115,10 @@ class MoeSynth {
   explicit MoeSynth(const MoeSynthSpec& spec);
   const MoeCheckpoint& checkpoint() const { return ck_; }
   void add_to(SafetensorsWriter& w, const std::string& prefix) const;
+  // Integer experts: the quantization settings a real checkpoint of them carries beside the weights
+  // (GPTQ quantize_config.json, or compressed-tensors config.json's quantization_config, as
+  // W4Synth::quantize_config_json); "" for dense and FP8 experts.
+  std::string quantize_config_json() const;
 
  private:
   // Writes expert e's projection p (0 gate, 1 up, 2 down) under `base` (e.g. P.experts.3.gate_proj).

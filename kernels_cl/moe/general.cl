@@ -12,7 +12,8 @@
 // The weights are the dense ops' layouts, one expert after another at a fixed stride, and the
 // inner loops are theirs (common/gemv_core.clh): WEIGHT_KIND 0 = fp16/bf16, 1 = int4 (GPTQ/AWQ;
 // act-order experts read rows gathered per expert, moe_gather_act_order below), 2 = e4m3 with
-// 128x128 block scales. Work split: VEC_COLS columns x GEMV_M
+// 128x128 block scales, 3 = int8 weight-only (GPTQ 8-bit, compressed-tensors int8: the
+// w8a16_int8 layout, fp32 scales and u16 zeros, act-order as for int4). Work split: VEC_COLS columns x GEMV_M
 // rows per work-item; a block of MOE_BS rows is MOE_BS / GEMV_M work-groups in dimension 2.
 // Decode has few rows, so dimension 1 splits K (as the dense gemv does) when the columns alone
 // leave the device idle: each split then writes raw partial sums, and moe_reduce_gate_up /
@@ -32,16 +33,23 @@
 #define CHUNKS (MOE_BS / GEMV_M)
 
 // res[] += x rows . W[:, n .. n + VEC_COLS) over K units [u0, u1) of the expert whose weights start
-// at the pointers (units: int4 words of 8 rows, e4m3 blocks of 128 rows, dense rows).
-inline void clq_moe_accumulate(int n, __global const void* w_gl, __global const ushort* sc_gl,
-                               __global const uchar* z_gl, __global const float* sw_gl,
+// at the pointers (units: int4 words of 8 rows, int8 words of 4 rows, e4m3 blocks of 128 rows,
+// dense rows). sc_gl / z_gl: group scales and zeros, fp16 / u8 for int4, fp32 / u16 for int8.
+inline void clq_moe_accumulate(int n, __global const void* w_gl, __global const void* sc_gl,
+                               __global const void* z_gl, __global const float* sw_gl,
                                __global const int* gstart_gl, __global const int* wgroup_gl, int Np, int block_n,
                                int Kp, __global const float** x_rd, __global const float** aux_rd, int u0, int u1,
                                fvec_t* res) {
 #if WEIGHT_KIND == 1
   const int words = Kp / 8;
   __global const uint* q = (__global const uint*)w_gl + (size_t)(n / block_n) * words * block_n + n % block_n;
-  clq_w4_accumulate(q, block_n, sc_gl + n, z_gl + n, Np, gstart_gl, wgroup_gl, x_rd, aux_rd, u0, u1, res);
+  clq_w4_accumulate(q, block_n, (__global const ushort*)sc_gl + n, (__global const uchar*)z_gl + n, Np, gstart_gl,
+                    wgroup_gl, x_rd, aux_rd, u0, u1, res);
+#elif WEIGHT_KIND == 3
+  const int words = Kp / 4;
+  __global const uint* q = (__global const uint*)w_gl + (size_t)(n / block_n) * words * block_n + n % block_n;
+  clq_w8_accumulate(q, block_n, (__global const float*)sc_gl + n, (__global const ushort*)z_gl + n, Np, gstart_gl,
+                    wgroup_gl, x_rd, u0, u1, res);
 #elif WEIGHT_KIND == 2
   const int words = Kp / 4;
   __global const uint* q = (__global const uint*)w_gl + (size_t)(n / block_n) * words * block_n + n % block_n;
@@ -53,8 +61,8 @@ inline void clq_moe_accumulate(int n, __global const void* w_gl, __global const 
 }
 
 __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,     // weights, per-expert stride (bytes)
-                              __global const ushort* restrict sc_gl, __global const uchar* restrict z_gl,
-                              long g_stride,                                           // int4 scales/zeros per expert
+                              __global const void* restrict sc_gl, __global const void* restrict z_gl,
+                              long g_stride,  // int4/int8 scales/zeros per expert (elements)
                               __global const float* restrict sw_gl, long sw_stride,   // e4m3 block scales per expert
                               __global const int* restrict gstart_gl, __global const int* restrict wgroup_gl,
                               __global const float* restrict x_gl,    // staged rows [R][Kp]
@@ -95,8 +103,13 @@ __kernel void moe_expert_gemm(__global const void* restrict w_gl, long w_stride,
     aux_rd[i] = aux_gl + (size_t)row * aux_stride;
   }
   __global const uchar* w_e = (__global const uchar*)w_gl + (size_t)e * w_stride;
-  __global const ushort* sc_e = sc_gl + (size_t)e * g_stride;
-  __global const uchar* z_e = z_gl + (size_t)e * g_stride;
+#if WEIGHT_KIND == 3
+  __global const void* sc_e = (__global const float*)sc_gl + (size_t)e * g_stride;
+  __global const void* z_e = (__global const ushort*)z_gl + (size_t)e * g_stride;
+#else
+  __global const void* sc_e = (__global const ushort*)sc_gl + (size_t)e * g_stride;
+  __global const void* z_e = (__global const uchar*)z_gl + (size_t)e * g_stride;
+#endif
   __global const float* sw_e = sw_gl + (size_t)e * sw_stride;
 
   fvec_t res[GEMV_M];
@@ -186,9 +199,10 @@ __kernel void moe_combine(__global const float* restrict y2, __global clq_out_t*
   clq_store_out(out, (size_t)t * H + n, acc);
 }
 
-// Act-order int4 experts (GPTQ desc_act): each expert's weight rows were sorted by its own g_idx
-// at load, so the activations of a GEMM row are gathered with that row's expert's order
-// perm [E][Kp] (w4a16/gather.cl's rule and NIBBLE_SCALED layout, which clq_w4_accumulate reads):
+// Act-order int4 and int8 experts (GPTQ desc_act): each expert's weight rows were sorted by its own
+// g_idx at load, so the activations of a GEMM row are gathered with that row's expert's order
+// perm [E][Kp] (w4a16/gather.cl's rule; for int4 its NIBBLE_SCALED layout, which clq_w4_accumulate
+// reads, for int8 the plain values clq_w8_accumulate reads, which takes its own sums):
 //   by_sorted 0 (gate_up): row a = t*k + j of the routing, expert ids[a], source row x[a / k]
 //   by_sorted 1 (down):    row s = sorted position, expert expert_ids[s / MOE_BS], source a[s]
 // Rows the GEMM never reads (past num_post_padded, or a block of a non-local expert) are skipped.
@@ -221,7 +235,11 @@ __kernel void moe_gather_act_order(__global const clq_in_t* restrict src,  // [r
     v[i] = k < 0 ? 0.0f : clq_load_in(src, (size_t)src_row * K + k);
     sum += v[i];
   }
+#if WEIGHT_KIND == 3
+  vstore8(vload8(0, v), w, xp + (size_t)r * Kp);
+#else
   const float8 scale = (float8)(1.0f, 0x1.0p-4f, 0x1.0p-8f, 0x1.0p-12f, 0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 0x1.0p-24f);
   vstore8(vload8(0, v) * scale, w, xp + (size_t)r * Kp);
   xw[(size_t)r * (Kp / 8) + w] = sum;
+#endif
 }

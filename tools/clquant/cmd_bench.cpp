@@ -36,6 +36,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
   cmd->add_flag("--no-baseline", a.no_baseline, "skip the CLBlast baseline");
   cmd->add_option("--block-size", a.block_size, "moe: rows per aligned block (0 = the op's choice)");
   cmd->add_option("--models", a.models, "moe: only these models, e.g. qwen3-30b-a3b,deepseek-v3 (default: all three)");
+  cmd->add_option("--experts", a.experts,
+                  "moe: synthesize every model's experts as int4 (GPTQ, groups of 128) or int8 (GPTQ 8-bit, groups "
+                  "of 128) instead of its own kind (bf16 / block FP8)")
+      ->check(CLI::IsMember({"int4", "int8"}));
   cmd->add_flag("--breakdown", a.breakdown,
                 "also list each launch of one call per case (name, start, device time) in the table and JSON");
   cmd->add_flag("--replay", a.replay,
@@ -111,6 +115,7 @@ int run_bench(Context& c, const BenchArgs& a) {
       cfg.shapes.push_back({n.at(0), k.at(0)});
     }
   }
+  if (!a.experts.empty() && a.op != "moe") fail(Status::kInvalidArgument, "--experts applies to 'bench moe'");
   if (a.op != "moe")
     for (auto [N, K] : cfg.shapes) check_bench_shape(c, a.op, N, K, cfg.ms.empty() ? std::vector<int64_t>{4096} : cfg.ms);
   std::cerr << "device: " << c.features().device_name << "\n";
@@ -134,6 +139,7 @@ int run_bench(Context& c, const BenchArgs& a) {
     m.reps = cfg.reps;
     m.variant = cfg.variant;
     m.block_size = a.block_size;
+    m.experts = a.experts;
     std::stringstream ms(a.models);
     for (std::string tok; std::getline(ms, tok, ',');)
       if (!tok.empty()) m.models.push_back(tok);

@@ -39,9 +39,14 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
   cmd->add_option("--scoring", a.scoring, "grouped: sigmoid (default) or softmax scores")
       ->check(CLI::IsMember({"sigmoid", "softmax"}));
   cmd->add_option("--format", a.format,
-                  "int4 experts: gptq | gptq_v2 | awq (default: quantize_config.json / config.json)");
-  cmd->add_option("--group-size", a.group_size, "int4 experts: group size (default: config, else shapes)")
+                  "int4 / int8 experts: gptq | gptq_v2 | awq (int4 only) | compressed-tensors (default: "
+                  "quantize_config.json / config.json; an I8 .weight is compressed-tensors int8)");
+  cmd->add_option("--group-size", a.group_size, "int4 / int8 experts: group size (default: config, else shapes)")
       ->check(integer_in(1, 1 << 30, /*allow_minus_one=*/true));
+  cmd->add_option("--bits", a.bits,
+                  "integer experts' code width, 4 or 8 (default: quantize_config.json / config.json `bits`; GPTQ "
+                  "experts without a config are read as 4-bit; an I8 .weight is 8-bit)")
+      ->check(CLI::IsMember({4, 8}));
   cmd->add_option("--block-size", a.block_size, "rows per aligned block (power of two; default: chosen from T, k, E)")
       ->check(integer_in(1, 1 << 20));
   cmd->add_option("--variant", a.variant, "force the decode or the general path (default: the capability table's choice)")
@@ -60,6 +65,9 @@ int run_moe(Context& c, const MoeArgs& a) {
   LoadOptions lo;
   lo.format = a.format;
   lo.group_size = a.quantize.empty() ? a.group_size : 0;
+  lo.bits = a.bits;
+  if (a.bits && !a.quantize.empty())
+    fail(Status::kInvalidArgument, "--bits describes quantized experts; --quantize takes dense ones");
   if (a.asym && a.quantize.empty()) fail(Status::kInvalidArgument, "--asym applies with --quantize int4");
   if (!a.quantize.empty() && !a.format.empty())
     fail(Status::kInvalidArgument, "--format describes quantized experts; --quantize takes dense ones");

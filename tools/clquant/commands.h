@@ -91,6 +91,7 @@ struct MoeArgs {
   // Routing options left at 0 / "" / false were not given: config.json's family rules apply.
   std::string weights, prefix, input, output, routing, scoring, format;
   int top_k = 0, n_group = 0, topk_group = 0, group_size = 0, block_size = 0;
+  int bits = 0;         // integer experts' code width, 4 or 8 (0: the config's, else 4 / the tensors')
   std::string variant;  // fused_moe row: decode or general (default: the table's choice)
   float routed_scaling = 0.0f;
   bool renormalize = false, no_renormalize = false, check = false;
@@ -125,6 +126,7 @@ struct BenchArgs {
   int reps = 0;
   int block_size = 0;
   std::string models;
+  std::string experts;  // moe: every model's experts as int4 or int8 instead of its own kind ("" = own)
 };
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& args);
 int run_bench(Context& c, const BenchArgs& args);

@@ -27,8 +27,12 @@ class Decode final : public MoeLauncher {
     const MoeRunOptions& o = *call.opt;
     const int64_t slots = call.M * call.top_k;
     std::string why;
+    // Integer experts have no decode kernel (moe/decode.cl reads fp16/bf16 and e4m3): the
+    // dispatcher sends them to the general path, which reads every kind.
     if (L.kind == MoeWeightKind::kInt4)
       why = "int4 experts";
+    else if (L.kind == MoeWeightKind::kInt8)
+      why = "int8 experts";
     else if (!o.expert_map.empty())
       why = "an expert_map (skipped slots never reach the combine)";
     else if (L.E > 1024)

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "host/caps/caps.h"
+#include "host/formats/w8.h"
 #include "host/ops/fp8/fp8_gemm.h"
 #include "host/ops/layout.h"
 #include "host/ops/op_util.h"
@@ -316,6 +317,73 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
     L_.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
     L_.perm2 = upload(perm2.data(), perm2.size() * 4);
     L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.g1_stride + L_.g2_stride) * 3;
+  } else if (L_.kind == MoeWeightKind::kInt8) {
+    // The int4 experts' arrangement at 8 bits (W8Packed, the dense w8a16_int8 layout): gate and up
+    // side by side along N, one expert after another, fp32 scales and u16 true zeros per group.
+    std::vector<float> sc1, sc2;
+    std::vector<uint16_t> z1, z2;
+    W8Packed first_up, first_down;
+    std::vector<int32_t> perm1, perm2;
+    for (int64_t e = 0; e < L_.E; ++e) {
+      W8Packed g = repack_w8(m.gate_q[size_t(e)]), u = repack_w8(m.up_q[size_t(e)]), d = repack_w8(m.down_q[size_t(e)]);
+      if (e == 0) {
+        L_.Kp1 = g.Kp;
+        L_.Kp2 = d.Kp;
+        first_up = g;
+        first_down = d;
+        L_.g1_stride = g.G * L_.lay1.Np;
+        L_.g2_stride = d.G * L_.lay2.Np;
+      }
+      if (g.perm != u.perm || g.gstart != first_up.gstart || g.wgroup != first_up.wgroup ||
+          d.gstart != first_down.gstart || d.wgroup != first_down.wgroup)
+        fail(Status::kInternal, "expert " + i2s(e) + ": int8 group layout differs after validate_moe");
+      L_.act1 = L_.act1 || g.perm != first_up.perm;
+      L_.act2 = L_.act2 || d.perm != first_down.perm;
+      perm1.insert(perm1.end(), g.perm.begin(), g.perm.end());
+      perm2.insert(perm2.end(), d.perm.begin(), d.perm.end());
+      const int64_t words = g.Kp / 4;
+      std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * L_.I));
+      std::vector<float> sc(static_cast<size_t>(g.G * 2 * L_.I));
+      std::vector<uint16_t> z(static_cast<size_t>(g.G * 2 * L_.I));
+      for (int64_t w = 0; w < words; ++w) {
+        std::copy_n(&g.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I)]);
+        std::copy_n(&u.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I + L_.I)]);
+      }
+      for (int64_t r = 0; r < g.G; ++r) {
+        std::copy_n(&g.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I)]);
+        std::copy_n(&u.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I + L_.I)]);
+        std::copy_n(&g.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I)]);
+        std::copy_n(&u.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I + L_.I)]);
+      }
+      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
+      append(w1, b1.data(), b1.size() * 4);
+      auto s1 = pad_columns<float>(sc.data(), g.G, 2 * L_.I, L_.lay1.Np, 1.0f);
+      sc1.insert(sc1.end(), s1.begin(), s1.end());
+      auto zz1 = pad_columns<uint16_t>(z.data(), g.G, 2 * L_.I, L_.lay1.Np, 0);
+      z1.insert(z1.end(), zz1.begin(), zz1.end());
+      auto b2 = column_blocks(d.qw.data(), d.Kp / 4, L_.H, L_.lay2.Np, L_.lay2.block_n);
+      append(w2, b2.data(), b2.size() * 4);
+      auto s2 = pad_columns<float>(d.scales.data(), d.G, L_.H, L_.lay2.Np, 1.0f);
+      sc2.insert(sc2.end(), s2.begin(), s2.end());
+      auto zz2 = pad_columns<uint16_t>(d.zeros.data(), d.G, L_.H, L_.lay2.Np, 0);
+      z2.insert(z2.end(), zz2.begin(), zz2.end());
+    }
+    L_.w1_stride = int64_t(w1.size() / size_t(L_.E));
+    L_.w2_stride = int64_t(w2.size() / size_t(L_.E));
+    L_.sc1 = upload(sc1.data(), sc1.size() * 4);
+    L_.sc2 = upload(sc2.data(), sc2.size() * 4);
+    L_.z1 = upload(z1.data(), z1.size() * 2);
+    L_.z2 = upload(z2.data(), z2.size() * 2);
+    L_.gstart1 = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
+    L_.wgroup1 = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
+    if (!L_.act1) perm1 = first_up.perm;
+    if (!L_.act2) perm2 = first_down.perm;
+    L_.perm1 = upload(perm1.data(), perm1.size() * 4);
+    L_.gstart2 = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
+    L_.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
+    L_.perm2 = upload(perm2.data(), perm2.size() * 4);
+    // Codes of one byte, fp32 scales and u16 zeros (4 + 2 bytes per group and column).
+    L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.g1_stride + L_.g2_stride) * 6;
   } else if (L_.kind == MoeWeightKind::kFp8) {
     std::vector<float> sw1, sw2;
     for (int64_t e = 0; e < L_.E; ++e) {

@@ -39,7 +39,7 @@ struct MoeRunOptions {
   int splits = 0;               // split-K ranges of the expert GEMMs; 0 = chosen from the device (tests force it)
   // The fused_moe row to run ("general" or "decode"; empty = the table's choice: the decode path
   // where its row applies and it can take the call, i.e. not a CPU, T * top_k <= 512, fp16/bf16
-  // or FP8 experts, no expert_map; the general path otherwise). A forced row that cannot take the call is an InvalidArgument
+  // or FP8 experts (not int4 or int8), no expert_map; the general path otherwise). A forced row that cannot take the call is an InvalidArgument
   // naming the rule. CLQ_VARIANT=fused_moe=... forces one too.
   std::string variant;
   // The older spelling of the same choice: 1 = "decode", -1 = "general", 0 = `variant` decides.
@@ -53,8 +53,8 @@ void moe_route_host(const std::vector<float>& logits, int64_t T, int64_t E, cons
 // fp64 reference given the routing: per token and chosen expert, h = x W13^T, a = silu(g) * u,
 // out += w * (a W2^T). FP8 experts see their activations quantized as the device does (x per
 // token per 128 columns; a rounded to fp32, then likewise; scales rounded up to powers of two
-// when m.ue8m0_act_scales). Int4 experts are dequantized from the checkpoint as stored
-// (dequantize_w4 reads g_idx), never from the act-order-sorted device layout.
+// when m.ue8m0_act_scales). Int4 and int8 experts are dequantized from the checkpoint as stored
+// (dequantize_w4 reads g_idx and either width), never from the act-order-sorted device layout.
 std::vector<double> moe_reference(const MoeCheckpoint& m, const void* x, DType xt, int64_t T,
                                   const std::vector<int>& ids, const std::vector<float>& weights, int top_k,
                                   const std::vector<int>& expert_map = {});

@@ -3,7 +3,7 @@
 // staging in the layout each weight kind reads (w4a16/gather.cl, fp8/quant.cl: the dense ops'
 // passes), the grouped expert GEMMs with the SwiGLU and the routing weight fused, their split-K
 // reductions, and the combine (moe/general.cl). The routing, alignment and expert-GEMM kernels
-// are the moe_routing, moe_align and moe_gemm / moe_gemm_fp8 rows of the capability table.
+// are the moe_routing, moe_align and moe_gemm / moe_gemm_fp8 / moe_gemm_int8 rows of the capability table.
 #include <algorithm>
 
 #include "host/caps/caps.h"
@@ -22,7 +22,11 @@ using oputil::round_up;
 namespace {
 
 std::string weight_defines(const MoeDeviceLayer& L) {
-  const int kind = L.kind == MoeWeightKind::kDense ? 0 : L.kind == MoeWeightKind::kInt4 ? 1 : 2;
+  // moe/general.cl's WEIGHT_KIND: 0 dense, 1 int4, 2 e4m3, 3 int8.
+  const int kind = L.kind == MoeWeightKind::kDense  ? 0
+                   : L.kind == MoeWeightKind::kInt4 ? 1
+                   : L.kind == MoeWeightKind::kFp8  ? 2
+                                                    : 3;
   return "-DWEIGHT_KIND=" + i2s(kind) + " -DVEC_COLS=" + i2s(L.lay1.cols) + " -DDENSE_BF16=" + (L.dense_bf16 ? "1" : "0");
 }
 
@@ -106,7 +110,10 @@ class General final : public MoeLauncher {
     const std::string wdef = weight_defines(L);
     const std::string gdef = wdef + " -DGEMV_M=" + i2s(rows) + " -DMOE_BS=" + i2s(bs);
     const VariantRow& al = select_variant("moe_align", c.features(), T);
-    const VariantRow& gv = select_variant(L.kind == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : "moe_gemm", c.features(), T);
+    const char* gemm_op = L.kind == MoeWeightKind::kFp8    ? "moe_gemm_fp8"
+                          : L.kind == MoeWeightKind::kInt8 ? "moe_gemm_int8"
+                                                           : "moe_gemm";
+    const VariantRow& gv = select_variant(gemm_op, c.features(), T);
     cl::Kernel align = c.kernel(row_kernel_file(al), "moe_align", "");
     const std::string gd = gdef;
     cl::Kernel g1 = c.kernel(row_kernel_file(gv), "moe_expert_gemm", gd + " -DMODE=0 -DIN_DTYPE=0 -DOUT_DTYPE=0");
@@ -117,12 +124,15 @@ class General final : public MoeLauncher {
     cl::Kernel st1, st2;
     // ue8m0 (FP8, config.json scale_fmt): every dynamic activation scale rounded up to 2^n.
     const std::string sfmt = L.ue8m0 ? " -DSCALE_UE8M0=1" : "";
-    if (L.kind == MoeWeightKind::kInt4) {
-      // Act-order: per-expert orders, gathered per GEMM row (moe_gather_act_order).
+    const bool int_kind = L.kind == MoeWeightKind::kInt4 || L.kind == MoeWeightKind::kInt8;
+    if (int_kind) {
+      // Act-order: per-expert orders, gathered per GEMM row (moe_gather_act_order). int4 reads x
+      // pre-scaled per nibble with word sums; int8 reads the plain values (as the dense ops do).
+      const std::string scaled = L.kind == MoeWeightKind::kInt4 ? " -DNIBBLE_SCALED=1" : " -DNIBBLE_SCALED=0";
       st1 = L.act1 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " " + in1)
-                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + " -DNIBBLE_SCALED=1");
+                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", in1 + scaled);
       st2 = L.act2 ? c.kernel("moe/general.cl", "moe_gather_act_order", gdef + " -DIN_DTYPE=0 -DOUT_DTYPE=0")
-                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0 -DNIBBLE_SCALED=1");
+                   : c.kernel("w4a16/gather.cl", "w4a16_gather_x", "-DIN_DTYPE=0 -DOUT_DTYPE=0" + scaled);
     } else {
       const char* name = L.kind == MoeWeightKind::kFp8 ? "fp8_quant_group" : "fp8_widen_act";
       st1 = c.kernel("fp8/quant.cl", name, in1 + sfmt);
@@ -136,7 +146,7 @@ class General final : public MoeLauncher {
                  cl_int(by_sorted));
         return launch(c, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
       }
-      if (L.kind == MoeWeightKind::kInt4) {
+      if (int_kind) {
         set_args(k, src, perm, xs, aux, cl_int(M), cl_int(Kdim), cl_int(Kp));
         return launch(c, k, cl::NDRange(round_up(size_t(Kp / 8), 64), size_t(M)), cl::NDRange(64, 1), what);
       }
@@ -152,12 +162,18 @@ class General final : public MoeLauncher {
     // dense gemv's rule); each split's range is whole K units of the weight kind.
     const GemvTuning& tune = gemv_tuning(c.features());
     auto units_of = [&](int64_t Kp) {
-      return L.kind == MoeWeightKind::kInt4 ? Kp / 8 : L.kind == MoeWeightKind::kFp8 ? Kp / 128 : Kp;
+      return L.kind == MoeWeightKind::kInt4   ? Kp / 8
+             : L.kind == MoeWeightKind::kInt8 ? Kp / 4
+             : L.kind == MoeWeightKind::kFp8  ? Kp / 128
+                                              : Kp;
     };
     auto splits_for = [&](int64_t N_out, int64_t Kp) {
       const int64_t items = ((N_out + L.lay1.cols - 1) / L.lay1.cols) * (TK + L.E * (bs - 1) + rows - 1) / rows;
       const int64_t target = int64_t(c.features().compute_units) * tune.items_per_cu;
-      const int64_t units = units_of(Kp), min_units = L.kind == MoeWeightKind::kFp8 ? 1 : 64;
+      // K units per split at least: 64 dense rows, 512 integer rows (64 int4 or 128 int8 words).
+      const int64_t units = units_of(Kp), min_units = L.kind == MoeWeightKind::kFp8    ? 1
+                                                      : L.kind == MoeWeightKind::kInt8 ? 128
+                                                                                       : 64;
       return int(std::max<int64_t>(
           1, std::min<int64_t>((target + items - 1) / std::max<int64_t>(items, 1), units / min_units)));
     };

@@ -35,8 +35,9 @@ struct MoeDeviceLayer {
   bool dense_bf16 = false, has_router = false, has_bias = false;
   int64_t w1_stride = 0, w2_stride = 0, g1_stride = 0, g2_stride = 0, sw1_stride = 0, sw2_stride = 0;
   double expert_bytes = 0;
+  // sc / z: group scales and true zeros, fp16 and u8 for int4 experts, fp32 and u16 for int8.
   cl::Buffer w1, w2, sc1, sc2, z1, z2, sw1, sw2, gstart1, gstart2, wgroup1, wgroup2, perm1, perm2;
-  // Int4 act-order: the experts' gate_up (act1) or down (act2) rows are in per-expert orders, so
+  // Int4 / int8 act-order: the experts' gate_up (act1) or down (act2) rows are in per-expert orders, so
   // perm1 / perm2 hold [E][Kp] and the activations are gathered per GEMM row (general.cpp); false:
   // one order for every expert (expert 0's perm), gathered once per token as before.
   bool act1 = false, act2 = false;
