@@ -64,6 +64,7 @@ void run_case(const Case& cs, uint64_t seed) {
     runs.push_back({"nv_mma_skinny", 3});  // in-kernel split-K: the last work-group sums
     runs.push_back({"nv_mma_tiled", 3});  // partials summed by w4a16_splitk_reduce
   }
+  if (c.features().nv_wgmma && c.features().nv_mma_f16) runs.push_back({"nv_wgmma", 3});  // ranges of chunks
   ASSERT_GE(runs.size(), 3u) << "expected the gemv and tiled variants";
   // Both device layouts (CPU column blocks of 16, GPU [Kp/8][N]) on whatever device runs this.
   for (const char* tuning : {"cpu", "gpu"}) {

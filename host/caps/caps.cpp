@@ -50,7 +50,7 @@ const std::vector<VariantRow> kTable = {
   {"w4a16_gemm",       "gemv",        kFeatCpu, 15, K::kNative,   St::kImplemented, 0, "CPUs: register tiles of 8 rows x 16 columns beat local-memory tiling at every M measured"},
   {"w4a16_gemm",       "nv_mma_tiled",  kFeatNvMmaF16, 28, K::kNative,   St::kImplemented, 0, "weights as the mma A operand (fragment layout), cp.async-staged local-memory tiles, ldmatrix activations; from M=17 (H200: 1.7x nv_mma_skinny at M=24, 4.7x nv_mma at 4096)", 17},
   {"w4a16_gemm",       "nv_mma_skinny", kFeatNvMmaF16, 30, K::kNative,   St::kImplemented, 16, "weights as the mma A operand in a fragment-matched layout, bias-trick dequant, pipelined loads, in-kernel split-K; M <= 16"},
-  {"w4a16_gemm",       "nv_wgmma",    kFeatNvWgmma, 32, K::kNative,   St::kPlanned,     0, "prefill: wgmma from shared-memory descriptors, up to 227 KiB of stages (issue: prefill on the tensor cores)", 256},
+  {"w4a16_gemm",       "nv_wgmma",    kFeatNvWgmma | kFeatNvMmaF16, 32, K::kNative,   St::kImplemented, 0, "sm_90a through the PTX patch: wgmma m64n128k16 with the int4 fragment-layout weights dequantized in registers as A, activations as 128-byte-swizzled .shared B (8 x 21 KiB stages), a cp.async producer warpgroup and two consumers on mbarriers, group scales folded per 64-row chunk; from M=256", 256},
   {"fp8_quant",        "portable",    0, 10, K::kNative,   St::kImplemented, 0, "per-token per-128-column (or per-tensor) dynamic e4m3 quantization"},
   // One kernel pair serves block W8A8, per-tensor W8A8 and W8A16 (scales broadcast, or
   // activations left unquantized), so the three ops list the same files.

@@ -26,9 +26,16 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
   if (operands == WgmmaOperands::kE4m3)
     p.markers.push_back({"CLQ_WG_MMA_E4M3_N128", pred + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" +
                                                      regs + "}, {64}, {65}, %clq_p, 1, 1;\n}"});
-  else  // integer wgmma has no input scales
+  else if (operands == WgmmaOperands::kS8)  // integer wgmma has no input scales
     p.markers.push_back(
         {"CLQ_WG_MMA_S8_N128", pred + "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {" + regs + "}, {64}, {65}, %clq_p;\n}"});
+  else {
+    // A in four registers, B K-major in .shared (trans-b 0); the predicate comes from operand 69.
+    const std::string t = operands == WgmmaOperands::kBf16Rs ? "bf16" : "f16";
+    p.markers.push_back({"CLQ_WG_MMA_RS_N128", "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, {69}, 0;\n"
+                                               "wgmma.mma_async.sync.aligned.m64n128k16.f32." + t + "." + t + " {" +
+                                                   regs + "}, {{64}, {65}, {66}, {67}}, {68}, %clq_p, 1, 1, 0;\n}"});
+  }
   // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
   p.optional_markers = {"CLQ_WG_PROXY"};
   p.module_decls = {".shared .align 1024 .b8 clq_wg_smem[" + std::to_string(smem_bytes) + "];"};

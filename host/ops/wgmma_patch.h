@@ -10,8 +10,9 @@ namespace clq {
 
 constexpr size_t kMaxWgmmaSmem = 0x38c00;  // 227 KiB
 
-// The operand type of the kernel's wgmma marker: e4m3 with fp32 sums, or s8 with exact int32 sums.
-enum class WgmmaOperands { kE4m3, kS8 };
+// The operand type of the kernel's wgmma marker: e4m3 with fp32 sums, s8 with exact int32 sums, or
+// 16-bit f16/bf16 with A from registers (CLQ_WG_MMA_RS_N128) and fp32 sums.
+enum class WgmmaOperands { kE4m3, kS8, kF16Rs, kBf16Rs };
 
 PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands = WgmmaOperands::kE4m3);
 

@@ -8,6 +8,7 @@ const W4A16Launcher& w4a16_gemv_launcher();
 const W4A16Launcher& w4a16_tiled_launcher();
 const W4A16Launcher& w4a16_nv_mma_skinny_launcher();
 const W4A16Launcher& w4a16_nv_mma_tiled_launcher();
+const W4A16Launcher& w4a16_nv_wgmma_launcher();
 
 GatherX prepare_gather_x(Context& c, W4A16DeviceLayer& L, const W4A16Call& a, bool nibble_scaled) {
   oputil::grow_scratch(c, L.xp, L.xp_bytes, size_t(a.M) * size_t(L.Kp) * 4);
@@ -26,7 +27,8 @@ void GatherX::enqueue(Context& c, OpEvents& ev, const W4A16DeviceLayer& L, const
 const std::vector<const W4A16Launcher*>& w4a16_launchers() {
   static const std::vector<const W4A16Launcher*> all = {&w4a16_gemv_launcher(), &w4a16_tiled_launcher(),
                                                         &w4a16_nv_mma_skinny_launcher(),
-                                                        &w4a16_nv_mma_tiled_launcher()};
+                                                        &w4a16_nv_mma_tiled_launcher(),
+                                                        &w4a16_nv_wgmma_launcher()};
   return all;
 }
 

@@ -1,0 +1,103 @@
+// w4a16_gemm/nv_wgmma (sm_90a through the PTX patch path): wgmma m64n128k16 with the fragment
+// layout's int4 weights dequantized in registers as the A operand and 16-bit activations staged in
+// 128-byte-swizzled .shared as B, on the stage hand-over of the other wgmma GEMMs (producer
+// warpgroup, two consumers, mbarriers; kernels_cl/w4a16/nv_wgmma.cl). The activations go through
+// w4a16_gather_h16 first unless the layer's packed order is the identity; split-K through
+// w4a16_splitk_reduce when the tiles alone would leave compute units idle.
+#include <algorithm>
+
+#include "host/ops/op_util.h"
+#include "host/ops/w4a16/w4a16_launcher.h"
+#include "host/ops/wgmma_patch.h"
+
+namespace clq {
+
+namespace {
+
+constexpr int64_t kTile = 128;         // output columns and rows of x per work-group
+constexpr size_t kStageBytes = 21504;  // one 64-row chunk: x tile, 8 tiles' weights and scales
+
+// Sweep knobs, read once: CLQ_NV_W4WGMMA=stages=S (2..10, default 8),group=G (row tiles of x that
+// share each column tile, default 8).
+struct Knobs {
+  int stages, group;
+};
+const Knobs& knobs() {
+  static const Knobs k{std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "stages", 8), 2, 10),
+                       std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "group", 8), 1, 64)};
+  return k;
+}
+
+class NvWgmma final : public W4A16Launcher {
+ public:
+  NvWgmma() : W4A16Launcher("nv_wgmma", {"w4a16/nv_wgmma.cl", "w4a16/gather.cl", "w4a16/gemv.cl"}) {}
+
+  Check can_implement(const W4A16DeviceLayer& L, const W4A16Call& a, const DeviceFeatures& f) const override {
+    if (!L.has_fragment_layout() || L.bits != 4)
+      return Check::refuse(Status::kNotSupported, "nv_wgmma needs the int4 fragment layout, which is uploaded only "
+                                                  "where the mma.sync f16 probe passed");
+    if (a.xt != DType::kF16 && a.xt != DType::kBF16)
+      return Check::refuse(Status::kNotSupported, "nv_wgmma multiplies 16-bit activations: fp16 or bf16, not " +
+                                                      std::string(dtype_name(a.xt)));
+    if (double(a.M) * double(L.chunks * 64 * 2) >= 2147483647.0)
+      return Check::refuse(Status::kInvalidShape, "nv_wgmma addresses activation rows with 32-bit offsets: M = " +
+                                                      std::to_string(a.M) + " x " + std::to_string(L.chunks * 128) +
+                                                      " bytes a row must stay below 2^31");
+    return Check::pass();
+  }
+
+  OpEvents enqueue(Context& c, W4A16DeviceLayer& L, const W4A16Call& a) const override {
+    const int64_t M = a.M;
+    const int64_t n_tiles = (L.N + kTile - 1) / kTile, m_tiles = (M + kTile - 1) / kTile;
+    int64_t splits = a.opt.splits;
+    if (splits <= 0) {
+      // Split K only while the tiles leave compute units idle, keeping at least 16 chunks per range.
+      const int64_t cu = c.features().compute_units, tiles = n_tiles * m_tiles;
+      splits = std::max<int64_t>(1, std::min<int64_t>(cu / std::max<int64_t>(tiles, 1), L.chunks / 16));
+    }
+    splits = std::clamp<int64_t>(splits, 1, L.chunks);
+    const int64_t cps = (L.chunks + splits - 1) / splits;
+    splits = (L.chunks + cps - 1) / cps;  // no empty range
+    const int64_t ld = L.chunks * 64;
+    const bool direct = L.identity_perm && ld == L.K;
+    const bool bf16 = a.xt == DType::kBF16;
+    const Knobs& kn = knobs();
+    const std::string defs = oputil::io_defines(a.xt, a.yt);
+    // Every kernel is built, and every buffer allocated, before anything is enqueued.
+    cl::Kernel main_k = c.kernel_patched(
+        "w4a16/nv_wgmma.cl", "w4a16_gemm_nv_wgmma",
+        defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DSTAGES=" + std::to_string(kn.stages) +
+            " -DGROUP_M=" + std::to_string(kn.group),
+        wgmma_patch(size_t(kn.stages) * kStageBytes + 1024, bf16 ? WgmmaOperands::kBf16Rs : WgmmaOperands::kF16Rs));
+    cl::Kernel gather, reduce;
+    if (!direct)
+      gather = c.kernel("w4a16/gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
+    if (splits > 1) reduce = c.kernel("w4a16/gemv.cl", "w4a16_splitk_reduce", defs);
+    if (!direct) oputil::grow_scratch(c, L.xp, L.xp_bytes, size_t(M) * size_t(ld) * 2);
+    oputil::grow_scratch(c, L.part, L.part_bytes, splits > 1 ? size_t(splits) * size_t(M) * size_t(L.N) * 4 : 4);
+    OpEvents ev;
+    if (!direct) {
+      set_args(gather, *a.x, L.perm, L.xp, cl_int(M), cl_int(L.K), cl_int(L.Kp), cl_int(ld));
+      oputil::enqueue(c, ev, gather, cl::NDRange(oputil::round_up(size_t(ld / 8), 64), size_t(M)), cl::NDRange(64, 1),
+                      "w4a16_gather_h16");
+    }
+    set_args(main_k, L.qf, L.sz, L.wgroupf, L.descf, direct ? *a.x : L.xp, L.part, *a.y, cl_int(M), cl_int(L.N),
+             cl_int(L.tiles), cl_int(L.chunks), cl_int(ld * 2), cl_int(cps));
+    const std::string what = "w4a16_gemm_nv_wgmma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) +
+                             ", stages=" + std::to_string(kn.stages) + ")";
+    // Three warpgroups per output tile: two consumers and the producer.
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles) * 384, size_t(splits), size_t(m_tiles)),
+                    cl::NDRange(384, 1, 1), what);
+    if (splits > 1) oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *a.y, M, L.N, int(splits), "w4a16_splitk_reduce");
+    return ev;
+  }
+};
+
+}  // namespace
+
+const W4A16Launcher& w4a16_nv_wgmma_launcher() {
+  static const NvWgmma l;
+  return l;
+}
+
+}  // namespace clq

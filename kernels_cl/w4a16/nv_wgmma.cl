@@ -1,0 +1,183 @@
+// W4A16 prefill on Hopper: wgmma.mma_async m64n128k16 with the dequantized int4 weights as the
+// register A operand and the 16-bit activations as the shared-memory B operand, on the stage
+// hand-over of the sm_90a GEMMs (common/wgmma_gemm.clh: GROUP_M raster, mbarriers, one cp.async
+// producer warpgroup and two consumers). Chosen by the capability table only where the nv_wgmma
+// probe passed; nv_mma_tiled stays the sm80/sm89 path.
+//
+// Orientation as in nv_mma_tiled: the tensor cores compute y^T = W^T x^T, so the M of wgmma is 64
+// output columns (a warp's 16-column tile of the fragment layout qf, whose per-lane uint4 for a
+// 64-row chunk is exactly the m16n8k16 A fragment of four k16 steps: the A fragment layout of
+// register-A wgmma) and its N is 128 rows of x. A work-group owns 128 output columns (warpgroup
+// wg: columns 64 wg .. 64 wg + 63, tiles 4 wg + warp) x 128 rows of x, one pipeline step per
+// 64-row chunk of K. A stage holds, for chunk c:
+//   [0, 16384):      x rows [128][64 x 16 bits] in common/wgmma.clh's 128-byte swizzle (B operand)
+//   [16384, 20480):  the 8 tiles' qf words, 512 bytes a tile in lane order
+//   [20480, 20992):  the 8 tiles' scales/zeros of the chunk's group (sz, 64 bytes a tile)
+// so the consumers read their weights with one 16-byte .shared load a lane, never from memory.
+//
+// Numerics as nv_mma_tiled (SPEC section 2): (q - z) is exact in f16/bf16 and so is every product
+// in the tensor core; a chunk's four k16 steps sum into a fresh fp32 block and fold once into the
+// result by the group's scale (acc += block * s), so (q - z) * s is never rounded to 16 bits.
+// Chunks whose words span groups (act-order padding, groups under 64 rows) go step by step (half
+// step where a step spans two groups), each with its own group's scales/zeros from memory.
+// Rows of x past M load row M - 1 (never stored); tiles past the layer repeat the last (never stored).
+//
+// Split-K (dimension 1) cuts the chunks into ranges; each range stores fp32 partials, summed by
+// w4a16_splitk_reduce (w4a16/gemv.cl).
+#include "common/act_io.clh"
+#include "common/nv_mma.clh"
+
+#define STAGE_BYTES 21504  // 20992 rounded up to 1024: each stage's x tile starts on a swizzle period
+#include "common/wgmma_gemm.clh"
+
+#define ST_W 16384
+#define ST_SZ 20480
+#define CLQ_MIXED 0x40000000
+
+CLQ_INLINE uint clq_zbias(uint z) { return CLQ_NIB_BIAS2 | z | (z << 16); }
+
+// The A registers of one k16 step from the lane's word of it: which 0 = both 8-row halves,
+// 1 = rows 0-7 only, 2 = rows 8-15 only (as nv_mma_tiled's step).
+CLQ_INLINE void clq_w4_step_a(uint* a, uint w, uint zm0, uint zm1, int which) {
+  a[0] = which == 2 ? 0u : clq_nib_a(w, 0, zm0);
+  a[1] = which == 2 ? 0u : clq_nib_a(w, 1, zm1);
+  a[2] = which == 1 ? 0u : clq_nib_a(w, 2, zm0);
+  a[3] = which == 1 ? 0u : clq_nib_a(w, 3, zm1);
+}
+
+// acc += blk * s: rows g (s0, the low half of sz.x) and g + 8 (s1) of the warp's tile.
+CLQ_INLINE void clq_w4_fold(float* acc, const float* blk, uint szx) {
+  const float s0 = clq_fp16_to_f32((ushort)(szx & 0xFFFFu)), s1 = clq_fp16_to_f32((ushort)(szx >> 16));
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    acc[4 * i + 0] = fma(blk[4 * i + 0], s0, acc[4 * i + 0]);
+    acc[4 * i + 1] = fma(blk[4 * i + 1], s0, acc[4 * i + 1]);
+    acc[4 * i + 2] = fma(blk[4 * i + 2], s1, acc[4 * i + 2]);
+    acc[4 * i + 3] = fma(blk[4 * i + 3], s1, acc[4 * i + 3]);
+  }
+}
+
+__kernel __attribute__((reqd_work_group_size(384, 1, 1)))
+void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chunks][32]
+                         __global const uint4* restrict sz_gl,    // [G][tiles][8] uint2, as uint4
+                         __global const int* restrict wgroup_gl,  // [chunks * 8] group of each word
+                         __global const int* restrict desc_gl,    // [chunks] chunk descriptors
+                         __global const uchar* restrict x_gl,     // [M][ldx] 16-bit, packed order
+                         __global float* restrict part_gl,        // [splits][M][N] when split
+                         __global clq_out_t* restrict y_gl,       // [M][N] when not split
+                         int M, int N, int tiles, int chunks, int ldx_bytes, int chunks_per_split) {
+  const int tid = get_local_id(0);
+  const int wg = tid >> 7;
+  int m0, n0;  // m0: first row of x; n0: first output column
+  clq_wg_tile(&m0, &n0);
+  const int split = get_group_id(1), splits = get_num_groups(1);
+  const int c_begin = split * chunks_per_split;
+  const int nchunk = min(chunks, c_begin + chunks_per_split) - c_begin;
+  const int tile_b = n0 >> 4;
+  const uint smem = clq_wg_smem_base();
+  const uint bars = smem + BAR_BASE;
+  clq_wg_init_bars(bars);
+
+  if (wg == 2) {
+    // Producer: piece q = p + 128 i of the x tile is row q / 8 = p / 8 + 16 i, 16-byte column
+    // q % 8 (eight neighbours fill one row); weight pieces p and p + 128 are tile q / 32, lane q % 32.
+    const int p = tid - 256, r = p >> 3, cc = p & 7;
+    const uint dst0 = clq_wg_tile_off(r, cc);
+    uint x_off[PLOADS];  // 32-bit row offsets: the launcher keeps M * ldx_bytes below 2^31
+    for (int i = 0; i < PLOADS; ++i) x_off[i] = (uint)min(m0 + r + 16 * i, M - 1) * (uint)ldx_bytes;
+    const __global uchar* x_base = x_gl + (size_t)c_begin * 128 + 16 * cc;
+    const int wt0 = min(tile_b + (p >> 5), tiles - 1), wt1 = min(tile_b + 4 + (p >> 5), tiles - 1);
+    const __global uint4* w0 = qf_gl + ((size_t)wt0 * chunks + c_begin) * 32 + (p & 31);
+    const __global uint4* w1 = qf_gl + ((size_t)wt1 * chunks + c_begin) * 32 + (p & 31);
+    const size_t sz_tile = (size_t)min(tile_b + (p >> 2), tiles - 1) * 4 + (p & 3);
+    int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;  // one chunk ahead: not a load on the hand-over path
+    for (int x = 0; x < nchunk; ++x) {
+      const int slot = x % STAGES, round = x / STAGES;
+      const int d = d_next;
+      if (x + 1 < nchunk) d_next = desc_gl[c_begin + x + 1];
+      if (round > 0) clq_mbar_wait(bars + 8 * (STAGES + slot), (uint)(round - 1) & 1u);
+      const uint sb = smem + slot * STAGE_BYTES;
+      for (int i = 0; i < PLOADS; ++i) clq_wg_cp16(sb + dst0 + 2048u * i, x_base + x_off[i] + (size_t)x * 128);
+      clq_wg_cp16(sb + ST_W + 16u * p, w0 + (size_t)x * 32);
+      clq_wg_cp16(sb + ST_W + 16u * (p + 128), w1 + (size_t)x * 32);
+      if (p < 32) clq_wg_cp16(sb + ST_SZ + 16u * p, sz_gl + (size_t)(d & (CLQ_MIXED - 1)) * tiles * 4 + sz_tile);
+      clq_mbar_arrive_cp(bars + 8 * slot);
+    }
+    return;
+  }
+
+  const int warp = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int wt = 4 * wg + warp;  // the warp's tile in the work-group's eight
+  const uint w_at = ST_W + (uint)(wt * 512 + lane * 16), sz_at = ST_SZ + (uint)(wt * 64 + g * 8);
+  const __global uint2* sz2 = (const __global uint2*)sz_gl;
+  const size_t sz_mine = (size_t)min(tile_b + wt, tiles - 1) * 8 + g;  // this lane's entry of a group
+
+  float acc[64], blk[64];
+  uint a[16];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = blk[i] = 0.0f;
+  int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;
+  for (int x = 0; x < nchunk; ++x) {
+    const int slot = x % STAGES;
+    const uint sb = smem + slot * STAGE_BYTES;
+    const int d = d_next;
+    if (x + 1 < nchunk) d_next = desc_gl[c_begin + x + 1];
+    clq_mbar_wait(bars + 8 * slot, (uint)(x / STAGES) & 1u);
+    const uint4 q4 = clq_wg_ld16(sb + w_at);
+    // The producer's cp.async writes are generic-proxy writes; wgmma reads through the async proxy.
+    clq_wg_proxy_fence();
+    if (!(d & CLQ_MIXED)) {
+      const uint2 sz = clq_wg_ld8(sb + sz_at);
+      const uint zm0 = clq_zbias(sz.y & 0xFFFFu), zm1 = clq_zbias(sz.y >> 16);
+      clq_w4_step_a(a + 0, q4.x, zm0, zm1, 0);
+      clq_w4_step_a(a + 4, q4.y, zm0, zm1, 0);
+      clq_w4_step_a(a + 8, q4.z, zm0, zm1, 0);
+      clq_w4_step_a(a + 12, q4.w, zm0, zm1, 0);
+      clq_wg_fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) clq_wg_mma_rs_n128(blk, a + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), s > 0);
+      clq_wg_commit();
+      clq_wg_wait0_rs(blk, a);
+      clq_mbar_arrive(bars + 8 * (STAGES + slot));
+      clq_w4_fold(acc, blk, sz.x);
+    } else {
+      // Words of several groups: one wgmma per (half) step, each folded with its own group.
+      const int c = c_begin + x;
+#pragma unroll 1
+      for (int s = 0; s < 4; ++s) {
+        const uint w = s == 0 ? q4.x : s == 1 ? q4.y : s == 2 ? q4.z : q4.w;
+        const int ga = wgroup_gl[c * 8 + 2 * s], gb = wgroup_gl[c * 8 + 2 * s + 1];
+        const ulong db = clq_wg_desc(sb + clq_wg_step_off(0, s, 32));
+#pragma unroll 1
+        for (int h = 0; h < (ga == gb ? 1 : 2); ++h) {
+          const uint2 sz = sz2[(size_t)(h ? gb : ga) * tiles * 8 + sz_mine];
+          clq_w4_step_a(a, w, clq_zbias(sz.y & 0xFFFFu), clq_zbias(sz.y >> 16), ga == gb ? 0 : 1 + h);
+          clq_wg_fence();
+          clq_wg_mma_rs_n128(blk, a, db, 0);
+          clq_wg_commit();
+          clq_wg_wait0_rs(blk, a);
+          clq_w4_fold(acc, blk, sz.x);
+        }
+      }
+      clq_mbar_arrive(bars + 8 * (STAGES + slot));
+    }
+  }
+
+  // acc[4i + 2h + e]: output column n0 + 16 wt + g + 8h, row of x m0 + 8i + 2t + e.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int n = n0 + 16 * wt + g + 8 * h;
+    if (n >= N) continue;
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int m = m0 + 8 * i + 2 * t + e;
+        if (m >= M) continue;
+        const float v = acc[4 * i + 2 * h + e];
+        if (splits == 1) clq_store_out(y_gl, (size_t)m * N + n, v);
+        else part_gl[((size_t)split * M + m) * N + n] = v;
+      }
+  }
+}
