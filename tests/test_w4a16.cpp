@@ -28,6 +28,7 @@ struct Case {
   int gs;
   bool act, sym;
   DType dt;
+  float scale_multiplier = 1.0f;
 };
 
 std::string name(const Case& c) {
@@ -48,6 +49,7 @@ void run_case(const Case& cs, uint64_t seed) {
   spec.group_size = cs.gs;
   spec.act_order = cs.act;
   spec.symmetric = cs.sym;
+  spec.scale_multiplier = cs.scale_multiplier;
   spec.seed = seed;
   W4Synth synth(spec);
   W4Checkpoint ck = synth.checkpoint();
@@ -118,6 +120,25 @@ TEST(W4A16, FormatGroupMatrix) {
           ++i;
         }
       }
+}
+
+// Scales whose products with (q - z) fp16 cannot hold as normal numbers: nv_wgmma's fp16 build
+// then keeps the fp32 fold instead of rounding (q - z) * s into its A registers; every variant
+// stays within tolerance either way.
+TEST(W4A16, TinyAndHugeScales) {
+  auto& c = test::ctx();
+  for (float mult : {1.0f, 1e-3f, 3e5f}) {
+    W4SynthSpec spec;
+    spec.K = 256;
+    spec.N = 128;
+    spec.scale_multiplier = mult;
+    spec.seed = test::seed() + 700;
+    W4Synth synth(spec);
+    W4A16Gemm op(c, repack_w4(synth.checkpoint()));
+    if (op.layer().has_fragment_layout()) EXPECT_EQ(op.layer().scales_fp16_safe, mult == 1.0f) << "multiplier " << mult;
+  }
+  run_case({W4Format::kGptq, 130, 128, 256, 64, false, false, DType::kF16, 1e-3f}, test::seed() + 701);
+  run_case({W4Format::kGptq, 130, 128, 256, 64, true, false, DType::kF16, 1e-3f}, test::seed() + 702);
 }
 
 // Non-power-of-two and tile-edge shapes: N and K of 576 and 4104, K = 8, 40, 96 (the tiled

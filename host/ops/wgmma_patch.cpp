@@ -18,6 +18,7 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
       {"CLQ_WG_FENCE", "wgmma.fence.sync.aligned;"},
       {"CLQ_WG_COMMIT", "wgmma.commit_group.sync.aligned;"},
       {"CLQ_WG_WAIT0", "wgmma.wait_group.sync.aligned 0;"},
+      {"CLQ_WG_WAIT1", "wgmma.wait_group.sync.aligned 1;"},
   };
   const std::string regs = "{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16}, {17}, {18}, {19}, {20}, {21}, {22}, {23}, {24}, {25}, {26}, {27}, {28}, {29}, {30}, {31}, {32}, {33}, {34}, {35}, {36}, {37}, {38}, {39}, {40}, {41}, {42}, {43}, {44}, {45}, {46}, {47}, {48}, {49}, {50}, {51}, {52}, {53}, {54}, {55}, {56}, {57}, {58}, {59}, {60}, {61}, {62}, {63}";
   // scale-d is a predicate: a register operand set by setp, so one marker serves both the first
@@ -37,7 +38,8 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
                                                    regs + "}, {{64}, {65}, {66}, {67}}, {68}, %clq_p, 1, 1, 0;\n}"});
   }
   // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
-  p.optional_markers = {"CLQ_WG_PROXY"};
+  // Only the kernels that keep one group in flight across a step wait for "all but one".
+  p.optional_markers = {"CLQ_WG_PROXY", "CLQ_WG_WAIT1"};
   p.module_decls = {".shared .align 1024 .b8 clq_wg_smem[" + std::to_string(smem_bytes) + "];"};
   return p;
 }

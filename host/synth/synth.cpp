@@ -53,7 +53,7 @@ W4Synth::W4Synth(const W4SynthSpec& spec) : spec_(spec) {
       v = uint8_t(spec.format == W4Format::kGptq ? mid - 1 : mid);  // symmetric v1 stores zero - 1
   }
   scales_.resize(size_t(G * N));
-  for (auto& v : scales_) v = f32_to_fp16(sc(rng));
+  for (auto& v : scales_) v = f32_to_fp16(sc(rng) * spec.scale_multiplier);
 
   // Group of each row: k / gs, or for act-order the group of the row's rank in a random order
   // (GPTQ quantizes columns in descending Hessian order, then stores g_idx by original row).

@@ -28,6 +28,7 @@ struct W4SynthSpec {
   int bits = 4;            // 8: GPTQ 8-bit / compressed-tensors int8 (fp32 per-channel or group scales)
   bool ct_int_quantized = false;  // 8-bit compressed-tensors: I8 `weight` (int-quantized), not weight_packed
   bool w8a8_config = false;       // with it: the config also quantizes activations (W8A8 int8, per token)
+  float scale_multiplier = 1.0f;  // scales drawn from the usual range times this (tiny or huge layers)
   uint64_t seed = 1;
 };
 

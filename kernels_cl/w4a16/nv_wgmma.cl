@@ -15,9 +15,17 @@
 //   [20480, 20992):  the 8 tiles' scales/zeros of the chunk's group (sz, 64 bytes a tile)
 // so the consumers read their weights with one 16-byte .shared load a lane, never from memory.
 //
-// Numerics as nv_mma_tiled (SPEC section 2): (q - z) is exact in f16/bf16 and so is every product
-// in the tensor core; a chunk's four k16 steps sum into a fresh fp32 block and fold once into the
-// result by the group's scale (acc += block * s), so (q - z) * s is never rounded to 16 bits.
+// Numerics, two builds (SPEC section 2; the tolerance is 1e-3 mean relative):
+//   PRESCALE 0 (bf16, or scales fp16 cannot carry): as nv_mma_tiled, (q - z) is exact in f16/bf16
+//     and so is every product in the tensor core; a chunk's four k16 steps sum into a fresh fp32
+//     block that folds into the result by the group's scale (acc += block * s), so (q - z) * s is
+//     never rounded to 16 bits (in bf16 that rounding alone would cost about 1e-3).
+//   PRESCALE 1 (fp16 activations, every |s| * 16 a normal fp16: the launcher checks the layer):
+//     the A registers are fp16((q - z) * s), one rounding of at most 2^-11 relative per weight
+//     (as Marlin's fp16 path), and the wgmma accumulate straight into the result: no fold, no
+//     wait per chunk for one. With DEFER 1 a chunk's wgmma run while the next chunk's A
+//     registers are built (two A register sets; a stage is released one chunk later), TURN
+//     chunks at a time.
 // Chunks whose words span groups (act-order padding, groups under 64 rows) go step by step (half
 // step where a step spans two groups), each with its own group's scales/zeros from memory.
 // Rows of x past M load row M - 1 (never stored); tiles past the layer repeat the last (never stored).
@@ -30,6 +38,15 @@
 #define STAGE_BYTES 21504  // 20992 rounded up to 1024: each stage's x tile starts on a swizzle period
 #include "common/wgmma_gemm.clh"
 
+#ifndef PRESCALE
+#define PRESCALE 0
+#endif
+#ifndef DEFER
+#define DEFER 1
+#endif
+#ifndef TURN
+#define TURN 2  // chunks per turn of the PRESCALE consumer loop
+#endif
 #define ST_W 16384
 #define ST_SZ 20480
 #define CLQ_MIXED 0x40000000
@@ -56,6 +73,88 @@ CLQ_INLINE void clq_w4_fold(float* acc, const float* blk, uint szx) {
     acc[4 * i + 3] = fma(blk[4 * i + 3], s1, acc[4 * i + 3]);
   }
 }
+
+#if PRESCALE
+CLQ_INLINE uint clq_mul2(uint a, uint b) {
+  uint d;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+// As clq_w4_step_a, times the scales of rows g (s00: both halves) and g + 8 (s11).
+CLQ_INLINE void clq_w4_step_a_scaled(uint* a, uint w, uint2 sz, int which) {
+  const uint zm0 = clq_zbias(sz.y & 0xFFFFu), zm1 = clq_zbias(sz.y >> 16);
+  const uint s00 = (sz.x & 0xFFFFu) * 0x10001u, s11 = (sz.x >> 16) * 0x10001u;
+  a[0] = which == 2 ? 0u : clq_mul2(clq_nib_a(w, 0, zm0), s00);
+  a[1] = which == 2 ? 0u : clq_mul2(clq_nib_a(w, 1, zm1), s11);
+  a[2] = which == 1 ? 0u : clq_mul2(clq_nib_a(w, 2, zm0), s00);
+  a[3] = which == 1 ? 0u : clq_mul2(clq_nib_a(w, 3, zm1), s11);
+}
+
+typedef struct {
+  uint smem, bars, w_at, sz_at;
+  int c_begin, nchunk, tiles;
+  size_t sz_mine;
+  const __global uint2* sz2;
+  const __global int* wgroup_gl;
+  const __global int* desc_gl;
+} clq_w4_io;
+
+// Chunk x of a PRESCALE consumer into acc, with A register set `as` (a + 0 or a + 16; a names both
+// for the waits). Releases the stage of chunk x once its wgmma are done (DEFER 0), or of chunk
+// x - 1 unless x is the first of its turn (DEFER 1: the turn's end releases its last chunk).
+CLQ_INLINE void clq_w4_pre_chunk(const clq_w4_io* io, float* acc, uint* a, uint* as, int x, bool first, int* d_next) {
+  const int slot = x % STAGES;
+  const uint sb = io->smem + slot * STAGE_BYTES;
+  const uint prev_empty = io->bars + 8 * (STAGES + (x + STAGES - 1) % STAGES);
+  const int d = *d_next;
+  if (x + 1 < io->nchunk) *d_next = io->desc_gl[io->c_begin + x + 1];
+  clq_mbar_wait(io->bars + 8 * slot, (uint)(x / STAGES) & 1u);
+  const uint4 q4 = clq_wg_ld16(sb + io->w_at);
+  clq_wg_proxy_fence();
+  if (!(d & CLQ_MIXED)) {
+    const uint2 sz = clq_wg_ld8(sb + io->sz_at);
+    clq_w4_step_a_scaled(as + 0, q4.x, sz, 0);
+    clq_w4_step_a_scaled(as + 4, q4.y, sz, 0);
+    clq_w4_step_a_scaled(as + 8, q4.z, sz, 0);
+    clq_w4_step_a_scaled(as + 12, q4.w, sz, 0);
+    clq_wg_fence();
+#pragma unroll
+    for (int s = 0; s < 4; ++s) clq_wg_mma_rs_n128(acc, as + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), 1);
+    clq_wg_commit();
+#if DEFER
+    clq_wg_wait1_rs32(acc, a);
+    if (!first) clq_mbar_arrive(prev_empty);
+#else
+    clq_wg_wait0_rs32(acc, a);
+    clq_mbar_arrive(io->bars + 8 * (STAGES + slot));
+#endif
+  } else {
+#if DEFER
+    clq_wg_wait0_rs32(acc, a);
+    if (!first) clq_mbar_arrive(prev_empty);
+#endif
+    const int c = io->c_begin + x;
+#pragma unroll 1
+    for (int s = 0; s < 4; ++s) {
+      const uint w = s == 0 ? q4.x : s == 1 ? q4.y : s == 2 ? q4.z : q4.w;
+      const int ga = io->wgroup_gl[c * 8 + 2 * s], gb = io->wgroup_gl[c * 8 + 2 * s + 1];
+      const ulong db = clq_wg_desc(sb + clq_wg_step_off(0, s, 32));
+#pragma unroll 1
+      for (int h = 0; h < (ga == gb ? 1 : 2); ++h) {
+        const uint2 sz = io->sz2[(size_t)(h ? gb : ga) * io->tiles * 8 + io->sz_mine];
+        clq_w4_step_a_scaled(as, w, sz, ga == gb ? 0 : 1 + h);
+        clq_wg_fence();
+        clq_wg_mma_rs_n128(acc, as, db, 1);
+        clq_wg_commit();
+        clq_wg_wait0_rs32(acc, a);
+      }
+    }
+#if !DEFER
+    clq_mbar_arrive(io->bars + 8 * (STAGES + slot));
+#endif
+  }
+}
+#endif
 
 __kernel __attribute__((reqd_work_group_size(384, 1, 1)))
 void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chunks][32]
@@ -113,11 +212,33 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
   const __global uint2* sz2 = (const __global uint2*)sz_gl;
   const size_t sz_mine = (size_t)min(tile_b + wt, tiles - 1) * 8 + g;  // this lane's entry of a group
 
+  int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;
+#if PRESCALE
+  float acc[64];
+  uint a[32];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) a[i] = 0u;
+  clq_w4_io io = {smem, bars, w_at, sz_at, c_begin, nchunk, tiles, sz_mine, sz2, wgroup_gl, desc_gl};
+  // TURN chunks a turn, unrolled so that each A register set is named statically. No wgmma may be
+  // in flight across the loop's back edge (ptxas would serialize every wgmma of the kernel), so a
+  // turn ends with a wait for all: one bubble per TURN chunks, which the other consumer fills.
+  for (int x = 0; x < nchunk; x += TURN) {
+    const int n_this = min(TURN, nchunk - x);
+#pragma unroll
+    for (int j = 0; j < TURN; ++j)
+      if (j < n_this) clq_w4_pre_chunk(&io, acc, a, a + 16 * (j & 1), x + j, j == 0, &d_next);
+#if DEFER
+    clq_wg_wait0_rs32(acc, a);
+    clq_mbar_arrive(bars + 8 * (STAGES + (x + n_this - 1) % STAGES));
+#endif
+  }
+#else
   float acc[64], blk[64];
   uint a[16];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = blk[i] = 0.0f;
-  int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;
   for (int x = 0; x < nchunk; ++x) {
     const int slot = x % STAGES;
     const uint sb = smem + slot * STAGE_BYTES;
@@ -163,6 +284,7 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
       clq_mbar_arrive(bars + 8 * (STAGES + slot));
     }
   }
+#endif
 
   // acc[4i + 2h + e]: output column n0 + 16 wt + g + 8h, row of x m0 + 8i + 2t + e.
 #pragma unroll

@@ -18,13 +18,16 @@ constexpr int64_t kTile = 128;         // output columns and rows of x per work-
 constexpr size_t kStageBytes = 21504;  // one 64-row chunk: x tile, 8 tiles' weights and scales
 
 // Sweep knobs, read once: CLQ_NV_W4WGMMA=stages=S (2..10, default 8),group=G (row tiles of x that
-// share each column tile, default 8).
+// share each column tile, default 8),prescale=0|1 (fp16: scales in the A registers where the layer
+// allows, default 1),defer=0|1 (keep a chunk's wgmma in flight while the next is built, default 1).
 struct Knobs {
-  int stages, group;
+  int stages, group, prescale, defer;
 };
 const Knobs& knobs() {
   static const Knobs k{std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "stages", 8), 2, 10),
-                       std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "group", 8), 1, 64)};
+                       std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "group", 8), 1, 64),
+                       oputil::env_knob("CLQ_NV_W4WGMMA", "prescale", 1) != 0,
+                       oputil::env_knob("CLQ_NV_W4WGMMA", "defer", 1) != 0};
   return k;
 }
 
@@ -36,9 +39,6 @@ class NvWgmma final : public W4A16Launcher {
     if (!L.has_fragment_layout() || L.bits != 4)
       return Check::refuse(Status::kNotSupported, "nv_wgmma needs the int4 fragment layout, which is uploaded only "
                                                   "where the mma.sync f16 probe passed");
-    if (a.xt != DType::kF16 && a.xt != DType::kBF16)
-      return Check::refuse(Status::kNotSupported, "nv_wgmma multiplies 16-bit activations: fp16 or bf16, not " +
-                                                      std::string(dtype_name(a.xt)));
     if (double(a.M) * double(L.chunks * 64 * 2) >= 2147483647.0)
       return Check::refuse(Status::kInvalidShape, "nv_wgmma addresses activation rows with 32-bit offsets: M = " +
                                                       std::to_string(a.M) + " x " + std::to_string(L.chunks * 128) +
@@ -59,15 +59,19 @@ class NvWgmma final : public W4A16Launcher {
     const int64_t cps = (L.chunks + splits - 1) / splits;
     splits = (L.chunks + cps - 1) / cps;  // no empty range
     const int64_t ld = L.chunks * 64;
-    const bool direct = L.identity_perm && ld == L.K;
+    // fp32 activations go through the gather too, which rounds them to fp16 (as nv_mma_tiled).
+    const bool direct = L.identity_perm && ld == L.K && (a.xt == DType::kF16 || a.xt == DType::kBF16);
     const bool bf16 = a.xt == DType::kBF16;
     const Knobs& kn = knobs();
+    // bf16 keeps the fold per chunk: rounding (q - z) * s to bf16 alone would cost about 1e-3.
+    const bool prescale = !bf16 && L.scales_fp16_safe && kn.prescale;
     const std::string defs = oputil::io_defines(a.xt, a.yt);
     // Every kernel is built, and every buffer allocated, before anything is enqueued.
     cl::Kernel main_k = c.kernel_patched(
         "w4a16/nv_wgmma.cl", "w4a16_gemm_nv_wgmma",
         defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DSTAGES=" + std::to_string(kn.stages) +
-            " -DGROUP_M=" + std::to_string(kn.group),
+            " -DGROUP_M=" + std::to_string(kn.group) + " -DPRESCALE=" + (prescale ? "1" : "0") +
+            " -DDEFER=" + std::to_string(kn.defer) + " -DTURN=2",
         wgmma_patch(size_t(kn.stages) * kStageBytes + 1024, bf16 ? WgmmaOperands::kBf16Rs : WgmmaOperands::kF16Rs));
     cl::Kernel gather, reduce;
     if (!direct)
@@ -84,7 +88,7 @@ class NvWgmma final : public W4A16Launcher {
     set_args(main_k, L.qf, L.sz, L.wgroupf, L.descf, direct ? *a.x : L.xp, L.part, *a.y, cl_int(M), cl_int(L.N),
              cl_int(L.tiles), cl_int(L.chunks), cl_int(ld * 2), cl_int(cps));
     const std::string what = "w4a16_gemm_nv_wgmma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) +
-                             ", stages=" + std::to_string(kn.stages) + ")";
+                             ", stages=" + std::to_string(kn.stages) + (prescale ? ", fp16 A" : ", fold") + ")";
     // Three warpgroups per output tile: two consumers and the producer.
     oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles) * 384, size_t(splits), size_t(m_tiles)),
                     cl::NDRange(384, 1, 1), what);

@@ -1,6 +1,7 @@
 #include "host/ops/w4a16/w4a16_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "host/ops/layout.h"
@@ -125,6 +126,12 @@ W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : IntLayerGemm(c, "w4a16_gem
     L_.sz = upload(f.sz.data(), f.sz.size() * 4);
     L_.wgroupf = upload(f.wgroup.data(), f.wgroup.size() * 4);
     L_.descf = upload(f.desc.data(), f.desc.size() * 4);
+    // nv_wgmma's fp16 build rounds (q - z) * s to fp16 once per weight (|q - z| <= 16): safe only
+    // where every product of a nonzero scale is a finite normal fp16.
+    L_.scales_fp16_safe = std::all_of(p.scales.begin(), p.scales.end(), [](uint16_t h) {
+      const float s = std::fabs(fp16_to_f32(h));
+      return s == 0.0f || (s >= 0x1p-14f && s <= 4094.0f);
+    });
   }
 }
 

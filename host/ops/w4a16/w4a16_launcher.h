@@ -27,6 +27,7 @@ struct W4A16DeviceLayer {
   cl::Buffer qf, sz, wgroupf, descf;
   int64_t tiles = 0, chunks = 0;
   bool identity_perm = false;  // packed row r is activation column r (no act-order, no padding inside)
+  bool scales_fp16_safe = false;  // every |scale| is 0 or in [2^-14, 4094]: (q - z) * s stays a normal fp16
   // Scratch, grown on demand and shared by the launchers (one call runs at a time).
   cl::Buffer xp, xw, part, count;
   size_t xp_bytes = 0, xw_bytes = 0, part_bytes = 0, count_bytes = 0;
