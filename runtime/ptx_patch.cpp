@@ -31,7 +31,7 @@ std::string expand(const std::string& name, const std::string& text, const std::
     if (text[i] == '{') {
       size_t close = text.find('}', i);
       std::string idx = close == std::string::npos ? "" : text.substr(i + 1, close - i - 1);
-      bool digits = !idx.empty() && idx.size() <= 2 && idx.find_first_not_of("0123456789") == std::string::npos;
+      bool digits = !idx.empty() && idx.size() <= 3 && idx.find_first_not_of("0123456789") == std::string::npos;
       if (digits) {
         size_t n = std::stoul(idx);
         if (n >= ops.size())

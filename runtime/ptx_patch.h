@@ -14,7 +14,7 @@ namespace clq {
 
 struct PtxPatch {
   std::string target;  // replaces the `.target sm_NN` line's target, e.g. "sm_90a"; "" keeps it
-  // Marker name -> PTX text. In the text, {0}..{15} are the marker's operands in order (the PTX
+  // Marker name -> PTX text. In the text, {0}..{999} are the marker's operands in order (the PTX
   // registers inline asm substituted for %0..%15); lines are separated by '\n'.
   std::vector<std::pair<std::string, std::string>> markers;
   std::vector<std::string> module_decls;  // inserted after `.address_size`, e.g. ".shared .align 128 .b8 buf[65536];"

@@ -31,15 +31,28 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
     p.markers.push_back(
         {"CLQ_WG_MMA_S8_N128", pred + "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {" + regs + "}, {64}, {65}, %clq_p;\n}"});
   else {
-    // A in four registers, B K-major in .shared (trans-b 0); the predicate comes from operand 69.
+    // A in four registers, B K-major in .shared (trans-b 0); the predicate is the last operand.
+    // A kernel uses the n128 or the n256 shape; the n256 one also trades registers between its
+    // warpgroups (setmaxnreg: 128 x 56 + 256 x 224 fits the 65536 of one SM, as 384 x 168 did).
     const std::string t = operands == WgmmaOperands::kBf16Rs ? "bf16" : "f16";
-    p.markers.push_back({"CLQ_WG_MMA_RS_N128", "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, {69}, 0;\n"
-                                               "wgmma.mma_async.sync.aligned.m64n128k16.f32." + t + "." + t + " {" +
-                                                   regs + "}, {{64}, {65}, {66}, {67}}, {68}, %clq_p, 1, 1, 0;\n}"});
+    auto rs = [&](int n) {
+      std::string r;
+      for (int i = 0; i < n / 2; ++i) r += (i ? ", {" : "{") + std::to_string(i) + "}";
+      const int a0 = n / 2;
+      auto op = [&](int k) { return "{" + std::to_string(a0 + k) + "}"; };
+      return "{\n.reg .pred %clq_p;\nsetp.ne.b32 %clq_p, " + op(5) + ", 0;\nwgmma.mma_async.sync.aligned.m64n" +
+             std::to_string(n) + "k16.f32." + t + "." + t + " {" + r + "}, {" + op(0) + ", " + op(1) + ", " + op(2) +
+             ", " + op(3) + "}, " + op(4) + ", %clq_p, 1, 1, 0;\n}";
+    };
+    p.markers.push_back({"CLQ_WG_MMA_RS_N128", rs(128)});
+    p.markers.push_back({"CLQ_WG_MMA_RS_N256", rs(256)});
+    p.markers.push_back({"CLQ_WG_REGS_DEC", "setmaxnreg.dec.sync.aligned.u32 56;"});
+    p.markers.push_back({"CLQ_WG_REGS_INC", "setmaxnreg.inc.sync.aligned.u32 224;"});
+    p.optional_markers = {"CLQ_WG_MMA_RS_N128", "CLQ_WG_MMA_RS_N256", "CLQ_WG_REGS_DEC", "CLQ_WG_REGS_INC"};
   }
   // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
   // Only the kernels that keep one group in flight across a step wait for "all but one".
-  p.optional_markers = {"CLQ_WG_PROXY", "CLQ_WG_WAIT1"};
+  for (const char* m : {"CLQ_WG_PROXY", "CLQ_WG_WAIT1"}) p.optional_markers.push_back(m);
   p.module_decls = {".shared .align 1024 .b8 clq_wg_smem[" + std::to_string(smem_bytes) + "];"};
   return p;
 }

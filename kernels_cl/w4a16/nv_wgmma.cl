@@ -35,7 +35,26 @@
 #include "common/act_io.clh"
 #include "common/nv_mma.clh"
 
-#define STAGE_BYTES 21504  // 20992 rounded up to 1024: each stage's x tile starts on a swizzle period
+#ifndef TOK
+#define TOK 128  // rows of x per tile: 128 (m64n128 wgmma), or 256 (m64n256, PRESCALE only)
+#endif
+#define BM TOK
+#if TOK == 256
+#define STAGE_BYTES 37888  // 37376 rounded up to 1024: each stage's x tile starts on a swizzle period
+#define CLQ_MMA_RS clq_wg_mma_rs_n256
+#define CLQ_WAIT0_RS clq_wg_wait0_rs32_n256
+#define CLQ_WAIT1_RS clq_wg_wait1_rs32_n256
+#else
+#define STAGE_BYTES 21504
+#define CLQ_MMA_RS clq_wg_mma_rs_n128
+#define CLQ_WAIT0_RS clq_wg_wait0_rs32
+#define CLQ_WAIT1_RS clq_wg_wait1_rs32
+#endif
+#if TOK == 256 && !PRESCALE
+#error "TOK 256 holds 128 accumulators: no room for the fold build's block sums"
+#endif
+#define ACC (TOK / 2)     // accumulators per consumer work-item
+#define XLOADS (TOK / 16)  // 16-byte pieces of the x tile per producer work-item
 #include "common/wgmma_gemm.clh"
 
 #ifndef PRESCALE
@@ -47,8 +66,8 @@
 #ifndef TURN
 #define TURN 2  // chunks per turn of the PRESCALE consumer loop
 #endif
-#define ST_W 16384
-#define ST_SZ 20480
+#define ST_W (TOK * 128)
+#define ST_SZ (ST_W + 4096)
 #define CLQ_MIXED 0x40000000
 
 CLQ_INLINE uint clq_zbias(uint z) { return CLQ_NIB_BIAS2 | z | (z << 16); }
@@ -119,18 +138,18 @@ CLQ_INLINE void clq_w4_pre_chunk(const clq_w4_io* io, float* acc, uint* a, uint*
     clq_w4_step_a_scaled(as + 12, q4.w, sz, 0);
     clq_wg_fence();
 #pragma unroll
-    for (int s = 0; s < 4; ++s) clq_wg_mma_rs_n128(acc, as + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), 1);
+    for (int s = 0; s < 4; ++s) CLQ_MMA_RS(acc, as + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), 1);
     clq_wg_commit();
 #if DEFER
-    clq_wg_wait1_rs32(acc, a);
+    CLQ_WAIT1_RS(acc, a);
     if (!first) clq_mbar_arrive(prev_empty);
 #else
-    clq_wg_wait0_rs32(acc, a);
+    CLQ_WAIT0_RS(acc, a);
     clq_mbar_arrive(io->bars + 8 * (STAGES + slot));
 #endif
   } else {
 #if DEFER
-    clq_wg_wait0_rs32(acc, a);
+    CLQ_WAIT0_RS(acc, a);
     if (!first) clq_mbar_arrive(prev_empty);
 #endif
     const int c = io->c_begin + x;
@@ -144,9 +163,9 @@ CLQ_INLINE void clq_w4_pre_chunk(const clq_w4_io* io, float* acc, uint* a, uint*
         const uint2 sz = io->sz2[(size_t)(h ? gb : ga) * io->tiles * 8 + io->sz_mine];
         clq_w4_step_a_scaled(as, w, sz, ga == gb ? 0 : 1 + h);
         clq_wg_fence();
-        clq_wg_mma_rs_n128(acc, as, db, 1);
+        CLQ_MMA_RS(acc, as, db, 1);
         clq_wg_commit();
-        clq_wg_wait0_rs32(acc, a);
+        CLQ_WAIT0_RS(acc, a);
       }
     }
 #if !DEFER
@@ -178,12 +197,14 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
   clq_wg_init_bars(bars);
 
   if (wg == 2) {
+#if TOK == 256
+    clq_wg_regs_dec();  // the consumers' 128 accumulators need the producer's spare registers (56 / 224)
+#endif
     // Producer: piece q = p + 128 i of the x tile is row q / 8 = p / 8 + 16 i, 16-byte column
     // q % 8 (eight neighbours fill one row); weight pieces p and p + 128 are tile q / 32, lane q % 32.
     const int p = tid - 256, r = p >> 3, cc = p & 7;
     const uint dst0 = clq_wg_tile_off(r, cc);
-    uint x_off[PLOADS];  // 32-bit row offsets: the launcher keeps M * ldx_bytes below 2^31
-    for (int i = 0; i < PLOADS; ++i) x_off[i] = (uint)min(m0 + r + 16 * i, M - 1) * (uint)ldx_bytes;
+    // Row offsets are recomputed per stage rather than held: the producer runs on few registers.
     const __global uchar* x_base = x_gl + (size_t)c_begin * 128 + 16 * cc;
     const int wt0 = min(tile_b + (p >> 5), tiles - 1), wt1 = min(tile_b + 4 + (p >> 5), tiles - 1);
     const __global uint4* w0 = qf_gl + ((size_t)wt0 * chunks + c_begin) * 32 + (p & 31);
@@ -196,7 +217,9 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
       if (x + 1 < nchunk) d_next = desc_gl[c_begin + x + 1];
       if (round > 0) clq_mbar_wait(bars + 8 * (STAGES + slot), (uint)(round - 1) & 1u);
       const uint sb = smem + slot * STAGE_BYTES;
-      for (int i = 0; i < PLOADS; ++i) clq_wg_cp16(sb + dst0 + 2048u * i, x_base + x_off[i] + (size_t)x * 128);
+      // 32-bit row offsets: the launcher keeps M * ldx_bytes below 2^31.
+      for (int i = 0; i < XLOADS; ++i)
+        clq_wg_cp16(sb + dst0 + 2048u * i, x_base + (uint)min(m0 + r + 16 * i, M - 1) * (uint)ldx_bytes + (size_t)x * 128);
       clq_wg_cp16(sb + ST_W + 16u * p, w0 + (size_t)x * 32);
       clq_wg_cp16(sb + ST_W + 16u * (p + 128), w1 + (size_t)x * 32);
       if (p < 32) clq_wg_cp16(sb + ST_SZ + 16u * p, sz_gl + (size_t)(d & (CLQ_MIXED - 1)) * tiles * 4 + sz_tile);
@@ -205,6 +228,9 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
     return;
   }
 
+#if TOK == 256
+  clq_wg_regs_inc();
+#endif
   const int warp = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int wt = 4 * wg + warp;  // the warp's tile in the work-group's eight
@@ -214,10 +240,10 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
 
   int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;
 #if PRESCALE
-  float acc[64];
+  float acc[ACC];
   uint a[32];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
 #pragma unroll
   for (int i = 0; i < 32; ++i) a[i] = 0u;
   clq_w4_io io = {smem, bars, w_at, sz_at, c_begin, nchunk, tiles, sz_mine, sz2, wgroup_gl, desc_gl};
@@ -292,7 +318,7 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
     const int n = n0 + 16 * wt + g + 8 * h;
     if (n >= N) continue;
 #pragma unroll
-    for (int i = 0; i < 16; ++i)
+    for (int i = 0; i < TOK / 8; ++i)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int m = m0 + 8 * i + 2 * t + e;
