@@ -12,6 +12,8 @@
 #include "host/formats/w4.h"
 #include "host/ops/op_util.h"
 #include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/wgmma_patch.h"
+#include "runtime/ptx_patch.h"
 #include "host/reference/reference.h"
 #include "host/synth/synth.h"
 #include "runtime/status.h"
@@ -500,4 +502,28 @@ TEST(W4A16BadInput, RunArgumentsLeaveOutputUntouched) {
   expect_fail(1, tiny, "", Status::kInvalidArgument, "input buffer holds");
   expect_fail(4, dx, "bogus", Status::kInvalidArgument, "unknown variant");
   if (!c.features().nv_mma_f16) expect_fail(4, dx, "nv_mma_tiled", Status::kNotSupported, "nv_mma_tiled");  // probe absent here
+}
+
+// nv_wgmma's markers: the register-A wgmma in both shapes (the n256 one has operands past 99) with
+// the type the patch was made for, and the register hand-over around it.
+TEST(W4A16Wgmma, PatchExpandsTheRegisterAMarkers) {
+  auto regs = [](int n, int base) {
+    std::string r;
+    for (int i = 0; i < n; ++i) r += " %f" + std::to_string(base + i);
+    return r;
+  };
+  const std::string head = ".version 9.0\n.target sm_90\n.address_size 64\n.entry k()\n{\n"
+                           "\t// CLQ_WG_SMEM_BASE %r5\n\t// CLQ_WG_REGS_INC\n\t// CLQ_WG_PROXY\n\t// CLQ_WG_FENCE\n";
+  const std::string ptx = head + "\t// CLQ_WG_MMA_RS_N256" + regs(128, 1000) + " %r1 %r2 %r3 %r4 %rd7 %r9\n" +
+                          "\t// CLQ_WG_COMMIT\n\t// CLQ_WG_WAIT1" + regs(160, 1000) + "\n\t// CLQ_WG_WAIT0\n\tret;\n}\n";
+  const std::string out = apply_ptx_patch(ptx, wgmma_patch(5 * 37888 + 1024, WgmmaOperands::kF16Rs));
+  EXPECT_NE(out.find("m64n256k16.f32.f16.f16 {%f1000, %f1001, "), std::string::npos) << out;
+  EXPECT_NE(out.find(", %f1127}, {%r1, %r2, %r3, %r4}, %rd7, %clq_p, 1, 1, 0;"), std::string::npos) << out;
+  EXPECT_NE(out.find("setp.ne.b32 %clq_p, %r9, 0;"), std::string::npos) << out;
+  EXPECT_NE(out.find("setmaxnreg.inc.sync.aligned.u32 224;"), std::string::npos) << out;
+  EXPECT_NE(out.find("wgmma.wait_group.sync.aligned 1;"), std::string::npos) << out;
+  EXPECT_EQ(out.find("CLQ_"), std::string::npos);
+  const std::string bf = apply_ptx_patch(ptx, wgmma_patch(5 * 37888 + 1024, WgmmaOperands::kBf16Rs));
+  EXPECT_NE(bf.find("m64n256k16.f32.bf16.bf16 {"), std::string::npos);
+  EXPECT_NE(wgmma_patch(1024, WgmmaOperands::kF16Rs).key(), wgmma_patch(1024, WgmmaOperands::kBf16Rs).key());
 }
