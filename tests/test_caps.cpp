@@ -129,6 +129,10 @@ TEST(Caps, SelectionFollowsFeaturesAndSize) {
   EXPECT_STREQ(select_variant("fp8_block_gemm", nv, 16).variant, "nv_wgmma_e4m3");
   EXPECT_STREQ(select_variant("fp8_tensor_gemm", nv, 4096).variant, "nv_wgmma_e4m3");
   EXPECT_STREQ(select_variant("w8a16_gemm", nv, 4096).variant, "tiled");  // wgmma needs e4m3 activations
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 127).variant, "nv_mma_tiled");  // W4A16 wgmma from M=128
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 128).variant, "nv_wgmma");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 4096).variant, "nv_wgmma");
+  EXPECT_STREQ(select_variant("w4a16_gemm", nv, 16).variant, "nv_mma_skinny");
   DeviceFeatures cpu;
   cpu.is_cpu = true;  // CPUs keep the register-tiled gemv at every M (bench/RESULTS.md)
   EXPECT_STREQ(select_variant("w4a16_gemm", cpu, 4096).variant, "gemv");
