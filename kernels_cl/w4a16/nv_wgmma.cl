@@ -17,9 +17,10 @@
 //
 // Numerics, two builds (SPEC section 2; the tolerance is 1e-3 mean relative):
 //   PRESCALE 0 (bf16, or scales fp16 cannot carry): as nv_mma_tiled, (q - z) is exact in f16/bf16
-//     and so is every product in the tensor core; a chunk's four k16 steps sum into a fresh fp32
-//     block that folds into the result by the group's scale (acc += block * s), so (q - z) * s is
-//     never rounded to 16 bits (in bf16 that rounding alone would cost about 1e-3).
+//     and so is every product in the tensor core; the k16 steps of a group's chunks sum into an
+//     fp32 block that folds into the result by the group's scale (acc += block * s) once the
+//     group ends, so (q - z) * s is never rounded to 16 bits (in bf16 that rounding alone would
+//     cost about 1e-3).
 //   PRESCALE 1 (fp16 activations, every |s| * 16 a normal fp16: the launcher checks the layer):
 //     the A registers are fp16((q - z) * s), one rounding of at most 2^-11 relative per weight
 //     (as Marlin's fp16 path), and the wgmma accumulate straight into the result: no fold, no
@@ -265,6 +266,11 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
   uint a[16];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = blk[i] = 0.0f;
+  // blk sums the chunks of one group (consecutive chunks of one descriptor) before one fold by its
+  // scales: one fold per group rather than per chunk.
+  bool pending = false;
+  int pending_d = 0;
+  uint pending_s = 0;
   for (int x = 0; x < nchunk; ++x) {
     const int slot = x % STAGES;
     const uint sb = smem + slot * STAGE_BYTES;
@@ -277,18 +283,26 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
     if (!(d & CLQ_MIXED)) {
       const uint2 sz = clq_wg_ld8(sb + sz_at);
       const uint zm0 = clq_zbias(sz.y & 0xFFFFu), zm1 = clq_zbias(sz.y >> 16);
+      // A chunk of the pending sum's group adds to it; another group folds the pending sum first.
+      const bool cont = pending && d == pending_d;
+      if (pending && !cont) clq_w4_fold(acc, blk, pending_s);
       clq_w4_step_a(a + 0, q4.x, zm0, zm1, 0);
       clq_w4_step_a(a + 4, q4.y, zm0, zm1, 0);
       clq_w4_step_a(a + 8, q4.z, zm0, zm1, 0);
       clq_w4_step_a(a + 12, q4.w, zm0, zm1, 0);
       clq_wg_fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) clq_wg_mma_rs_n128(blk, a + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), s > 0);
+      for (int s = 0; s < 4; ++s)
+        clq_wg_mma_rs_n128(blk, a + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), s > 0 || cont);
       clq_wg_commit();
       clq_wg_wait0_rs(blk, a);
       clq_mbar_arrive(bars + 8 * (STAGES + slot));
-      clq_w4_fold(acc, blk, sz.x);
+      pending = true;
+      pending_d = d;
+      pending_s = sz.x;
     } else {
+      if (pending) clq_w4_fold(acc, blk, pending_s);
+      pending = false;
       // Words of several groups: one wgmma per (half) step, each folded with its own group.
       const int c = c_begin + x;
 #pragma unroll 1
@@ -310,6 +324,7 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
       clq_mbar_arrive(bars + 8 * (STAGES + slot));
     }
   }
+  if (pending) clq_w4_fold(acc, blk, pending_s);
 #endif
 
   // acc[4i + 2h + e]: output column n0 + 16 wt + g + 8h, row of x m0 + 8i + 2t + e.
