@@ -513,7 +513,7 @@ TEST(W4A16Wgmma, PatchExpandsTheRegisterAMarkers) {
     return r;
   };
   const std::string head = ".version 9.0\n.target sm_90\n.address_size 64\n.entry k()\n{\n"
-                           "\t// CLQ_WG_SMEM_BASE %r5\n\t// CLQ_WG_REGS_INC\n\t// CLQ_WG_PROXY\n\t// CLQ_WG_FENCE\n";
+                           "\t// CLQ_WG_SMEM_BASE %r5\n\t// CLQ_WG_REGS_INC_224\n\t// CLQ_WG_PROXY\n\t// CLQ_WG_FENCE\n";
   const std::string ptx = head + "\t// CLQ_WG_MMA_RS_N256" + regs(128, 1000) + " %r1 %r2 %r3 %r4 %rd7 %r9\n" +
                           "\t// CLQ_WG_COMMIT\n\t// CLQ_WG_WAIT1" + regs(160, 1000) + "\n\t// CLQ_WG_WAIT0\n\tret;\n}\n";
   const std::string out = apply_ptx_patch(ptx, wgmma_patch(5 * 37888 + 1024, WgmmaOperands::kF16Rs));

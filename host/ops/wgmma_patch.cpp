@@ -33,7 +33,7 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
   else {
     // A in four registers, B K-major in .shared (trans-b 0); the predicate is the last operand.
     // A kernel uses the n128 or the n256 shape; the n256 one also trades registers between its
-    // warpgroups (setmaxnreg: 128 x 56 + 256 x 224 fits the 65536 of one SM, as 384 x 168 did).
+    // warpgroups (setmaxnreg: 128 x 56 plus 256 x 224 or 384 x 152 is the 65536 of one SM).
     const std::string t = operands == WgmmaOperands::kBf16Rs ? "bf16" : "f16";
     auto rs = [&](int n) {
       std::string r;
@@ -47,8 +47,10 @@ PtxPatch wgmma_patch(size_t smem_bytes, WgmmaOperands operands) {
     p.markers.push_back({"CLQ_WG_MMA_RS_N128", rs(128)});
     p.markers.push_back({"CLQ_WG_MMA_RS_N256", rs(256)});
     p.markers.push_back({"CLQ_WG_REGS_DEC", "setmaxnreg.dec.sync.aligned.u32 56;"});
-    p.markers.push_back({"CLQ_WG_REGS_INC", "setmaxnreg.inc.sync.aligned.u32 224;"});
-    p.optional_markers = {"CLQ_WG_MMA_RS_N128", "CLQ_WG_MMA_RS_N256", "CLQ_WG_REGS_DEC", "CLQ_WG_REGS_INC"};
+    p.markers.push_back({"CLQ_WG_REGS_INC_224", "setmaxnreg.inc.sync.aligned.u32 224;"});
+    p.markers.push_back({"CLQ_WG_REGS_INC_152", "setmaxnreg.inc.sync.aligned.u32 152;"});
+    p.optional_markers = {"CLQ_WG_MMA_RS_N128", "CLQ_WG_MMA_RS_N256", "CLQ_WG_REGS_DEC", "CLQ_WG_REGS_INC_224",
+                          "CLQ_WG_REGS_INC_152"};
   }
   // The knock-out builds (CLQ_NV_WGMMA=ko=3, 6) leave the proxy fence out.
   // Only the kernels that keep one group in flight across a step wait for "all but one".

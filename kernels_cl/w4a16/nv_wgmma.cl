@@ -36,15 +36,28 @@
 #include "common/act_io.clh"
 #include "common/nv_mma.clh"
 
+#ifndef CWG
+#define CWG 2  // consumer warpgroups: 64 output columns each (3 only with TOK 128, on setmaxnreg)
+#endif
+#define CLQ_WG_CONSUMERS CWG
+#define BN (64 * CWG)
 #ifndef TOK
 #define TOK 128  // rows of x per tile: 128 (m64n128 wgmma), or 256 (m64n256, PRESCALE only)
 #endif
 #define BM TOK
+#if (TOK == 256 && CWG != 2) || (CWG == 3 && !PRESCALE)
+#error "256-row tiles take two consumer warpgroups; three take the PRESCALE build (no block sums)"
+#endif
 #if TOK == 256
 #define STAGE_BYTES 37888  // 37376 rounded up to 1024: each stage's x tile starts on a swizzle period
 #define CLQ_MMA_RS clq_wg_mma_rs_n256
 #define CLQ_WAIT0_RS clq_wg_wait0_rs32_n256
 #define CLQ_WAIT1_RS clq_wg_wait1_rs32_n256
+#elif CWG == 3
+#define STAGE_BYTES 23552  // 16384 + 12 tiles x (512 + 64), rounded up to 1024
+#define CLQ_MMA_RS clq_wg_mma_rs_n128
+#define CLQ_WAIT0_RS clq_wg_wait0_rs32
+#define CLQ_WAIT1_RS clq_wg_wait1_rs32
 #else
 #define STAGE_BYTES 21504
 #define CLQ_MMA_RS clq_wg_mma_rs_n128
@@ -68,7 +81,8 @@
 #define TURN 2  // chunks per turn of the PRESCALE consumer loop
 #endif
 #define ST_W (TOK * 128)
-#define ST_SZ (ST_W + 4096)
+#define ST_SZ (ST_W + CWG * 2048)
+#define REGS_TRADE (TOK == 256 || CWG == 3)  // setmaxnreg: producer 56, consumers 224 (two) / 152 (three)
 #define CLQ_MIXED 0x40000000
 
 CLQ_INLINE uint clq_zbias(uint z) { return CLQ_NIB_BIAS2 | z | (z << 16); }
@@ -176,7 +190,7 @@ CLQ_INLINE void clq_w4_pre_chunk(const clq_w4_io* io, float* acc, uint* a, uint*
 }
 #endif
 
-__kernel __attribute__((reqd_work_group_size(384, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(128 * (CWG + 1), 1, 1)))
 void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chunks][32]
                          __global const uint4* restrict sz_gl,    // [G][tiles][8] uint2, as uint4
                          __global const int* restrict wgroup_gl,  // [chunks * 8] group of each word
@@ -197,19 +211,19 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
   const uint bars = smem + BAR_BASE;
   clq_wg_init_bars(bars);
 
-  if (wg == 2) {
-#if TOK == 256
-    clq_wg_regs_dec();  // the consumers' 128 accumulators need the producer's spare registers (56 / 224)
+  if (wg == CWG) {
+#if REGS_TRADE
+    clq_wg_regs_dec();  // the consumers' accumulators need the producer's spare registers
 #endif
     // Producer: piece q = p + 128 i of the x tile is row q / 8 = p / 8 + 16 i, 16-byte column
-    // q % 8 (eight neighbours fill one row); weight pieces p and p + 128 are tile q / 32, lane q % 32.
-    const int p = tid - 256, r = p >> 3, cc = p & 7;
+    // q % 8 (eight neighbours fill one row); weight pieces p + 128 j are tile q / 32, lane q % 32.
+    const int p = tid - 128 * CWG, r = p >> 3, cc = p & 7;
     const uint dst0 = clq_wg_tile_off(r, cc);
     // Row offsets are recomputed per stage rather than held: the producer runs on few registers.
     const __global uchar* x_base = x_gl + (size_t)c_begin * 128 + 16 * cc;
-    const int wt0 = min(tile_b + (p >> 5), tiles - 1), wt1 = min(tile_b + 4 + (p >> 5), tiles - 1);
-    const __global uint4* w0 = qf_gl + ((size_t)wt0 * chunks + c_begin) * 32 + (p & 31);
-    const __global uint4* w1 = qf_gl + ((size_t)wt1 * chunks + c_begin) * 32 + (p & 31);
+    const __global uint4* wsrc[CWG];
+    for (int j = 0; j < CWG; ++j)
+      wsrc[j] = qf_gl + ((size_t)min(tile_b + 4 * j + (p >> 5), tiles - 1) * chunks + c_begin) * 32 + (p & 31);
     const size_t sz_tile = (size_t)min(tile_b + (p >> 2), tiles - 1) * 4 + (p & 3);
     int d_next = nchunk > 0 ? desc_gl[c_begin] : 0;  // one chunk ahead: not a load on the hand-over path
     for (int x = 0; x < nchunk; ++x) {
@@ -221,20 +235,21 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
       // 32-bit row offsets: the launcher keeps M * ldx_bytes below 2^31.
       for (int i = 0; i < XLOADS; ++i)
         clq_wg_cp16(sb + dst0 + 2048u * i, x_base + (uint)min(m0 + r + 16 * i, M - 1) * (uint)ldx_bytes + (size_t)x * 128);
-      clq_wg_cp16(sb + ST_W + 16u * p, w0 + (size_t)x * 32);
-      clq_wg_cp16(sb + ST_W + 16u * (p + 128), w1 + (size_t)x * 32);
-      if (p < 32) clq_wg_cp16(sb + ST_SZ + 16u * p, sz_gl + (size_t)(d & (CLQ_MIXED - 1)) * tiles * 4 + sz_tile);
+      for (int j = 0; j < CWG; ++j) clq_wg_cp16(sb + ST_W + 16u * (p + 128 * j), wsrc[j] + (size_t)x * 32);
+      if (p < 16 * CWG) clq_wg_cp16(sb + ST_SZ + 16u * p, sz_gl + (size_t)(d & (CLQ_MIXED - 1)) * tiles * 4 + sz_tile);
       clq_mbar_arrive_cp(bars + 8 * slot);
     }
     return;
   }
 
-#if TOK == 256
-  clq_wg_regs_inc();
+#if REGS_TRADE && CWG == 3
+  CLQ_WG_REGS_INC(152);
+#elif REGS_TRADE
+  CLQ_WG_REGS_INC(224);
 #endif
   const int warp = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int wt = 4 * wg + warp;  // the warp's tile in the work-group's eight
+  const int wt = 4 * wg + warp;  // the warp's tile in the work-group's 4 * CWG
   const uint w_at = ST_W + (uint)(wt * 512 + lane * 16), sz_at = ST_SZ + (uint)(wt * 64 + g * 8);
   const __global uint2* sz2 = (const __global uint2*)sz_gl;
   const size_t sz_mine = (size_t)min(tile_b + wt, tiles - 1) * 8 + g;  // this lane's entry of a group

@@ -14,25 +14,27 @@ namespace clq {
 
 namespace {
 
-constexpr int64_t kTile = 128;  // output columns per work-group
-// One 64-row chunk of K: the x tile (rows x 128 bytes), 8 tiles' weights and scales, in 1 KiB units.
-size_t stage_bytes(int tok) { return tok == 256 ? 37888 : 21504; }
+// One 64-row chunk of K: the x tile (rows x 128 bytes), 4 tiles' weights and scales per consumer
+// warpgroup, in 1 KiB units.
+size_t stage_bytes(int tok, int cwg) { return tok == 256 ? 37888 : cwg == 3 ? 23552 : 21504; }
 
 // Sweep knobs, read once: CLQ_NV_W4WGMMA=stages=S (2..10, default 8),group=G (row tiles of x that
 // share each column tile, default 8),prescale=0|1 (fp16: scales in the A registers where the layer
 // allows, default 1),defer=0|1 (keep a chunk's wgmma in flight while the next is built, default 1),
 // tok=128|256 (rows of x per tile with prescale, default 128; 256 is m64n256 with setmaxnreg, which
-// passed the suite on the H200 but measured 1.2x slower, bench/RESULTS.md).
+// passed the suite on the H200 but measured 1.2x slower, bench/RESULTS.md), cwg=2|3 (consumer
+// warpgroups of 64 columns each; 3 with prescale only, on setmaxnreg; default 2).
 // stages=0 takes the default per tile: 6 at 128 rows, 5 at 256.
 struct Knobs {
-  int stages, group, prescale, defer, tok;
+  int stages, group, prescale, defer, tok, cwg;
 };
 const Knobs& knobs() {
   static const Knobs k{oputil::env_knob("CLQ_NV_W4WGMMA", "stages", 0),
                        std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "group", 8), 1, 64),
                        oputil::env_knob("CLQ_NV_W4WGMMA", "prescale", 1) != 0,
                        oputil::env_knob("CLQ_NV_W4WGMMA", "defer", 1) != 0,
-                       oputil::env_knob("CLQ_NV_W4WGMMA", "tok", 128) == 256 ? 256 : 128};
+                       oputil::env_knob("CLQ_NV_W4WGMMA", "tok", 128) == 256 ? 256 : 128,
+                       oputil::env_knob("CLQ_NV_W4WGMMA", "cwg", 2) == 3 ? 3 : 2};
   return k;
 }
 
@@ -58,9 +60,11 @@ class NvWgmma final : public W4A16Launcher {
     // bf16 keeps the fold per chunk: rounding (q - z) * s to bf16 alone would cost about 1e-3.
     const bool prescale = !bf16 && L.scales_fp16_safe && kn.prescale;
     const int tok = prescale ? kn.tok : 128;  // the fold build's block sums leave no room for 256
-    const int64_t max_stages = int64_t((kMaxWgmmaSmem - 1024) / stage_bytes(tok));
+    const int cwg = prescale && tok == 128 ? kn.cwg : 2;
+    const int64_t tile_n = 64 * cwg, threads = 128 * (cwg + 1);
+    const int64_t max_stages = int64_t((kMaxWgmmaSmem - 1024) / stage_bytes(tok, cwg));
     const int stages = int(std::clamp<int64_t>(kn.stages > 0 ? kn.stages : tok == 256 ? 5 : 6, 2, max_stages));
-    const int64_t n_tiles = (L.N + kTile - 1) / kTile, m_tiles = (M + tok - 1) / tok;
+    const int64_t n_tiles = (L.N + tile_n - 1) / tile_n, m_tiles = (M + tok - 1) / tok;
     int64_t splits = a.opt.splits;
     if (splits <= 0) {
       // Split K only while the tiles leave compute units idle, keeping at least 16 chunks per range.
@@ -78,9 +82,10 @@ class NvWgmma final : public W4A16Launcher {
     cl::Kernel main_k = c.kernel_patched(
         "w4a16/nv_wgmma.cl", "w4a16_gemm_nv_wgmma",
         defs + " -DMMA_BF16=" + (bf16 ? "1" : "0") + " -DSTAGES=" + std::to_string(stages) + " -DTOK=" + std::to_string(tok) +
+            " -DCWG=" + std::to_string(cwg) +
             " -DGROUP_M=" + std::to_string(kn.group) + " -DPRESCALE=" + (prescale ? "1" : "0") +
             " -DDEFER=" + std::to_string(kn.defer) + " -DTURN=2",
-        wgmma_patch(size_t(stages) * stage_bytes(tok) + 1024, bf16 ? WgmmaOperands::kBf16Rs : WgmmaOperands::kF16Rs));
+        wgmma_patch(size_t(stages) * stage_bytes(tok, cwg) + 1024, bf16 ? WgmmaOperands::kBf16Rs : WgmmaOperands::kF16Rs));
     cl::Kernel gather, reduce;
     if (!direct)
       gather = c.kernel("w4a16/gather.cl", "w4a16_gather_h16", defs + " -DHALF_BF16=" + std::string(bf16 ? "1" : "0"));
@@ -96,11 +101,12 @@ class NvWgmma final : public W4A16Launcher {
     set_args(main_k, L.qf, L.sz, L.wgroupf, L.descf, direct ? *a.x : L.xp, L.part, *a.y, cl_int(M), cl_int(L.N),
              cl_int(L.tiles), cl_int(L.chunks), cl_int(ld * 2), cl_int(cps));
     const std::string what = "w4a16_gemm_nv_wgmma (M=" + std::to_string(M) + ", splits=" + std::to_string(splits) +
-                             ", stages=" + std::to_string(stages) + ", " + std::to_string(tok) + " rows" +
+                             ", stages=" + std::to_string(stages) + ", " + std::to_string(tok) + "x" +
+                             std::to_string(tile_n) + " tiles" +
                              (prescale ? ", fp16 A" : ", fold") + ")";
-    // Three warpgroups per output tile: two consumers and the producer.
-    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles) * 384, size_t(splits), size_t(m_tiles)),
-                    cl::NDRange(384, 1, 1), what);
+    // cwg consumer warpgroups and the producer per output tile.
+    oputil::enqueue(c, ev, main_k, cl::NDRange(size_t(n_tiles * threads), size_t(splits), size_t(m_tiles)),
+                    cl::NDRange(size_t(threads), 1, 1), what);
     if (splits > 1) oputil::enqueue_splitk_reduce(c, ev, reduce, L.part, *a.y, M, L.N, int(splits), "w4a16_splitk_reduce");
     return ev;
   }
