@@ -23,7 +23,7 @@ size_t stage_bytes(int tok, int cwg) { return tok == 256 ? 37888 : cwg == 3 ? 23
 // allows, default 1),defer=0|1 (keep a chunk's wgmma in flight while the next is built, default 1),
 // tok=128|256 (rows of x per tile with prescale, default 128; 256 is m64n256 with setmaxnreg, which
 // passed the suite on the H200 but measured 1.2x slower, bench/RESULTS.md), cwg=2|3 (consumer
-// warpgroups of 64 columns each; 3 with prescale only, on setmaxnreg; default 2).
+// warpgroups of 64 columns each; 3 with prescale only, on setmaxnreg; default: chosen by waves).
 // stages=0 takes the default per tile: 6 at 128 rows, 5 at 256.
 struct Knobs {
   int stages, group, prescale, defer, tok, cwg;
@@ -34,8 +34,20 @@ const Knobs& knobs() {
                        oputil::env_knob("CLQ_NV_W4WGMMA", "prescale", 1) != 0,
                        oputil::env_knob("CLQ_NV_W4WGMMA", "defer", 1) != 0,
                        oputil::env_knob("CLQ_NV_W4WGMMA", "tok", 128) == 256 ? 256 : 128,
-                       oputil::env_knob("CLQ_NV_W4WGMMA", "cwg", 2) == 3 ? 3 : 2};
+                       std::clamp(oputil::env_knob("CLQ_NV_W4WGMMA", "cwg", 0), 0, 3)};
   return k;
+}
+
+// Three consumer warpgroups (192-column tiles) do 1.5x the work of two in 1.31x the time
+// (H200, 28672x8192 M=4096: 3.42 against 3.91 ms), one work-group per SM either way (the stages
+// fill the shared memory). Whichever takes fewer of its waves, each wave as long as its tile,
+// wins: three at prefill sizes, two where 192-column tiles would leave the last wave, or the
+// only one, thin (8192 columns at M <= 256, 28672 at M = 128; bench/RESULTS.md).
+int consumers_by_waves(int64_t N, int64_t M, int64_t cus) {
+  const int64_t m_tiles = (M + 127) / 128, cu = std::max<int64_t>(cus, 1);
+  const double w2 = double((((N + 127) / 128) * m_tiles + cu - 1) / cu);
+  const double w3 = double((((N + 191) / 192) * m_tiles + cu - 1) / cu) * 1.31;
+  return w3 < w2 ? 3 : 2;
 }
 
 class NvWgmma final : public W4A16Launcher {
@@ -60,7 +72,7 @@ class NvWgmma final : public W4A16Launcher {
     // bf16 keeps the fold per chunk: rounding (q - z) * s to bf16 alone would cost about 1e-3.
     const bool prescale = !bf16 && L.scales_fp16_safe && kn.prescale;
     const int tok = prescale ? kn.tok : 128;  // the fold build's block sums leave no room for 256
-    const int cwg = prescale && tok == 128 ? kn.cwg : 2;
+    const int cwg = prescale && tok == 128 ? (kn.cwg >= 2 ? kn.cwg : consumers_by_waves(L.N, M, c.features().compute_units)) : 2;
     const int64_t tile_n = 64 * cwg, threads = 128 * (cwg + 1);
     const int64_t max_stages = int64_t((kMaxWgmmaSmem - 1024) / stage_bytes(tok, cwg));
     const int stages = int(std::clamp<int64_t>(kn.stages > 0 ? kn.stages : tok == 256 ? 5 : 6, 2, max_stages));
