@@ -1,19 +1,21 @@
-// W4A16 prefill on Hopper: wgmma.mma_async m64n128k16 with the dequantized int4 weights as the
+// W4A16 prefill on Hopper: wgmma.mma_async m64nNk16 with the dequantized int4 weights as the
 // register A operand and the 16-bit activations as the shared-memory B operand, on the stage
 // hand-over of the sm_90a GEMMs (common/wgmma_gemm.clh: GROUP_M raster, mbarriers, one cp.async
-// producer warpgroup and two consumers). Chosen by the capability table only where the nv_wgmma
+// producer warpgroup and CWG consumers). Chosen by the capability table only where the nv_wgmma
 // probe passed; nv_mma_tiled stays the sm80/sm89 path.
 //
 // Orientation as in nv_mma_tiled: the tensor cores compute y^T = W^T x^T, so the M of wgmma is 64
 // output columns (a warp's 16-column tile of the fragment layout qf, whose per-lane uint4 for a
 // 64-row chunk is exactly the m16n8k16 A fragment of four k16 steps: the A fragment layout of
-// register-A wgmma) and its N is 128 rows of x. A work-group owns 128 output columns (warpgroup
-// wg: columns 64 wg .. 64 wg + 63, tiles 4 wg + warp) x 128 rows of x, one pipeline step per
-// 64-row chunk of K. A stage holds, for chunk c:
-//   [0, 16384):      x rows [128][64 x 16 bits] in common/wgmma.clh's 128-byte swizzle (B operand)
-//   [16384, 20480):  the 8 tiles' qf words, 512 bytes a tile in lane order
-//   [20480, 20992):  the 8 tiles' scales/zeros of the chunk's group (sz, 64 bytes a tile)
+// register-A wgmma) and its N is TOK rows of x. A work-group owns 64 * CWG output columns
+// (warpgroup wg: columns 64 wg .. 64 wg + 63, tiles 4 wg + warp) x TOK rows of x, one pipeline
+// step per 64-row chunk of K. A stage holds, for chunk c:
+//   [0, 128 TOK):          x rows [TOK][64 x 16 bits] in common/wgmma.clh's 128-byte swizzle (B)
+//   [ST_W, + 2048 CWG):    the 4 CWG tiles' qf words, 512 bytes a tile in lane order
+//   [ST_SZ, + 256 CWG):    their scales/zeros of the chunk's group (sz, 64 bytes a tile)
 // so the consumers read their weights with one 16-byte .shared load a lane, never from memory.
+// Three consumers (or 256 rows of x) need more registers than 65536 / work-group size: the
+// producer gives its spare ones to the consumers (setmaxnreg, REGS_TRADE).
 //
 // Numerics, two builds (SPEC section 2; the tolerance is 1e-3 mean relative):
 //   PRESCALE 0 (bf16, or scales fp16 cannot carry): as nv_mma_tiled, (q - z) is exact in f16/bf16
