@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Online quantization through the command line: `clquant quantize` on dense checkpoints written by
 # the test-data generator, read back by `clquant gemm --check` and `clquant inspect`; `gemm
-# --quantize`; sharded output (--max-shard-size) and what --force replaces; and the refusals (an
-# existing or input output, bad method / group size / layers / shard size).
+# --quantize`; sharded output (--max-shard-size) and what --force replaces and removes; and the
+# refusals (an existing or input output, bad method / group size / layers / shard size).
 set -u
 clq="$1"; gen="$2"
 fail=0
@@ -119,8 +119,10 @@ cmp -s "$sd/model.safetensors" "$tmp/out-int4-again/model.safetensors" || { echo
 [ "$(cat "$sd/README.md" 2>/dev/null)" = "not ours" ] || { echo "FAIL --force removed a file that is not weights"; fail=1; }
 # Bad sizes are refused by the parser, before anything is read or made.
 expect "shard size 0" 2 "'0' must be at least 1 byte" "$clq" quantize "$in" "$tmp/s1" --method int4 --max-shard-size 0
-expect "shard size unknown unit" 2 "'5XB'.* unknown unit 'XB'" "$clq" quantize "$in" "$tmp/s2" --method int4 --max-shard-size 5XB
-expect "shard size fraction" 2 "'1.5GB'.* unknown unit '.5GB'" "$clq" quantize "$in" "$tmp/s3" --method int4 --max-shard-size 1.5GB
+expect "shard size unknown unit" 2 "^--max-shard-size: '5XB' has an unknown unit 'XB': a whole number of bytes" "$clq" quantize "$in" "$tmp/s2" --method int4 --max-shard-size 5XB
+[ "$(echo "$out" | grep -o -- '--max-shard-size' | wc -l)" = 1 ] && [ "$(echo "$out" | grep -o 'a whole number' | wc -l)" = 1 ] ||
+  { echo "FAIL the size message names the option or the rule more than once: $out"; fail=1; }
+expect "shard size fraction" 2 "'1.5GB' has an unknown unit '.5GB'" "$clq" quantize "$in" "$tmp/s3" --method int4 --max-shard-size 1.5GB
 expect "shard size negative" 2 "'-1' is not a size" "$clq" quantize "$in" "$tmp/s4" --method int4 --max-shard-size -1
 expect "shard size past 2^64" 2 "larger than 2^64 - 1 bytes" "$clq" quantize "$in" "$tmp/s5" --method int4 --max-shard-size 20000000000TB
 for o in s1 s2 s3 s4 s5; do [ -e "$tmp/$o" ] && { echo "FAIL refused run left $o behind"; fail=1; }; done
@@ -149,6 +151,22 @@ ln -s "$tmp/out-int4" "$tmp/link"
 expect "OUT is a symbolic link" 4 "symbolic link" "$clq" quantize "$in" "$tmp/link" --method int4
 expect "--force replaces" 0 "overall" "$clq" quantize "$in" "$tmp/out-int4" --method int8 --force
 grep -q '"num_bits": 8' "$tmp/out-int4/config.json" || { echo "FAIL --force did not replace config.json"; fail=1; }
+# Temporaries a crashed run left (.clq-XXXXXXXX.tmp, regular files) keep OUT non-empty, and go
+# with --force; a name of another shape, a symbolic link and a hard link to an input stay.
+st="$tmp/out-stale"; mkdir -p "$st"
+echo crashed > "$st/.clq-0123abcd.tmp"
+echo crashed > "$st/.clq-89ef4567.tmp"
+echo mine > "$st/.clq-notours.tmp"
+ln -s "$in/model.safetensors" "$st/.clq-0badf00d.tmp"
+ln "$in/config.json" "$st/.clq-fedcba98.tmp"
+expect "stale temporaries, no --force" 4 "is not empty (it holds '.clq-" "$clq" quantize "$in" "$st" --method int4
+[ -e "$st/.clq-0123abcd.tmp" ] || { echo "FAIL a refused run removed a temporary"; fail=1; }
+expect "--force removes stale temporaries" 0 "removed the earlier .clq-0123abcd.tmp .clq-89ef4567.tmp" "$clq" quantize "$in" "$st" --method int4 --force
+[ -e "$st/.clq-0123abcd.tmp" ] || [ -e "$st/.clq-89ef4567.tmp" ] && { echo "FAIL --force left a stale temporary"; fail=1; }
+[ "$(cat "$st/.clq-notours.tmp")" = mine ] || { echo "FAIL --force removed .clq-notours.tmp"; fail=1; }
+[ -L "$st/.clq-0badf00d.tmp" ] || { echo "FAIL --force removed a symbolic link"; fail=1; }
+[ -e "$st/.clq-fedcba98.tmp" ] || { echo "FAIL --force removed a hard link to an input"; fail=1; }
+ls -a "$st" | grep -E '^\.clq-[0-9a-f]{8}\.tmp$' | grep -qvE '0badf00d|fedcba98' && { echo "FAIL a temporary of this run is left:"; ls -a "$st"; fail=1; }
 mkdir -p "$tmp/empty"
 expect "OUT empty folder" 0 "overall" "$clq" quantize "$in/model.safetensors" "$tmp/empty" --method fp8-block
 expect "already quantized input" 4 "already quantized" "$clq" quantize "$tmp/out-fp8" "$tmp/out-again" --method int4
