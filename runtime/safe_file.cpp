@@ -116,6 +116,16 @@ void check_output_path(const std::string& path, const std::vector<FileId>& input
            "output '" + path + "' is the same file as an input of this run; clquant never overwrites its inputs");
 }
 
+bool is_temp_file_name(const std::string& name) {
+  static const std::string head = ".clq-", tail = ".tmp";  // the snprintf pattern below
+  if (name.size() != head.size() + 8 + tail.size() || name.compare(0, head.size(), head) != 0 ||
+      name.compare(head.size() + 8, tail.size(), tail) != 0)
+    return false;
+  for (size_t i = head.size(); i < head.size() + 8; ++i)
+    if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
+  return true;
+}
+
 TempFile::TempFile(const std::string& for_path) : for_(for_path) {
   // A short name in the destination's folder: the rename stays on one file system, and the name
   // fits NAME_MAX whatever the length of the output's own name.

@@ -89,6 +89,11 @@ class TempFile {
   uint64_t written_ = 0;
 };
 
+// Whether `name` (a file name, no folder) has exactly the shape of TempFile's temporaries
+// (".clq-" 8 lowercase hex digits ".tmp"): what a run killed before its commit or destructor
+// leaves behind, and so what a caller replacing a folder it owns may remove.
+bool is_temp_file_name(const std::string& name);
+
 // Writes `bytes` to `path` through a temporary file in the same folder and a rename, after
 // check_output_path. Throws IoError (disk full, no folder, no permission); leaves no temporary.
 void write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& pieces,

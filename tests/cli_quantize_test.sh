@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Online quantization through the command line: `clquant quantize` on dense checkpoints written by
 # the test-data generator, read back by `clquant gemm --check` and `clquant inspect`; `gemm
-# --quantize`; and the refusals (an existing or input output, bad method / group size / layers).
+# --quantize`; sharded output (--max-shard-size) and what --force replaces and removes; and the
+# refusals (an existing or input output, bad method / group size / layers / shard size).
 set -u
 clq="$1"; gen="$2"
 fail=0
@@ -70,6 +71,61 @@ cmp -s "$tmp/out-sharded/model.safetensors" "$tmp/out-int4-asym-g64/model.safete
 if cmp -s "$tmp/out-sharded/model.safetensors" "$tmp/out-int4-again/model.safetensors"; then echo "ok   sharded input gives the single file's output"
 else echo "FAIL sharded input differs from the single file's"; fail=1; fi
 expect "sharded: OUT over a shard's folder" 4 "input checkpoint's folder" "$clq" quantize "$sh" "$sh" --method int4 --force
+# Sharded output (--max-shard-size): shards named model-0000i-of-0000N.safetensors and an index
+# whose weight_map names every tensor, each tensor's bytes those of the single-file output, no
+# shard past the limit unless it holds one tensor alone; read back by inspect, verify and gemm.
+check_shards() {  # name dir max_bytes: the folder against out-int4-again's single file
+  python3 - "$2" "$3" "$tmp/out-int4-again/model.safetensors" <<'PY' || { echo "FAIL $1: shards"; fail=1; }
+import json, os, re, struct, sys
+d, limit, single = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def tensors(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
+idx = json.load(open(f'{d}/model.safetensors.index.json'))
+files = sorted(f for f in os.listdir(d) if re.fullmatch(r'model-\d{5}-of-\d{5}\.safetensors', f))
+assert not os.path.exists(f'{d}/model.safetensors'), 'model.safetensors beside the index'
+assert len(files) > 1 and files == sorted(set(idx['weight_map'].values())), (files, set(idx['weight_map'].values()))
+assert all(f.endswith(f'-of-{len(files):05d}.safetensors') for f in files), files
+got = {}
+for f in files:
+    t = tensors(f'{d}/{f}')
+    assert len(t) == 1 or sum(map(len, t.values())) <= limit, (f, sum(map(len, t.values())))
+    assert all(idx['weight_map'][k] == f for k in t), f
+    got.update(t)
+assert idx['metadata']['total_size'] == sum(map(len, got.values()))
+assert got == tensors(single), 'the shards do not hold the single file\'s tensors'
+PY
+}
+sd="$tmp/out-shards"
+expect "quantize --max-shard-size 100KB" 0 "shards, [0-9]* tensor bytes) and" "$clq" quantize "$in" "$sd" --method int4 --max-shard-size 100KB
+check_shards "100KB" "$sd" 100000
+n100=$(ls "$sd" | grep -c '^model-.*-of-.*\.safetensors$')
+expect "inspect sharded output" 0 "$P .*compressed-tensors (from .*config.json), group 128" "$clq" inspect "$sd"
+expect "verify sharded output" 0 "2 layers, 0 failed" "$clq" verify "$sd"
+expect "gemm on sharded output" 0 "check: .*PASS" "$clq" gemm --weights "$sd/model.safetensors.index.json" --prefix $Q --input "$in/input.safetensors" --output "$tmp/y-shards.safetensors" --check
+expect "sharded OUT exists, no --force" 4 "is not empty" "$clq" quantize "$in" "$sd" --method int4 --max-shard-size 100KB
+check_shards "refused run left the shards alone" "$sd" 100000
+# --force with a larger limit: fewer shards, the earlier ones the new set does not name removed;
+# then one file: every shard and the index removed. A file that is not weights stays.
+echo "not ours" > "$sd/README.md"
+expect "--force to fewer shards" 0 "removed the earlier model-" "$clq" quantize "$in" "$sd" --method int4 --max-shard-size 200KiB --force
+check_shards "200KiB" "$sd" 204800
+n200=$(ls "$sd" | grep -c '^model-.*-of-.*\.safetensors$')
+[ "$n200" -lt "$n100" ] || { echo "FAIL 200KiB gave $n200 shards, 100KB $n100"; fail=1; }
+expect "--force to one file" 0 "removed the earlier.*model.safetensors.index.json" "$clq" quantize "$in" "$sd" --method int4 --force
+[ -s "$sd/model.safetensors" ] && [ ! -e "$sd/model.safetensors.index.json" ] && ! ls "$sd" | grep -q '^model-' ||
+  { echo "FAIL --force to one file left shards or the index:"; ls "$sd"; fail=1; }
+cmp -s "$sd/model.safetensors" "$tmp/out-int4-again/model.safetensors" || { echo "FAIL one-file --force output differs"; fail=1; }
+[ "$(cat "$sd/README.md" 2>/dev/null)" = "not ours" ] || { echo "FAIL --force removed a file that is not weights"; fail=1; }
+# Bad sizes are refused by the parser, before anything is read or made.
+expect "shard size 0" 2 "'0' must be at least 1 byte" "$clq" quantize "$in" "$tmp/s1" --method int4 --max-shard-size 0
+expect "shard size unknown unit" 2 "^--max-shard-size: '5XB' has an unknown unit 'XB': a whole number of bytes" "$clq" quantize "$in" "$tmp/s2" --method int4 --max-shard-size 5XB
+[ "$(echo "$out" | grep -o -- '--max-shard-size' | wc -l)" = 1 ] && [ "$(echo "$out" | grep -o 'a whole number' | wc -l)" = 1 ] ||
+  { echo "FAIL the size message names the option or the rule more than once: $out"; fail=1; }
+expect "shard size fraction" 2 "'1.5GB' has an unknown unit '.5GB'" "$clq" quantize "$in" "$tmp/s3" --method int4 --max-shard-size 1.5GB
+expect "shard size negative" 2 "'-1' is not a size" "$clq" quantize "$in" "$tmp/s4" --method int4 --max-shard-size -1
+expect "shard size past 2^64" 2 "larger than 2^64 - 1 bytes" "$clq" quantize "$in" "$tmp/s5" --method int4 --max-shard-size 20000000000TB
+for o in s1 s2 s3 s4 s5; do [ -e "$tmp/$o" ] && { echo "FAIL refused run left $o behind"; fail=1; }; done
 # Online quantization inside gemm, each method, against the fp64 reference on the quantized weights.
 for m in int4 int8 fp8-block; do
   expect "gemm --quantize $m" 0 "check: .*PASS" "$clq" gemm --weights "$in" --prefix $P --input "$in/input.safetensors" --output "$tmp/yq-$m.safetensors" --quantize $m --check
@@ -95,6 +151,22 @@ ln -s "$tmp/out-int4" "$tmp/link"
 expect "OUT is a symbolic link" 4 "symbolic link" "$clq" quantize "$in" "$tmp/link" --method int4
 expect "--force replaces" 0 "overall" "$clq" quantize "$in" "$tmp/out-int4" --method int8 --force
 grep -q '"num_bits": 8' "$tmp/out-int4/config.json" || { echo "FAIL --force did not replace config.json"; fail=1; }
+# Temporaries a crashed run left (.clq-XXXXXXXX.tmp, regular files) keep OUT non-empty, and go
+# with --force; a name of another shape, a symbolic link and a hard link to an input stay.
+st="$tmp/out-stale"; mkdir -p "$st"
+echo crashed > "$st/.clq-0123abcd.tmp"
+echo crashed > "$st/.clq-89ef4567.tmp"
+echo mine > "$st/.clq-notours.tmp"
+ln -s "$in/model.safetensors" "$st/.clq-0badf00d.tmp"
+ln "$in/config.json" "$st/.clq-fedcba98.tmp"
+expect "stale temporaries, no --force" 4 "is not empty (it holds '.clq-" "$clq" quantize "$in" "$st" --method int4
+[ -e "$st/.clq-0123abcd.tmp" ] || { echo "FAIL a refused run removed a temporary"; fail=1; }
+expect "--force removes stale temporaries" 0 "removed the earlier .clq-0123abcd.tmp .clq-89ef4567.tmp" "$clq" quantize "$in" "$st" --method int4 --force
+[ -e "$st/.clq-0123abcd.tmp" ] || [ -e "$st/.clq-89ef4567.tmp" ] && { echo "FAIL --force left a stale temporary"; fail=1; }
+[ "$(cat "$st/.clq-notours.tmp")" = mine ] || { echo "FAIL --force removed .clq-notours.tmp"; fail=1; }
+[ -L "$st/.clq-0badf00d.tmp" ] || { echo "FAIL --force removed a symbolic link"; fail=1; }
+[ -e "$st/.clq-fedcba98.tmp" ] || { echo "FAIL --force removed a hard link to an input"; fail=1; }
+ls -a "$st" | grep -E '^\.clq-[0-9a-f]{8}\.tmp$' | grep -qvE '0badf00d|fedcba98' && { echo "FAIL a temporary of this run is left:"; ls -a "$st"; fail=1; }
 mkdir -p "$tmp/empty"
 expect "OUT empty folder" 0 "overall" "$clq" quantize "$in/model.safetensors" "$tmp/empty" --method fp8-block
 expect "already quantized input" 4 "already quantized" "$clq" quantize "$tmp/out-fp8" "$tmp/out-again" --method int4

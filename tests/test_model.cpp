@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "host/model/inspect.h"
+#include "host/caps/caps.h"
 #include "host/model/verify.h"
 #include "host/synth/synth.h"
 #include "host/synth/synth_model.h"
@@ -59,6 +61,52 @@ TEST(Model, InspectListsEveryLayerOfAShardedCheckpoint) {
   }
   // Without a device the variants stay empty; the rest is the same.
   EXPECT_TRUE(inspect_checkpoint(d.path, nullptr).layers[0].variant_decode.empty());
+}
+
+// Int8 layers are listed (an I8 compressed-tensors weight too) and chosen from the op that runs
+// them, not the int4 op's rows: on a device with tensor cores the two tables disagree (w4a16_gemm
+// has nv_mma variants, w8a16_int8_gemm does not yet), so a wrong op shows as a wrong variant, not
+// only as a wrong name.
+TEST(Model, InspectChoosesIntegerLayersFromTheirOwnOp) {
+  DeviceFeatures nv;  // features only: inspect runs nothing
+  nv.is_gpu = true;
+  nv.nv_mma_f16 = true;
+  nv.nv_cc_major = 9;
+  struct Case {
+    const char* name;
+    W4SynthSpec spec;
+    const char* op;
+  };
+  W4SynthSpec int4, gptq8, ct8;
+  int4.K = gptq8.K = ct8.K = 256;
+  int4.N = gptq8.N = ct8.N = 64;
+  gptq8.bits = 8;
+  ct8.format = W4Format::kCompressedTensors;
+  ct8.bits = 8;
+  ct8.ct_int_quantized = true;
+  ct8.group_size = -1;
+  W4SynthSpec w8a8 = w8a8_synth_spec(64, 256, 3);
+  w8a8.w8a8_config = true;
+  const Case cases[] = {{"gptq int4", int4, "w4a16_gemm"},
+                        {"gptq 8-bit", gptq8, "w8a16_int8_gemm"},
+                        {"compressed-tensors int-quantized W8A16", ct8, "w8a16_int8_gemm"},
+                        {"compressed-tensors W8A8 int8", w8a8, "w8a8_int8_gemm"}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    TempDir d;
+    W4Synth syn(k.spec);
+    SafetensorsWriter w;
+    syn.add_to(w, "model.layers.0.mlp.up_proj");
+    w.write(d.path + "/model.safetensors");
+    std::ofstream(d.path + "/quantize_config.json") << syn.quantize_config_json();
+    const CheckpointInventory inv = inspect_checkpoint(d.path, &nv);
+    ASSERT_EQ(inv.layers.size(), 1u);
+    const LayerInfo& l = inv.layers[0];
+    ASSERT_TRUE(l.error.empty()) << l.error;
+    EXPECT_EQ(l.op, k.op);
+    EXPECT_EQ(l.variant_decode, select_variant(k.op, nv, 1).variant);
+    EXPECT_EQ(l.variant_prefill, select_variant(k.op, nv, 512).variant);
+  }
 }
 
 TEST(Model, InspectListsARefusedLayerWithItsError) {

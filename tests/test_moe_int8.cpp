@@ -22,70 +22,16 @@
 #include "tests/test_util.h"
 
 using namespace clq;
-using clq::test::grid_logits;
+using clq::test::MoeRun;
+using clq::test::run_moe;
 
 namespace {
 
-struct Int8Run {
-  std::vector<uint8_t> x, y;
-  std::vector<int> ids;
-  std::vector<float> w;
-  std::string row;
-};
-
-// One call: router logits on a grid (the device's routing read back and held to the host twin),
-// or the caller's ids with random weights. The output is poisoned (all ones: NaN in fp16/bf16).
-Int8Run run_int8(FusedMoe& op, const MoeCheckpoint& m, int64_t T, int k, DType dt, uint64_t seed,
-                 const MoeRunOptions& o, const std::vector<int>* ids = nullptr) {
-  auto& c = test::ctx();
-  Int8Run r;
-  r.x = random_activations(T, m.H, dt, seed);
-  const size_t yb = size_t(T * m.H) * dtype_size(dt);
-  cl::Buffer dx = c.alloc(r.x.size()), dy = c.alloc(yb);
-  c.write(dx, r.x.data(), r.x.size());
-  c.fill_u32(dy, 0xFFFFFFFFu, yb);
-  OpEvents ev;
-  if (ids) {
-    r.ids = *ids;
-    r.w.resize(ids->size());
-    std::mt19937_64 rng(seed + 5);
-    std::uniform_real_distribution<float> ud(0.1f, 1.0f);
-    for (float& v : r.w) v = ud(rng);
-    ev = op.run_routed(dx, dt, dy, dt, T, r.ids, r.w, k, o);
-  } else {
-    MoeRouting rt;
-    rt.top_k = k;
-    rt.renormalize = k > 1;
-    const auto logits = grid_logits(T, m.E, seed + 1);
-    cl::Buffer dl = c.alloc(logits.size() * 4);
-    c.write(dl, logits.data(), logits.size() * 4);
-    ev = op.run(dx, dt, dy, dt, T, rt, o, &dl);
-    op.read_routing(&r.ids, &r.w);
-    std::vector<int> hids;
-    std::vector<float> hw;
-    moe_route_host(logits, T, m.E, rt, nullptr, &hids, &hw);
-    EXPECT_EQ(r.ids, hids) << "routing differs from the host twin";
-  }
-  r.row = ev.row ? ev.row->variant : "?";
-  r.y.resize(yb);
-  c.read(dy, r.y.data(), yb);
-  return r;
-}
-
 MoeSynthSpec int8_spec(W4Format f, int64_t H, int64_t I, int gs, bool act_order, uint64_t seed) {
-  MoeSynthSpec s;
-  s.kind = MoeWeightKind::kInt8;
-  s.E = 8;
-  s.H = H;
-  s.I = I;
-  s.int4_format = f;
-  s.group_size = gs;
-  s.act_order = act_order;
-  s.seed = seed;
-  return s;
+  return test::int_experts_spec(MoeWeightKind::kInt8, f, H, I, gs, act_order, seed);
 }
 
-void expect_matches(const Int8Run& r, const MoeCheckpoint& m, int64_t T, int k, DType dt,
+void expect_matches(const MoeRun& r, const MoeCheckpoint& m, int64_t T, int k, DType dt,
                     const std::vector<int>& expert_map = {}) {
   const ErrorStats e = compare_output(r.y.data(), dt, moe_reference(m, r.x.data(), dt, T, r.ids, r.w, k, expert_map));
   EXPECT_TRUE(MoeProblem::within_tolerance(e))
@@ -109,7 +55,7 @@ void exercise(const MoeCheckpoint& m, const std::string& what) {
           MoeRunOptions o;
           o.variant = path;
           const DType dt = (T + k) % 2 ? DType::kBF16 : DType::kF16;
-          Int8Run r = run_int8(op, m, T, k, dt, test::seed() + uint64_t(T * 10 + k), o);
+          MoeRun r = run_moe(op, m, T, k, dt, test::seed() + uint64_t(T * 10 + k), o);
           EXPECT_EQ(r.row, "general");
           expect_matches(r, m, T, k, dt);
         }
@@ -121,13 +67,13 @@ void exercise(const MoeCheckpoint& m, const std::string& what) {
         MoeRunOptions o;
         o.splits = splits;
         o.block_size = bs;
-        Int8Run r = run_int8(op, m, 5, 2, DType::kBF16, test::seed() + uint64_t(splits * 7 + bs), o, &ids);
+        MoeRun r = run_moe(op, m, 5, 2, DType::kBF16, test::seed() + uint64_t(splits * 7 + bs), o, &ids);
         expect_matches(r, m, 5, 2, DType::kBF16);
       }
     MoeRunOptions ep;
     ep.expert_map = {0, 1, 2, 3, -1, -1, -1, -1};
     SCOPED_TRACE(what + " expert map " + tuning);
-    Int8Run r = run_int8(op, m, 9, 3, DType::kF16, test::seed() + 99, ep);
+    MoeRun r = run_moe(op, m, 9, 3, DType::kF16, test::seed() + 99, ep);
     expect_matches(r, m, 9, 3, DType::kF16, ep.expert_map);
   }
 }
@@ -189,7 +135,7 @@ TEST(MoeInt8, ZeroConventionAndOrderMatterDecodeRefused) {
   MoeSynth syn(int8_spec(W4Format::kGptq, 256, 128, 64, true, test::seed() + 71));
   const MoeCheckpoint& m = syn.checkpoint();
   FusedMoe op(c, m);
-  Int8Run r = run_int8(op, m, 4, 2, DType::kF16, test::seed() + 72, {});
+  MoeRun r = run_moe(op, m, 4, 2, DType::kF16, test::seed() + 72, {});
   expect_matches(r, m, 4, 2, DType::kF16);
   MoeCheckpoint v2 = m, plain = m;
   for (auto* v : {&v2.gate_q, &v2.up_q, &v2.down_q})
@@ -207,7 +153,7 @@ TEST(MoeInt8, ZeroConventionAndOrderMatterDecodeRefused) {
   dec.variant = "decode";
   EXPECT_FALSE(op.decode_applies(1, 2, {}));
   try {
-    run_int8(op, m, 1, 2, DType::kF16, 1, dec);
+    run_moe(op, m, 1, 2, DType::kF16, 1, dec);
     ADD_FAILURE() << "int8 experts took the decode path";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kInvalidArgument);
@@ -215,10 +161,10 @@ TEST(MoeInt8, ZeroConventionAndOrderMatterDecodeRefused) {
   }
   {
     test::ScopedEnv env("CLQ_VARIANT", "fused_moe=decode");
-    EXPECT_THROW(run_int8(op, m, 1, 2, DType::kF16, 1, {}), Error);
+    EXPECT_THROW(run_moe(op, m, 1, 2, DType::kF16, 1, {}), Error);
   }
   test::ScopedEnv env("CLQ_VARIANT", "fused_moe=general");
-  Int8Run g = run_int8(op, m, 4, 2, DType::kF16, test::seed() + 72, {});
+  MoeRun g = run_moe(op, m, 4, 2, DType::kF16, test::seed() + 72, {});
   EXPECT_EQ(g.row, "general");
   EXPECT_EQ(g.y, r.y);
 }
@@ -235,7 +181,7 @@ TEST(MoeInt8, SharedExpertBlock) {
   EXPECT_EQ(sh.kind, MoeWeightKind::kInt8);
   FusedMoe op(c, sh);
   const std::vector<int> ids(7, 0);
-  Int8Run r = run_int8(op, sh, 7, 1, DType::kBF16, test::seed() + 82, {}, &ids);
+  MoeRun r = run_moe(op, sh, 7, 1, DType::kBF16, test::seed() + 82, {}, &ids);
   expect_matches(r, sh, 7, 1, DType::kBF16);
 }
 
@@ -298,7 +244,7 @@ TEST(MoeInt8, LoaderReadsGptqAndCompressedTensorsFolders) {
     EXPECT_NE(l.format_source.find("quantize_config.json"), std::string::npos) << l.format_source;
     for (int p = 0; p < 3; ++p) EXPECT_EQ(moe_dequantize(l.moe, 3, p), moe_dequantize(syn.checkpoint(), 3, p));
     FusedMoe op(c, l.moe);
-    Int8Run r = run_int8(op, l.moe, 5, 2, DType::kBF16, test::seed() + 92, {});
+    MoeRun r = run_moe(op, l.moe, 5, 2, DType::kBF16, test::seed() + 92, {});
     expect_matches(r, l.moe, 5, 2, DType::kBF16);
     // The same settings as config.json's quantization_config (transformers' GPTQ export).
     std::filesystem::remove(d.path + "/quantize_config.json");
@@ -339,7 +285,7 @@ TEST(MoeInt8, LoaderReadsGptqAndCompressedTensorsFolders) {
     ASSERT_TRUE(l.config);
     EXPECT_TRUE(l.config->renormalize);
     FusedMoe op(c, l.moe);
-    Int8Run r = run_int8(op, l.moe, 3, 2, DType::kF16, test::seed() + 94, {});
+    MoeRun r = run_moe(op, l.moe, 3, 2, DType::kF16, test::seed() + 94, {});
     expect_matches(r, l.moe, 3, 2, DType::kF16);
     // A GPTQ format option, or a 4-bit width, contradicts the I8 tensors.
     expect_refused([&] { load_moe(d.path, P, LoadOptions{"gptq", 0}); }, Status::kInvalidArgument,

@@ -23,68 +23,15 @@
 
 using namespace clq;
 using clq::test::compare_moe;
-using clq::test::grid_logits;
+using clq::test::MoeRun;
+using clq::test::run_moe;
 
 namespace {
 
 
-
-struct LayerRun {
-  std::vector<uint8_t> x, y;
-  std::vector<int> ids;
-  std::vector<float> w;
-  std::string row;
-};
-
-// One call on the device with router logits (the routing read back and checked against the host
-// twin), or with the caller's ids when given. Output poisoned with NaN first.
-LayerRun run_layer(FusedMoe& op, const MoeCheckpoint& m, int64_t T, int k, DType dt, uint64_t seed, const MoeRunOptions& o,
-              const std::vector<int>* ids = nullptr) {
-  auto& c = test::ctx();
-  LayerRun r;
-  r.x = random_activations(T, m.H, dt, seed);
-  cl::Buffer dx = c.alloc(r.x.size()), dy = c.alloc(size_t(T * m.H) * dtype_size(dt));
-  c.write(dx, r.x.data(), r.x.size());
-  c.fill_u32(dy, 0xFFFFFFFFu, size_t(T * m.H) * dtype_size(dt));
-  OpEvents ev;
-  if (ids) {
-    r.ids = *ids;
-    r.w.resize(ids->size());
-    std::mt19937_64 rng(seed + 5);
-    std::uniform_real_distribution<float> ud(0.1f, 1.0f);
-    for (float& v : r.w) v = ud(rng);
-    ev = op.run_routed(dx, dt, dy, dt, T, r.ids, r.w, k, o);
-  } else {
-    MoeRouting rt;
-    rt.top_k = k;
-    rt.renormalize = true;
-    const auto logits = grid_logits(T, m.E, seed + 1);
-    cl::Buffer dl = c.alloc(logits.size() * 4);
-    c.write(dl, logits.data(), logits.size() * 4);
-    ev = op.run(dx, dt, dy, dt, T, rt, o, &dl);
-    op.read_routing(&r.ids, &r.w);
-    std::vector<int> hids;
-    std::vector<float> hw;
-    moe_route_host(logits, T, m.E, rt, nullptr, &hids, &hw);
-    EXPECT_EQ(r.ids, hids) << "routing differs from the host twin";
-  }
-  r.row = ev.row ? ev.row->variant : "?";
-  r.y.resize(size_t(T * m.H) * dtype_size(dt));
-  c.read(dy, r.y.data(), r.y.size());
-  return r;
-}
-
+// Act-order int4 experts, the subject of this file's int4 tests.
 MoeSynthSpec int4_spec(W4Format f, int64_t H, int64_t I, int gs, uint64_t seed) {
-  MoeSynthSpec s;
-  s.kind = MoeWeightKind::kInt4;
-  s.E = 8;
-  s.H = H;
-  s.I = I;
-  s.int4_format = f;
-  s.group_size = gs;
-  s.act_order = true;
-  s.seed = seed;
-  return s;
+  return test::int_experts_spec(MoeWeightKind::kInt4, f, H, I, gs, /*act_order=*/true, seed);
 }
 
 // The same layer with every g_idx taken away: what a path that ignored act-order would compute.
@@ -127,7 +74,7 @@ TEST(MoeActOrder, Int4ExpertsAgainstFp64) {
             for (const char* path : {"", "general"}) {
               MoeRunOptions o;
               o.variant = path;
-              LayerRun r = run_layer(op, m, T, k, DType::kF16, test::seed() + uint64_t(T * 10 + k), o);
+              MoeRun r = run_moe(op, m, T, k, DType::kF16, test::seed() + uint64_t(T * 10 + k), o);
               EXPECT_EQ(r.row, "general");
               ErrorStats e = compare_output(r.y.data(), DType::kF16,
                                             moe_reference(m, r.x.data(), DType::kF16, T, r.ids, r.w, k));
@@ -142,7 +89,7 @@ TEST(MoeActOrder, Int4ExpertsAgainstFp64) {
             MoeRunOptions o;
             o.splits = splits;
             o.block_size = bs;
-            LayerRun r = run_layer(op, m, 5, 2, DType::kBF16, test::seed() + uint64_t(splits * 7 + bs), o, &ids);
+            MoeRun r = run_moe(op, m, 5, 2, DType::kBF16, test::seed() + uint64_t(splits * 7 + bs), o, &ids);
             ErrorStats e =
                 compare_output(r.y.data(), DType::kBF16, moe_reference(m, r.x.data(), DType::kBF16, 5, ids, r.w, 2));
             EXPECT_TRUE(MoeProblem::within_tolerance(e)) << "splits " << splits << " bs " << bs << ": max abs "
@@ -150,7 +97,7 @@ TEST(MoeActOrder, Int4ExpertsAgainstFp64) {
           }
         MoeRunOptions ep;
         ep.expert_map = {0, 1, 2, 3, -1, -1, -1, -1};
-        LayerRun r = run_layer(op, m, 9, 3, DType::kF16, test::seed() + 99, ep);
+        MoeRun r = run_moe(op, m, 9, 3, DType::kF16, test::seed() + 99, ep);
         ErrorStats e = compare_output(r.y.data(), DType::kF16,
                                       moe_reference(m, r.x.data(), DType::kF16, 9, r.ids, r.w, 3, ep.expert_map));
         EXPECT_TRUE(MoeProblem::within_tolerance(e)) << "expert map: max abs " << e.max_abs_err;
@@ -166,7 +113,7 @@ TEST(MoeActOrder, PermutationMattersAndDecodeIsRefused) {
   MoeSynth syn(int4_spec(W4Format::kGptq, 256, 128, 64, test::seed() + 3));
   const MoeCheckpoint& m = syn.checkpoint();
   FusedMoe op(c, m);
-  LayerRun r = run_layer(op, m, 4, 2, DType::kF16, test::seed() + 4, {});
+  MoeRun r = run_moe(op, m, 4, 2, DType::kF16, test::seed() + 4, {});
   ErrorStats good =
       compare_output(r.y.data(), DType::kF16, moe_reference(m, r.x.data(), DType::kF16, 4, r.ids, r.w, 2));
   EXPECT_TRUE(MoeProblem::within_tolerance(good)) << good.max_abs_err;
@@ -177,7 +124,7 @@ TEST(MoeActOrder, PermutationMattersAndDecodeIsRefused) {
   MoeRunOptions dec;
   dec.variant = "decode";
   try {
-    run_layer(op, m, 1, 2, DType::kF16, 1, dec);
+    run_moe(op, m, 1, 2, DType::kF16, 1, dec);
     ADD_FAILURE() << "int4 act-order experts took the decode path";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kInvalidArgument);
@@ -185,7 +132,7 @@ TEST(MoeActOrder, PermutationMattersAndDecodeIsRefused) {
   }
   // CLQ_VARIANT forces the same way.
   test::ScopedEnv env("CLQ_VARIANT", "fused_moe=general");
-  LayerRun g = run_layer(op, m, 4, 2, DType::kF16, test::seed() + 4, {});
+  MoeRun g = run_moe(op, m, 4, 2, DType::kF16, test::seed() + 4, {});
   EXPECT_EQ(g.row, "general");
   EXPECT_EQ(g.y, r.y);
 }
@@ -219,8 +166,8 @@ TEST(MoeActOrder, TrivialGidxIsBitIdenticalToNone) {
     }
   with.validated = false;
   FusedMoe a(c, plain), b(c, with);
-  LayerRun ra = run_layer(a, plain, 7, 2, DType::kF16, test::seed() + 6, {});
-  LayerRun rb = run_layer(b, with, 7, 2, DType::kF16, test::seed() + 6, {});
+  MoeRun ra = run_moe(a, plain, 7, 2, DType::kF16, test::seed() + 6, {});
+  MoeRun rb = run_moe(b, with, 7, 2, DType::kF16, test::seed() + 6, {});
   EXPECT_EQ(ra.y, rb.y);
 }
 
@@ -314,7 +261,7 @@ TEST(MoeUe8m0, Fp8ExpertsAgainstFp64BothPaths) {
                      " seed " + std::to_string(test::seed()));
         MoeRunOptions o;
         o.variant = path;
-        LayerRun r = run_layer(op, m, T, 2, DType::kBF16, test::seed() + uint64_t(T), o);
+        MoeRun r = run_moe(op, m, T, 2, DType::kBF16, test::seed() + uint64_t(T), o);
         EXPECT_EQ(r.row, path);
         ErrorStats e =
             compare_moe(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, T, r.ids, r.w, 2));
@@ -329,7 +276,7 @@ TEST(MoeUe8m0, Fp8ExpertsAgainstFp64BothPaths) {
     for (const char* path : {"general", "decode"}) {
       MoeRunOptions o;
       o.variant = path;
-      LayerRun r = run_layer(plain, off, 5, 2, DType::kBF16, test::seed() + 50, o);
+      MoeRun r = run_moe(plain, off, 5, 2, DType::kBF16, test::seed() + 50, o);
       ErrorStats e =
           compare_moe(r.y, DType::kBF16, moe_reference_alternatives(off, r.x.data(), DType::kBF16, 5, r.ids, r.w, 2));
       EXPECT_TRUE(MoeProblem::within_tolerance(e)) << path << ": " << e.rel_mean();
@@ -355,7 +302,7 @@ TEST(MoeUe8m0, E8m0WeightScalesLoad) {
   for (const char* path : {"general", "decode"}) {
     MoeRunOptions o;
     o.variant = path;
-    LayerRun r = run_layer(op, m, 6, 2, DType::kBF16, test::seed() + 32, o);
+    MoeRun r = run_moe(op, m, 6, 2, DType::kBF16, test::seed() + 32, o);
     ErrorStats e = compare_moe(r.y, DType::kBF16, moe_reference_alternatives(m, r.x.data(), DType::kBF16, 6, r.ids, r.w, 2));
     EXPECT_TRUE(MoeProblem::within_tolerance(e)) << path << ": " << e.rel_mean();
   }

@@ -298,6 +298,13 @@ TEST(QuantizeShardsBadInput, SizesAreCheckedBeforeAnythingIsWritten) {
   refused("1.5GB", "unknown unit '.5GB'");
   refused("5 GB", "unknown unit ' GB'");
   refused("18446744073709551616", "larger than 2^64 - 1");
+  // Without a name (the command line puts the option's own in front): the value leads.
+  try {
+    parse_byte_size("12XB", "");
+    ADD_FAILURE() << "'12XB' accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("'12XB' has an unknown unit 'XB': a whole number", 0), 0u) << e.what();
+  }
   refused("20000000000GB", "larger than 2^64 - 1");
 
   TempDir d;

@@ -10,6 +10,9 @@
 #include "host/caps/caps.h"
 #include "host/io/gguf.h"
 #include "host/ops/fp8/fp8_gemm.h"
+#include "host/ops/w4a16/w4a16_gemm.h"
+#include "host/ops/w8a16_int8/w8a16_int8_gemm.h"
+#include "host/ops/w8a8_int8/w8a8_int8_gemm.h"
 
 namespace clq {
 
@@ -88,7 +91,9 @@ std::vector<LayerInfo> find_layers(const Checkpoint& ck) {
       linear.insert(n.substr(0, n.size() - 14));
     } else if (ends_with(n, ".weight")) {
       const StTensor* t = ck.find(n);
-      if (t && (t->dtype == StDType::kF8E4M3 || t->dtype == StDType::kF8E5M2)) linear.insert(n.substr(0, n.size() - 7));
+      // FP8, or I8 (compressed-tensors int-quantized int8, as the loader reads every I8 weight).
+      if (t && (t->dtype == StDType::kF8E4M3 || t->dtype == StDType::kF8E5M2 || t->dtype == StDType::kI8))
+        linear.insert(n.substr(0, n.size() - 7));
       // GGUF: a 2-D block-quantized weight is a linear layer (norms and embeddings are F32/F16).
       const GgufTensor* g = ck.gguf() ? ck.gguf()->find(n) : nullptr;
       if (g && g->ne.size() == 2 && ggml_type_info(g->type) && ggml_type_info(g->type)->block > 1)
@@ -118,24 +123,33 @@ std::vector<LayerInfo> find_layers(const Checkpoint& ck) {
   return out;
 }
 
-std::string linear_variant(const LinearLayer& l, const DeviceFeatures& f, int64_t M) {
-  if (l.is_int4()) return pick("w4a16_gemm", f, M);
+std::string linear_op(const LinearLayer& l) {
+  // W8A8 first: its weights are an int8 layer too, but its activations are quantized as well.
+  if (l.is_w8a8()) return W8A8Int8Gemm::kOp;
+  if (l.is_int4()) return int_layer_op(l.w4().ck);
   // GGUF Q4_0 runs through W4A16 (GgufGemm), the other block types through gguf_gemm.
-  if (l.is_gguf()) return pick(l.gguf().type == uint32_t(GgmlType::kQ4_0) ? "w4a16_gemm" : "gguf_gemm", f, M);
+  if (l.is_gguf()) return l.gguf().type == uint32_t(GgmlType::kQ4_0) ? W4A16Gemm::kOp : "gguf_gemm";
   const Fp8Layer& q = l.fp8();
   const Fp8Act act = q.shape.block      ? Fp8Act::kBlockDynamic
                      : q.ck.input_scale ? Fp8Act::kTensorStatic
                                         : Fp8Act::kTensorDynamic;
-  return pick(Fp8Gemm::op_name(q.shape.block, act), f, M);
+  return Fp8Gemm::op_name(q.shape.block, act);
 }
 
-std::string moe_variant(const MoeLayer& l, const DeviceFeatures& f, int64_t M) {
+std::string moe_op(const MoeLayer& l) {
   const MoeWeightKind k = l.moe.kind;
-  return pick(k == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : k == MoeWeightKind::kInt8 ? "moe_gemm_int8" : "moe_gemm", f, M);
+  return k == MoeWeightKind::kFp8 ? "moe_gemm_fp8" : k == MoeWeightKind::kInt8 ? "moe_gemm_int8" : "moe_gemm";
 }
+
+std::string linear_variant(const LinearLayer& l, const DeviceFeatures& f, int64_t M) {
+  return pick(linear_op(l), f, M);
+}
+
+std::string moe_variant(const MoeLayer& l, const DeviceFeatures& f, int64_t M) { return pick(moe_op(l), f, M); }
 
 void describe_layer(const LinearLayer& ll, LayerInfo* l) {
   l->format = ll.describe();
+  l->op = linear_op(ll);
   l->K = ll.K();
   l->N = ll.N();
   if (ll.is_int4()) l->group_size = ll.w4().shape.group_size;
@@ -143,6 +157,7 @@ void describe_layer(const LinearLayer& ll, LayerInfo* l) {
 
 void describe_layer(const MoeLayer& ml, LayerInfo* l) {
   const MoeCheckpoint& m = ml.moe;
+  l->op = moe_op(ml);
   l->E = m.E;
   l->H = m.H;
   l->I = m.I;

@@ -25,6 +25,9 @@ struct LayerInfo {
   int64_t E = 0, H = 0, I = 0, shared_I = 0;  // MoE
   int group_size = 0;                         // int4 (-1: one group over K); 0 otherwise
   uint64_t bytes = 0;                         // every tensor under the prefix, as stored
+  // The op whose capability-table rows the variants come from ("w8a16_int8_gemm"); empty when
+  // the loader refused the layer.
+  std::string op;
   // The variant the capability table picks here for one token (decode) and for 512 (prefill):
   // "gemv / tiled"; empty without a device.
   std::string variant_decode, variant_prefill;
@@ -44,7 +47,7 @@ struct CheckpointInventory {
 };
 
 // The layer prefixes of a checkpoint, without loading them: P for P.qweight, P.weight_packed and
-// FP8 P.weight; P for P.experts.{e}.* and P.shared_expert(s).* (a MoE block owns P.gate.* too).
+// an FP8 or I8 P.weight; P for P.experts.{e}.* and P.shared_expert(s).* (a MoE block owns P.gate.* too).
 std::vector<LayerInfo> find_layers(const Checkpoint& ck);
 
 // path: a .safetensors file, a model.safetensors.index.json or a folder (as the loader takes).
@@ -57,7 +60,10 @@ CheckpointInventory inspect_checkpoint(const std::string& path, const DeviceFeat
 void describe_layer(const LinearLayer& layer, LayerInfo* l);
 void describe_layer(const MoeLayer& layer, LayerInfo* l);
 
-// The variant names for one loaded layer at M rows ("gemv"), or "none: <why>".
+// The op that runs a loaded layer (as the command line, the C API and verify build it), and the
+// variant names its rows give at M rows ("gemv"), or "none: <why>".
+std::string linear_op(const LinearLayer& l);
+std::string moe_op(const MoeLayer& l);
 std::string linear_variant(const LinearLayer& l, const DeviceFeatures& f, int64_t M);
 std::string moe_variant(const MoeLayer& l, const DeviceFeatures& f, int64_t M);
 

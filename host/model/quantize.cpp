@@ -292,6 +292,19 @@ QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& 
                                    "beside it; remove it by hand): " + std::strerror(errno));
       rep.removed.push_back(f);
     }
+    // Temporaries a killed earlier run left (this run's own are all renamed by now): only regular
+    // files of exactly TempFile's name shape that are no input; a link or another name stays, and
+    // so does one that cannot be removed (the new checkpoint stands without its removal).
+    std::vector<std::string> temps;
+    for (auto& f : od.entries) {
+      struct stat st {};
+      if (!is_temp_file_name(f) || ::lstat((dir + f).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      const FileId id{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+      if (std::find(inputs.begin(), inputs.end(), id) == inputs.end()) temps.push_back(f);
+    }
+    std::sort(temps.begin(), temps.end());
+    for (auto& f : temps)
+      if (::unlink((dir + f).c_str()) == 0) rep.removed.push_back(f);
   } catch (...) {
     // Temporaries are removed by their owners; what this run renamed into place under a new name
     // goes too (a replaced file cannot be given back), and so does a folder it made.
@@ -305,10 +318,12 @@ QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& 
 uint64_t parse_byte_size(const std::string& text, const std::string& what) {
   const std::string rule = "a whole number of bytes, optionally followed by B, KB, MB, GB, TB (powers of 1000) or "
                            "KiB, MiB, GiB, TiB (powers of 1024), e.g. 5GB or 500MiB";
+  // An empty `what`: the caller names the value itself (a command-line validator does).
+  const std::string value = (what.empty() ? "" : what + " ") + "'" + text + "'";
   size_t i = 0;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
   if (i == 0)
-    fail(Status::kInvalidArgument, what + " '" + text + "' is not a size: " + rule);
+    fail(Status::kInvalidArgument, value + " is not a size: " + rule);
   std::string unit = text.substr(i);
   for (auto& ch : unit) ch = char(std::tolower((unsigned char)ch));
   static const std::pair<const char*, uint64_t> kUnits[] = {
@@ -319,16 +334,16 @@ uint64_t parse_byte_size(const std::string& text, const std::string& what) {
   for (auto& [u, m] : kUnits)
     if (unit == u) mul = m;
   if (mul == 0)
-    fail(Status::kInvalidArgument, what + " '" + text + "': unknown unit '" + text.substr(i) + "'; " + rule);
+    fail(Status::kInvalidArgument, value + " has an unknown unit '" + text.substr(i) + "': " + rule);
   uint64_t v = 0;
   for (size_t j = 0; j < i; ++j) {
     const uint64_t d = uint64_t(text[j] - '0');
     if (v > (UINT64_MAX - d) / 10)
-      fail(Status::kInvalidArgument, what + " '" + text + "' is larger than 2^64 - 1 bytes");
+      fail(Status::kInvalidArgument, value + " is larger than 2^64 - 1 bytes");
     v = v * 10 + d;
   }
-  if (v > UINT64_MAX / mul) fail(Status::kInvalidArgument, what + " '" + text + "' is larger than 2^64 - 1 bytes");
-  if (v == 0) fail(Status::kInvalidArgument, what + " '" + text + "' must be at least 1 byte: a shard holds a tensor");
+  if (v > UINT64_MAX / mul) fail(Status::kInvalidArgument, value + " is larger than 2^64 - 1 bytes");
+  if (v == 0) fail(Status::kInvalidArgument, value + " must be at least 1 byte: a shard holds a tensor");
   return v * mul;
 }
 

@@ -43,7 +43,7 @@ struct QuantizeCheckpointOptions {
 // by a unit, case-insensitive: B, KB/MB/GB/TB (powers of 1000, as transformers) or
 // KiB/MiB/GiB/TiB (powers of 1024). "5GB" = 5e9, "2GiB" = 2^31, "4096" = 4096 bytes. InvalidArgument
 // naming `what`, the text and the rule for anything else (a sign, a fraction, an unknown unit,
-// 0, more than 2^64 - 1).
+// 0, more than 2^64 - 1). An empty `what` leaves the name out, for a caller that prints it already.
 uint64_t parse_byte_size(const std::string& text, const std::string& what);
 
 struct LayerQuantReport {
@@ -61,7 +61,8 @@ struct QuantizeReport {
   std::string weights_path, config_path;
   std::vector<std::string> shards;  // file names in OUT, in order (one: "model.safetensors")
   uint64_t total_size = 0;          // tensor bytes over all shards (the index's metadata.total_size)
-  std::vector<std::string> removed; // earlier outputs removed from OUT under `force` (file names)
+  // Earlier outputs and stale temporaries removed from OUT under `force` (file names).
+  std::vector<std::string> removed;
 };
 
 // Throws clq::Error before writing anything on every rule of host/formats/quantize.h, a bad
@@ -74,7 +75,9 @@ struct QuantizeReport {
 // before then (a layer refused after its device pass, a full disk) removes the temporaries and a
 // folder the run created. With `force`, the earlier outputs in OUT that the new set does not
 // replace (model.safetensors, model.safetensors.index.json, model-*-of-*.safetensors) are removed
-// after the new files are in place, so no loader finds a stale file or index.
+// after the new files are in place, so no loader finds a stale file or index; so are the
+// temporaries a killed earlier run left (.clq-XXXXXXXX.tmp regular files that are no input; a
+// symbolic link or another name is left alone).
 QuantizeReport quantize_checkpoint(Context& c, const QuantizeCheckpointOptions& opt);
 // The report as JSON text (`clquant quantize --json`, the C API and Python): method, group_size,
 // symmetric, layers [{layer, N, K, rel_fro_error, max_abs_error, device_ms}], overall

@@ -14,6 +14,7 @@ nlohmann::json layer_info_json(const LayerInfo& l) {
     j["shared_I"] = l.shared_I;
   }
   j["group_size"] = l.group_size;
+  if (!l.op.empty()) j["op"] = l.op;
   if (!l.variant_decode.empty()) j["variant"] = {{"decode", l.variant_decode}, {"prefill", l.variant_prefill}};
   if (!l.error.empty()) j["error"] = {{"status", status_name(l.status)}, {"message", l.error}};
   return j;

@@ -211,8 +211,9 @@ def quantize(input, output, method, group_size=0, asym=False, layers=None, force
 def inspect(path, device=None, format=None, group_size=0):
     """Every quantized linear layer and MoE block of a checkpoint (a .safetensors file, a sharded
     model.safetensors.index.json or their folder), in model order: one dict per layer with prefix,
-    kind ("linear" or "moe"), format, K and N (or E, H, I, shared_I), group_size, bytes and the
-    variant {"decode", "prefill"} that would run it on `device` (M=1 / M=512), the same rows as
+    kind ("linear" or "moe"), format, K and N (or E, H, I, shared_I), group_size, bytes, the op
+    whose capability-table rows run it ("w8a16_int8_gemm") and the variant {"decode", "prefill"}
+    of those rows that would run it on `device` (M=1 / M=512), the same rows as
     `clquant inspect --json`. A layer the loader refuses is listed with "error": {"status",
     "message"}; a checkpoint that cannot be opened raises clquant.Error."""
     return _json.loads(_clquant.inspect_json(_context(device), str(path), format or "", int(group_size)))["layers"]

@@ -331,7 +331,7 @@ int run_w8a8_gemm(Context& c, const GemmArgs& a, const LinearLayer& layer, const
                   const std::vector<FileId>& inputs) {
   const auto t_setup = std::chrono::steady_clock::now();
   W8A8Int8Gemm op(c, repack_w8(layer.w4().ck));
-  select_variant("w8a8_int8_gemm", c.features(), in.M, a.variant);  // a bad --variant is refused before any upload
+  select_variant(W8A8Int8Gemm::kOp, c.features(), in.M, a.variant);  // a bad --variant is refused before any upload
   const size_t ybytes = size_t(in.M * op.N()) * dtype_size(in.dt);
   op.can_implement(in.M, in.dt, in.dt, in.x->nbytes, ybytes);
   cl::Buffer dx = c.alloc(in.x->nbytes, CL_MEM_READ_ONLY), dy = c.alloc(ybytes);

@@ -39,6 +39,10 @@ std::string group_text(const LayerInfo& l) {
   return l.group_size == 0 ? "-" : l.group_size == -1 ? "K" : std::to_string(l.group_size);
 }
 
+// "w8a16_int8_gemm: gemv / tiled": the op names whose rows the variants are (two ops can share
+// variant names).
+std::string variant_text(const LayerInfo& l) { return l.op + ": " + l.variant_decode + " / " + l.variant_prefill; }
+
 LoadOptions load_options(const std::string& format, int group_size) {
   LoadOptions lo;
   lo.format = format;
@@ -68,12 +72,15 @@ int run_inspect(Context& c, const InspectArgs& a) {
     std::cout << inventory_json(inv, c.features().device_name).dump(2) << "\n";
     return 0;
   }
-  size_t w = 6;
-  for (const LayerInfo& l : inv.layers) w = std::max(w, l.prefix.size());
+  size_t w = 6, wv = 8;
+  for (const LayerInfo& l : inv.layers) {
+    w = std::max(w, l.prefix.size());
+    wv = std::max(wv, variant_text(l).size() + 2);
+  }
   std::cout << "checkpoint: " << inv.path << "\n"
             << "device: " << c.features().device_name << " (variants for M=1 / M=512)\n\n";
   std::cout << std::left << std::setw(int(w) + 2) << "layer" << std::setw(8) << "kind" << std::setw(30) << "shape"
-            << std::setw(7) << "group" << std::setw(11) << "bytes" << std::setw(24) << "variant"
+            << std::setw(7) << "group" << std::setw(11) << "bytes" << std::setw(int(wv)) << "op: variant"
             << "format\n";
   for (const LayerInfo& l : inv.layers) {
     std::cout << std::left << std::setw(int(w) + 2) << l.prefix << std::setw(8) << l.kind_name();
@@ -82,7 +89,7 @@ int run_inspect(Context& c, const InspectArgs& a) {
       continue;
     }
     std::cout << std::setw(30) << l.shape() << std::setw(7) << group_text(l) << std::setw(11) << human_bytes(l.bytes)
-              << std::setw(24) << (l.variant_decode + " / " + l.variant_prefill) << l.format << "\n";
+              << std::setw(int(wv)) << variant_text(l) << l.format << "\n";
   }
   std::cout << "\n"
             << inv.layers.size() << " layers (" << refused << " refused by the loader), " << inv.other_tensors

@@ -34,7 +34,7 @@ CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a) {
       ->check(CLI::Validator(
           [](std::string& s) -> std::string {
             try {
-              parse_byte_size(s, "--max-shard-size");
+              parse_byte_size(s, "");  // CLI11 puts the option's name in front
             } catch (const Error& e) {
               return e.what();
             }
@@ -43,7 +43,8 @@ CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a) {
           "SIZE"));
   cmd->add_flag("--force", a.force,
                 "write into a non-empty OUT, replacing its config.json and weights (model.safetensors, "
-                "model.safetensors.index.json and model-*-of-*.safetensors: the new set is written, the rest removed)");
+                "model.safetensors.index.json and model-*-of-*.safetensors: the new set is written, the rest removed) "
+                "and removing the .clq-XXXXXXXX.tmp temporaries a killed earlier run left");
   cmd->add_flag("--json", a.json, "print the report as JSON");
   return cmd;
 }

@@ -230,6 +230,119 @@ MoeRouting moe_routing_from_config(const MoeConfig& c) {
   return r;
 }
 
+namespace {
+
+void append_bytes(std::vector<uint8_t>& dst, const void* src, size_t bytes) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  dst.insert(dst.end(), p, p + bytes);
+}
+
+// What the two integer expert widths differ in; pack_int_experts is the arrangement they share.
+template <class Packed>
+struct IntExpertWidth;
+template <>
+struct IntExpertWidth<W4Packed> {
+  using Scale = uint16_t;  // fp16 bits
+  using Zero = uint8_t;
+  static constexpr int kCodesPerWord = 8;
+  static constexpr Scale kScalePad = 0x3C00;  // fp16 1.0
+  static constexpr const char* kName = "int4";
+  static W4Packed repack(const W4Checkpoint& ck) { return repack_w4(ck); }
+};
+template <>
+struct IntExpertWidth<W8Packed> {
+  using Scale = float;
+  using Zero = uint16_t;  // true zeros reach 256
+  static constexpr int kCodesPerWord = 4;
+  static constexpr Scale kScalePad = 1.0f;
+  static constexpr const char* kName = "int8";
+  static W8Packed repack(const W4Checkpoint& ck) { return repack_w8(ck); }
+};
+
+// Integer experts (W4Packed int4, W8Packed int8: the dense ops' layouts) into the fused layout:
+// gate and up side by side along N, one expert after another, column blocks of the gemv
+// geometry, scales and zeros per group padded to the same columns. Appends the codes to w1 and
+// w2 (uploaded by the caller with the other kinds'), uploads the rest into L.
+template <class Packed, class Upload>
+void pack_int_experts(const MoeCheckpoint& m, MoeDeviceLayer& L, std::vector<uint8_t>& w1, std::vector<uint8_t>& w2,
+                      const Upload& upload) {
+  using W = IntExpertWidth<Packed>;
+  using Scale = typename W::Scale;
+  using Zero = typename W::Zero;
+  std::vector<Scale> sc1, sc2;
+  std::vector<Zero> z1, z2;
+  Packed first_up, first_down;
+  // Each expert's K order (its rows sorted by g_idx, act-order); validate_moe made the group
+  // layouts (gstart, wgroup, Kp) the same for every expert, so only the orders can differ.
+  std::vector<int32_t> perm1, perm2;
+  const int64_t I = L.I;
+  for (int64_t e = 0; e < L.E; ++e) {
+    Packed g = W::repack(m.gate_q[size_t(e)]), u = W::repack(m.up_q[size_t(e)]), d = W::repack(m.down_q[size_t(e)]);
+    if (e == 0) {
+      L.Kp1 = g.Kp;
+      L.Kp2 = d.Kp;
+      first_up = g;
+      first_down = d;
+      L.g1_stride = g.G * L.lay1.Np;
+      L.g2_stride = d.G * L.lay2.Np;
+    }
+    if (g.perm != u.perm || g.gstart != first_up.gstart || g.wgroup != first_up.wgroup ||
+        d.gstart != first_down.gstart || d.wgroup != first_down.wgroup)
+      fail(Status::kInternal, "expert " + i2s(e) + ": " + W::kName + " group layout differs after validate_moe");
+    L.act1 = L.act1 || g.perm != first_up.perm;
+    L.act2 = L.act2 || d.perm != first_down.perm;
+    perm1.insert(perm1.end(), g.perm.begin(), g.perm.end());
+    perm2.insert(perm2.end(), d.perm.begin(), d.perm.end());
+    // Concatenate gate and up along N: both have the same rows (same K, groups and g_idx).
+    const int64_t words = g.Kp / W::kCodesPerWord;
+    std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * I));
+    std::vector<Scale> sc(static_cast<size_t>(g.G * 2 * I));
+    std::vector<Zero> z(static_cast<size_t>(g.G * 2 * I));
+    for (int64_t w = 0; w < words; ++w) {
+      std::copy_n(&g.qw[size_t(w * I)], I, &qw[size_t(w * 2 * I)]);
+      std::copy_n(&u.qw[size_t(w * I)], I, &qw[size_t(w * 2 * I + I)]);
+    }
+    for (int64_t r = 0; r < g.G; ++r) {
+      std::copy_n(&g.scales[size_t(r * I)], I, &sc[size_t(r * 2 * I)]);
+      std::copy_n(&u.scales[size_t(r * I)], I, &sc[size_t(r * 2 * I + I)]);
+      std::copy_n(&g.zeros[size_t(r * I)], I, &z[size_t(r * 2 * I)]);
+      std::copy_n(&u.zeros[size_t(r * I)], I, &z[size_t(r * 2 * I + I)]);
+    }
+    auto b1 = column_blocks(qw.data(), words, 2 * I, L.lay1.Np, L.lay1.block_n);
+    append_bytes(w1, b1.data(), b1.size() * 4);
+    auto s1 = pad_columns<Scale>(sc.data(), g.G, 2 * I, L.lay1.Np, W::kScalePad);
+    sc1.insert(sc1.end(), s1.begin(), s1.end());
+    auto zz1 = pad_columns<Zero>(z.data(), g.G, 2 * I, L.lay1.Np, 0);
+    z1.insert(z1.end(), zz1.begin(), zz1.end());
+    auto b2 = column_blocks(d.qw.data(), d.Kp / W::kCodesPerWord, L.H, L.lay2.Np, L.lay2.block_n);
+    append_bytes(w2, b2.data(), b2.size() * 4);
+    auto s2 = pad_columns<Scale>(d.scales.data(), d.G, L.H, L.lay2.Np, W::kScalePad);
+    sc2.insert(sc2.end(), s2.begin(), s2.end());
+    auto zz2 = pad_columns<Zero>(d.zeros.data(), d.G, L.H, L.lay2.Np, 0);
+    z2.insert(z2.end(), zz2.begin(), zz2.end());
+  }
+  L.w1_stride = int64_t(w1.size() / size_t(L.E));
+  L.w2_stride = int64_t(w2.size() / size_t(L.E));
+  L.sc1 = upload(sc1.data(), sc1.size() * sizeof(Scale));
+  L.sc2 = upload(sc2.data(), sc2.size() * sizeof(Scale));
+  L.z1 = upload(z1.data(), z1.size() * sizeof(Zero));
+  L.z2 = upload(z2.data(), z2.size() * sizeof(Zero));
+  L.gstart1 = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
+  L.wgroup1 = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
+  // One order for all experts: expert 0's, gathered once per token (no act-order cost).
+  if (!L.act1) perm1 = first_up.perm;
+  if (!L.act2) perm2 = first_down.perm;
+  L.perm1 = upload(perm1.data(), perm1.size() * 4);
+  L.gstart2 = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
+  L.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
+  L.perm2 = upload(perm2.data(), perm2.size() * 4);
+  // Codes, then one scale and one zero per group and column.
+  L.expert_bytes =
+      double(L.w1_stride + L.w2_stride) + double(L.g1_stride + L.g2_stride) * double(sizeof(Scale) + sizeof(Zero));
+}
+
+}  // namespace
+
 FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
   L_.kind = m.kind;
   L_.E = m.E;
@@ -245,145 +358,10 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
     return b;
   };
   std::vector<uint8_t> w1, w2;  // all experts, device layout, bytes
-  auto append = [](std::vector<uint8_t>& dst, const void* src, size_t bytes) {
-    const uint8_t* p = static_cast<const uint8_t*>(src);
-    dst.insert(dst.end(), p, p + bytes);
-  };
   if (L_.kind == MoeWeightKind::kInt4) {
-    std::vector<uint16_t> sc1, sc2;
-    std::vector<uint8_t> z1, z2;
-    W4Packed first_up, first_down;
-    // Each expert's K order (its rows sorted by g_idx, int4 act-order); validate_moe made the group
-    // layouts (gstart, wgroup, Kp) the same for every expert, so only the orders can differ.
-    std::vector<int32_t> perm1, perm2;
-    for (int64_t e = 0; e < L_.E; ++e) {
-      W4Packed g = repack_w4(m.gate_q[size_t(e)]), u = repack_w4(m.up_q[size_t(e)]), d = repack_w4(m.down_q[size_t(e)]);
-      if (e == 0) {
-        L_.Kp1 = g.Kp;
-        L_.Kp2 = d.Kp;
-        first_up = g;
-        first_down = d;
-        L_.g1_stride = g.G * L_.lay1.Np;
-        L_.g2_stride = d.G * L_.lay2.Np;
-      }
-      if (g.perm != u.perm || g.gstart != first_up.gstart || g.wgroup != first_up.wgroup ||
-          d.gstart != first_down.gstart || d.wgroup != first_down.wgroup)
-        fail(Status::kInternal, "expert " + i2s(e) + ": int4 group layout differs after validate_moe");
-      L_.act1 = L_.act1 || g.perm != first_up.perm;
-      L_.act2 = L_.act2 || d.perm != first_down.perm;
-      perm1.insert(perm1.end(), g.perm.begin(), g.perm.end());
-      perm2.insert(perm2.end(), d.perm.begin(), d.perm.end());
-      // Concatenate gate and up along N: both have the same rows (same K, groups and g_idx).
-      const int64_t words = g.Kp / 8;
-      std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * L_.I));
-      std::vector<uint16_t> sc(static_cast<size_t>(g.G * 2 * L_.I));
-      std::vector<uint8_t> z(static_cast<size_t>(g.G * 2 * L_.I));
-      for (int64_t w = 0; w < words; ++w) {
-        std::copy_n(&g.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I)]);
-        std::copy_n(&u.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I + L_.I)]);
-      }
-      for (int64_t r = 0; r < g.G; ++r) {
-        std::copy_n(&g.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I)]);
-        std::copy_n(&u.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I + L_.I)]);
-        std::copy_n(&g.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I)]);
-        std::copy_n(&u.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I + L_.I)]);
-      }
-      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
-      append(w1, b1.data(), b1.size() * 4);
-      auto s1 = pad_columns<uint16_t>(sc.data(), g.G, 2 * L_.I, L_.lay1.Np, 0x3C00);
-      sc1.insert(sc1.end(), s1.begin(), s1.end());
-      auto zz1 = pad_columns<uint8_t>(z.data(), g.G, 2 * L_.I, L_.lay1.Np, 0);
-      z1.insert(z1.end(), zz1.begin(), zz1.end());
-      auto b2 = column_blocks(d.qw.data(), d.Kp / 8, L_.H, L_.lay2.Np, L_.lay2.block_n);
-      append(w2, b2.data(), b2.size() * 4);
-      auto s2 = pad_columns<uint16_t>(d.scales.data(), d.G, L_.H, L_.lay2.Np, 0x3C00);
-      sc2.insert(sc2.end(), s2.begin(), s2.end());
-      auto zz2 = pad_columns<uint8_t>(d.zeros.data(), d.G, L_.H, L_.lay2.Np, 0);
-      z2.insert(z2.end(), zz2.begin(), zz2.end());
-    }
-    L_.w1_stride = int64_t(w1.size() / size_t(L_.E));
-    L_.w2_stride = int64_t(w2.size() / size_t(L_.E));
-    L_.sc1 = upload(sc1.data(), sc1.size() * 2);
-    L_.sc2 = upload(sc2.data(), sc2.size() * 2);
-    L_.z1 = upload(z1.data(), z1.size());
-    L_.z2 = upload(z2.data(), z2.size());
-    L_.gstart1 = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
-    L_.wgroup1 = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
-    // One order for all experts: expert 0's, gathered once per token (no act-order cost).
-    if (!L_.act1) perm1 = first_up.perm;
-    if (!L_.act2) perm2 = first_down.perm;
-    L_.perm1 = upload(perm1.data(), perm1.size() * 4);
-    L_.gstart2 = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
-    L_.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
-    L_.perm2 = upload(perm2.data(), perm2.size() * 4);
-    L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.g1_stride + L_.g2_stride) * 3;
+    pack_int_experts<W4Packed>(m, L_, w1, w2, upload);
   } else if (L_.kind == MoeWeightKind::kInt8) {
-    // The int4 experts' arrangement at 8 bits (W8Packed, the dense w8a16_int8 layout): gate and up
-    // side by side along N, one expert after another, fp32 scales and u16 true zeros per group.
-    std::vector<float> sc1, sc2;
-    std::vector<uint16_t> z1, z2;
-    W8Packed first_up, first_down;
-    std::vector<int32_t> perm1, perm2;
-    for (int64_t e = 0; e < L_.E; ++e) {
-      W8Packed g = repack_w8(m.gate_q[size_t(e)]), u = repack_w8(m.up_q[size_t(e)]), d = repack_w8(m.down_q[size_t(e)]);
-      if (e == 0) {
-        L_.Kp1 = g.Kp;
-        L_.Kp2 = d.Kp;
-        first_up = g;
-        first_down = d;
-        L_.g1_stride = g.G * L_.lay1.Np;
-        L_.g2_stride = d.G * L_.lay2.Np;
-      }
-      if (g.perm != u.perm || g.gstart != first_up.gstart || g.wgroup != first_up.wgroup ||
-          d.gstart != first_down.gstart || d.wgroup != first_down.wgroup)
-        fail(Status::kInternal, "expert " + i2s(e) + ": int8 group layout differs after validate_moe");
-      L_.act1 = L_.act1 || g.perm != first_up.perm;
-      L_.act2 = L_.act2 || d.perm != first_down.perm;
-      perm1.insert(perm1.end(), g.perm.begin(), g.perm.end());
-      perm2.insert(perm2.end(), d.perm.begin(), d.perm.end());
-      const int64_t words = g.Kp / 4;
-      std::vector<uint32_t> qw(static_cast<size_t>(words * 2 * L_.I));
-      std::vector<float> sc(static_cast<size_t>(g.G * 2 * L_.I));
-      std::vector<uint16_t> z(static_cast<size_t>(g.G * 2 * L_.I));
-      for (int64_t w = 0; w < words; ++w) {
-        std::copy_n(&g.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I)]);
-        std::copy_n(&u.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I + L_.I)]);
-      }
-      for (int64_t r = 0; r < g.G; ++r) {
-        std::copy_n(&g.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I)]);
-        std::copy_n(&u.scales[size_t(r * L_.I)], L_.I, &sc[size_t(r * 2 * L_.I + L_.I)]);
-        std::copy_n(&g.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I)]);
-        std::copy_n(&u.zeros[size_t(r * L_.I)], L_.I, &z[size_t(r * 2 * L_.I + L_.I)]);
-      }
-      auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
-      append(w1, b1.data(), b1.size() * 4);
-      auto s1 = pad_columns<float>(sc.data(), g.G, 2 * L_.I, L_.lay1.Np, 1.0f);
-      sc1.insert(sc1.end(), s1.begin(), s1.end());
-      auto zz1 = pad_columns<uint16_t>(z.data(), g.G, 2 * L_.I, L_.lay1.Np, 0);
-      z1.insert(z1.end(), zz1.begin(), zz1.end());
-      auto b2 = column_blocks(d.qw.data(), d.Kp / 4, L_.H, L_.lay2.Np, L_.lay2.block_n);
-      append(w2, b2.data(), b2.size() * 4);
-      auto s2 = pad_columns<float>(d.scales.data(), d.G, L_.H, L_.lay2.Np, 1.0f);
-      sc2.insert(sc2.end(), s2.begin(), s2.end());
-      auto zz2 = pad_columns<uint16_t>(d.zeros.data(), d.G, L_.H, L_.lay2.Np, 0);
-      z2.insert(z2.end(), zz2.begin(), zz2.end());
-    }
-    L_.w1_stride = int64_t(w1.size() / size_t(L_.E));
-    L_.w2_stride = int64_t(w2.size() / size_t(L_.E));
-    L_.sc1 = upload(sc1.data(), sc1.size() * 4);
-    L_.sc2 = upload(sc2.data(), sc2.size() * 4);
-    L_.z1 = upload(z1.data(), z1.size() * 2);
-    L_.z2 = upload(z2.data(), z2.size() * 2);
-    L_.gstart1 = upload(first_up.gstart.data(), first_up.gstart.size() * 4);
-    L_.wgroup1 = upload(first_up.wgroup.data(), first_up.wgroup.size() * 4);
-    if (!L_.act1) perm1 = first_up.perm;
-    if (!L_.act2) perm2 = first_down.perm;
-    L_.perm1 = upload(perm1.data(), perm1.size() * 4);
-    L_.gstart2 = upload(first_down.gstart.data(), first_down.gstart.size() * 4);
-    L_.wgroup2 = upload(first_down.wgroup.data(), first_down.wgroup.size() * 4);
-    L_.perm2 = upload(perm2.data(), perm2.size() * 4);
-    // Codes of one byte, fp32 scales and u16 zeros (4 + 2 bytes per group and column).
-    L_.expert_bytes = double(L_.w1_stride + L_.w2_stride) + double(L_.g1_stride + L_.g2_stride) * 6;
+    pack_int_experts<W8Packed>(m, L_, w1, w2, upload);
   } else if (L_.kind == MoeWeightKind::kFp8) {
     std::vector<float> sw1, sw2;
     for (int64_t e = 0; e < L_.E; ++e) {
@@ -398,11 +376,11 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
         std::copy_n(&u.qw[size_t(w * L_.I)], L_.I, &qw[size_t(w * 2 * L_.I + L_.I)]);
       }
       auto b1 = column_blocks(qw.data(), words, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
-      append(w1, b1.data(), b1.size() * 4);
+      append_bytes(w1, b1.data(), b1.size() * 4);
       sw1.insert(sw1.end(), g.sw.begin(), g.sw.end());  // gate blocks, then up blocks (I % 128 == 0)
       sw1.insert(sw1.end(), u.sw.begin(), u.sw.end());
       auto b2 = column_blocks(d.qw.data(), d.Kp / 4, L_.H, L_.lay2.Np, L_.lay2.block_n);
-      append(w2, b2.data(), b2.size() * 4);
+      append_bytes(w2, b2.data(), b2.size() * 4);
       sw2.insert(sw2.end(), d.sw.begin(), d.sw.end());
       if (e == 0) {
         L_.sw1_stride = int64_t(g.sw.size() + u.sw.size());
@@ -435,9 +413,9 @@ FusedMoe::FusedMoe(Context& c, const MoeCheckpoint& m) : c_(c) {
       for (int64_t h = 0; h < L_.H; ++h)
         for (int64_t i = 0; i < L_.I; ++i) k2[size_t(i * L_.H + h)] = rd(m.down_d[size_t(e)], h * L_.I + i);
       auto b1 = column_blocks(k1.data(), L_.Kp1, 2 * L_.I, L_.lay1.Np, L_.lay1.block_n);
-      append(w1, b1.data(), b1.size() * 2);
+      append_bytes(w1, b1.data(), b1.size() * 2);
       auto b2 = column_blocks(k2.data(), L_.Kp2, L_.H, L_.lay2.Np, L_.lay2.block_n);
-      append(w2, b2.data(), b2.size() * 2);
+      append_bytes(w2, b2.data(), b2.size() * 2);
     }
     L_.w1_stride = int64_t(w1.size() / size_t(L_.E));
     L_.w2_stride = int64_t(w2.size() / size_t(L_.E));

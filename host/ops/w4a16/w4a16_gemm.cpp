@@ -85,7 +85,7 @@ FragLayout frag_layout(const W4Packed& p) {
 
 }  // namespace
 
-W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : IntLayerGemm(c, "w4a16_gemm", w4a16_launchers()) {
+W4A16Gemm::W4A16Gemm(Context& c, const W4Packed& p) : IntLayerGemm(c, kOp, w4a16_launchers()) {
   L_.K = p.K;
   L_.N = p.N;
   L_.Kp = p.Kp;

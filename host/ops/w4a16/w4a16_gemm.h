@@ -35,6 +35,7 @@ struct W4A16Problem {
 // launcher (host/ops/w4a16/<variant>.cpp) to check and enqueue, returns its events and the row.
 class W4A16Gemm : public IntLayerGemm {
  public:
+  static constexpr const char* kOp = "w4a16_gemm";  // its capability-table rows
   // Uploads the repacked layer to the device (the fragment layout too, where the mma probe passed).
   W4A16Gemm(Context& c, const W4Packed& packed);
 

@@ -13,7 +13,7 @@ double W8A16Int8Problem::bytes() const {
 }
 
 W8A16Int8Gemm::W8A16Int8Gemm(Context& c, const W8Packed& p)
-    : IntLayerGemm(c, "w8a16_int8_gemm", w8a16_int8_launchers()) {
+    : IntLayerGemm(c, kOp, w8a16_int8_launchers()) {
   L_.bits = 8;
   L_.K = p.K;
   L_.N = p.N;
@@ -45,5 +45,7 @@ std::unique_ptr<IntLayerGemm> make_int_layer_gemm(Context& c, const W4Checkpoint
   if (ck.bits == 8) return std::make_unique<W8A16Int8Gemm>(c, repack_w8(ck));
   return std::make_unique<W4A16Gemm>(c, repack_w4(ck));
 }
+
+const char* int_layer_op(const W4Checkpoint& ck) { return ck.bits == 8 ? W8A16Int8Gemm::kOp : W4A16Gemm::kOp; }
 
 }  // namespace clq

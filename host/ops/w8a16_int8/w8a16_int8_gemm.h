@@ -38,6 +38,7 @@ const std::vector<const W4A16Launcher*>& w8a16_int8_launchers();
 
 class W8A16Int8Gemm : public IntLayerGemm {
  public:
+  static constexpr const char* kOp = "w8a16_int8_gemm";  // its capability-table rows
   // Uploads the repacked layer (column blocks of the device's gemv geometry).
   W8A16Int8Gemm(Context& c, const W8Packed& packed);
 };
@@ -45,5 +46,8 @@ class W8A16Int8Gemm : public IntLayerGemm {
 // The op for an integer layer of either width: W4A16Gemm (repack_w4) for 4-bit codes,
 // W8A16Int8Gemm (repack_w8) for 8-bit ones. The command line, the C API and Python build through it.
 std::unique_ptr<IntLayerGemm> make_int_layer_gemm(Context& c, const W4Checkpoint& ck);
+// The op make_int_layer_gemm builds for `ck` (W4A16Gemm::kOp or W8A16Int8Gemm::kOp), for callers
+// that choose or report a variant without building it (clquant inspect).
+const char* int_layer_op(const W4Checkpoint& ck);
 
 }  // namespace clq

@@ -101,7 +101,7 @@ OpEvents W8A8Int8Gemm::run(const cl::Buffer& x, DType xt, const cl::Buffer& y, D
                            const W8A8Int8RunOptions& opt) {
   can_implement(M, xt, yt, GemmIo::buffer_bytes(x), GemmIo::buffer_bytes(y));
   if (opt.splits < 0) fail(Status::kInvalidArgument, "splits = " + i2s(opt.splits) + ": must be 0 (automatic) or more");
-  const VariantRow& row = select_variant("w8a8_int8_gemm", c_.features(), M, opt.variant);
+  const VariantRow& row = select_variant(kOp, c_.features(), M, opt.variant);
   const W8A8Int8Launcher* l = find_variant(w8a8_int8_launchers(), row.variant);
   if (!l) fail(Status::kInternal, std::string("w8a8_int8_gemm row '") + row.variant + "' has no launcher");
   W8A8Int8Call call;

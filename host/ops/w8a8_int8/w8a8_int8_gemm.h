@@ -31,6 +31,7 @@ struct W8A8Int8RunOptions {
 
 class W8A8Int8Gemm {
  public:
+  static constexpr const char* kOp = "w8a8_int8_gemm";  // its capability-table rows
   W8A8Int8Gemm(Context& c, const W8Packed& packed);
   W8A8Int8Gemm(const W8A8Int8Gemm&) = delete;  // the device layer points at w_
   W8A8Int8Gemm& operator=(const W8A8Int8Gemm&) = delete;
