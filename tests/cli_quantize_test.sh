@@ -135,13 +135,15 @@ expect "gemm --quantize int4 W4A8" 0 "w4a8_gemm/emulated" "$clq" gemm --weights 
 expect "gemm --quantize on a quantized layer" 4 "already quantized" "$clq" gemm --weights "$tmp/out-int4" --prefix $P --input "$in/input.safetensors" --output "$tmp/yq-x.safetensors" --quantize int4
 expect "gemm --asym without --quantize" 4 "--asym applies with --quantize" "$clq" gemm --weights "$tmp/out-int4" --prefix $P --input "$in/input.safetensors" --output "$tmp/yq-y.safetensors" --asym
 # MoE blocks: dense routed and shared experts quantized at load, against the reference on the
-# quantized experts; int8 has no MoE expert kind.
+# quantized experts (int8: the W8A16 int8 experts).
 moe="$tmp/moe"; mkdir -p "$moe"; "$gen" "$moe" moe_dense+ds 256 128 8 0 5 bf16 3
 M=model.layers.3.mlp
 expect "moe --quantize int4" 0 "check: .*PASS" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/y4.safetensors" --top-k 2 --check --quantize int4
 expect "moe --quantize int4 asym g64" 0 "int4 experts.*shared experts I=256 int4" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/y4a.safetensors" --top-k 2 --check --quantize int4 --asym --group-size 64
 expect "moe --quantize fp8-block" 0 "check: .*PASS" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/y8.safetensors" --top-k 2 --renormalize --check --quantize fp8-block --variant general
-expect "moe --quantize int8" 2 "int8" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/yx.safetensors" --top-k 2 --quantize int8
+expect "moe --quantize int8" 0 "check: .*PASS" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/yi8.safetensors" --top-k 2 --check --quantize int8
+expect "moe --quantize int8 asym g64" 0 "int8 experts.*shared experts I=256 int8" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/yi8a.safetensors" --top-k 2 --check --quantize int8 --asym --group-size 64
+expect "moe --quantize int9" 2 "int9" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/yx.safetensors" --top-k 2 --quantize int9
 expect "moe --quantize output over the input" 4 "" "$clq" moe --weights "$moe" --prefix $M --input "$moe/input.safetensors" --output "$moe/input.safetensors" --top-k 2 --quantize int4
 # Refusals: nothing is ever written over an input or an existing folder's files without --force.
 expect "OUT exists, not empty" 4 "is not empty" "$clq" quantize "$in" "$tmp/out-int4" --method int4

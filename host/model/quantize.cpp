@@ -430,15 +430,13 @@ void quantize_experts(Context& c, MoeCheckpoint& m, const QuantSpec& spec, Onlin
         f8[p]->push_back(out.tensors.back().fp8());
     }
   for (auto* d : dense) d->clear();
-  m.kind = spec.is_int() ? MoeWeightKind::kInt4 : MoeWeightKind::kFp8;
+  m.kind = !spec.is_int() ? MoeWeightKind::kFp8 : spec.bits() == 8 ? MoeWeightKind::kInt8 : MoeWeightKind::kInt4;
   m.validated = false;
 }
 }  // namespace
 
 OnlineQuantMoe quantize_moe(Context& c, const MoeLayer& dense, const QuantSpec& spec) {
   check_quant_spec(spec);
-  if (spec.method == QuantMethod::kInt8)
-    fail(Status::kNotSupported, "MoE experts are dense, int4 or block FP8: --quantize int8 has no MoE expert kind");
   OnlineQuantMoe out;
   out.layer = dense;
   MoeCheckpoint& m = out.layer.moe;

@@ -53,9 +53,9 @@ CLI::App* add_moe_command(CLI::App& app, MoeArgs& a) {
       ->check(CLI::IsMember({"decode", "general"}));
   cmd->add_option("--quantize", a.quantize,
                   "quantize the dense experts (and shared experts) on the device first, round to nearest: int4 "
-                  "(--group-size G, default 128; --asym) or fp8-block; prints the quantization error")
-      ->check(CLI::IsMember({"int4", "fp8-block"}));
-  cmd->add_flag("--asym", a.asym, "with --quantize int4: asymmetric codes (a zero point per group)");
+                  "or int8 (--group-size G, default 128; --asym) or fp8-block; prints the quantization error")
+      ->check(CLI::IsMember({"int4", "int8", "fp8-block"}));
+  cmd->add_flag("--asym", a.asym, "with --quantize int4 or int8: asymmetric codes (a zero point per group)");
   cmd->add_flag("--check", a.check,
                 "also compute the fp64 reference (with the device's logits) and fail beyond tolerance");
   return cmd;
@@ -68,7 +68,7 @@ int run_moe(Context& c, const MoeArgs& a) {
   lo.bits = a.bits;
   if (a.bits && !a.quantize.empty())
     fail(Status::kInvalidArgument, "--bits describes quantized experts; --quantize takes dense ones");
-  if (a.asym && a.quantize.empty()) fail(Status::kInvalidArgument, "--asym applies with --quantize int4");
+  if (a.asym && a.quantize.empty()) fail(Status::kInvalidArgument, "--asym applies with --quantize int4|int8");
   if (!a.quantize.empty() && !a.format.empty())
     fail(Status::kInvalidArgument, "--format describes quantized experts; --quantize takes dense ones");
   const MoeLayer loaded = load_moe(a.weights, a.prefix, lo);
