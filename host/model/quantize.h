@@ -96,9 +96,8 @@ OnlineQuantLayer quantize_linear(Context& c, std::shared_ptr<const Checkpoint> c
                                  const QuantSpec& spec);
 
 // A MoE block with dense experts (and dense shared experts) quantized at load, every projection
-// through WeightQuantizer: int4 (compressed-tensors layout, run as the int4 expert kind) or
-// fp8-block; int8 is refused (NotSupported: MoE experts have no int8 kind). The router stays as it
-// is. `layer` views `tensors` (keep them together); `error` sums every projection.
+// through WeightQuantizer: int4 or int8 (compressed-tensors layout, run as the int4 / int8
+// weight-only expert kinds) or fp8-block. The router stays as it is. `layer` views `tensors` (keep them together); `error` sums every projection.
 struct OnlineQuantMoe {
   std::deque<QuantizedTensors> tensors;
   std::shared_ptr<MoeCheckpoint> shared;  // the quantized shared experts, when the block has them
