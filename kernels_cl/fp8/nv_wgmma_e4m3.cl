@@ -36,15 +36,10 @@ void fp8_block_gemm_wgmma(__global const uchar* restrict wrows_gl,  // [Npw][Kp]
                           int M, int N, int Kp, int blocks_per_split, int direct) {
   const int tid = get_local_id(0);
   const int wg = tid >> 7;
-  int m0, n0;
-  clq_wg_tile(&m0, &n0);
-  const int split = get_group_id(1);
   const int Kb = Kp / 128;
-  const int j_begin = split * blocks_per_split;
-  const int nblk = min(Kb, j_begin + blocks_per_split) - j_begin;
-  const uint smem = clq_wg_smem_base();
-  const uint bars = smem + BAR_BASE;
-  clq_wg_init_bars(bars);
+  const clq_wg_work w = clq_wg_begin(Kb, blocks_per_split);
+  const int m0 = w.m0, n0 = w.n0, split = w.split, j_begin = w.j_begin, nblk = w.nsteps;
+  const uint smem = w.smem, bars = w.bars;
 
   if (wg == 2) {
     const int last = KNOCKOUT == 6 ? 0 : (KNOCKOUT == 2 || KNOCKOUT == 5) ? min(nblk, STAGES) : nblk;

@@ -203,15 +203,10 @@ void w4a16_gemm_nv_wgmma(__global const uint4* restrict qf_gl,    // [tiles][chu
                          int M, int N, int tiles, int chunks, int ldx_bytes, int chunks_per_split) {
   const int tid = get_local_id(0);
   const int wg = tid >> 7;
-  int m0, n0;  // m0: first row of x; n0: first output column
-  clq_wg_tile(&m0, &n0);
-  const int split = get_group_id(1), splits = get_num_groups(1);
-  const int c_begin = split * chunks_per_split;
-  const int nchunk = min(chunks, c_begin + chunks_per_split) - c_begin;
+  const clq_wg_work w = clq_wg_begin(chunks, chunks_per_split);  // m0: first row of x; n0: first output column
+  const int m0 = w.m0, n0 = w.n0, split = w.split, splits = get_num_groups(1), c_begin = w.j_begin, nchunk = w.nsteps;
   const int tile_b = n0 >> 4;
-  const uint smem = clq_wg_smem_base();
-  const uint bars = smem + BAR_BASE;
-  clq_wg_init_bars(bars);
+  const uint smem = w.smem, bars = w.bars;
 
   if (wg == CWG) {
 #if REGS_TRADE
