@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 
-def run_clquant(clquant, op, shapes, ms):
+def run_clquant(clquant, op, shapes, ms, extra=()):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "b.json")
         env = dict(os.environ)
@@ -33,6 +33,7 @@ def run_clquant(clquant, op, shapes, ms):
             cmd += ["--shapes", ",".join(f"{n}x{k}" for n, k in shapes), "--no-baseline"]
         else:
             cmd += ["--breakdown"]
+        cmd += list(extra)
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         with open(out) as f:
             return json.load(f)
@@ -232,7 +233,7 @@ def torch_moe(model, T, reps):
 
 def main_moe(args):
     ms = [int(m) for m in args.ms.split(",")]
-    ours = run_clquant(args.clquant, "moe", [], ms)
+    ours = run_clquant(args.clquant, "moe", [], ms, ["--models", args.models] if args.models else [])
     import torch
     print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}  "
           f"clquant device: {ours['device']['device']} (OpenCL driver {ours['device']['driver_version']})")
@@ -262,6 +263,7 @@ def main():
     p.add_argument("--op", choices=["w4a16", "fp8", "w8a8_int8", "moe"], default="w4a16")
     p.add_argument("--clquant", default="build/tools/clquant")
     p.add_argument("--shapes", default=None, help="NxK list (default: the issue's)")
+    p.add_argument("--models", default=None, help="moe: only these models (clquant bench moe --models)")
     p.add_argument("--ms", default=None, help="M (T for moe) list; default 1,16,4096 (moe: 1,16,64)")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--json-out", default=None)

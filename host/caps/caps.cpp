@@ -90,6 +90,7 @@ const std::vector<VariantRow> kTable = {
   {"moe_gemm_fp8",     "nv_mma_e4m3", kFeatNvMmaE4m3, 30, K::kNative,   St::kPlanned,     0, "mma.sync e4m3 grouped gemm"},
   // The whole layer (FusedMoe); M is the call's token slots, T * top_k.
   {"fused_moe",        "decode",      0, 20, K::kNative,   St::kImplemented, 512, "four launches, no host round trip: routing + FP8 staging, top-k + alignment, gate_up + SwiGLU, down + combine; fp16/bf16/FP8 experts, no expert map"},
+  {"fused_moe",        "nv_wgmma",    kFeatNvWgmma | kFeatNvMmaF16, 30, K::kNative, St::kImplemented, 0, "prefill, fp16/bf16 experts with activations of their type: the general path's routing and alignment in blocks of 128 slots, then register-A wgmma m64n128k16 grouped GEMMs through the PTX patch (weights ldmatrix.trans'd from cp.async stages, activation rows gathered by sorted id in the producer), SwiGLU in registers, a carried as 16-bit hi + lo, routing weight in the down GEMM's epilogue, the combine", 256},
   {"fused_moe",        "general",     0, 10, K::kNative,   St::kImplemented, 0, "routing, alignment, staging, grouped GEMMs (moe_routing, moe_align, moe_gemm/moe_gemm_fp8/moe_gemm_int8 rows), split-K reductions, combine; every weight kind (int4 and int8 experts only here)"},
   {"fused_moe",        "general",     kFeatCpu, 25, K::kNative, St::kImplemented, 0, "CPUs keep the general path at every T (the decode path was written and measured for GPUs)"},
 };

@@ -42,40 +42,12 @@ class General final : public MoeLauncher {
 
   OpEvents enqueue(Context& c, MoeDeviceLayer& L, const MoeCall& call) const override {
     OpEvents ev;  // every launch recorded (bench --breakdown)
-    if (call.routing) route(c, L, call, ev);
+    if (call.routing) moe_route(c, L, call, ev);
     experts(c, L, call, ev);
     return ev;
   }
 
  private:
-  // Router logits (unless the caller gave them) and top-k into L.ids / L.topw.
-  static void route(Context& c, MoeDeviceLayer& L, const MoeCall& call, OpEvents& ev) {
-    const cl::Buffer& x = *call.x;
-    const DType xt = call.xt;
-    const int64_t T = call.M;
-    const int K = call.top_k;
-    const MoeRouting& r = *call.routing;
-    const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
-    const VariantRow& route = select_variant("moe_routing", c.features(), T);
-    cl::Kernel lk, rk;
-    if (!call.logits) lk = c.kernel(row_kernel_file(route), "moe_router_logits", io + " -DWR_DTYPE=0 ");
-    rk = c.kernel(row_kernel_file(route),
-                  r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped", io);
-    const cl::Buffer& lg = call.logits ? *call.logits : L.logits;
-    if (!call.logits) {
-      set_args(lk, x, L.router, L.logits, cl_int(T), cl_int(L.H), cl_int(L.E));
-      ev.add(launch(c, lk, cl::NDRange(round_up(size_t(L.E), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits"),
-             "moe_router_logits");
-    }
-    if (r.kind == MoeRouting::Kind::kSoftmax) {
-      set_args(rk, lg, L.ids, L.topw, cl_int(T), cl_int(L.E), cl_int(K), cl_int(r.renormalize));
-    } else {
-      set_args(rk, lg, L.bias, cl_int(L.has_bias), L.ids, L.topw, cl_int(T), cl_int(L.E), cl_int(K), cl_int(r.n_group),
-               cl_int(r.topk_group), cl_int(r.renormalize), cl_float(r.routed_scaling), cl_int(r.softmax_scores));
-    }
-    ev.add(launch(c, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk"), "moe_topk");
-  }
-
   // Alignment, staging, the two grouped GEMMs (with their split-K reductions) and the combine.
   static void experts(Context& c, MoeDeviceLayer& L, const MoeCall& call, OpEvents& ev) {
     const cl::Buffer& x = *call.x;
@@ -240,6 +212,33 @@ class General final : public MoeLauncher {
 };
 
 }  // namespace
+
+void moe_route(Context& c, MoeDeviceLayer& L, const MoeCall& call, OpEvents& ev) {
+  const cl::Buffer& x = *call.x;
+  const DType xt = call.xt;
+  const int64_t T = call.M;
+  const int K = call.top_k;
+  const MoeRouting& r = *call.routing;
+  const std::string io = "-DIN_DTYPE=" + i2s(dtype_code(xt)) + " -DOUT_DTYPE=2";
+  const VariantRow& route = select_variant("moe_routing", c.features(), T);
+  cl::Kernel lk, rk;
+  if (!call.logits) lk = c.kernel(row_kernel_file(route), "moe_router_logits", io + " -DWR_DTYPE=0 ");
+  rk = c.kernel(row_kernel_file(route),
+                r.kind == MoeRouting::Kind::kSoftmax ? "moe_topk_softmax" : "moe_topk_grouped", io);
+  const cl::Buffer& lg = call.logits ? *call.logits : L.logits;
+  if (!call.logits) {
+    set_args(lk, x, L.router, L.logits, cl_int(T), cl_int(L.H), cl_int(L.E));
+    ev.add(launch(c, lk, cl::NDRange(round_up(size_t(L.E), 16), size_t(T)), cl::NDRange(16, 1), "moe_router_logits"),
+           "moe_router_logits");
+  }
+  if (r.kind == MoeRouting::Kind::kSoftmax) {
+    set_args(rk, lg, L.ids, L.topw, cl_int(T), cl_int(L.E), cl_int(K), cl_int(r.renormalize));
+  } else {
+    set_args(rk, lg, L.bias, cl_int(L.has_bias), L.ids, L.topw, cl_int(T), cl_int(L.E), cl_int(K), cl_int(r.n_group),
+             cl_int(r.topk_group), cl_int(r.renormalize), cl_float(r.routed_scaling), cl_int(r.softmax_scores));
+  }
+  ev.add(launch(c, rk, cl::NDRange(round_up(size_t(T), 64)), cl::NDRange(64), "moe_topk"), "moe_topk");
+}
 
 const MoeLauncher& moe_general_launcher() {
   static const General l;

@@ -9,9 +9,11 @@ namespace clq {
 
 const MoeLauncher& moe_general_launcher();
 const MoeLauncher& moe_decode_launcher();
+const MoeLauncher& moe_nv_wgmma_launcher();
 
 const std::vector<const MoeLauncher*>& moe_launchers() {
-  static const std::vector<const MoeLauncher*> all = {&moe_general_launcher(), &moe_decode_launcher()};
+  static const std::vector<const MoeLauncher*> all = {&moe_general_launcher(), &moe_decode_launcher(),
+                                                            &moe_nv_wgmma_launcher()};
   return all;
 }
 

@@ -5,6 +5,9 @@
 //   general.cpp  routing kernels (moe/topk.cl), alignment (moe/align.cl), activation staging
 //                (w4a16/gather.cl, fp8/quant.cl), grouped expert GEMMs with their split-K
 //                reductions and the combine (moe/general.cl); every weight kind, any T
+//   nv_wgmma.cpp the general path's routing and alignment (blocks of 128 slots), then the two
+//                grouped GEMMs on sm_90a wgmma (moe/nv_wgmma.cl) and the combine; 16-bit
+//                experts, prefill
 //   decode.cpp   four launches (moe/decode.cl, moe/topk.cl): routing + FP8 staging, top-k with
 //                the alignment, gate_up with the SwiGLU, down with the combine; few tokens
 //
@@ -48,6 +51,8 @@ struct MoeDeviceLayer {
   cl::Buffer logits, ids, topw, counts, sorted, expert_ids, npp, map;
   cl::Buffer xs1, aux1, codes1, a, xs2, aux2, codes2, y2, part1, part2;
   size_t part1_b = 0, part2_b = 0;
+  cl::Buffer a_hi, a_lo;  // nv_wgmma: the SwiGLU output as two 16-bit arrays [S][Kp2], a = hi + lo
+  size_t a_hi_b = 0, a_lo_b = 0;
   cl::Buffer cnt1, cnt2, tokcnt;  // decode split-K / combine counters: zero between calls
   size_t cnt1_b = 0, cnt2_b = 0, tokcnt_b = 0;
   size_t logits_b = 0, ids_b = 0, topw_b = 0, counts_b = 0, sorted_b = 0, expert_ids_b = 0, npp_b = 0, map_b = 0;
@@ -90,6 +95,9 @@ class MoeLauncher : public Launcher {
 };
 
 const std::vector<const MoeLauncher*>& moe_launchers();
+// Router logits (unless the caller gave them) and top-k into layer.ids / layer.topw: the general
+// path's routing launches (moe/topk.cl), which the nv_wgmma path shares.
+void moe_route(Context& c, MoeDeviceLayer& layer, const MoeCall& call, OpEvents& ev);
 const MoeLauncher* moe_launcher(const std::string& variant);
 
 }  // namespace clq
