@@ -50,8 +50,8 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
   std::vector<int64_t> ts = cfg.ts;
   if (ts.empty()) ts = cfg.quick ? std::vector<int64_t>{1, 16, 64} : std::vector<int64_t>{1, 16, 64, 4096};
   MoeRunOptions opt;
-  if (!cfg.variant.empty() && cfg.variant != "decode" && cfg.variant != "general")
-    fail(Status::kInvalidArgument, "moe --variant '" + cfg.variant + "': use decode or general");
+  if (!cfg.variant.empty() && cfg.variant != "decode" && cfg.variant != "general" && cfg.variant != "nv_wgmma")
+    fail(Status::kInvalidArgument, "moe --variant '" + cfg.variant + "': use decode, general or nv_wgmma");
   opt.variant = cfg.variant;  // a fused_moe row (host/caps/caps.cpp)
   opt.block_size = cfg.block_size;
   std::vector<Row> rows;
@@ -85,7 +85,7 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
       cl::Buffer dx = c.alloc(x.size()), dy = c.alloc(x.size());
       c.write(dx, x.data(), x.size());
       const OpEvents first = op.run(dx, DType::kBF16, dy, DType::kBF16, T, r, opt);
-      const bool decode = std::string(first.row->variant) == "decode";  // the row that ran
+      const std::string ran = first.row->variant;  // the row that ran
       std::vector<int> ids;
       std::vector<float> w;
       op.read_routing(&ids, &w);
@@ -103,7 +103,7 @@ std::vector<Row> bench_moe(Context& c, const MoeBenchConfig& cfg, std::ostream* 
                          : md.kind == MoeWeightKind::kInt4 ? "int4"
                          : md.kind == MoeWeightKind::kInt8 ? "int8"
                                                            : "bf16";
-      row.variant = std::string(kind) + (decode ? " dec" : " gen");
+      row.variant = std::string(kind) + (ran == "decode" ? " dec" : ran == "general" ? " gen" : " wgmma");
       if (harness_options().replay && c.command_buffers()) {
         // The call has run (warm-up and timing above), so its scratch exists; a path that reads
         // back or writes during the call cannot be recorded, and says so.

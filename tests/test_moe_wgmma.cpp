@@ -91,7 +91,7 @@ TEST(MoeWgmma, DenseExpertsAgainstFp64) {
   };
   // H = 272 and I = 208: K of neither GEMM is whole 64-row chunks (padded x, a's zero columns),
   // and neither column count whole 128-column tiles (clamped pieces, unstored columns).
-  for (const Shape& sh : {Shape{8, 256, 128, 2}, Shape{8, 272, 208, 2}, Shape{64, 128, 64, 6}})
+  for (const Shape& sh : {Shape{8, 256, 128, 2}, Shape{8, 272, 208, 2}, Shape{64, 128, 64, 6}, Shape{128, 256, 192, 8}})
     for (DType dt : {DType::kBF16, DType::kF16}) {
       MoeSynth syn(wg_spec(dt, sh.E, sh.H, sh.I, test::seed() + 61 + uint64_t(sh.H)));
       FusedMoe op(c, syn.checkpoint());

@@ -58,6 +58,9 @@
 #ifndef MMA_BF16
 #define MMA_BF16 1
 #endif
+#ifndef KO
+#define KO 0  // knock-out builds (measurement only): 1 = no wgmma, 2 = no copies (stages arrive empty)
+#endif
 #include "common/wgmma_gemm.clh"
 
 // Four 8x8 16-bit tiles from .shared, transposed: lanes 8j .. 8j+7 name the rows of tile j,
@@ -86,7 +89,7 @@ CLQ_INLINE void clq_moe_chunk(uint smem, uint bars, uint a_at, float* acc, uint*
   clq_wg_proxy_fence();
   clq_wg_fence();
 #pragma unroll
-  for (int s = 0; s < 4; ++s) {
+  for (int s = 0; s < 4 * (KO != 1); ++s) {
     clq_wg_mma_rs_n128(acc, as + 4 * s, clq_wg_desc(sb + clq_wg_step_off(0, s, 32)), 1);
 #if MODE == 1
     clq_wg_mma_rs_n128(acc, as + 4 * s, clq_wg_desc(sb + TOK * 128 + clq_wg_step_off(0, s, 32)), 1);
@@ -150,7 +153,7 @@ void moe_gemm_nv_wgmma(__global const uchar* restrict w_gl, long w_stride,  // [
       const int slot = x % STAGES, round = x / STAGES;
       if (round > 0) clq_mbar_wait(bars + 8 * (STAGES + slot), (uint)(round - 1) & 1u);
       const uint sb = smem + slot * STAGE_BYTES;
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 8 * (KO != 2); ++i) {
         clq_wg_cp16(sb + dst0 + 2048u * i, x_gl + x_off[i] + (size_t)x * 128);
 #if MODE == 1
         clq_wg_cp16(sb + TOK * 128 + dst0 + 2048u * i, xlo_gl + x_off[i] + (size_t)x * 128);

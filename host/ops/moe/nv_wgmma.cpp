@@ -24,14 +24,16 @@ namespace {
 constexpr int kBlock = 128;  // slots per aligned block: the N of the m64n128 wgmma
 
 // Sweep knobs, read once: CLQ_NV_MOEWGMMA=stages1=S,stages2=S (gate_up 2..6, down 2..4; default
-// the most that fit), group=G (blocks that walk the column tiles together, default 8).
+// the most that fit), group=G (blocks that walk the column tiles together, default 8), ko=1|2
+// (knock-out builds for measurement: no wgmma, or no copies; wrong results).
 struct Knobs {
-  int stages1, stages2, group;
+  int stages1, stages2, group, ko;
 };
 const Knobs& knobs() {
   static const Knobs k{std::clamp(oputil::env_knob("CLQ_NV_MOEWGMMA", "stages1", 6), 2, 6),
                        std::clamp(oputil::env_knob("CLQ_NV_MOEWGMMA", "stages2", 4), 2, 4),
-                       std::clamp(oputil::env_knob("CLQ_NV_MOEWGMMA", "group", 8), 1, 64)};
+                       std::clamp(oputil::env_knob("CLQ_NV_MOEWGMMA", "group", 8), 1, 64),
+                       std::clamp(oputil::env_knob("CLQ_NV_MOEWGMMA", "ko", 0), 0, 2)};
   return k;
 }
 
@@ -76,7 +78,7 @@ class NvWgmma final : public MoeLauncher {
     const MoeDeviceLayer::DispatchSize d = L.dispatch_size(T, K, kBlock);
     const int64_t TK = d.TK, S_max = d.S_max, B_max = d.B_max;
     const bool direct = L.H == L.Kp1;  // rows of x are already whole chunks
-    const std::string wdef = " -DMMA_BF16=" + std::string(L.dense_bf16 ? "1" : "0") + " -DGROUP_M=" + i2s(kn.group);
+    const std::string wdef = " -DMMA_BF16=" + std::string(L.dense_bf16 ? "1" : "0") + " -DGROUP_M=" + i2s(kn.group) + " -DKO=" + i2s(kn.ko);
     const WgmmaOperands ops = L.dense_bf16 ? WgmmaOperands::kBf16Rs : WgmmaOperands::kF16Rs;
     // Every kernel is built, and every buffer allocated, before anything is enqueued.
     const VariantRow& al = select_variant("moe_align", c.features(), T);
